@@ -1,0 +1,38 @@
+"""Errors a user can cause or meet, each carrying one clear sentence with the fix.
+
+The CLI and the pytest plugin print ``str(error)`` without a traceback for every
+:class:`HarnessError`; anything else is a bug in lvs-harness and keeps its traceback.
+"""
+
+
+class HarnessError(Exception):
+    """A problem the user can fix: the message names it and says how."""
+
+
+class VagrantfileError(HarnessError):
+    """A Vagrantfile that cannot be turned into a topology."""
+
+
+class LabError(HarnessError):
+    """A lab that could not be built, booted or driven."""
+
+
+class CommandFailed(HarnessError):
+    """A command run through :meth:`Host.check` exited non-zero.
+
+    Example::
+
+        try:
+            host.check("ipvsadm -Ln")
+        except CommandFailed as err:
+            print(err.result.stderr)
+    """
+
+    def __init__(self, host: str, result):
+        self.host = host
+        self.result = result
+        out = (result.stderr or result.stdout).strip()
+        super().__init__(
+            f"`{result.command}` on {host} exited {result.rc}"
+            + (f": {out[-2000:]}" if out else " with no output")
+        )

@@ -1,0 +1,188 @@
+"""What every lab backend offers, and the bring-up shared by the namespace-based ones.
+
+A backend is a class with ``NAME`` and ``start(config) -> Lab``; a started lab has
+``run_id``, ``topology``, ``hosts`` (name -> :class:`~lvs_harness.hosts.Host`),
+``provisioning`` (what each provisioner did) and ``close()``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Protocol
+
+from ..commands import CommandResult
+from ..errors import LabError
+from ..hosts import Host, host_map
+from ..runs import Run
+from ..topology import DIRECTOR, REAL, Provisioner, Topology, VirtualService
+from ..vagrantfile import load_topology
+from .namespaces import Namespaces
+
+PROVISION_TIMEOUT = 600
+
+
+def reference_vagrantfile() -> Path:
+    """The reference solution of hw3.8 shipped with lvs-harness (the repository's Vagrantfile)."""
+    from importlib import resources
+    return Path(str(resources.files("lvs_harness.data").joinpath("Vagrantfile")))
+
+
+def stderr_progress(message: str) -> None:
+    print(f"lvs-harness: {message}", file=sys.stderr, flush=True)
+
+
+@dataclasses.dataclass
+class LabConfig:
+    """How to bring a lab up. Override the ``lab_config`` fixture to change it for a test suite.
+
+    Example::
+
+        @pytest.fixture(scope="session")
+        def lab_config(lab_config):
+            return dataclasses.replace(lab_config, vagrantfile=Path("my-lab/Vagrantfile"))
+    """
+
+    backend: str = "auto"
+    vagrantfile: Path | None = None          # None: the shipped reference
+    keep: bool = False
+    roles: dict | None = None                # role -> glob patterns; None: hw3.8 defaults
+    service: VirtualService = VirtualService()
+    allow_scripts: bool = False              # run provisioners of a non-reference Vagrantfile on netns
+    progress: Callable[[str], None] = stderr_progress
+
+    @property
+    def vagrantfile_path(self) -> Path:
+        return Path(self.vagrantfile) if self.vagrantfile else reference_vagrantfile()
+
+
+@dataclasses.dataclass(frozen=True)
+class ProvisionResult:
+    host: str
+    origin: str
+    result: CommandResult
+
+
+class Lab(Protocol):
+    NAME: str
+    run_id: str
+    topology: Topology
+    hosts: dict[str, Host]
+    provisioning: list[ProvisionResult]
+
+    def close(self) -> None: ...
+
+
+class NamespacedLab:
+    """Bring-up shared by ``uml`` and ``netns``: evaluate, build namespaces, start daemons, provision.
+
+    Subclasses provide ``_root_run(argv, input, timeout)`` (root in the outer system) and
+    ``_sandbox_run(argv, input)`` (where the untrusted Vagrantfile is evaluated).
+    """
+
+    NAME = "?"
+    GUEST_ENV: dict = {}
+
+    def __init__(self, config: LabConfig, run: Run, ns_state: str):
+        self.config = config
+        self.run = run
+        self.run_id = run.id
+        self.ns = Namespaces(prefix=f"lvsh-{run.id}", state=ns_state, run_id=run.id, env=self.GUEST_ENV)
+        self.topology: Topology | None = None
+        self.hosts: dict[str, Host] = {}
+        self.provisioning: list[ProvisionResult] = []
+        self.timings: dict[str, float] = {}
+        self.ipvs = True  # does the lab's kernel have IPVS? (netns on a kernel without it: False)
+        self._closed = False
+
+    # to be provided ------------------------------------------------------------
+    def _root_run(self, argv: list, input: bytes | None, timeout: float) -> CommandResult:
+        raise NotImplementedError
+
+    def _sandbox_run(self, argv: list, input: bytes) -> CommandResult:
+        raise NotImplementedError
+
+    # bring-up --------------------------------------------------------------------
+    def _timed(self, key: str, message: str):
+        lab = self
+
+        class _T:
+            def __enter__(self):
+                lab.config.progress(message)
+                self.t0 = time.monotonic()
+
+            def __exit__(self, *exc):
+                lab.timings[key] = time.monotonic() - self.t0
+        return _T()
+
+    def _bring_up(self, provision: bool = True) -> None:
+        cfg = self.config
+        with self._timed("evaluate", f"evaluating {cfg.vagrantfile_path}"):
+            self.topology = load_topology(cfg.vagrantfile_path, self._sandbox_run, cfg.roles, cfg.service)
+        self.run.set(hosts=self.topology.names, ns_prefix=self.ns.prefix)
+        with self._timed("namespaces", f"creating hosts {', '.join(self.topology.names)}"):
+            self._root_check(["bash", "-c", self.ns.build_script(self.topology)], "build the lab namespaces")
+        self.hosts = host_map(self.topology.hosts, self._execute)
+        with self._timed("daemons", "starting nginx on the reals"):
+            for spec in self.topology.reals:
+                self.hosts[spec.name].check(
+                    f"[ -e /var/www/html/index.html ] || echo {shlex.quote(spec.name)} > /var/www/html/index.html;"
+                    " systemctl start nginx")
+        if provision:
+            with self._timed("provision", "running the Vagrantfile's provisioners"):
+                self._provision()
+        with self._timed("keepalived", "starting keepalived on the directors"):
+            for spec in self.topology.directors:
+                self.hosts[spec.name].run("systemctl start keepalived")
+
+    def _provision(self) -> None:
+        for spec in self.topology.hosts:
+            host = self.hosts[spec.name]
+            for n, prov in enumerate(spec.provisioners):
+                self.provisioning.append(ProvisionResult(spec.name, prov.origin, self._run_provisioner(host, prov, n)))
+                res = self.provisioning[-1].result
+                if not res.ok:
+                    self.config.progress(f"provisioner of {spec.name} ({prov.origin}) exited {res.rc}; "
+                                         "continuing (its output is in lab.provisioning)")
+
+    @staticmethod
+    def _run_provisioner(host: Host, prov: Provisioner, n: int) -> CommandResult:
+        path = f"/tmp/vagrant-shell-{n}"
+        host.write_file(path, prov.script, mode=0o755)
+        if isinstance(prov.args, tuple):
+            args = " ".join(shlex.quote(a) for a in prov.args)
+        else:
+            args = prov.args or ""
+        return host.run(f"cd /root && bash {path} {args}", timeout=PROVISION_TIMEOUT)
+
+    # commands ----------------------------------------------------------------------
+    def _execute(self, host: str, command: str, *, timeout: float, input: bytes | None) -> CommandResult:
+        if self._closed:
+            raise LabError(f"the lab {self.run_id} is closed; start a new one to run `{command}` on {host}")
+        t0 = time.monotonic()
+        res = self._root_run(self.ns.enter_argv(host, command, timeout), input, timeout + 10)
+        return CommandResult(command=command, rc=res.rc, stdout=res.stdout, stderr=res.stderr,
+                             duration=time.monotonic() - t0)
+
+    def _root_check(self, argv: list, what: str, input: bytes | None = None, timeout: float = 120) -> CommandResult:
+        res = self._root_run(argv, input, timeout)
+        if not res.ok:
+            raise LabError(f"could not {what} ({res.rc}): {(res.stderr or res.stdout).strip()[-800:]}")
+        return res
+
+    def teardown_namespaces(self) -> None:
+        if self.topology is not None:
+            self._root_run(["bash", "-c", self.ns.destroy_script(self.topology.names)], None, 60)
+
+    # context manager -------------------------------------------------------------------
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self) -> None:
+        raise NotImplementedError

@@ -1,0 +1,147 @@
+"""Lab hosts as namespaces: shared by the ``uml`` lab (inside the guest) and the ``netns`` lab.
+
+Each host is a network namespace plus its own UTS namespace (hostname) and mount
+namespace, in which ``/etc``, ``/var``, ``/root``, ``/home`` and ``/usr/local`` are overlays
+over the real ones and ``/run`` and ``/tmp`` are fresh tmpfs: what a provisioner writes
+stays in its host, daemons' default pid files and logs never collide, and nothing of it
+touches the underlying system. Each interface is a veth created inside its host's
+namespace (nothing appears in the outer one) whose peer sits on a bridge, one per
+network segment, in a switch namespace.
+
+All names carry the run's prefix (``lvsh-<run id>``). The whole build and the whole
+teardown are one bash script each, run through ``root_run`` — a local subprocess on the
+``netns`` lab, the guest agent on the ``uml`` lab.
+
+Example::
+
+    ns = Namespaces(prefix="lvsh-1a2b3c", state="/run/lvs-harness/1a2b3c/ns", run_id="1a2b3c")
+    root_run(["bash", "-c", ns.build_script(topology)], None, 60)
+    root_run(ns.enter_argv("balancer1", "ip -br addr"), None, 10)
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from importlib import resources
+
+from ..errors import LabError
+from ..topology import Topology
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,40}$")
+OVERLAID = ("etc", "var", "root", "home", "usr/local")
+PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def shim_text() -> str:
+    return resources.files("lvs_harness.data").joinpath("systemctl").read_text()
+
+
+class Namespaces:
+    def __init__(self, prefix: str, state: str, run_id: str, env: dict | None = None):
+        self.prefix = prefix
+        self.state = state.rstrip("/")
+        self.run_id = run_id
+        self.env = {"PATH": PATH, "HOME": "/root", "LANG": "C.UTF-8", "TERM": "dumb",
+                    "LVS_HARNESS_RUN": run_id, **(env or {})}
+
+    # names ------------------------------------------------------------------
+    def netns(self, host: str) -> str:
+        return f"{self.prefix}-{host}"
+
+    @property
+    def switch(self) -> str:
+        return f"{self.prefix}--switch"
+
+    def all_netns(self, hosts) -> list[str]:
+        return [self.netns(h) for h in hosts] + [self.switch]
+
+    def _ns_file(self, host: str, kind: str) -> str:
+        return f"{self.state}/ns/{host}.{kind}"
+
+    # commands ---------------------------------------------------------------
+    def enter_argv(self, host: str, command: str, timeout: float | None = None) -> list[str]:
+        """argv that runs ``command`` with bash as root inside ``host`` (optionally under a timeout)."""
+        argv = ["nsenter", f"--net=/run/netns/{self.netns(host)}", f"--mount={self._ns_file(host, 'mnt')}",
+                f"--uts={self._ns_file(host, 'uts')}", "--wd=/root", "--",
+                "env", "-i", *(f"{k}={v}" for k, v in self.env.items()), "bash", "-c", command]
+        if timeout is not None:
+            argv = ["timeout", "-k", "3", f"{timeout:g}", *argv]
+        return argv
+
+    def build_script(self, topology: Topology) -> str:
+        """One bash script that creates every namespace, bridge and veth of the topology."""
+        for h in topology.hosts:
+            if not NAME_RE.match(h.name):
+                raise LabError(f"machine name {h.name!r} cannot name a lab host; use letters, digits, "
+                               "'-', '_' or '.' (up to 41 characters), starting with a letter or digit.")
+        segs = {s: f"br{i}" for i, s in enumerate(topology.segments)}
+        q = shlex.quote
+        sw = q(self.switch)
+        lines = [
+            "set -eu",
+            f"S={q(self.state)}",
+            'mkdir -p "$S/ns" "$S/hosts"',
+            'mountpoint -q "$S/ns" || mount --bind "$S/ns" "$S/ns"',
+            'mount --make-private "$S/ns"',
+            f"ip netns add {sw}",
+            f"ip -n {sw} link set lo up",
+        ]
+        for seg, br in segs.items():
+            lines += [f"ip -n {sw} link add {br} type bridge", f"ip -n {sw} link set {br} up"]
+        lines += ["cat > \"$S/systemctl\" <<'LVSH_SHIM_EOF'", shim_text().rstrip("\n"), "LVSH_SHIM_EOF",
+                  'chmod 755 "$S/systemctl"']
+        overlays = " ".join(OVERLAID)
+        setup = (
+            'set -e; H=$1; hostname "$2"; mount -t sysfs sysfs /sys; '
+            f'for d in {overlays}; do [ -d "/$d" ] || continue; k=${{d//\\//-}}; '
+            'mount -t overlay overlay -o "lowerdir=/$d,upperdir=$H/$k.u,workdir=$H/$k.w" "/$d"; done; '
+            'mount -t tmpfs -o mode=755 tmpfs /run; mkdir -p /run/lock /run/sshd; '
+            'mount -t tmpfs -o mode=1777 tmpfs /tmp; '
+            'mkdir -p /var/log/nginx /var/www/html /home/vagrant; echo "$2" > /etc/hostname; ip link set lo up'
+        )
+        for idx, h in enumerate(topology.hosts):
+            ns = q(self.netns(h.name))
+            hdir = f'"$S/hosts/"{q(h.name)}'
+            lines += [
+                f"ip netns add {ns}",
+                f'touch "$S/ns/"{q(h.name)}.mnt "$S/ns/"{q(h.name)}.uts',
+                f"for d in {overlays}; do k=${{d//\\//-}}; mkdir -p {hdir}/$k.u {hdir}/$k.w; done",
+                f'mkdir -p {hdir}/usr-local.u/sbin',
+                f'cp "$S/systemctl" {hdir}/usr-local.u/sbin/systemctl',
+                f'ln -sf systemctl {hdir}/usr-local.u/sbin/service',
+                f'nsenter --net=/run/netns/{ns} unshare --mount="$S/ns/"{q(h.name)}.mnt '
+                f'--uts="$S/ns/"{q(h.name)}.uts --propagation private bash -c {q(setup)} _ {hdir} {q(h.hostname)}',
+            ]
+            for n, iface in enumerate(h.interfaces):
+                peer = f"h{idx}e{n + 1}"
+                lines += [
+                    f"ip -n {ns} link add {q(iface.name)} type veth peer name {peer} netns {sw}",
+                    f"ip -n {sw} link set {peer} master {segs[iface.segment]} up",
+                ]
+                if iface.ip and iface.auto_config:
+                    lines += [f"ip -n {ns} addr add {q(iface.ip)} dev {q(iface.name)}",
+                              f"ip -n {ns} link set {q(iface.name)} up"]
+        return "\n".join(lines) + "\n"
+
+    def destroy_script(self, hosts) -> str:
+        """A bash script that kills every process in the run's namespaces and removes them.
+
+        It only touches names carrying this run's prefix and the run's own state dir,
+        and succeeds when parts are already gone.
+        """
+        q = shlex.quote
+        names = " ".join(q(n) for n in self.all_netns(hosts))
+        return "\n".join([
+            f"S={q(self.state)}",
+            f"for ns in {names}; do",
+            '  [ -e "/run/netns/$ns" ] || continue',
+            '  pids=$(ip netns pids "$ns" 2>/dev/null); [ -n "$pids" ] && kill -9 $pids 2>/dev/null',
+            "done",
+            "sleep 0.1",
+            'for f in "$S"/ns/*.mnt "$S"/ns/*.uts; do [ -e "$f" ] && umount "$f" 2>/dev/null; done',
+            f"for ns in {names}; do ip netns del \"$ns\" 2>/dev/null; done",
+            'mountpoint -q "$S/ns" && umount "$S/ns"',
+            'rm -rf "$S"',
+            "true",
+        ]) + "\n"

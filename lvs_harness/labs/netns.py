@@ -1,0 +1,119 @@
+"""The ``netns`` lab: the same namespaces as the embedded lab, directly on this machine's kernel.
+
+For graders whose kernel has IPVS and who run as root: no guest to boot, so it starts in
+about a second. Everything lives in namespaces named ``lvsh-<run id>-*``; interfaces are
+created inside them, so nothing appears in (or sends from) the main network namespace.
+Provisioners would run as root on this machine, so only the shipped reference
+Vagrantfile is provisioned unless ``allow_scripts`` is set; the Vagrantfile itself is
+evaluated as ``nobody`` in fresh, network-less namespaces.
+
+Example::
+
+    with NetnsLab.start(LabConfig(backend="netns")) as lab:
+        lab.hosts["client"].check("curl -s 172.28.128.30")
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from ..commands import CommandResult
+from ..errors import LabError
+from ..runs import Run, kill_marked
+from .base import LabConfig, NamespacedLab, reference_vagrantfile
+from .namespaces import Namespaces
+
+REQUIRED = (("ip", "iproute2"), ("nsenter", "util-linux"), ("unshare", "util-linux"), ("setpriv", "util-linux"),
+            ("keepalived", "keepalived"), ("nginx", "nginx-light"), ("curl", "curl"), ("ruby", "ruby"))
+
+
+def ipvs_available() -> bool:
+    if os.path.exists("/proc/net/ip_vs"):
+        return True
+    subprocess.run(["modprobe", "-q", "ip_vs"], capture_output=True)
+    return os.path.exists("/proc/net/ip_vs")
+
+
+def available() -> tuple[bool, str]:
+    if os.geteuid() != 0:
+        return False, "the netns lab needs root"
+    missing = [pkg for tool, pkg in REQUIRED if not shutil.which(tool)]
+    if missing:
+        return False, f"the netns lab needs {', '.join(sorted(set(missing)))} installed"
+    if not ipvs_available():
+        return False, "this kernel has no IPVS (ip_vs)"
+    return True, "namespaces on this machine's kernel, which has IPVS"
+
+
+def _local(argv: list, input: bytes | None, timeout: float) -> CommandResult:
+    t0 = time.monotonic()
+    try:
+        p = subprocess.run([str(a) for a in argv], input=input or b"", capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return CommandResult(" ".join(map(str, argv)), 124, "", f"timed out after {timeout:g} s",
+                             time.monotonic() - t0)
+    return CommandResult(" ".join(map(str, argv)), p.returncode, p.stdout.decode("utf-8", "replace"),
+                         p.stderr.decode("utf-8", "replace"), time.monotonic() - t0)
+
+
+class NetnsLab(NamespacedLab):
+    NAME = "netns"
+
+    @classmethod
+    def start(cls, config: LabConfig, provision: bool = True) -> "NetnsLab":
+        if os.geteuid() != 0:
+            raise LabError("the netns lab needs root (it creates network namespaces); run it with sudo "
+                           "or use --lab uml.")
+        missing = [pkg for tool, pkg in REQUIRED if not shutil.which(tool)]
+        if missing:
+            raise LabError(f"the netns lab needs these Debian packages: {' '.join(sorted(set(missing)))}.")
+        trusted = config.allow_scripts or Path(config.vagrantfile_path).resolve() == reference_vagrantfile().resolve()
+        if provision and not trusted:
+            raise LabError(f"the netns lab would run the provisioners of {config.vagrantfile_path} as root on "
+                           "this machine; use --lab uml (they run inside a guest there), or pass "
+                           "--allow-scripts if you trust that Vagrantfile.")
+        run = Run.create(cls.NAME, keep=config.keep)
+        lab = cls(config, run, ns_state=str(run.dir / "ns"))
+        lab.ipvs = ipvs_available()
+        try:
+            lab._bring_up(provision=provision)
+        except BaseException:
+            lab.close(force=True)
+            raise
+        config.progress(f"lab {run.id} is up ({', '.join(f'{k} {v:.1f} s' for k, v in lab.timings.items())})")
+        return lab
+
+    def _root_run(self, argv, input, timeout) -> CommandResult:
+        return _local(argv, input, timeout)
+
+    def _sandbox_run(self, argv, input) -> CommandResult:
+        return _local(["unshare", "--net", "--ipc", "--uts", "--pid", "--fork", "--kill-child", "--mount-proc",
+                       "--", "setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                       "--inh-caps=-all", "--", *argv], input, 60)
+
+    def close(self, force: bool = False) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self.config.keep and not force:
+            self.config.progress(f"keeping lab {self.run_id} (--keep-lab); remove it with "
+                                 f"`lvs-harness down --run {self.run_id}`")
+            return
+        cleanup(self.run)
+
+
+def cleanup(run: Run) -> None:
+    """Remove what a netns run made: processes in its namespaces, the namespaces, its state dir."""
+    hosts = run.data.get("hosts") or []
+    ns = Namespaces(prefix=run.data.get("ns_prefix", f"lvsh-{run.id}"), state=str(run.dir / "ns"), run_id=run.id)
+    # hosts not yet recorded (killed during bring-up): find the run's namespaces by its prefix
+    if os.path.isdir("/run/netns"):
+        hosts = sorted(set(hosts) | {n[len(ns.prefix) + 1:] for n in os.listdir("/run/netns")
+                                     if n.startswith(ns.prefix + "-") and n != ns.switch})
+    _local(["bash", "-c", ns.destroy_script(hosts)], None, 60)
+    kill_marked(run.id)
+    shutil.rmtree(run.dir, ignore_errors=True)

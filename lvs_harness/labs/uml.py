@@ -1,0 +1,213 @@
+"""The embedded lab: one User-Mode Linux guest (a real 6.1 kernel with IPVS) holding the hosts.
+
+The guest boots from the cached image through a copy-on-write file, has no network
+device at all, and is driven over qemu-guest-agent on a serial line (see
+:mod:`.guest_agent`). Inside it every lab host is a set of namespaces (see
+:mod:`.namespaces`). Started as root, the UML process runs as ``nobody`` with
+``hostfs=`` rooted in an empty read-only directory, so code from a submission that runs
+as root in the guest cannot reach the grading host's files.
+
+Example::
+
+    with UmlLab.start(LabConfig()) as lab:
+        print(lab.hosts["balancer1"].check("ipvsadm -Ln").stdout)
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import pwd
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import time
+from pathlib import Path
+
+from ..commands import CommandResult
+from ..errors import HarnessError, LabError
+from ..runs import MARKER, Run, kill_marked
+from .base import LabConfig, NamespacedLab
+from .guest_agent import GuestAgent
+from .image import ensure_image, uml_kernel
+
+GUEST_MEM = "256M"
+BOOT_TIMEOUT = 60
+GUEST_STATE = "/run/lvsh"
+# UML runs with XSTATE hidden (see hide_xstate), so only the FXSR part of the FPU state
+# (x87 + xmm) survives a guest process being interrupted. glibc would pick AVX/AVX-512
+# string and memcpy variants on this CPU and lose ymm/zmm upper halves (seen: 16-byte
+# runs of zeros in qemu-ga replies; nginx failing to find its own variables), so every
+# guest process runs with those variants disabled. Passed on the kernel command line,
+# which hands unknown KEY=VALUE words to init's environment.
+GUEST_GLIBC_TUNABLES = ("glibc.cpu.hwcaps=-AVX512F,-AVX512VL,-AVX512BW,-AVX512DQ,-AVX512CD,-AVX2,-AVX,"
+                        "-AVX_Fast_Unaligned_Load")
+
+
+def hide_xstate() -> None:
+    """Make ptrace(PTRACE_GETREGSET, NT_X86_XSTATE) fail with EIO for this process and its children.
+
+    UML 6.1 probes XSTATE at boot and, if the probe works, later restores FPU state with a
+    buffer of the AVX-only size (832 bytes); hosts with AVX-512 or AMX reject that
+    (EFAULT) and the guest's init dies ("ptrace set fp regs failed, errno = 14"). With the
+    probe failing, UML uses the FXSR path, which works on every x86-64 host. Runs in the
+    child between fork and exec.
+    """
+    ld_w_abs, jeq_k, ret_k = 0x20, 0x15, 0x06
+    audit_arch_x86_64, nr_ptrace, ptrace_getregset, nt_x86_xstate = 0xC000003E, 101, 0x4204, 0x202
+    prog = [
+        (ld_w_abs, 0, 0, 4), (jeq_k, 0, 7, audit_arch_x86_64),
+        (ld_w_abs, 0, 0, 0), (jeq_k, 0, 5, nr_ptrace),
+        (ld_w_abs, 0, 0, 16), (jeq_k, 0, 3, ptrace_getregset),
+        (ld_w_abs, 0, 0, 32), (jeq_k, 0, 1, nt_x86_xstate),
+        (ret_k, 0, 0, 0x00050000 | 5),    # SECCOMP_RET_ERRNO | EIO
+        (ret_k, 0, 0, 0x7FFF0000),        # SECCOMP_RET_ALLOW
+    ]
+    buf = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *i) for i in prog))
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    fprog = SockFprog(len(prog), ctypes.cast(buf, ctypes.c_void_p))
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(38, 1, 0, 0, 0) != 0:                       # PR_SET_NO_NEW_PRIVS
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
+    if libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) != 0:     # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_SECCOMP)")
+
+
+class Guest:
+    """One booted UML guest and its agent."""
+
+    def __init__(self, run: Run, image: Path, mem: str = GUEST_MEM):
+        self.run = run
+        self.image = image
+        self.mem = mem
+        self.proc: subprocess.Popen | None = None
+        self.agent: GuestAgent | None = None
+        self.console = run.dir / "console.log"
+
+    def boot(self) -> float:
+        kernel, _ = uml_kernel()
+        run = self.run
+        uid = gid = None
+        if os.geteuid() == 0:
+            nobody = pwd.getpwnam("nobody")
+            uid, gid = nobody.pw_uid, nobody.pw_gid
+        work = run.dir / "uml"
+        shm = Path("/dev/shm") / f"lvs-harness-{run.id}"
+        hostfs = run.dir / "hostfs"
+        run.add("dir", path=str(shm))
+        for d in (work, shm):
+            d.mkdir(mode=0o700)
+            if uid is not None:
+                os.chown(d, uid, gid)
+        hostfs.mkdir(mode=0o555)
+        here, there = socket.socketpair()
+        argv = [kernel, f"mem={self.mem}", f"ubd0={work}/cow,{self.image}", "root=/dev/ubda", "rw",
+                "init=/sbin/lvsh-init", "con=null", "con0=null,fd:1", "ssl=null", f"ssl1=fd:{there.fileno()}",
+                f"umid=lvsh-{run.id}", f"uml_dir={work}", f"hostfs={hostfs}",
+                f"GLIBC_TUNABLES={GUEST_GLIBC_TUNABLES}"]
+        env = {"PATH": "/usr/bin:/bin", "TMPDIR": str(shm), "HOME": str(work), MARKER: run.id}
+        t0 = time.monotonic()
+        with open(self.console, "wb") as console:
+            self.proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT, env=env,
+                pass_fds=[there.fileno()], start_new_session=True, user=uid, group=gid,
+                extra_groups=[] if uid is not None else None, preexec_fn=hide_xstate)
+        there.close()
+        run.add("process_group", pgid=self.proc.pid)
+        self.agent = GuestAgent(here)
+        try:
+            self.agent.wait_ready(BOOT_TIMEOUT, alive=lambda: self.proc.poll() is None)
+        except LabError as err:
+            raise LabError(f"{err}; last console lines:\n{self.console_tail()}") from None
+        return time.monotonic() - t0
+
+    def console_tail(self, lines: int = 15) -> str:
+        try:
+            text = self.console.read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no console log)"
+        return "\n".join([line for line in text if not line.startswith(" [<")][-lines:])
+
+    def exec(self, argv: list, input: bytes | None, timeout: float) -> CommandResult:
+        t0 = time.monotonic()
+        rc, out, err = self.agent.exec([str(a) for a in argv], input=input, timeout=timeout)
+        return CommandResult(command=" ".join(map(str, argv)), rc=rc, stdout=out, stderr=err,
+                             duration=time.monotonic() - t0)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+        kill_marked(self.run.id)
+
+
+class UmlLab(NamespacedLab):
+    NAME = "uml"
+    GUEST_ENV = {"GLIBC_TUNABLES": GUEST_GLIBC_TUNABLES}
+
+    def __init__(self, config: LabConfig, run: Run, guest: Guest):
+        super().__init__(config, run, ns_state=f"{GUEST_STATE}/ns")
+        self.guest = guest
+
+    @classmethod
+    def start(cls, config: LabConfig, provision: bool = True) -> "UmlLab":
+        image = ensure_image(config.progress)
+        run = Run.create(cls.NAME, keep=config.keep)
+        lab = cls(config, run, Guest(run, image))
+        try:
+            with lab._timed("boot", "booting the UML guest"):
+                lab.guest.boot()
+            lab._bring_up(provision=provision)
+        except BaseException:
+            lab.close(force=True)
+            raise
+        config.progress(f"lab {run.id} is up ({', '.join(f'{k} {v:.1f} s' for k, v in lab.timings.items())})")
+        return lab
+
+    def _root_run(self, argv, input, timeout) -> CommandResult:
+        return self.guest.exec(argv, input, timeout)
+
+    def _sandbox_run(self, argv, input) -> CommandResult:
+        # inside the guest, as nobody, with no network namespace of any lab host
+        return self.guest.exec(["unshare", "--net", "--ipc", "--", "setpriv", "--reuid=nobody",
+                                "--regid=nogroup", "--clear-groups", "--", *argv], input, 60)
+
+    def close(self, force: bool = False) -> None:
+        if self._closed:
+            return
+        if self.config.keep and not force:
+            self.config.progress(f"keeping lab {self.run_id} (--keep-lab); remove it with "
+                                 f"`lvs-harness down --run {self.run_id}`")
+            self._closed = True
+            return
+        self._closed = True
+        self.guest.stop()
+        cleanup(self.run)
+
+
+def cleanup(run: Run) -> None:
+    """Remove what a uml run made: its guest's processes (by run id), temp dirs, state dir."""
+    kill_marked(run.id)
+    for res in run.resources:
+        if res["kind"] == "dir":
+            shutil.rmtree(res["path"], ignore_errors=True)
+    shutil.rmtree(run.dir, ignore_errors=True)
+
+
+def available() -> tuple[bool, str]:
+    try:
+        uml_kernel()
+    except HarnessError as err:
+        return False, str(err)
+    return True, "User-Mode Linux guest with its own IPVS-capable kernel"

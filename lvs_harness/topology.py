@@ -1,0 +1,230 @@
+"""What the lab is: hosts, their roles, interfaces and provisioners, and the virtual service.
+
+A topology is built from a Vagrantfile (see :mod:`lvs_harness.vagrantfile`): each
+``config.vm.define`` is a host, each ``private_network`` an interface (``eth1``,
+``eth2``, … in order, as Vagrant numbers them after the NAT ``eth0``), each shell
+provisioner a script to run in that host. Machine names map to roles through glob
+patterns; the defaults fit the hw3.8 names, including the common misspelling
+``balanser``.
+
+Example::
+
+    topo = Topology.from_vagrant(recorded, vagrantfile=Path("Vagrantfile"))
+    [d.name for d in topo.directors]      # ['balancer1', 'balancer2']
+    topo.host("server1").interfaces[0].ip  # '172.28.128.30/24'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import ipaddress
+from pathlib import Path
+
+from .errors import VagrantfileError
+
+DIRECTOR, REAL, CLIENT, OTHER = "director", "real", "client", "other"
+
+DEFAULT_ROLES: dict[str, tuple[str, ...]] = {
+    DIRECTOR: ("balancer*", "balanser*", "director*", "lb*", "lvs*"),
+    REAL: ("server*", "real*", "web*", "backend*", "nginx*"),
+    CLIENT: ("client*",),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class VirtualService:
+    """The load-balanced service the homework asks for (hw3.8: 172.28.128.200:80/tcp)."""
+
+    vip: str = "172.28.128.200"
+    port: int = 80
+    protocol: str = "tcp"
+
+
+@dataclasses.dataclass(frozen=True)
+class Interface:
+    """One lab interface. ``ip`` carries the prefix ("172.28.128.10/24") or is None when
+    the Vagrantfile leaves configuration to a provisioner (``auto_config: false``)."""
+
+    name: str
+    segment: str
+    ip: str | None = None
+    auto_config: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class Provisioner:
+    """A shell provisioner: the script text, its arguments, and where it came from."""
+
+    script: str
+    args: tuple[str, ...] | str | None = None
+    name: str | None = None
+    origin: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class HostSpec:
+    name: str
+    role: str
+    hostname: str
+    interfaces: tuple[Interface, ...] = ()
+    provisioners: tuple[Provisioner, ...] = ()
+
+    @property
+    def address(self) -> str | None:
+        """The first statically configured address (without prefix), if any."""
+        for iface in self.interfaces:
+            if iface.ip and iface.auto_config:
+                return iface.ip.split("/")[0]
+        return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Topology:
+    hosts: tuple[HostSpec, ...]
+    service: VirtualService = VirtualService()
+    source: str = ""
+
+    def host(self, name: str) -> HostSpec:
+        for spec in self.hosts:
+            if spec.name == name:
+                return spec
+        raise KeyError(f"no host named {name!r} in this lab; hosts are: {', '.join(self.names)}")
+
+    @property
+    def names(self) -> list[str]:
+        return [h.name for h in self.hosts]
+
+    def by_role(self, role: str) -> list[HostSpec]:
+        return sorted((h for h in self.hosts if h.role == role), key=lambda h: h.name)
+
+    @property
+    def directors(self) -> list[HostSpec]:
+        return self.by_role(DIRECTOR)
+
+    @property
+    def reals(self) -> list[HostSpec]:
+        return self.by_role(REAL)
+
+    @property
+    def clients(self) -> list[HostSpec]:
+        return self.by_role(CLIENT)
+
+    @property
+    def segments(self) -> list[str]:
+        seen: list[str] = []
+        for h in self.hosts:
+            for i in h.interfaces:
+                if i.segment not in seen:
+                    seen.append(i.segment)
+        return seen
+
+    @classmethod
+    def from_vagrant(cls, recorded: dict, *, vagrantfile: Path, roles: dict | None = None,
+                     service: VirtualService | None = None) -> "Topology":
+        """Build a topology from what ``vagrant_eval.rb`` recorded of a Vagrantfile."""
+        where = str(vagrantfile)
+        configs = recorded.get("configs") or []
+        if not configs:
+            raise VagrantfileError(f"{where} never calls Vagrant.configure, so it defines no machines; "
+                                   "wrap the machines in `Vagrant.configure(\"2\") do |config| … end`.")
+        hosts: list[HostSpec] = []
+        for config in configs:
+            top = config["vm"]
+            if not config["defines"]:
+                raise VagrantfileError(f"{where} names no machines; define each lab host with "
+                                       "`config.vm.define \"balancer1\" do |m| … end`.")
+            for define in config["defines"]:
+                vm = define["vm"]
+                name = define["name"]
+                if any(h.name == name for h in hosts):
+                    continue  # Vagrant merges repeated defines of the same name; first one wins here
+                networks = top["networks"] + vm["networks"]
+                provs = top["provisioners"] + vm["provisioners"]
+                hosts.append(HostSpec(
+                    name=name,
+                    role=role_for(name, roles),
+                    hostname=vm.get("hostname") or top.get("hostname") or name,
+                    interfaces=_interfaces(networks),
+                    provisioners=tuple(_provisioner(p, name, i + 1, vagrantfile) for i, p in enumerate(provs)
+                                       if p.get("run") != "never"),
+                ))
+        return cls(hosts=tuple(hosts), service=service or VirtualService(), source=where)
+
+
+def role_for(name: str, roles: dict | None = None) -> str:
+    """The role of a machine name under ``roles`` (role -> glob patterns), else the hw3.8 defaults."""
+    table = roles or DEFAULT_ROLES
+    for role, patterns in table.items():
+        if isinstance(patterns, str):
+            patterns = (patterns,)
+        if any(fnmatch.fnmatch(name.lower(), p.lower()) for p in patterns):
+            return role
+    return OTHER
+
+
+def _segment(opts: dict) -> str:
+    intnet = opts.get("virtualbox__intnet")
+    if intnet:
+        return "intnet" if intnet is True else str(intnet)
+    if opts.get("libvirt__network_name"):
+        return str(opts["libvirt__network_name"])
+    if opts.get("ip"):
+        net = ipaddress.ip_network(f"{opts['ip']}/{_prefix(opts)}", strict=False)
+        return f"hostonly-{net.network_address}"
+    return "default"
+
+
+def _prefix(opts: dict) -> int:
+    mask = opts.get("netmask", "255.255.255.0")
+    if isinstance(mask, int) or str(mask).isdigit():
+        return int(mask)
+    return ipaddress.ip_network(f"0.0.0.0/{mask}").prefixlen
+
+
+def _interfaces(networks: list[dict]) -> tuple[Interface, ...]:
+    ifaces = []
+    for net in networks:
+        if net["type"] != "private_network":
+            continue  # forwarded_port / public_network are about the host, not the lab segment
+        opts = net["options"]
+        ip = opts.get("ip")
+        ifaces.append(Interface(
+            name=f"eth{len(ifaces) + 1}",
+            segment=_segment(opts),
+            ip=f"{ip}/{_prefix(opts)}" if ip and opts.get("type") != "dhcp" else None,
+            auto_config=opts.get("auto_config", True) is not False,
+        ))
+    return tuple(ifaces)
+
+
+def _provisioner(rec: dict, machine: str, index: int, vagrantfile: Path) -> Provisioner:
+    origin = f"{vagrantfile.name}, machine {machine}, provisioner {index}"
+    if rec["type"] != "shell":
+        raise VagrantfileError(
+            f"{vagrantfile} gives machine {machine} a {rec['type']!r} provisioner; lvs-harness runs "
+            "shell provisioners only (`provision \"shell\", inline: …` or `path: …`).")
+    if rec.get("inline") is not None:
+        script = str(rec["inline"])
+    elif rec.get("path"):
+        base = vagrantfile.parent.resolve()
+        path = (base / rec["path"]).resolve()
+        if base not in path.parents:
+            raise VagrantfileError(f"{vagrantfile}: provisioner path {rec['path']!r} of {machine} points "
+                                   "outside the Vagrantfile's folder; keep provisioning scripts beside it.")
+        try:
+            script = path.read_text()
+        except (OSError, UnicodeDecodeError) as err:
+            raise VagrantfileError(f"{vagrantfile}: cannot read provisioner script {rec['path']!r} of "
+                                   f"{machine} ({err.strerror if isinstance(err, OSError) else err}); "
+                                   "put the script beside the Vagrantfile.") from None
+        origin += f" ({rec['path']})"
+    else:
+        raise VagrantfileError(f"{vagrantfile}: a shell provisioner of {machine} has neither `inline:` "
+                               "nor `path:`; give it one of them.")
+    args = rec.get("args")
+    if isinstance(args, list):
+        args = tuple(str(a) for a in args)
+    elif args is not None:
+        args = str(args)
+    return Provisioner(script=script, args=args, name=rec.get("name"), origin=origin)

@@ -1,0 +1,84 @@
+"""Evaluate a Vagrantfile with a real Ruby against a recording stand-in for ``Vagrant.configure``.
+
+Vagrantfiles are Ruby programs (loops over hashes, string concatenation), so they are run,
+not pattern-matched. They are also untrusted input: the caller supplies ``run``, which
+executes the evaluator somewhere disposable — inside the lab guest on the ``uml`` lab, or
+as ``nobody`` in fresh namespaces on the ``netns`` lab.
+
+Example::
+
+    recorded = evaluate(Path("Vagrantfile").read_text(), "Vagrantfile", run=guest_run)
+    topology = Topology.from_vagrant(recorded, vagrantfile=Path("Vagrantfile"))
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Callable
+
+from .commands import CommandResult
+from .errors import VagrantfileError
+from .topology import Topology, VirtualService
+
+MAX_BYTES = 1_000_000
+TIMEOUT = 30
+
+Runner = Callable[[list, bytes], CommandResult]
+
+
+def evaluator_script() -> str:
+    return resources.files("lvs_harness.data").joinpath("vagrant_eval.rb").read_text()
+
+
+def read_vagrantfile(path: Path) -> str:
+    """The text of a Vagrantfile, or a VagrantfileError naming what is wrong with the file."""
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise VagrantfileError(f"cannot read {path}: {err.strerror}; pass --vagrantfile with the path "
+                               "of an existing Vagrantfile.") from None
+    if len(data) > MAX_BYTES:
+        raise VagrantfileError(f"{path} is {len(data)} bytes, over the {MAX_BYTES}-byte limit for a "
+                               "Vagrantfile; is it the right file?")
+    if b"\0" in data:
+        raise VagrantfileError(f"{path} is a binary file, not a Vagrantfile; pass the Ruby text file.")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise VagrantfileError(f"{path} is not UTF-8 text; save the Vagrantfile as UTF-8.") from None
+
+
+def evaluate(text: str, name: str, run: Runner) -> dict:
+    """Run the recorder on ``text`` through ``run(argv, stdin)`` and return what it recorded."""
+    argv = ["env", "-i", "PATH=/usr/bin:/bin", "HOME=/nonexistent", "LANG=C.UTF-8", "timeout", "-k", "2", str(TIMEOUT),
+            "ruby", "--disable-gems", "-e", evaluator_script(), name]
+    result = run(argv, text.encode())
+    if result.rc == 127:
+        raise VagrantfileError("ruby is missing where Vagrantfiles are evaluated; install the Debian "
+                               "package `ruby` (or rebuild the lab image with `lvs-harness image build --force`).")
+    if result.rc == 124:
+        raise VagrantfileError(f"{name} did not finish evaluating within {TIMEOUT} s; "
+                               "a Vagrantfile should only describe machines, not loop or wait.")
+    try:
+        recorded = json.loads(result.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise VagrantfileError(f"{name} could not be evaluated (ruby exited {result.rc}: "
+                               f"{(result.stderr or result.stdout).strip()[-300:]}).") from None
+    if "error" in recorded:
+        line = f" line {recorded['line']}" if recorded.get("line") else ""
+        raise VagrantfileError(f"{name}{line}: {recorded['error']} — fix the Vagrantfile so that "
+                               "`vagrant validate` accepts it.")
+    return recorded
+
+
+def load_topology(path: Path, run: Runner, roles: dict | None = None,
+                  service: VirtualService | None = None) -> Topology:
+    """Read, evaluate and convert a Vagrantfile into a :class:`Topology`."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "Vagrantfile"
+    text = read_vagrantfile(path)
+    recorded = evaluate(text, str(path), run)
+    return Topology.from_vagrant(recorded, vagrantfile=path, roles=roles, service=service)
