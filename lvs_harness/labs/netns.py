@@ -60,6 +60,23 @@ def _local(argv: list, input: bytes | None, timeout: float) -> CommandResult:
                          p.stderr.decode("utf-8", "replace"), time.monotonic() - t0)
 
 
+SANDBOX_MOUNTS = (
+    "mount --make-rprivate / && mount --bind / / && mount -o remount,bind,ro / && "
+    "for d in /tmp /var/tmp /dev/shm /run; do mount -t tmpfs -o size=16m tmpfs $d; done && "
+    'exec setpriv --reuid=nobody --regid=nogroup --clear-groups --inh-caps=-all -- "$@"'
+)
+
+
+def sandbox_run(argv: list, input: bytes | None, timeout: float = 60) -> CommandResult:
+    """Run untrusted ``argv`` on this machine as nobody, with no network, a read-only root and
+    empty /tmp, /var/tmp, /dev/shm and /run (used to evaluate Vagrantfiles for the netns lab)."""
+    if os.geteuid() != 0:
+        raise LabError("evaluating a Vagrantfile on this machine needs root (for its sandbox); run with sudo "
+                       "or use --lab uml.")
+    return _local(["unshare", "--net", "--ipc", "--uts", "--pid", "--fork", "--kill-child", "--mount",
+                   "--mount-proc", "--", "sh", "-c", SANDBOX_MOUNTS, "sandbox", *argv], input, timeout)
+
+
 class NetnsLab(NamespacedLab):
     NAME = "netns"
 
@@ -91,9 +108,7 @@ class NetnsLab(NamespacedLab):
         return _local(argv, input, timeout)
 
     def _sandbox_run(self, argv, input) -> CommandResult:
-        return _local(["unshare", "--net", "--ipc", "--uts", "--pid", "--fork", "--kill-child", "--mount-proc",
-                       "--", "setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-                       "--inh-caps=-all", "--", *argv], input, 60)
+        return sandbox_run(argv, input)
 
     def close(self, force: bool = False) -> None:
         if self._closed:
