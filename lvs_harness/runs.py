@@ -72,12 +72,13 @@ def kill_marked(run_id: str, timeout: float = 5.0) -> list[int]:
         except ProcessLookupError:
             pass
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+    while time.monotonic() < deadline and any(is_alive(p) for p in pids):
         time.sleep(0.05)
     return pids
 
 
-def _alive(pid: int) -> bool:
+def is_alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie."""
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
@@ -168,4 +169,4 @@ class Run:
     def owner_alive(self) -> bool:
         owner = self.data.get("owner") or {}
         pid = owner.get("pid")
-        return bool(pid) and _alive(pid) and _start_time(pid) == owner.get("start")
+        return bool(pid) and is_alive(pid) and _start_time(pid) == owner.get("start")

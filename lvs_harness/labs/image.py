@@ -27,7 +27,7 @@ from typing import Callable
 
 from ..errors import LabError
 
-FORMAT = 1
+FORMAT = 3  # bump whenever _customize() changes what goes into the image
 PACKAGES = (
     "mount", "iproute2", "procps", "kmod", "util-linux", "psmisc", "keepalived", "ipvsadm",
     "nginx-light", "curl", "iputils-ping", "iputils-arping", "net-tools", "tcpdump", "sudo",
@@ -152,6 +152,9 @@ def build_image(dest: Path, progress: Callable[[str], None]) -> None:
         for parent in (dest.parent.parent, dest.parent.parent.parent):
             parent.chmod(0o755)
         os.replace(img, dest)
+    for old in dest.parent.parent.iterdir():       # images built from older inputs
+        if old.is_dir() and old != dest.parent and (old / "rootfs.img").exists():
+            shutil.rmtree(old, ignore_errors=True)
     progress(f"lab image ready in {time.monotonic() - t0:.0f} s: {dest}")
 
 
@@ -163,7 +166,6 @@ def _customize(root: Path, kver: str) -> None:
     subprocess.run(["chroot", str(root), "depmod", kver], check=True)
     (root / "etc" / "fstab").write_text("# lvs-harness guest: mounts are made by /sbin/lvsh-init\n")
     (root / "etc" / "hostname").write_text("lvs-harness-guest\n")
-    # services are started by the lab, never by package scripts
     (root / "etc" / "keepalived").mkdir(exist_ok=True)
 
 

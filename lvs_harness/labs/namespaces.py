@@ -98,7 +98,11 @@ class Namespaces:
             'mount -t overlay overlay -o "lowerdir=/$d,upperdir=$H/$k.u,workdir=$H/$k.w" "/$d"; done; '
             'mount -t tmpfs -o mode=755 tmpfs /run; mkdir -p /run/lock /run/sshd; '
             'mount -t tmpfs -o mode=1777 tmpfs /tmp; '
-            'mkdir -p /var/log/nginx /var/www/html /home/vagrant; echo "$2" > /etc/hostname; ip link set lo up'
+            'mkdir -p /var/log/nginx /var/www/html /home/vagrant; echo "$2" > /etc/hostname; ip link set lo up; '
+            # no lab host reaches a name server or a mirror: make lookups and apt fail at once
+            # (students' provisioners run `apt update`: 7.5 s of retries per call otherwise)
+            'rm -f /etc/resolv.conf; echo "nameserver 127.0.0.1" > /etc/resolv.conf; '
+            """printf 'Acquire::Retries "0";\\n' > /etc/apt/apt.conf.d/99lvs-harness-offline"""
         )
         for idx, h in enumerate(topology.hosts):
             ns = q(self.netns(h.name))
@@ -134,11 +138,17 @@ class Namespaces:
         names = " ".join(q(n) for n in self.all_netns(hosts))
         return "\n".join([
             f"S={q(self.state)}",
+            "all=''",
             f"for ns in {names}; do",
             '  [ -e "/run/netns/$ns" ] || continue',
             '  pids=$(ip netns pids "$ns" 2>/dev/null); [ -n "$pids" ] && kill -9 $pids 2>/dev/null',
+            '  all="$all $pids"',
             "done",
-            "sleep 0.1",
+            "# wait (up to 5 s) until the killed processes are gone or zombies",
+            "for i in $(seq 50); do",
+            '  left=$(for p in $all; do ps -o stat= -p "$p" 2>/dev/null | grep -qv Z && echo "$p"; done)',
+            '  [ -z "$left" ] && break; sleep 0.1',
+            "done",
             'for f in "$S"/ns/*.mnt "$S"/ns/*.uts; do [ -e "$f" ] && umount "$f" 2>/dev/null; done',
             f"for ns in {names}; do ip netns del \"$ns\" 2>/dev/null; done",
             'mountpoint -q "$S/ns" && umount "$S/ns"',
