@@ -170,3 +170,17 @@ class Run:
         owner = self.data.get("owner") or {}
         pid = owner.get("pid")
         return bool(pid) and is_alive(pid) and _start_time(pid) == owner.get("start")
+
+
+def stop_owner(run: Run, timeout: float = 30.0) -> None:
+    """SIGTERM the process that owns ``run`` (verified by pid and start time), SIGKILL it if it lingers."""
+    owner = run.data.get("owner") or {}
+    pid = owner.get("pid")
+    if not run.owner_alive() or pid == os.getpid():
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and run.owner_alive():
+        time.sleep(0.1)
+    if run.owner_alive():
+        os.kill(pid, signal.SIGKILL)

@@ -123,6 +123,10 @@ class GuestAgent:
         script = 'exec 0<"$0.in"; rm -f "$0.in"; exec xargs -0 -a "$0.argv" sh -c \'rm -f "$0"; exec "$@"\' "$0.argv"'
         return {"path": "/bin/sh", "arg": ["-c", script, base], "capture-output": True}
 
+    def start(self, argv: list[str]) -> int:
+        """Start argv in the guest without waiting for it; return its guest pid."""
+        return self._request("guest-exec", timeout=5, path=argv[0], arg=list(argv[1:]))["pid"]
+
     def exec(self, argv: list[str], input: bytes | None = None, timeout: float = 60) -> tuple[int, str, str]:
         """Run argv in the guest (as root, outside any lab host) and return (rc, stdout, stderr)."""
         args = {"path": argv[0], "arg": list(argv[1:]), "capture-output": True}

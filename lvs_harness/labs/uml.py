@@ -15,13 +15,11 @@ Example::
 
 from __future__ import annotations
 
-import ctypes
 import os
 import pwd
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import time
 from pathlib import Path
@@ -30,6 +28,7 @@ from ..commands import CommandResult
 from ..errors import HarnessError, LabError
 from ..runs import MARKER, Run, kill_marked
 from .base import LabConfig, NamespacedLab
+from .confine import hide_xstate, landlock, landlock_abi
 from .guest_agent import GuestAgent
 from .image import ensure_image, uml_kernel
 
@@ -46,43 +45,12 @@ GUEST_GLIBC_TUNABLES = ("glibc.cpu.hwcaps=-AVX512F,-AVX512VL,-AVX512BW,-AVX512DQ
                         "-AVX_Fast_Unaligned_Load")
 
 
-def hide_xstate() -> None:
-    """Make ptrace(PTRACE_GETREGSET, NT_X86_XSTATE) fail with EIO for this process and its children.
-
-    UML 6.1 probes XSTATE at boot and, if the probe works, later restores FPU state with a
-    buffer of the AVX-only size (832 bytes); hosts with AVX-512 or AMX reject that
-    (EFAULT) and the guest's init dies ("ptrace set fp regs failed, errno = 14"). With the
-    probe failing, UML uses the FXSR path, which works on every x86-64 host. Runs in the
-    child between fork and exec.
-    """
-    ld_w_abs, jeq_k, ret_k = 0x20, 0x15, 0x06
-    audit_arch_x86_64, nr_ptrace, ptrace_getregset, nt_x86_xstate = 0xC000003E, 101, 0x4204, 0x202
-    prog = [
-        (ld_w_abs, 0, 0, 4), (jeq_k, 0, 7, audit_arch_x86_64),
-        (ld_w_abs, 0, 0, 0), (jeq_k, 0, 5, nr_ptrace),
-        (ld_w_abs, 0, 0, 16), (jeq_k, 0, 3, ptrace_getregset),
-        (ld_w_abs, 0, 0, 32), (jeq_k, 0, 1, nt_x86_xstate),
-        (ret_k, 0, 0, 0x00050000 | 5),    # SECCOMP_RET_ERRNO | EIO
-        (ret_k, 0, 0, 0x7FFF0000),        # SECCOMP_RET_ALLOW
-    ]
-    buf = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *i) for i in prog))
-
-    class SockFprog(ctypes.Structure):
-        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
-
-    fprog = SockFprog(len(prog), ctypes.cast(buf, ctypes.c_void_p))
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(38, 1, 0, 0, 0) != 0:                       # PR_SET_NO_NEW_PRIVS
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
-    if libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) != 0:     # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_SECCOMP)")
-
-
 class Guest:
     """One booted UML guest and its agent."""
 
-    def __init__(self, run: Run, image: Path, mem: str = GUEST_MEM):
+    def __init__(self, run: Run, image: Path, mem: str = GUEST_MEM, progress=lambda m: None):
         self.run = run
+        self.progress = progress
         self.image = image
         self.mem = mem
         self.proc: subprocess.Popen | None = None
@@ -105,6 +73,9 @@ class Guest:
             if uid is not None:
                 os.chown(d, uid, gid)
         hostfs.mkdir(mode=0o555)
+        if not landlock_abi():
+            self.progress("warning: this kernel has no Landlock, so code run as root in the guest can read "
+                          "world-readable host files through hostfs (UML's hostfs= does not stop '..')")
         here, there = socket.socketpair()
         argv = [kernel, f"mem={self.mem}", f"ubd0={work}/cow,{self.image}", "root=/dev/ubda", "rw",
                 "init=/sbin/lvsh-init", "con=null", "con0=null,fd:1", "ssl=null", f"ssl1=fd:{there.fileno()}",
@@ -116,7 +87,8 @@ class Guest:
             self.proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT, env=env,
                 pass_fds=[there.fileno()], start_new_session=True, user=uid, group=gid,
-                extra_groups=[] if uid is not None else None, preexec_fn=hide_xstate)
+                extra_groups=[] if uid is not None else None,
+                preexec_fn=lambda: self._confine(kernel, [str(work), str(shm)], hostfs))
         there.close()
         run.add("process_group", pgid=self.proc.pid)
         self.agent = GuestAgent(here)
@@ -125,6 +97,17 @@ class Guest:
         except LabError as err:
             raise LabError(f"{err}; last console lines:\n{self.console_tail()}") from None
         return time.monotonic() - t0
+
+    def _confine(self, kernel: str, writable: list[str], hostfs: Path) -> None:
+        """In the child: the XSTATE workaround, then Landlock (if the kernel has it)."""
+        hide_xstate()
+        if landlock_abi():
+            libs = [d for d in ("/usr/lib", "/usr/lib64", "/lib", "/lib64") if os.path.isdir(d)]
+            # UML reads /proc/cpuinfo for CPU features, tests SIGIO on a pty and opens /dev/null
+            # for its null channels; nothing else of the host is needed
+            read = [kernel, str(self.image), str(hostfs), "/etc/ld.so.cache", "/proc/cpuinfo", *libs]
+            landlock(read=[p for p in read if os.path.exists(p)],
+                     write=[*writable, "/dev/null", "/dev/ptmx", "/dev/pts"])
 
     def console_tail(self, lines: int = 15) -> str:
         try:
@@ -140,15 +123,20 @@ class Guest:
                              duration=time.monotonic() - t0)
 
     def stop(self) -> None:
+        """Power the guest off (UML then reaps its own helper processes), else kill it by id."""
         if self.proc is not None and self.proc.poll() is None:
             try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                pass
+                self.agent.start(["/bin/sh", "-c", "echo o > /proc/sysrq-trigger"])
+                self.proc.wait(5)
+            except (LabError, OSError, subprocess.TimeoutExpired):
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                try:
+                    self.proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    pass
         kill_marked(self.run.id)
 
 
@@ -164,7 +152,7 @@ class UmlLab(NamespacedLab):
     def start(cls, config: LabConfig, provision: bool = True) -> "UmlLab":
         image = ensure_image(config.progress)
         run = Run.create(cls.NAME, keep=config.keep)
-        lab = cls(config, run, Guest(run, image))
+        lab = cls(config, run, Guest(run, image, progress=config.progress))
         try:
             with lab._timed("boot", "booting the UML guest"):
                 lab.guest.boot()

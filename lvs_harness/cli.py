@@ -1,0 +1,209 @@
+"""``lvs-harness``: build the image, bring a lab up and poke at it, tear it down, clean up, demo.
+
+Example::
+
+    lvs-harness up                     # the reference lab, kept running
+    lvs-harness exec client -- curl -s 172.28.128.200
+    lvs-harness down
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from . import keeper
+from .errors import HarnessError
+from .labs import CHOICES, LabConfig, clean, select_backend, start_lab
+from .labs.base import stderr_progress
+from .labs.image import ensure_image
+from .runs import Run, stop_owner
+
+
+def _live_runs() -> list[Run]:
+    return [r for r in Run.all() if r.owner_alive() and (r.dir / keeper.SOCKET).exists()]
+
+
+def _pick_run(run_id: str | None) -> Run:
+    if run_id:
+        try:
+            return Run.load(run_id)
+        except OSError:
+            raise HarnessError(f"no lab with run id {run_id}; `lvs-harness status` lists them.") from None
+    live = _live_runs()
+    if len(live) == 1:
+        return live[0]
+    if not live:
+        raise HarnessError("no lab is up; start one with `lvs-harness up`.")
+    raise HarnessError(f"{len(live)} labs are up ({', '.join(r.id for r in live)}); choose one with --run ID.")
+
+
+def cmd_image(args) -> int:
+    path = ensure_image(stderr_progress, force=args.force)
+    print(path)
+    return 0
+
+
+def cmd_up(args) -> int:
+    backend, why = select_backend(args.lab)
+    stderr_progress(f"lab backend: {backend} ({why})")
+    clean(stale_only=True, progress=stderr_progress)
+    raw = {"backend": backend, "vagrantfile": str(args.vagrantfile) if args.vagrantfile else None,
+           "allow_scripts": args.allow_scripts}
+    proc = subprocess.Popen([sys.executable, "-m", "lvs_harness.keeper", json.dumps(raw)], stdout=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+    for line in proc.stdout:
+        line = line.rstrip("\n")
+        if line.startswith("READY "):
+            run_id = line.split()[1]
+            print(f"lab {run_id} is up. Try:\n  lvs-harness status\n  lvs-harness exec client -- curl -s "
+                  f"172.28.128.200\n  lvs-harness down")
+            return 0
+        if line.startswith("ERROR "):
+            raise HarnessError(line[6:])
+        print(line, file=sys.stderr, flush=True)
+    raise HarnessError(f"the lab keeper exited ({proc.wait()}) before the lab was up")
+
+
+def cmd_status(args) -> int:
+    runs = Run.all()
+    if not runs:
+        print("no labs")
+        return 0
+    for run in runs:
+        state = "up" if run.owner_alive() else "left behind (run `lvs-harness clean`)"
+        print(f"{run.id}  {run.backend:6}  {state}")
+        if run.owner_alive() and (run.dir / keeper.SOCKET).exists():
+            status = keeper.request(run, {"op": "status"}, timeout=60)
+            print(f"    {status['vagrantfile']}")
+            for h in status["hosts"]:
+                print(f"    {h['name']:12} {h['role']:9} {', '.join(h['addresses']) or '-'}")
+    return 0
+
+
+def cmd_exec(args) -> int:
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        raise HarnessError("give the command after --, e.g. `lvs-harness exec client -- ip -br addr`.")
+    run = _pick_run(args.run)
+    reply = keeper.request(run, {"op": "exec", "host": args.host, "command": " ".join(command),
+                                 "timeout": args.timeout})
+    sys.stdout.write(reply["stdout"])
+    sys.stderr.write(reply["stderr"])
+    return reply["rc"]
+
+
+def cmd_down(args) -> int:
+    run = _pick_run(args.run)
+    if run.owner_alive() and (run.dir / keeper.SOCKET).exists():
+        keeper.request(run, {"op": "down"}, timeout=60)
+        deadline = time.monotonic() + 60
+        while run.owner_alive() and time.monotonic() < deadline:
+            time.sleep(0.2)
+    clean(stale_only=False, run_id=run.id)
+    print(f"lab {run.id} is down")
+    return 0
+
+
+def cmd_clean(args) -> int:
+    if args.all or args.run:
+        for run in Run.all():
+            if (args.all or run.id == args.run) and run.owner_alive():
+                stop_owner(run)
+    removed = clean(stale_only=not (args.all or args.run), run_id=args.run, progress=stderr_progress)
+    print(f"removed {len(removed)} run(s)" + (f": {', '.join(removed)}" if removed else ""))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """Bring the reference lab up, show it balancing and failing over, tear it down."""
+    vip = "172.28.128.200"
+    t0 = time.monotonic()
+    with start_lab(LabConfig(backend=args.lab)) as lab:
+        b1, b2 = (lab.hosts[h.name] for h in lab.topology.directors)
+        client = lab.hosts[lab.topology.clients[0].name]
+
+        def holder():
+            return [d.name for d in (b1, b2) if vip in d.run("ip -o -4 addr show dev eth1").stdout]
+
+        def wait(cond, limit):
+            start = time.monotonic()
+            while not cond() and time.monotonic() - start < limit:
+                time.sleep(0.1)
+            return time.monotonic() - start
+
+        wait(lambda: holder() == [b1.name] and b1.run("ipvsadm -Ln").stdout.count("Route") == 2, 20)
+        print(f"\nlab {lab.run_id} ({lab.NAME}) up, VIP {vip} on {', '.join(holder()) or 'nobody'} "
+              f"after {time.monotonic() - t0:.1f} s\n")
+        print(b1.run("ipvsadm -Ln").stdout)
+        out = client.run(f"for i in $(seq 50); do curl -s -m 3 http://{vip}/; done").stdout.split()
+        print("50 requests from client:", {name: out.count(name) for name in sorted(set(out))})
+        b1.link_down("eth1")
+        took = wait(lambda: holder() == [b2.name], 15)
+        print(f"eth1 down on {b1.name}: VIP on {', '.join(holder()) or 'nobody'} after {took:.1f} s")
+        out = client.run(f"for i in $(seq 10); do curl -s -m 3 http://{vip}/; done").stdout.split()
+        print("10 requests via the backup:", {name: out.count(name) for name in sorted(set(out))})
+        b1.link_up("eth1")
+        took = wait(lambda: holder() == [b1.name], 15)
+        print(f"eth1 up on {b1.name}: VIP back on {', '.join(holder()) or 'nobody'} after {took:.1f} s\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lvs-harness", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+
+    image = sub.add_parser("image", help="the embedded lab's guest image")
+    image_sub = image.add_subparsers(dest="action", required=True)
+    build = image_sub.add_parser("build", help="build (or reuse) the cached image")
+    build.add_argument("--force", action="store_true", help="rebuild even if a cached image exists")
+    build.set_defaults(func=cmd_image)
+
+    up = sub.add_parser("up", help="bring a lab up and keep it running")
+    up.add_argument("--lab", choices=CHOICES, default="auto")
+    up.add_argument("--vagrantfile", type=Path, help="default: the shipped hw3.8 reference")
+    up.add_argument("--allow-scripts", action="store_true", help="netns: run this Vagrantfile's provisioners")
+    up.set_defaults(func=cmd_up)
+
+    sub.add_parser("status", help="list labs and their hosts").set_defaults(func=cmd_status)
+
+    ex = sub.add_parser("exec", help="run a command in a lab host: exec HOST -- CMD…")
+    ex.add_argument("--run", help="run id (default: the only lab that is up)")
+    ex.add_argument("--timeout", type=float, default=600)
+    ex.add_argument("host")
+    ex.add_argument("command", nargs=argparse.REMAINDER)
+    ex.set_defaults(func=cmd_exec)
+
+    down = sub.add_parser("down", help="tear a lab down")
+    down.add_argument("--run", help="run id (default: the only lab that is up)")
+    down.set_defaults(func=cmd_down)
+
+    cl = sub.add_parser("clean", help="remove what killed runs left behind (by run id)")
+    cl.add_argument("--all", action="store_true", help="also stop labs that are up")
+    cl.add_argument("--run", help="only this run id")
+    cl.set_defaults(func=cmd_clean)
+
+    demo = sub.add_parser("demo", help="bring the reference lab up, show balancing and failover, tear it down")
+    demo.add_argument("--lab", choices=CHOICES, default="auto")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except HarnessError as err:
+        print(f"lvs-harness: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lvs-harness: interrupted; the lab was removed", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
