@@ -55,7 +55,7 @@ class Host:
         return self.spec.role
 
     def run(self, command: str, *, timeout: float = 60, input: bytes | str | None = None) -> CommandResult:
-        """Run ``command`` with bash as root in this host and return its result (never raises on rc).
+        """Run ``command`` with /bin/sh as root in this host and return its result (never raises on rc).
 
         Example::
 

@@ -99,7 +99,12 @@ class NamespacedLab:
         self._closed = False
 
     # to be provided ------------------------------------------------------------
-    def _root_run(self, argv: list, input: bytes | None, timeout: float) -> CommandResult:
+    def _root_run(self, argv: list, input: bytes | None, timeout: float, env: dict | None = None) -> CommandResult:
+        """Run argv as root in the outer system (env None: the outer system's own environment).
+
+        When ``timeout`` passes, the command and everything it started are killed and the
+        result has rc 124, as with timeout(1).
+        """
         raise NotImplementedError
 
     def _sandbox_run(self, argv: list, input: bytes) -> CommandResult:
@@ -163,7 +168,7 @@ class NamespacedLab:
         if self._closed:
             raise LabError(f"the lab {self.run_id} is closed; start a new one to run `{command}` on {host}")
         t0 = time.monotonic()
-        res = self._root_run(self.ns.enter_argv(host, command, timeout), input, timeout + 10)
+        res = self._root_run(self.ns.enter_argv(host, command), input, timeout, self.ns.env)
         return CommandResult(command=command, rc=res.rc, stdout=res.stdout, stderr=res.stderr,
                              duration=time.monotonic() - t0)
 

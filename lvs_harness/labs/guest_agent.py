@@ -127,27 +127,48 @@ class GuestAgent:
         """Start argv in the guest without waiting for it; return its guest pid."""
         return self._request("guest-exec", timeout=5, path=argv[0], arg=list(argv[1:]))["pid"]
 
-    def exec(self, argv: list[str], input: bytes | None = None, timeout: float = 60) -> tuple[int, str, str]:
-        """Run argv in the guest (as root, outside any lab host) and return (rc, stdout, stderr)."""
+    def exec(self, argv: list[str], input: bytes | None = None, timeout: float = 60,
+             env: dict | None = None) -> tuple[int, str, str]:
+        """Run argv in the guest as root and return (rc, stdout, stderr).
+
+        ``env`` replaces the environment (default: the agent's own, from the guest's init).
+        """
         args = {"path": argv[0], "arg": list(argv[1:]), "capture-output": True}
         if input:
             args["input-data"] = base64.b64encode(input).decode()
         if len(json.dumps(args)) > MAX_REQUEST:
             args = self._spill(argv, input)
+        if env is not None:
+            args["env"] = [f"{k}={v}" for k, v in env.items()]
         pid = self._request("guest-exec", **args)["pid"]
         deadline = time.monotonic() + timeout
-        delay = 0.002
+        started = time.monotonic()
+        timed_out = False
         while True:
             status = self._request("guest-exec-status", pid=pid)
             if status.get("exited"):
                 break
-            if time.monotonic() > deadline:
-                raise LabError(f"`{' '.join(argv)[:200]}` did not finish within {timeout:g} s in the lab guest")
-            time.sleep(delay)
-            delay = min(delay * 2, 0.02)
+            if time.monotonic() > deadline and not timed_out:
+                timed_out = True
+                self._kill_tree(pid)
+                deadline = time.monotonic() + 10
+            elif timed_out and time.monotonic() > deadline:
+                raise LabError(f"`{' '.join(argv)[:200]}` could not be stopped in the lab guest")
+            # poll quickly at first (most commands take 20-100 ms), then back off
+            time.sleep(0.003 if time.monotonic() - started < 0.3 else 0.02)
         out = base64.b64decode(status.get("out-data", "")).decode("utf-8", "replace")
         err = base64.b64decode(status.get("err-data", "")).decode("utf-8", "replace")
         rc = status.get("exitcode")
         if rc is None:  # killed by a signal
             rc = 128 + int(status.get("signal", 0))
+        if timed_out:
+            rc, err = 124, err + f"timed out after {timeout:g} s\n"
         return rc, out, err
+
+    def _kill_tree(self, pid: int) -> None:
+        """SIGKILL a guest process and all its descendants (daemons that called setsid stay)."""
+        script = ('tree() { for c in $(pgrep -P "$1"); do tree "$c"; done; echo "$1"; }; '
+                  'sid=$(ps -o sid= -p "$1"); pids=""; for p in $(tree "$1"); do '
+                  '[ "$(ps -o sid= -p "$p")" = "$sid" ] && pids="$pids $p"; done; '
+                  'kill -STOP $pids; kill -9 $pids; true')
+        self._request("guest-exec", path="/bin/sh", arg=["-c", script, "kill-tree", str(pid)])

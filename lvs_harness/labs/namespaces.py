@@ -60,14 +60,15 @@ class Namespaces:
         return f"{self.state}/ns/{host}.{kind}"
 
     # commands ---------------------------------------------------------------
-    def enter_argv(self, host: str, command: str, timeout: float | None = None) -> list[str]:
-        """argv that runs ``command`` with bash as root inside ``host`` (optionally under a timeout)."""
-        argv = ["nsenter", f"--net=/run/netns/{self.netns(host)}", f"--mount={self._ns_file(host, 'mnt')}",
-                f"--uts={self._ns_file(host, 'uts')}", "--wd=/root", "--",
-                "env", "-i", *(f"{k}={v}" for k, v in self.env.items()), "bash", "-c", command]
-        if timeout is not None:
-            argv = ["timeout", "-k", "3", f"{timeout:g}", *argv]
-        return argv
+    def enter_argv(self, host: str, command: str) -> list[str]:
+        """argv that runs ``command`` with /bin/sh as root inside ``host``; run it with :attr:`env`.
+
+        Every exec costs ~20 ms in the UML guest (a fork more), so the chain is only
+        nsenter → sh (dash; bash costs ~20 ms more). Timeouts are enforced by the runner,
+        which kills the process tree, rather than by a `timeout` process per command.
+        """
+        return ["nsenter", f"--net=/run/netns/{self.netns(host)}", f"--mount={self._ns_file(host, 'mnt')}",
+                f"--uts={self._ns_file(host, 'uts')}", "--wd=/root", "--", "/bin/sh", "-c", command]
 
     def build_script(self, topology: Topology) -> str:
         """One bash script that creates every namespace, bridge and veth of the topology."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -49,15 +50,21 @@ def available() -> tuple[bool, str]:
     return True, "namespaces on this machine's kernel, which has IPVS"
 
 
-def _local(argv: list, input: bytes | None, timeout: float) -> CommandResult:
+def _local(argv: list, input: bytes | None, timeout: float, env: dict | None = None) -> CommandResult:
+    """Run argv here; on timeout kill its whole process group and return rc 124."""
     t0 = time.monotonic()
+    argv = [str(a) for a in argv]
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                            start_new_session=True)
     try:
-        p = subprocess.run([str(a) for a in argv], input=input or b"", capture_output=True, timeout=timeout)
+        out, err = proc.communicate(input or b"", timeout=timeout)
+        rc = proc.returncode
     except subprocess.TimeoutExpired:
-        return CommandResult(" ".join(map(str, argv)), 124, "", f"timed out after {timeout:g} s",
-                             time.monotonic() - t0)
-    return CommandResult(" ".join(map(str, argv)), p.returncode, p.stdout.decode("utf-8", "replace"),
-                         p.stderr.decode("utf-8", "replace"), time.monotonic() - t0)
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        rc, err = 124, err + f"timed out after {timeout:g} s\n".encode()
+    return CommandResult(" ".join(argv), rc, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"),
+                         time.monotonic() - t0)
 
 
 SANDBOX_MOUNTS = (
@@ -104,8 +111,8 @@ class NetnsLab(NamespacedLab):
         config.progress(f"lab {run.id} is up ({', '.join(f'{k} {v:.1f} s' for k, v in lab.timings.items())})")
         return lab
 
-    def _root_run(self, argv, input, timeout) -> CommandResult:
-        return _local(argv, input, timeout)
+    def _root_run(self, argv, input, timeout, env=None) -> CommandResult:
+        return _local(argv, input, timeout, env)
 
     def _sandbox_run(self, argv, input) -> CommandResult:
         return sandbox_run(argv, input)

@@ -3,9 +3,10 @@
 The guest boots from the cached image through a copy-on-write file, has no network
 device at all, and is driven over qemu-guest-agent on a serial line (see
 :mod:`.guest_agent`). Inside it every lab host is a set of namespaces (see
-:mod:`.namespaces`). Started as root, the UML process runs as ``nobody`` with
-``hostfs=`` rooted in an empty read-only directory, so code from a submission that runs
-as root in the guest cannot reach the grading host's files.
+:mod:`.namespaces`). The UML process runs as ``nobody`` (when started as root) under a
+Landlock ruleset (see :mod:`.confine`), with ``hostfs=`` rooted in an empty read-only
+directory, so code from a submission that runs as root in the guest cannot reach the
+grading host's files.
 
 Example::
 
@@ -116,9 +117,9 @@ class Guest:
             return "(no console log)"
         return "\n".join([line for line in text if not line.startswith(" [<")][-lines:])
 
-    def exec(self, argv: list, input: bytes | None, timeout: float) -> CommandResult:
+    def exec(self, argv: list, input: bytes | None, timeout: float, env: dict | None = None) -> CommandResult:
         t0 = time.monotonic()
-        rc, out, err = self.agent.exec([str(a) for a in argv], input=input, timeout=timeout)
+        rc, out, err = self.agent.exec([str(a) for a in argv], input=input, timeout=timeout, env=env)
         return CommandResult(command=" ".join(map(str, argv)), rc=rc, stdout=out, stderr=err,
                              duration=time.monotonic() - t0)
 
@@ -163,8 +164,8 @@ class UmlLab(NamespacedLab):
         config.progress(f"lab {run.id} is up ({', '.join(f'{k} {v:.1f} s' for k, v in lab.timings.items())})")
         return lab
 
-    def _root_run(self, argv, input, timeout) -> CommandResult:
-        return self.guest.exec(argv, input, timeout)
+    def _root_run(self, argv, input, timeout, env=None) -> CommandResult:
+        return self.guest.exec(argv, input, timeout, env)
 
     def _sandbox_run(self, argv, input) -> CommandResult:
         # inside the guest, as nobody, with no network namespace of any lab host

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what lvs-harness needs on a Debian or Ubuntu machine, then lvs-harness itself.
+# Run as root (sudo ./install.sh). Safe to run again. Python packages go to ./.venv.
+set -euo pipefail
+cd "$(dirname "$0")"
+if [ "$(id -u)" != 0 ]; then echo "install.sh: run it as root (sudo ./install.sh)" >&2; exit 1; fi
+
+# the embedded lab: User-Mode Linux + the image builder; ruby evaluates Vagrantfiles for the
+# netns lab; keepalived/nginx/ipvsadm run the netns lab on this kernel
+packages=(user-mode-linux mmdebstrap e2fsprogs ruby iproute2 procps util-linux kmod curl
+          keepalived nginx-light ipvsadm python3-venv)
+had_daemons=$(dpkg-query -W -f='${Package} ${Status}\n' nginx keepalived 2>/dev/null | awk '/ installed/{print $1}' || true)
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends "${packages[@]}"
+# the labs start nginx and keepalived inside their own hosts; the ones Debian just enabled on
+# this machine itself (nginx would listen on port 80 here) are stopped again
+if [ -d /run/systemd/system ]; then
+  for unit in nginx keepalived; do
+    grep -qx "$unit" <<<"$had_daemons" || systemctl disable --now "$unit" >/dev/null 2>&1 || true
+  done
+fi
+
+# lvs-harness and its Python dependencies in .venv (Debian's own Python is externally managed)
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check -e .
+echo "install.sh: lvs-harness $(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("lvs-harness"))') installed in $(pwd)/.venv"
