@@ -10,22 +10,20 @@ Example::
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
+import base64
 import sys
 import time
 from pathlib import Path
 
-from . import keeper
 from .errors import HarnessError
-from .labs import CHOICES, LabConfig, clean, select_backend, start_lab
+from .labs import CHOICES, LabConfig, clean, remote, start_lab
 from .labs.base import stderr_progress
 from .labs.image import ensure_image
 from .runs import Run, stop_owner
 
 
 def _live_runs() -> list[Run]:
-    return [r for r in Run.all() if r.owner_alive() and (r.dir / keeper.SOCKET).exists()]
+    return [r for r in Run.all() if r.owner_alive() and (r.dir / remote.SOCKET).exists()]
 
 
 def _pick_run(run_id: str | None) -> Run:
@@ -49,24 +47,11 @@ def cmd_image(args) -> int:
 
 
 def cmd_up(args) -> int:
-    backend, why = select_backend(args.lab)
-    stderr_progress(f"lab backend: {backend} ({why})")
-    clean(stale_only=True, progress=stderr_progress)
-    raw = {"backend": backend, "vagrantfile": str(args.vagrantfile) if args.vagrantfile else None,
-           "allow_scripts": args.allow_scripts}
-    proc = subprocess.Popen([sys.executable, "-m", "lvs_harness.keeper", json.dumps(raw)], stdout=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, text=True, start_new_session=True)
-    for line in proc.stdout:
-        line = line.rstrip("\n")
-        if line.startswith("READY "):
-            run_id = line.split()[1]
-            print(f"lab {run_id} is up. Try:\n  lvs-harness status\n  lvs-harness exec client -- curl -s "
-                  f"172.28.128.200\n  lvs-harness down")
-            return 0
-        if line.startswith("ERROR "):
-            raise HarnessError(line[6:])
-        print(line, file=sys.stderr, flush=True)
-    raise HarnessError(f"the lab keeper exited ({proc.wait()}) before the lab was up")
+    lab = start_lab(LabConfig(backend=args.lab, vagrantfile=args.vagrantfile, allow_scripts=args.allow_scripts,
+                              keep=True))
+    print(f"lab {lab.run_id} is up. Try:\n  lvs-harness status\n  lvs-harness exec client -- curl -s "
+          f"{lab.topology.service.vip}\n  lvs-harness down")
+    return 0
 
 
 def cmd_status(args) -> int:
@@ -77,8 +62,8 @@ def cmd_status(args) -> int:
     for run in runs:
         state = "up" if run.owner_alive() else "left behind (run `lvs-harness clean`)"
         print(f"{run.id}  {run.backend:6}  {state}")
-        if run.owner_alive() and (run.dir / keeper.SOCKET).exists():
-            status = keeper.request(run, {"op": "status"}, timeout=60)
+        if run.owner_alive() and (run.dir / remote.SOCKET).exists():
+            status = remote.request(run, {"op": "status"}, timeout=60)
             print(f"    {status['vagrantfile']}")
             for h in status["hosts"]:
                 print(f"    {h['name']:12} {h['role']:9} {', '.join(h['addresses']) or '-'}")
@@ -90,8 +75,9 @@ def cmd_exec(args) -> int:
     if not command:
         raise HarnessError("give the command after --, e.g. `lvs-harness exec client -- ip -br addr`.")
     run = _pick_run(args.run)
-    reply = keeper.request(run, {"op": "exec", "host": args.host, "command": " ".join(command),
-                                 "timeout": args.timeout})
+    stdin = b"" if sys.stdin is None or sys.stdin.isatty() else sys.stdin.buffer.read()
+    reply = remote.request(run, {"op": "exec", "host": args.host, "command": " ".join(command),
+                                 "timeout": args.timeout, "input": base64.b64encode(stdin).decode()})
     sys.stdout.write(reply["stdout"])
     sys.stderr.write(reply["stderr"])
     return reply["rc"]
@@ -99,11 +85,8 @@ def cmd_exec(args) -> int:
 
 def cmd_down(args) -> int:
     run = _pick_run(args.run)
-    if run.owner_alive() and (run.dir / keeper.SOCKET).exists():
-        keeper.request(run, {"op": "down"}, timeout=60)
-        deadline = time.monotonic() + 60
-        while run.owner_alive() and time.monotonic() < deadline:
-            time.sleep(0.2)
+    if run.owner_alive() and (run.dir / remote.SOCKET).exists():
+        remote.stop(run)
     clean(stale_only=False, run_id=run.id)
     print(f"lab {run.id} is down")
     return 0

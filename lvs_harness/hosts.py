@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import shlex
-from typing import Callable, Protocol
+from typing import Protocol
 
 import testinfra.host
 from testinfra.backend.base import BaseBackend
@@ -139,5 +139,3 @@ def host_map(specs, execute: Execute) -> dict[str, Host]:
     """Host handles for every host of a topology, by name."""
     return {spec.name: Host(spec, execute) for spec in specs}
 
-
-Runner = Callable[[list, bytes], CommandResult]

@@ -1,19 +1,17 @@
-"""The process that holds a lab brought up with ``lvs-harness up`` until ``lvs-harness down``.
+"""The process that holds a lab brought up with ``lvs-harness up`` (or ``pytest --keep-lab``).
 
 It starts the lab (so it owns the run: if it is killed, the next start or ``clean``
 removes what it left), then answers one JSON request per connection on a Unix socket in
-the run's state directory: ``exec``, ``status``, ``down``. Started by the CLI as
-``python -m lvs_harness.keeper CONFIG_JSON``; it prints progress, then ``READY <run id>``
-or ``ERROR <message>``, and from then on logs to ``keeper.log`` beside the socket.
-
-Example::
-
-    reply = request(run, {"op": "exec", "host": "client", "command": "curl -s 172.28.128.200"})
-    print(reply["stdout"])
+the run's state directory: ``exec``, ``status``, ``down``. Started through
+:func:`lvs_harness.labs.remote.spawn` as ``python -m lvs_harness.keeper CONFIG_JSON``; it
+prints progress, then ``READY <run id>`` or ``ERROR <message>``, and from then on logs to
+``keeper.log`` beside the socket.
 """
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import json
 import os
 import signal
@@ -22,34 +20,8 @@ import sys
 from pathlib import Path
 
 from .errors import HarnessError
-from .labs import LabConfig, start_lab
-from .runs import Run
+from .labs import LabConfig, remote, start_lab
 from .topology import VirtualService
-
-SOCKET = "keeper.sock"
-
-
-def request(run: Run, message: dict, timeout: float = 660) -> dict:
-    """Send one request to the keeper of ``run`` and return its reply."""
-    path = run.dir / SOCKET
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        try:
-            sock.connect(str(path))
-        except OSError:
-            raise HarnessError(f"lab {run.id} is not answering (no keeper at {path}); "
-                               f"remove it with `lvs-harness clean --run {run.id}`.") from None
-        sock.sendall(json.dumps(message).encode() + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    reply = json.loads(data or b'{"error": "the keeper closed the connection"}')
-    if "error" in reply:
-        raise HarnessError(reply["error"])
-    return reply
 
 
 def _handle(lab, message: dict) -> dict:
@@ -59,7 +31,8 @@ def _handle(lab, message: dict) -> dict:
         if host is None:
             return {"error": f"no host named {message.get('host')!r} in lab {lab.run_id}; hosts are: "
                              f"{', '.join(lab.hosts)}"}
-        r = host.run(message["command"], timeout=float(message.get("timeout", 600)))
+        r = host.run(message["command"], timeout=float(message.get("timeout", 600)),
+                     input=base64.b64decode(message.get("input", "")) or None)
         return {"rc": r.rc, "stdout": r.stdout, "stderr": r.stderr, "duration": r.duration}
     if op == "status":
         hosts = []
@@ -67,8 +40,10 @@ def _handle(lab, message: dict) -> dict:
             out = lab.hosts[spec.name].run("ip -o -4 addr show scope global", timeout=10).stdout
             addrs = [f"{f[1]} {f[3]}" for f in (line.split() for line in out.splitlines()) if len(f) > 3]
             hosts.append({"name": spec.name, "role": spec.role, "addresses": addrs})
-        return {"run_id": lab.run_id, "backend": lab.NAME, "hosts": hosts,
-                "vagrantfile": str(lab.config.vagrantfile_path)}
+        return {"run_id": lab.run_id, "backend": lab.NAME, "hosts": hosts, "ipvs": lab.ipvs,
+                "vagrantfile": str(lab.config.vagrantfile_path), "topology": dataclasses.asdict(lab.topology),
+                "provisioning": [{"host": p.host, "origin": p.origin, "result": dataclasses.asdict(p.result)}
+                                 for p in lab.provisioning]}
     if op == "down":
         return {"ok": True}
     return {"error": f"unknown request {op!r}"}
@@ -81,7 +56,7 @@ def serve(config: LabConfig) -> None:
         print(f"ERROR {err}", flush=True)
         return
     with lab:
-        path = lab.run.dir / SOCKET
+        path = lab.run.dir / remote.SOCKET
         server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         server.bind(str(path))
         os.chmod(path, 0o600)
@@ -93,14 +68,8 @@ def serve(config: LabConfig) -> None:
         while True:
             conn, _ = server.accept()
             with conn:
-                data = b""
-                while not data.endswith(b"\n"):
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        break
-                    data += chunk
                 try:
-                    message = json.loads(data)
+                    message = json.loads(remote.read_message(conn))
                     reply = _handle(lab, message)
                 except (ValueError, KeyError, HarnessError) as err:
                     message, reply = {}, {"error": str(err)}
@@ -118,7 +87,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C in the terminal that ran `up` must not stop it
     raw = json.loads(sys.argv[1])
     config = LabConfig(backend=raw["backend"], vagrantfile=Path(raw["vagrantfile"]) if raw["vagrantfile"] else None,
-                       allow_scripts=raw["allow_scripts"], service=VirtualService(),
+                       allow_scripts=raw["allow_scripts"], roles=raw["roles"], service=VirtualService(**raw["service"]),
                        progress=lambda m: print(f"lvs-harness: {m}", flush=True))
     try:
         serve(config)

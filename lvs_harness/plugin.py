@@ -16,7 +16,6 @@ Example (a lab author's test)::
 
 from __future__ import annotations
 
-import dataclasses
 import signal
 from pathlib import Path
 
@@ -102,7 +101,3 @@ def client(lab):
                     "name one client* or map a role in lab_config.roles", pytrace=False)
     return lab.hosts[clients[0].name]
 
-
-def with_config(config: LabConfig, **changes) -> LabConfig:
-    """A copy of ``config`` with some fields changed (for overriding ``lab_config``)."""
-    return dataclasses.replace(config, **changes)

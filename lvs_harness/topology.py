@@ -120,6 +120,17 @@ class Topology:
         return seen
 
     @classmethod
+    def from_dict(cls, data: dict) -> "Topology":
+        """The inverse of ``dataclasses.asdict(topology)`` (as sent by a lab keeper)."""
+        def prov(p: dict) -> Provisioner:
+            return Provisioner(**{**p, "args": tuple(p["args"]) if isinstance(p["args"], list) else p["args"]})
+        return cls(
+            hosts=tuple(HostSpec(name=h["name"], role=h["role"], hostname=h["hostname"],
+                                 interfaces=tuple(Interface(**i) for i in h["interfaces"]),
+                                 provisioners=tuple(prov(p) for p in h["provisioners"])) for h in data["hosts"]),
+            service=VirtualService(**data["service"]), source=data["source"])
+
+    @classmethod
     def from_vagrant(cls, recorded: dict, *, vagrantfile: Path, roles: dict | None = None,
                      service: VirtualService | None = None) -> "Topology":
         """Build a topology from what ``vagrant_eval.rb`` recorded of a Vagrantfile."""

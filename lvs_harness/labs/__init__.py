@@ -9,9 +9,12 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
+
 from ..errors import HarnessError, LabError
 from ..runs import Run
-from . import netns, uml
+from ..vagrantfile import read_vagrantfile
+from . import netns, remote, uml
 from .base import Lab, LabConfig, ProvisionResult, reference_vagrantfile
 
 BACKENDS = {"uml": uml, "netns": netns}
@@ -40,13 +43,20 @@ def select_backend(name: str) -> tuple[str, str]:
 def start_lab(config: LabConfig | None = None, provision: bool = True) -> Lab:
     """Bring a lab up (a context manager: leaving the ``with`` block tears it down).
 
-    Stale runs left by killed processes are removed first.
+    Stale runs left by killed processes are removed first. With ``config.keep`` the lab is
+    held by a keeper process, so it outlives this one (``lvs-harness exec/status/down``).
     """
     config = config or LabConfig()
+    path = config.vagrantfile_path
+    read_vagrantfile(path / "Vagrantfile" if path.is_dir() else path)   # a bad path fails before anything starts
     backend, why = select_backend(config.backend)
     if config.backend == "auto":
         config.progress(f"lab backend: {backend} ({why})")
     clean(stale_only=True, progress=config.progress)
+    config = dataclasses.replace(config, backend=backend)
+    if config.keep:
+        run_id = remote.spawn(dataclasses.replace(config, keep=False))
+        return remote.RemoteLab(Run.load(run_id), keep=True, progress=config.progress)
     return _LABS[backend].start(config, provision=provision)
 
 

@@ -7,6 +7,7 @@ A backend is a class with ``NAME`` and ``start(config) -> Lab``; a started lab h
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shlex
 import sys
@@ -18,7 +19,7 @@ from ..commands import CommandResult
 from ..errors import LabError
 from ..hosts import Host, host_map
 from ..runs import Run
-from ..topology import DIRECTOR, REAL, Provisioner, Topology, VirtualService
+from ..topology import Provisioner, Topology, VirtualService
 from ..vagrantfile import load_topology
 from .namespaces import Namespaces
 
@@ -48,7 +49,7 @@ class LabConfig:
 
     backend: str = "auto"
     vagrantfile: Path | None = None          # None: the shipped reference
-    keep: bool = False
+    keep: bool = False                       # outlive this process (held by a keeper process)
     roles: dict | None = None                # role -> glob patterns; None: hw3.8 defaults
     service: VirtualService = VirtualService()
     allow_scripts: bool = False              # run provisioners of a non-reference Vagrantfile on netns
@@ -111,17 +112,14 @@ class NamespacedLab:
         raise NotImplementedError
 
     # bring-up --------------------------------------------------------------------
+    @contextlib.contextmanager
     def _timed(self, key: str, message: str):
-        lab = self
-
-        class _T:
-            def __enter__(self):
-                lab.config.progress(message)
-                self.t0 = time.monotonic()
-
-            def __exit__(self, *exc):
-                lab.timings[key] = time.monotonic() - self.t0
-        return _T()
+        self.config.progress(message)
+        t0 = time.monotonic()
+        try:
+            yield
+        finally:
+            self.timings[key] = time.monotonic() - t0
 
     def _bring_up(self, provision: bool = True) -> None:
         cfg = self.config
@@ -189,5 +187,34 @@ class NamespacedLab:
     def __exit__(self, *exc):
         self.close()
 
-    def close(self) -> None:
+    @classmethod
+    def start(cls, config: LabConfig, provision: bool = True):
+        """Bring a lab up; on any failure (Ctrl-C included) remove what was made and re-raise."""
+        cls._preflight(config, provision)
+        run = Run.create(cls.NAME, keep=config.keep)
+        lab = cls(config, run)
+        try:
+            lab._boot()
+            lab._bring_up(provision=provision)
+        except BaseException:
+            lab.close(force=True)
+            raise
+        config.progress(f"lab {run.id} is up ({', '.join(f'{k} {v:.1f} s' for k, v in lab.timings.items())})")
+        return lab
+
+    @classmethod
+    def _preflight(cls, config: LabConfig, provision: bool) -> None:
+        """Refuse early, with the fix, what cannot work (before anything is created)."""
+
+    def _boot(self) -> None:
+        """Start whatever holds the hosts (the UML guest); nothing for netns."""
+
+    def _teardown(self) -> None:
         raise NotImplementedError
+
+    def close(self, force: bool = False) -> None:
+        """Tear the lab down: every process, namespace and file the run made."""
+        if self._closed:
+            return
+        self._closed = True
+        self._teardown()

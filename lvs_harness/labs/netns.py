@@ -87,8 +87,12 @@ def sandbox_run(argv: list, input: bytes | None, timeout: float = 60) -> Command
 class NetnsLab(NamespacedLab):
     NAME = "netns"
 
+    def __init__(self, config: LabConfig, run: Run):
+        super().__init__(config, run, ns_state=str(run.dir / "ns"))
+        self.ipvs = ipvs_available()
+
     @classmethod
-    def start(cls, config: LabConfig, provision: bool = True) -> "NetnsLab":
+    def _preflight(cls, config: LabConfig, provision: bool) -> None:
         if os.geteuid() != 0:
             raise LabError("the netns lab needs root (it creates network namespaces); run it with sudo "
                            "or use --lab uml.")
@@ -100,16 +104,6 @@ class NetnsLab(NamespacedLab):
             raise LabError(f"the netns lab would run the provisioners of {config.vagrantfile_path} as root on "
                            "this machine; use --lab uml (they run inside a guest there), or pass "
                            "--allow-scripts if you trust that Vagrantfile.")
-        run = Run.create(cls.NAME, keep=config.keep)
-        lab = cls(config, run, ns_state=str(run.dir / "ns"))
-        lab.ipvs = ipvs_available()
-        try:
-            lab._bring_up(provision=provision)
-        except BaseException:
-            lab.close(force=True)
-            raise
-        config.progress(f"lab {run.id} is up ({', '.join(f'{k} {v:.1f} s' for k, v in lab.timings.items())})")
-        return lab
 
     def _root_run(self, argv, input, timeout, env=None) -> CommandResult:
         return _local(argv, input, timeout, env)
@@ -117,14 +111,7 @@ class NetnsLab(NamespacedLab):
     def _sandbox_run(self, argv, input) -> CommandResult:
         return sandbox_run(argv, input)
 
-    def close(self, force: bool = False) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self.config.keep and not force:
-            self.config.progress(f"keeping lab {self.run_id} (--keep-lab); remove it with "
-                                 f"`lvs-harness down --run {self.run_id}`")
-            return
+    def _teardown(self) -> None:
         cleanup(self.run)
 
 

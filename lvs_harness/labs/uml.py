@@ -31,7 +31,7 @@ from ..runs import MARKER, Run, kill_marked
 from .base import LabConfig, NamespacedLab
 from .confine import hide_xstate, landlock, landlock_abi
 from .guest_agent import GuestAgent
-from .image import ensure_image, uml_kernel
+from .image import ensure_image, image_path, uml_kernel
 
 GUEST_MEM = "256M"
 BOOT_TIMEOUT = 60
@@ -145,24 +145,17 @@ class UmlLab(NamespacedLab):
     NAME = "uml"
     GUEST_ENV = {"GLIBC_TUNABLES": GUEST_GLIBC_TUNABLES}
 
-    def __init__(self, config: LabConfig, run: Run, guest: Guest):
+    def __init__(self, config: LabConfig, run: Run):
         super().__init__(config, run, ns_state=f"{GUEST_STATE}/ns")
-        self.guest = guest
+        self.guest = Guest(run, image_path(), progress=config.progress)
 
     @classmethod
-    def start(cls, config: LabConfig, provision: bool = True) -> "UmlLab":
-        image = ensure_image(config.progress)
-        run = Run.create(cls.NAME, keep=config.keep)
-        lab = cls(config, run, Guest(run, image, progress=config.progress))
-        try:
-            with lab._timed("boot", "booting the UML guest"):
-                lab.guest.boot()
-            lab._bring_up(provision=provision)
-        except BaseException:
-            lab.close(force=True)
-            raise
-        config.progress(f"lab {run.id} is up ({', '.join(f'{k} {v:.1f} s' for k, v in lab.timings.items())})")
-        return lab
+    def _preflight(cls, config: LabConfig, provision: bool) -> None:
+        ensure_image(config.progress)
+
+    def _boot(self) -> None:
+        with self._timed("boot", "booting the UML guest"):
+            self.guest.boot()
 
     def _root_run(self, argv, input, timeout, env=None) -> CommandResult:
         return self.guest.exec(argv, input, timeout, env)
@@ -172,15 +165,7 @@ class UmlLab(NamespacedLab):
         return self.guest.exec(["unshare", "--net", "--ipc", "--", "setpriv", "--reuid=nobody",
                                 "--regid=nogroup", "--clear-groups", "--", *argv], input, 60)
 
-    def close(self, force: bool = False) -> None:
-        if self._closed:
-            return
-        if self.config.keep and not force:
-            self.config.progress(f"keeping lab {self.run_id} (--keep-lab); remove it with "
-                                 f"`lvs-harness down --run {self.run_id}`")
-            self._closed = True
-            return
-        self._closed = True
+    def _teardown(self) -> None:
         self.guest.stop()
         cleanup(self.run)
 
