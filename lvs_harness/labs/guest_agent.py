@@ -82,7 +82,7 @@ class GuestAgent:
                     raise LabError(f"the lab guest did not start its agent within {timeout:g} s")
                 sent.add(self._send_sync())
                 try:
-                    if self._await_sync(sent, time.monotonic() + 0.5):
+                    if self._await_sync(sent, time.monotonic() + 0.1):
                         break
                 except TimeoutError:
                     continue
