@@ -8,7 +8,7 @@ if [ "$(id -u)" != 0 ]; then echo "install.sh: run it as root (sudo ./install.sh
 # the embedded lab: User-Mode Linux + the image builder; ruby evaluates Vagrantfiles for the
 # netns lab; keepalived/nginx/ipvsadm run the netns lab on this kernel
 packages=(user-mode-linux mmdebstrap e2fsprogs ruby iproute2 procps util-linux kmod curl
-          keepalived nginx-light ipvsadm python3-venv)
+          keepalived nginx-light ipvsadm iputils-arping python3-venv)
 had_daemons=$(dpkg-query -W -f='${Package} ${Status}\n' nginx keepalived 2>/dev/null | awk '/ installed/{print $1}' || true)
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q

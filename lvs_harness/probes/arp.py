@@ -1,0 +1,58 @@
+"""ARP: which MAC a host resolves an address to, and whose interface that MAC is.
+
+With ARP suppression missing on a real (arp_ignore/arp_announce), the real answers ARP for
+the VIP too and the client may send VIP traffic straight to it, bypassing IPVS.
+
+Example::
+
+    answer = resolve(client, "172.28.128.200", lab.hosts.values())
+    answer.owner, answer.repliers      # 'balancer1', ['balancer1']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+
+@dataclasses.dataclass(frozen=True)
+class ArpAnswer:
+    address: str
+    mac: str | None            # what the neighbour table holds after resolving
+    owner: str | None          # the lab host whose interface has that MAC
+    repliers: tuple[str, ...]  # every lab host that answered an ARP request for the address
+    raw: str = ""              # arping's and `ip neigh`'s output, as evidence
+
+
+def parse_link_macs(text: str) -> dict[str, str]:
+    """``ip -o link`` → {interface: mac}."""
+    macs = {}
+    for line in text.splitlines():
+        m = re.match(r"^\d+:\s+([^:@\s]+)[@:].*?link/ether ([0-9a-f:]{17})", line)
+        if m:
+            macs[m[1]] = m[2]
+    return macs
+
+
+def parse_arping(text: str) -> list[str]:
+    """MACs that replied, from iputils arping output ("Unicast reply from IP [MAC] …")."""
+    return [m.lower() for m in re.findall(r"reply from \S+ \[([0-9A-Fa-f:]{17})\]", text)]
+
+
+def mac_owner(hosts, mac: str) -> str | None:
+    for host in hosts:
+        if mac.lower() in parse_link_macs(host.run("ip -o link").stdout).values():
+            return host.name
+    return None
+
+
+def resolve(client, address: str, hosts, interface: str = "eth1") -> ArpAnswer:
+    """Ask for ``address`` on ``interface`` of ``client`` with a fresh ARP exchange and say who answered."""
+    hosts = list(hosts)
+    r = client.run(f"ip neigh flush to {address}; arping -c 2 -w 3 -I {interface} {address}; "
+                   f"ping -c 1 -W 1 {address} >/dev/null; ip neigh show to {address}")
+    mac = re.search(r"lladdr ([0-9a-f:]{17})", r.stdout)
+    owners = {m: mac_owner(hosts, m) for m in set(parse_arping(r.stdout))}
+    mac_value = mac[1] if mac else None
+    return ArpAnswer(address, mac_value, mac_owner(hosts, mac_value) if mac_value else None,
+                     tuple(sorted(o or m for m, o in owners.items())), r.stdout + r.stderr)

@@ -1,0 +1,123 @@
+"""keepalived's configuration, parsed enough to derive protocol timings and expected IPVS state.
+
+Example::
+
+    conf = parse_config(director.read_file("/etc/keepalived/keepalived.conf"))
+    inst = conf.instances[0]
+    inst.priority, inst.advert_int, inst.master_down_interval   # 150, 1.0, 3.41
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+
+@dataclasses.dataclass(frozen=True)
+class VrrpInstance:
+    name: str
+    state: str = "BACKUP"
+    interface: str = ""
+    virtual_router_id: int = 0
+    priority: int = 100
+    advert_int: float = 1.0
+    virtual_ipaddresses: tuple[str, ...] = ()
+
+    @property
+    def master_down_interval(self) -> float:
+        """RFC 5798: 3 × Advertisement_Interval + Skew_Time, Skew_Time = (256 − Priority) / 256 × interval.
+
+        keepalived (VRRPv2 default) uses (256 − priority)/256 s; with advert_int 1 both agree.
+        """
+        return 3 * self.advert_int + (256 - self.priority) / 256 * self.advert_int
+
+    @property
+    def vips(self) -> list[str]:
+        """The virtual addresses without prefix or options ("172.28.128.200/24 dev eth1" → 172.28.128.200)."""
+        return [v.split()[0].split("/")[0] for v in self.virtual_ipaddresses]
+
+
+@dataclasses.dataclass(frozen=True)
+class RealServerConf:
+    address: str
+    port: int
+    weight: int = 1
+    checks: tuple[str, ...] = ()   # HTTP_GET, TCP_CHECK, …
+
+
+@dataclasses.dataclass(frozen=True)
+class VirtualServerConf:
+    address: str
+    port: int
+    lb_algo: str = ""
+    lb_kind: str = ""
+    protocol: str = "TCP"
+    reals: tuple[RealServerConf, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class KeepalivedConfig:
+    instances: tuple[VrrpInstance, ...] = ()
+    virtual_servers: tuple[VirtualServerConf, ...] = ()
+
+
+def _statements(text: str) -> list:
+    """Nested lists: each statement is [keyword, args…] or [keyword, args…, [block statements]]."""
+    tokens = []
+    for raw in text.splitlines():
+        tokens += re.findall(r"\{|\}|[^\s{}]+", re.split(r"[#!]", raw, maxsplit=1)[0]) + ["\n"]
+    return _parse_block(iter(tokens))
+
+
+def _parse_block(tokens) -> list:
+    statements, current = [], []
+    for tok in tokens:
+        if tok == "\n":
+            if current:
+                statements.append(current)
+                current = []
+        elif tok == "{":
+            current.append(_parse_block(tokens))
+            statements.append(current)
+            current = []
+        elif tok == "}":
+            break
+        else:
+            current.append(tok)
+    if current:
+        statements.append(current)
+    return statements
+
+
+def _block(stmt: list) -> list:
+    return stmt[-1] if stmt and isinstance(stmt[-1], list) else []
+
+
+def _first(block: list, key: str, default=None):
+    for stmt in block:
+        if stmt and stmt[0] == key and len(stmt) > 1 and not isinstance(stmt[1], list):
+            return stmt[1]
+    return default
+
+
+def parse_config(text: str) -> KeepalivedConfig:
+    """Parse the parts of keepalived.conf the checks need (unknown keywords are ignored)."""
+    instances, servers = [], []
+    for stmt in _statements(text):
+        body = _block(stmt)
+        if stmt[0] == "vrrp_instance":
+            vips = next((tuple(" ".join(w for w in line if isinstance(w, str)) for line in _block(s))
+                         for s in body if s[0] == "virtual_ipaddress"), ())
+            instances.append(VrrpInstance(
+                name=stmt[1] if isinstance(stmt[1], str) else "", state=str(_first(body, "state", "BACKUP")).upper(),
+                interface=_first(body, "interface", ""), virtual_router_id=int(_first(body, "virtual_router_id", 0)),
+                priority=int(_first(body, "priority", 100)), advert_int=float(_first(body, "advert_int", 1)),
+                virtual_ipaddresses=vips))
+        elif stmt[0] == "virtual_server" and len(stmt) >= 4:
+            # inside real_server, every sub-block is a health checker (HTTP_GET, TCP_CHECK, MISC_CHECK…)
+            reals = tuple(RealServerConf(r[1], int(r[2]), int(_first(_block(r), "weight", 1)),
+                                         tuple(c[0] for c in _block(r) if isinstance(c[-1], list)))
+                          for r in body if r[0] == "real_server" and len(r) >= 3)
+            servers.append(VirtualServerConf(stmt[1], int(stmt[2]), _first(body, "lb_algo", ""),
+                                             _first(body, "lb_kind", ""), _first(body, "protocol", "TCP"), reals))
+    return KeepalivedConfig(tuple(instances), tuple(servers))

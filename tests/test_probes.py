@@ -1,0 +1,111 @@
+"""Probe parsers on real outputs: keepalived logs, ip, arping, keepalived.conf, and the client's request loop."""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.server
+import re
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from lvs_harness.probes import arp, client, keepalived, vrrp
+from support import EXAMPLE, example_parts
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_transitions_from_the_lab_log():
+    b1 = vrrp.parse_transitions((DATA / "keepalived" / "balancer1-failover.log").read_text())
+    assert [(t.instance, t.state, t.init) for t in b1] == [
+        ("VI_1", "BACKUP", True), ("VI_1", "MASTER", False), ("VI_1", "FAULT", False),
+        ("VI_1", "BACKUP", False), ("VI_1", "MASTER", False)]
+    assert b1[0].time == dt.datetime(2026, 11, 26, 12, 55, 22, 213655)
+    b2 = vrrp.parse_transitions((DATA / "keepalived" / "balancer2-failover.log").read_text())
+    assert [t.state for t in b2] == ["BACKUP", "MASTER", "BACKUP"]
+    # failover: balancer1 FAULT at 26.246 → balancer2 MASTER at 29.235
+    assert (b2[1].time - b1[2].time).total_seconds() == pytest.approx(2.989, abs=0.001)
+
+
+def test_transitions_from_the_example_submissions_syslog():
+    if not EXAMPLE.is_file():
+        pytest.skip(f"the example submission is not at {EXAMPLE}")
+    lines = [ln for ln in EXAMPLE.read_text().splitlines() if "Keepalived_vrrp" in ln]
+    got = vrrp.parse_transitions("\n".join(lines), year=2023)
+    assert [t.state for t in got][:4] == ["BACKUP", "MASTER", "FAULT", "BACKUP"]
+    assert got[0].time == dt.datetime(2023, 5, 25, 12, 31, 18) and got[0].init
+
+
+def test_addresses_and_vip_holding():
+    b1 = vrrp.parse_addresses((DATA / "ip" / "balancer1-addr.txt").read_text())
+    assert b1["eth1"][:2] == ["172.28.128.10/24", "172.28.128.200/32"]
+    assert vrrp.holds(b1, "172.28.128.200") == ["eth1"]
+    s1 = vrrp.parse_addresses((DATA / "ip" / "server1-addr.txt").read_text())
+    assert vrrp.holds(s1, "172.28.128.200") == ["lo"] and vrrp.holds(s1, "172.28.128.200", ("eth1",)) == []
+
+
+def test_arp_replies_and_macs():
+    replies = arp.parse_arping((DATA / "ip" / "client-arping-vip-broken-real.txt").read_text())
+    assert replies == ["52:7c:fd:16:95:31", "a2:1a:e5:55:0b:0b"]
+    assert arp.parse_link_macs((DATA / "ip" / "server2-link.txt").read_text()) == {"eth1": "52:7c:fd:16:95:31"}
+    assert arp.parse_link_macs((DATA / "ip" / "balancer1-link.txt").read_text()) == {"eth1": "a2:1a:e5:55:0b:0b"}
+
+
+def test_keepalived_config_of_the_example_and_the_master_down_interval():
+    parts = example_parts()
+    b1 = keepalived.parse_config(parts["balancer1"]).instances[0]
+    b2 = keepalived.parse_config(parts["balancer2"]).instances[0]
+    assert (b1.state, b1.interface, b1.virtual_router_id, b1.priority, b1.vips) == ("MASTER", "eth1", 33, 100,
+                                                                                    ["172.28.128.200"])
+    assert (b2.state, b2.priority) == ("BACKUP", 50)
+    assert b2.master_down_interval == pytest.approx(3 + 206 / 256)
+    assert keepalived.parse_config(parts["balancer1"]).virtual_servers == ()
+
+
+def test_keepalived_config_virtual_server_one_line_blocks_and_comments():
+    conf = keepalived.parse_config(
+        "! comment\nvrrp_instance VI_2 {\n state backup # lower case\n priority 90\n advert_int 2\n"
+        " virtual_ipaddress { 10.0.0.1 }\n}\nvirtual_server 10.0.0.1 443 { lb_algo wlc\n lb_kind NAT\n"
+        " real_server 10.0.0.2 443 { weight 3\n  TCP_CHECK { connect_timeout 2 } }\n}\n")
+    inst = conf.instances[0]
+    assert (inst.name, inst.state, inst.priority, inst.advert_int, inst.vips) == ("VI_2", "BACKUP", 90, 2.0, ["10.0.0.1"])
+    assert inst.master_down_interval == pytest.approx(6 + 166 / 256 * 2)
+    vs = conf.virtual_servers[0]
+    assert (vs.address, vs.port, vs.lb_algo, vs.lb_kind) == ("10.0.0.1", 443, "wlc", "NAT")
+    assert [(r.address, r.port, r.weight, r.checks) for r in vs.reals] == [("10.0.0.2", 443, 3, ("TCP_CHECK",))]
+
+
+@pytest.fixture
+def local_page():
+    """A page on loopback that names its server, like the lab's reals."""
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b"server1\n"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+
+
+def run_loop(url: str, count: int) -> str:
+    script = f"URL={url} TIMEOUT=1; for i in $(seq {count}); do {client.ONE_REQUEST}; done"
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout
+
+
+def test_request_loop_output_parses(local_page):
+    answers = client.parse_requests(run_loop(local_page, 3))
+    assert [(a.status, a.real, a.curl_rc, a.ok) for a in answers] == [(200, "server1", 0, True)] * 3
+    assert all(0 < a.latency < 1 for a in answers) and answers[0].time <= answers[1].time
+    refused = client.parse_requests(run_loop("http://127.0.0.1:9/", 1))[0]
+    assert (refused.status, refused.real, refused.curl_rc, refused.ok) == (0, None, 7, False)
+    assert re.fullmatch(r"\d+\.\d+ 7 000 \S+ ", run_loop("http://127.0.0.1:9/", 1).splitlines()[0])
