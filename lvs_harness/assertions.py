@@ -1,0 +1,301 @@
+"""Assertions about a running load-balancer lab.
+
+Each one polls a probe until its deadline (every ``interval`` seconds, with tenacity),
+then returns what it measured — or fails with expected-vs-got and the raw evidence. When
+no deadline is given it is derived from the protocol, from the lab's own configuration:
+
+- VRRP: the backup takes over after the master-down interval,
+  ``3 × advert_int + (256 − priority) / 256`` (RFC 5798, with keepalived's VRRPv2 skew),
+  read from the director's keepalived.conf, plus one advert interval and ``SLACK``.
+- IPVS: an inactive (FIN_WAIT) entry lives for the ``tcpfin`` timeout read from
+  ``ipvsadm -Ln --timeout``, plus ``SLACK``.
+
+About MSL: RFC 793/1122 set the Maximum Segment Lifetime to 2 minutes (:data:`MSL`), and
+a TCP endpoint that closes first waits 2 × MSL in TIME_WAIT. The director is not an
+endpoint: IPVS keeps its own entry per connection, which after the FIN moves to FIN_WAIT
+and expires after the ``tcpfin`` timeout — 120 s by default, i.e. one MSL. That is why
+``ipvsadm -Ln`` shows InActConn for about two minutes after fast requests (homework
+question 1). ``ipvsadm --set 0 10 0`` shortens it for entries created afterwards.
+
+Example::
+
+    assert_vip_on(b1, "172.28.128.200").seconds          # 3.6
+    failover = assert_failover_within(b1, b2, "172.28.128.200")   # after b1.link_down("eth1")
+    assert_rr_balanced(b2, "172.28.128.200", 80, expected_total=50, since=before)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Callable
+
+import tenacity
+
+from .errors import HarnessError
+from .probes import ipvs, keepalived, vrrp
+
+MSL = 120.0          # seconds: RFC 793 / RFC 1122 Maximum Segment Lifetime (2 minutes)
+SLACK = 2.0          # seconds added to protocol-derived deadlines (scheduling, polling)
+DEFAULT_VRRP = keepalived.VrrpInstance(name="default")   # keepalived's defaults: priority 100, advert_int 1
+KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
+
+
+class LabAssertionError(AssertionError):
+    """A lab assertion that failed: ``expected``/``got`` plus the raw ``evidence``."""
+
+    def __init__(self, what: str, expected: str, got: str, seconds: float, evidence: str = ""):
+        self.what, self.expected, self.got, self.seconds, self.evidence = what, expected, got, seconds, evidence
+        text = f"{what}: expected {expected}, got {got} (after {seconds:.1f} s)"
+        if evidence:
+            text += "\n--- evidence ---\n" + evidence.rstrip()[-3000:]
+        super().__init__(text)
+
+
+@dataclasses.dataclass(frozen=True)
+class Measured:
+    """What a passing assertion measured: the value, how long it took, and the raw evidence."""
+
+    value: Any
+    seconds: float
+    deadline: float
+    evidence: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Seen:
+    ok: bool
+    value: Any
+    got: str
+    evidence: str = ""
+
+
+def _poll(observe: Callable[[], _Seen], *, what: str, expected: str, deadline: float, interval: float) -> Measured:
+    t0 = time.monotonic()
+
+    def attempt() -> _Seen:
+        try:
+            return observe()
+        except HarnessError as err:
+            return _Seen(False, None, f"an error: {err}")
+
+    retrying = tenacity.Retrying(stop=tenacity.stop_after_delay(deadline), wait=tenacity.wait_fixed(interval),
+                                 retry=tenacity.retry_if_result(lambda seen: not seen.ok),
+                                 retry_error_callback=lambda state: state.outcome.result())
+    seen = retrying(attempt)
+    elapsed = time.monotonic() - t0
+    if not seen.ok:
+        raise LabAssertionError(f"{what} (deadline {deadline:g} s, polled every {interval:g} s)", expected,
+                                seen.got, elapsed, seen.evidence)
+    return Measured(seen.value, elapsed, deadline, seen.evidence)
+
+
+def vrrp_instance(director) -> keepalived.VrrpInstance:
+    """The director's first vrrp_instance from its running config (keepalived's defaults if unreadable)."""
+    r = director.run(f"cat {KEEPALIVED_CONF}")
+    instances = keepalived.parse_config(r.stdout).instances if r.ok else ()
+    return instances[0] if instances else DEFAULT_VRRP
+
+
+def takeover_deadline(director) -> float:
+    """How long ``director`` may take to become MASTER once the master is gone."""
+    inst = vrrp_instance(director)
+    return inst.master_down_interval + inst.advert_int + SLACK
+
+
+def _addresses_evidence(hosts) -> tuple[dict, str]:
+    found, text = {}, []
+    for h in hosts:
+        out = h.run("ip -o -4 addr show").stdout
+        found[h.name] = vrrp.parse_addresses(out)
+        text.append(f"$ ip -o -4 addr show   # on {h.name}\n{out}")
+    return found, "\n".join(text)
+
+
+def _owners(found: dict, vip: str) -> list[str]:
+    return [name for name, addrs in found.items() if [i for i in vrrp.holds(addrs, vip) if i != "lo"]]
+
+
+def assert_vip_on(director, vip: str, *, deadline: float | None = None, interval: float = 0.2) -> Measured:
+    """``vip`` is on one of ``director``'s interfaces (lo excluded); returns the seconds it took.
+
+    Example::
+
+        assert_vip_on(lab.hosts["balancer1"], "172.28.128.200")
+    """
+    def observe():
+        found, evidence = _addresses_evidence([director])
+        owned = _owners(found, vip) == [director.name]
+        return _Seen(owned, director.name, f"addresses {found[director.name]}", evidence)
+    return _poll(observe, what=f"VIP {vip} on {director.name}", expected=f"{vip} on a {director.name} interface",
+                 deadline=deadline or takeover_deadline(director) + 3, interval=interval)
+
+
+def assert_vip_absent(host, vip: str, *, deadline: float = 5.0, interval: float = 0.2) -> Measured:
+    """``vip`` is on no interface of ``host`` except lo.
+
+    Example::
+
+        assert_vip_absent(lab.hosts["balancer2"], "172.28.128.200")
+    """
+    def observe():
+        found, evidence = _addresses_evidence([host])
+        return _Seen(not _owners(found, vip), None, f"addresses {found[host.name]}", evidence)
+    return _poll(observe, what=f"VIP {vip} absent from {host.name}", expected=f"no {vip} outside lo",
+                 deadline=deadline, interval=interval)
+
+
+def assert_single_vip_owner(directors, vip: str, *, deadline: float | None = None,
+                            interval: float = 0.2) -> Measured:
+    """Exactly one director holds ``vip``; returns its name.
+
+    Example::
+
+        owner = assert_single_vip_owner(directors, "172.28.128.200").value   # 'balancer1'
+    """
+    directors = list(directors)
+
+    def observe():
+        found, evidence = _addresses_evidence(directors)
+        owners = _owners(found, vip)
+        return _Seen(len(owners) == 1, owners[0] if len(owners) == 1 else None,
+                     f"owners {owners}", evidence)
+    return _poll(observe, what=f"a single owner of {vip}", expected="exactly one director",
+                 deadline=deadline or max(takeover_deadline(d) for d in directors) + 3, interval=interval)
+
+
+def assert_ipvs_service(director, vip: str, port: int, *, scheduler: str = "rr", reals: list[str] | None = None,
+                        forward: str = "Route", protocol: str = "TCP", deadline: float = 15.0,
+                        interval: float = 0.5) -> Measured:
+    """``director`` has the virtual service with this scheduler and exactly these reals in ``forward`` mode.
+
+    Example::
+
+        assert_ipvs_service(b1, "172.28.128.200", 80, reals=["172.28.128.30", "172.28.128.40"])
+    """
+    def observe():
+        r = director.run("ipvsadm -Ln")
+        text = r.stdout + r.stderr
+        svc = ipvs.parse_list(text).service(vip, port, protocol)
+        if svc is None:
+            return _Seen(False, None, f"no {protocol} {vip}:{port} service", text)
+        got_reals = sorted((r.address, r.forward) for r in svc.reals)
+        want = sorted((a, forward) for a in reals) if reals is not None else None
+        ok = svc.scheduler == scheduler and (want is None and all(f == forward for _, f in got_reals)
+                                             or got_reals == want)
+        return _Seen(ok, svc, f"scheduler {svc.scheduler}, reals {got_reals}", text)
+    expected = f"{protocol} {vip}:{port} {scheduler}" + (f" with {sorted(reals)} in {forward}" if reals else "")
+    return _poll(observe, what=f"IPVS service on {director.name}", expected=expected, deadline=deadline,
+                 interval=interval)
+
+
+def assert_rr_balanced(director, vip: str, port: int, *, expected_total: int, tolerance: int = 1,
+                       since: list | None = None, deadline: float = 10.0, interval: float = 0.5) -> Measured:
+    """The service's connection counter grew by ``expected_total``, split evenly over its reals
+    (each within ``tolerance`` of an equal share). Waits for ``ipvsadm --stats``, which lags
+    about 2 s. Pass ``since=read_stats(director)`` taken before the traffic.
+
+    Example::
+
+        before = ipvs.read_stats(b1); http_requests(client, url, 50)
+        assert_rr_balanced(b1, vip, 80, expected_total=50, since=before).value
+        # {'172.28.128.30:80': 25, '172.28.128.40:80': 25}
+    """
+    key = ipvs.Service("TCP", vip, port).key
+
+    def conns(stats) -> dict:
+        for s in stats or []:
+            if s.key == key:
+                return {"total": s.conns, **{r: c["Conns"] for r, c in s.reals.items()}}
+        return {"total": 0}
+
+    base = conns(since)
+
+    def observe():
+        text = director.run("ipvsadm -Ln --stats --exact").stdout
+        now = conns(ipvs.parse_counters(text))
+        delta = {k: v - base.get(k, 0) for k, v in now.items()}
+        per_real = {k: v for k, v in delta.items() if k != "total"}
+        share = expected_total / max(len(per_real), 1)
+        ok = delta["total"] == expected_total and bool(per_real) and all(
+            abs(v - share) <= tolerance for v in per_real.values())
+        return _Seen(ok, per_real, f"{delta['total']} connections split {per_real}", text)
+    return _poll(observe, what=f"round robin over {vip}:{port} on {director.name}",
+                 expected=f"{expected_total} connections, an equal share (±{tolerance}) per real",
+                 deadline=deadline, interval=interval)
+
+
+def _sysctl(host, name: str) -> int:
+    return int(host.check(f"cat /proc/sys/{name.replace('.', '/')}").stdout.strip())
+
+
+def assert_dr_real(real, vip: str, *, interface: str = "eth1") -> Measured:
+    """A DR real: ``vip``/32 on lo, and ARP suppression in effect on ``interface``
+    (the kernel applies max(all, interface): arp_ignore ≥ 1, arp_announce = 2).
+
+    Example::
+
+        assert_dr_real(lab.hosts["server1"], "172.28.128.200")
+    """
+    def observe():
+        lo = real.run("ip -o -4 addr show dev lo").stdout
+        on_lo = any(c.split("/")[0] == vip and c.endswith("/32") for c in vrrp.parse_addresses(lo).get("lo", []))
+        values = {f"{kind}({scope})": _sysctl(real, f"net.ipv4.conf.{scope}.{kind}")
+                  for kind in ("arp_ignore", "arp_announce") for scope in ("all", interface)}
+        ignore = max(values["arp_ignore(all)"], values[f"arp_ignore({interface})"])
+        announce = max(values["arp_announce(all)"], values[f"arp_announce({interface})"])
+        ok = on_lo and ignore >= 1 and announce == 2
+        return _Seen(ok, values, f"VIP/32 on lo: {on_lo}, effective arp_ignore={ignore} arp_announce={announce}",
+                     f"$ ip -o -4 addr show dev lo\n{lo}\n" + "\n".join(f"{k} = {v}" for k, v in values.items()))
+    return _poll(observe, what=f"{real.name} ready for direct routing",
+                 expected=f"{vip}/32 on lo, arp_ignore ≥ 1 and arp_announce = 2", deadline=3.0, interval=0.5)
+
+
+def assert_failover_within(from_director, to_director, vip: str, *, seconds: float | None = None,
+                           interval: float = 0.1) -> Measured:
+    """Call right after breaking ``from_director``: ``vip`` moves to ``to_director`` and leaves
+    ``from_director`` within ``seconds`` (default: the backup's master-down interval + one
+    advert + SLACK). Returns the measured failover time.
+
+    Example::
+
+        b1.link_down("eth1")
+        assert_failover_within(b1, b2, "172.28.128.200").seconds    # ~3.4
+    """
+    def observe():
+        found, evidence = _addresses_evidence([from_director, to_director])
+        owners = _owners(found, vip)
+        return _Seen(owners == [to_director.name], owners, f"owners {owners}", evidence)
+    return _poll(observe, what=f"failover of {vip} from {from_director.name} to {to_director.name}",
+                 expected=f"{vip} on {to_director.name} only",
+                 deadline=seconds if seconds is not None else takeover_deadline(to_director), interval=interval)
+
+
+def assert_inactconn_drains_within(director, vip: str, port: int, *, seconds: float | None = None,
+                                   interval: float = 1.0) -> Measured:
+    """Inactive connections exist now for ``vip:port`` and all drain within ``seconds``
+    (default: the tcpfin timeout from ``ipvsadm -Ln --timeout`` + SLACK). Returns the drain time;
+    ``value`` is the number of inactive connections seen at the start.
+
+    Example::
+
+        http_requests(client, url, 50)
+        assert_inactconn_drains_within(b1, vip, 80).seconds   # ~tcpfin
+    """
+    def inactive() -> tuple[int, str]:
+        text = director.run("ipvsadm -Ln").stdout
+        svc = ipvs.parse_list(text).service(vip, port)
+        return (sum(r.inactive for r in svc.reals) if svc else 0), text
+
+    start, text = inactive()
+    if start == 0:
+        raise LabAssertionError(f"inactive connections on {director.name}", f"InActConn > 0 for {vip}:{port}",
+                                "none", 0.0, text)
+    limit = seconds if seconds is not None else ipvs.read_timeouts(director).tcpfin + SLACK
+
+    def observe():
+        count, table = inactive()
+        return _Seen(count == 0, start, f"InActConn {count}", table)
+    measured = _poll(observe, what=f"InActConn draining on {director.name}", expected="InActConn 0",
+                     deadline=limit, interval=interval)
+    return dataclasses.replace(measured, value=start)
