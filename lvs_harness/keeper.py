@@ -88,6 +88,7 @@ def main() -> None:
     raw = json.loads(sys.argv[1])
     config = LabConfig(backend=raw["backend"], vagrantfile=Path(raw["vagrantfile"]) if raw["vagrantfile"] else None,
                        allow_scripts=raw["allow_scripts"], roles=raw["roles"], service=VirtualService(**raw["service"]),
+                       files=raw.get("files"),
                        progress=lambda m: print(f"lvs-harness: {m}", flush=True))
     try:
         serve(config)

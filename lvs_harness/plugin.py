@@ -35,11 +35,59 @@ def pytest_addoption(parser):
     group.addoption("--keep-lab", action="store_true", help="leave the lab running after the tests")
     group.addoption("--allow-scripts", action="store_true",
                     help="on --lab netns, run the provisioners of a Vagrantfile other than the reference")
+    group.addoption("--timing", choices=("fast", "faithful"), default=None,
+                    help="fast (default on embedded labs): a short IPVS tcpfin timeout is set before traffic so "
+                         "the drain check takes seconds; faithful (default on vagrant): default timeouts (~2 min)")
+
+
+CHECK_OUTCOMES = pytest.StashKey[dict]()
 
 
 def pytest_configure(config):
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _interrupt)   # tear labs down on `kill`, as on Ctrl-C
+    config.addinivalue_line("markers", "check(id, points, title, needs=()): a graded homework check; "
+                            "`needs` names checks whose failure makes this one fail with a reason instead of running")
+    config.stash[CHECK_OUTCOMES] = {}
+
+
+def _check_marker(item):
+    marker = item.get_closest_marker("check")
+    return marker.kwargs if marker else None
+
+
+def pytest_runtest_setup(item):
+    info = _check_marker(item)
+    if info:
+        for key in ("id", "points", "title"):
+            item.user_properties.append((f"check_{key}", info.get(key)))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    info = _check_marker(item)
+    if info:
+        outcomes = item.config.stash[CHECK_OUTCOMES]
+        for need, reason in _needs(info):
+            if outcomes.get(need) is False:
+                item.user_properties.append(("check_blocked_by", need))
+                pytest.fail(f"not run: {reason} (check {need} failed)", pytrace=False)
+    yield
+
+
+def _needs(info) -> list[tuple[str, str]]:
+    needs = info.get("needs", ())
+    return list(needs.items()) if isinstance(needs, dict) else [(n, f"needs check {n} to pass") for n in needs]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    info = _check_marker(item)
+    if info and (report.when == "call" or report.failed):
+        outcomes = item.config.stash[CHECK_OUTCOMES]
+        outcomes[info["id"]] = outcomes.get(info["id"], True) and not report.failed
 
 
 def _interrupt(signum, frame):
@@ -101,3 +149,8 @@ def client(lab):
                     "name one client* or map a role in lab_config.roles", pytrace=False)
     return lab.hosts[clients[0].name]
 
+
+@pytest.fixture(scope="session")
+def timing(pytestconfig, lab) -> str:
+    """'fast' or 'faithful' (see --timing); fast is the default except on the vagrant lab."""
+    return pytestconfig.getoption("--timing") or ("faithful" if lab.NAME == "vagrant" else "fast")

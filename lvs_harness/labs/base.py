@@ -53,6 +53,7 @@ class LabConfig:
     roles: dict | None = None                # role -> glob patterns; None: hw3.8 defaults
     service: VirtualService = VirtualService()
     allow_scripts: bool = False              # run provisioners of a non-reference Vagrantfile on netns
+    files: dict | None = None                # {host: {path: text}} written after provisioning (e.g. keepalived.conf)
     progress: Callable[[str], None] = stderr_progress
 
     @property
@@ -137,6 +138,14 @@ class NamespacedLab:
         if provision:
             with self._timed("provision", "running the Vagrantfile's provisioners"):
                 self._provision()
+        for host, files in (cfg.files or {}).items():
+            if host not in self.hosts:
+                raise LabError(f"a file is meant for host {host!r}, which the Vagrantfile does not define; "
+                               f"hosts are: {', '.join(self.hosts)}")
+            for path, text in files.items():
+                self.hosts[host].write_file(path, text)
+                if path.startswith("/etc/keepalived/"):
+                    self.hosts[host].run("systemctl stop keepalived")   # started below with the new config
         with self._timed("keepalived", "starting keepalived on the directors"):
             for spec in self.topology.directors:
                 self.hosts[spec.name].run("systemctl start keepalived")

@@ -20,6 +20,8 @@ import secrets
 import shlex
 import time
 
+from . import NAP
+
 # one request, one line: "<epoch start> <curl rc> <http code> <seconds> <first word of the body>".
 # bash only, so the sole exec is curl (each exec costs ~20-40 ms in the UML guest).
 ONE_REQUEST = (
@@ -28,10 +30,6 @@ ONE_REQUEST = (
     "set -- $last; first=${first#\"${first%%[![:space:]]*}\"}; "
     "echo \"$t $rc ${1:-000} ${2:-0} ${first%%[[:space:]]*}\""
 )
-# sleep without an exec: wait on a descriptor that never becomes readable
-NAP = 'exec {nap}<> <(:); nap() { read -rt "$1" -u "$nap"; }'
-
-
 @dataclasses.dataclass(frozen=True)
 class Request:
     time: float          # when it was sent (epoch seconds, the client's clock)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import time
 
 from ..errors import HarnessError
 
@@ -229,6 +230,24 @@ def read_table(host) -> IpvsTable:
 
 def read_stats(host) -> list[ServiceCounters]:
     return parse_counters(_read(host, "-Ln --stats --exact"))
+
+
+def read_stats_settled(host, quiet: float = 2.5, timeout: float = 15.0) -> list[ServiceCounters]:
+    """``--stats`` once the counters have stopped moving for ``quiet`` seconds.
+
+    The kernel folds connections into these counters about 2 s late, so a baseline read
+    right after traffic misses some of it. Returns the last read when ``timeout`` passes.
+    """
+    deadline = time.monotonic() + timeout
+    last, since = read_stats(host), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = read_stats(host)
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            break
+    return last
 
 
 def read_rates(host) -> list[ServiceCounters]:

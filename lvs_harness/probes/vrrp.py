@@ -13,6 +13,11 @@ import dataclasses
 import datetime as dt
 import ipaddress
 import re
+import secrets
+import shlex
+import time
+
+from . import NAP
 
 # lvs-harness's own keepalived log: "2026-11-26 12:55:25.620040 Thu Nov 26 12:55:25 2026: (VI_1) Entering …"
 LAB_LINE = re.compile(r"^(?P<ts>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+) .*?\((?P<inst>[^)]+)\) "
@@ -77,3 +82,85 @@ def vip_owners(directors, vip: str) -> list[str]:
         if [i for i in holds(read_addresses(d), vip) if i != "lo"]:
             owners.append(d.name)
     return owners
+
+
+class OwnershipRecorder:
+    """Records, on each director itself, whether it holds ``vip`` every ``interval`` seconds.
+
+    Sampling runs as a bash loop inside each director (one `ip` exec per sample, no round
+    trip to the harness), so it is cheap enough to run through a whole scenario; bounded by
+    ``max_seconds``. :meth:`stop` returns {director: [(epoch seconds, holds?), …]}.
+
+    Example::
+
+        with OwnershipRecorder(directors, vip) as rec:
+            ...
+        overlaps(rec.samples)        # [] when never two owners at once
+    """
+
+    def __init__(self, directors, vip: str, interval: float = 0.25, max_seconds: float = 900):
+        self.directors = list(directors)
+        self.vip, self.interval, self.max_seconds = vip, interval, max_seconds
+        self.samples: dict[str, list[tuple[float, bool]]] = {}
+        self._name = f"/tmp/lvsh-vip-{secrets.token_hex(4)}"
+
+    def start(self) -> "OwnershipRecorder":
+        loop = (f'{NAP}; end=$((SECONDS + {int(self.max_seconds)})); '
+                f'while [ -e {self._name}.run ] && [ $SECONDS -lt $end ]; do t=$EPOCHREALTIME; has=0; '
+                f'while read -r _ ifname _ addr _; do [ "$ifname" != lo ] && [ "${{addr%/*}}" = {self.vip} ] && has=1; '
+                f'done <<< "$(ip -o -4 addr show)"; echo "$t $has"; nap {self.interval:g}; '
+                f'done >> {self._name}.log; touch {self._name}.done')
+        for d in self.directors:
+            d.check(f"touch {self._name}.run && setsid -f bash -c {shlex.quote(loop)} </dev/null >/dev/null 2>&1")
+        return self
+
+    def stop(self) -> dict[str, list[tuple[float, bool]]]:
+        for d in self.directors:
+            d.run(f"rm -f {self._name}.run")
+        for d in self.directors:
+            deadline = time.monotonic() + self.interval + 5
+            while not d.run(f"test -e {self._name}.done").ok and time.monotonic() < deadline:
+                time.sleep(0.1)
+            out = d.run(f"cat {self._name}.log; rm -f {self._name}.*").stdout
+            self.samples[d.name] = [(float(t.replace(",", ".")), h == "1")
+                                    for t, h in (line.split() for line in out.splitlines() if len(line.split()) == 2)]
+        return self.samples
+
+    def __enter__(self) -> "OwnershipRecorder":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def overlaps(samples: dict[str, list[tuple[float, bool]]]) -> list[tuple[float, list[str]]]:
+    """Moments when more than one director held the VIP: (time, holders) at each sample taken then."""
+    events = sorted((t, name, has) for name, rows in samples.items() for t, has in rows)
+    state: dict[str, bool] = {}
+    found = []
+    for t, name, has in events:
+        state[name] = has
+        holders = sorted(n for n, h in state.items() if h)
+        if len(holders) > 1:
+            found.append((t, holders))
+    return found
+
+
+def overlap_episodes(samples: dict[str, list[tuple[float, bool]]], gap: float = 1.0) -> list[dict]:
+    """Group :func:`overlaps` into episodes (overlapping samples less than ``gap`` s apart).
+
+    Each episode: {"start", "end", "seconds", "holders", "samples"}. A handover by
+    preemption shows as a one-sample episode (both hold the VIP for the few ms until the
+    old master reads the new master's advert); a split brain as one that lasts.
+    """
+    episodes: list[dict] = []
+    for t, holders in overlaps(samples):
+        if episodes and t - episodes[-1]["end"] < gap:
+            ep = episodes[-1]
+            ep["end"], ep["samples"] = t, ep["samples"] + 1
+            ep["holders"] = sorted(set(ep["holders"]) | set(holders))
+        else:
+            episodes.append({"start": t, "end": t, "holders": holders, "samples": 1})
+    for ep in episodes:
+        ep["seconds"] = ep["end"] - ep["start"]
+    return episodes

@@ -1,0 +1,1 @@
+"""Shipped homework suites; run one with ``pytest --pyargs lvs_harness.suites.<name>``."""
