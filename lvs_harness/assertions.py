@@ -145,13 +145,13 @@ def assert_vip_absent(host, vip: str, *, deadline: float = 5.0, interval: float 
                  deadline=deadline, interval=interval)
 
 
-def assert_single_vip_owner(directors, vip: str, *, deadline: float | None = None,
+def assert_single_vip_owner(directors, vip: str, *, deadline: float | None = None, hold: float = 0.0,
                             interval: float = 0.2) -> Measured:
-    """Exactly one director holds ``vip``; returns its name.
+    """Exactly one director holds ``vip``, and keeps holding it alone for ``hold`` seconds; returns its name.
 
     Example::
 
-        owner = assert_single_vip_owner(directors, "172.28.128.200").value   # 'balancer1'
+        owner = assert_single_vip_owner(directors, "172.28.128.200", hold=3).value   # 'balancer1'
     """
     directors = list(directors)
 
@@ -160,8 +160,16 @@ def assert_single_vip_owner(directors, vip: str, *, deadline: float | None = Non
         owners = _owners(found, vip)
         return _Seen(len(owners) == 1, owners[0] if len(owners) == 1 else None,
                      f"owners {owners}", evidence)
-    return _poll(observe, what=f"a single owner of {vip}", expected="exactly one director",
-                 deadline=deadline or max(takeover_deadline(d) for d in directors) + 3, interval=interval)
+    first = _poll(observe, what=f"a single owner of {vip}", expected="exactly one director",
+                  deadline=deadline or max(takeover_deadline(d) for d in directors) + 3, interval=interval)
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < hold:          # an observation window, not a wait for state
+        time.sleep(interval)
+        seen = observe()
+        if seen.value != first.value:
+            raise LabAssertionError(f"{vip} staying with {first.value} for {hold:.1f} s", f"only {first.value}",
+                                    seen.got, first.seconds + time.monotonic() - t0, seen.evidence)
+    return first
 
 
 def assert_ipvs_service(director, vip: str, port: int, *, scheduler: str = "rr", reals: list[str] | None = None,

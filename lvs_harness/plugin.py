@@ -154,3 +154,15 @@ def client(lab):
 def timing(pytestconfig, lab) -> str:
     """'fast' or 'faithful' (see --timing); fast is the default except on the vagrant lab."""
     return pytestconfig.getoption("--timing") or ("faithful" if lab.NAME == "vagrant" else "fast")
+
+
+@pytest.fixture
+def measure(request):
+    """``measure(name, value)`` attaches a measured value to this test's report (``user_properties``).
+
+    Example::
+
+        def test_failover(measure, ...):
+            measure("failover_s", 3.4)
+    """
+    return lambda name, value: request.node.user_properties.append((name, value))

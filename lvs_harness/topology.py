@@ -139,27 +139,34 @@ class Topology:
         if not configs:
             raise VagrantfileError(f"{where} never calls Vagrant.configure, so it defines no machines; "
                                    "wrap the machines in `Vagrant.configure(\"2\") do |config| … end`.")
-        hosts: list[HostSpec] = []
+        if not any(c["defines"] for c in configs):
+            raise VagrantfileError(f"{where} names no machines; define each lab host with "
+                                   "`config.vm.define \"balancer1\" do |m| … end`.")
+        # Vagrant merges every Vagrant.configure block: top-level settings apply to all machines,
+        # and a machine defined again (in a later block) gets the later networks and provisioners too
+        top = {"networks": [], "provisioners": [], "hostname": None}
+        machines: dict[str, dict] = {}
         for config in configs:
-            top = config["vm"]
-            if not config["defines"]:
-                raise VagrantfileError(f"{where} names no machines; define each lab host with "
-                                       "`config.vm.define \"balancer1\" do |m| … end`.")
+            top["networks"] += config["vm"]["networks"]
+            top["provisioners"] += config["vm"]["provisioners"]
+            top["hostname"] = config["vm"].get("hostname") or top["hostname"]
             for define in config["defines"]:
                 vm = define["vm"]
-                name = define["name"]
-                if any(h.name == name for h in hosts):
-                    continue  # Vagrant merges repeated defines of the same name; first one wins here
-                networks = top["networks"] + vm["networks"]
-                provs = top["provisioners"] + vm["provisioners"]
-                hosts.append(HostSpec(
-                    name=name,
-                    role=role_for(name, roles),
-                    hostname=vm.get("hostname") or top.get("hostname") or name,
-                    interfaces=_interfaces(networks),
-                    provisioners=tuple(_provisioner(p, name, i + 1, vagrantfile) for i, p in enumerate(provs)
-                                       if p.get("run") != "never"),
-                ))
+                m = machines.setdefault(define["name"], {"networks": [], "provisioners": [], "hostname": None})
+                m["networks"] += vm["networks"]
+                m["provisioners"] += vm["provisioners"]
+                m["hostname"] = vm.get("hostname") or m["hostname"]
+        hosts = []
+        for name, vm in machines.items():
+            provs = top["provisioners"] + vm["provisioners"]
+            hosts.append(HostSpec(
+                name=name,
+                role=role_for(name, roles),
+                hostname=vm["hostname"] or top["hostname"] or name,
+                interfaces=_interfaces(top["networks"] + vm["networks"]),
+                provisioners=tuple(_provisioner(p, name, i + 1, vagrantfile) for i, p in enumerate(provs)
+                                   if p.get("run") != "never"),
+            ))
         return cls(hosts=tuple(hosts), service=service or VirtualService(), source=where)
 
 

@@ -66,3 +66,16 @@ def test_large_outputs_cross_the_channel_intact(guest):
     big_input = secrets.token_hex(50000).encode()
     r = guest.exec(["sha256sum"], big_input, 60)
     assert r.stdout.split()[0] == hashlib.sha256(big_input).hexdigest()
+
+
+def test_starts_from_a_directory_nobody_can_enter(lab_config, tmp_path):
+    """Regression: UML inherited a 0700 cwd and its COW setup failed with EINVAL."""
+    import subprocess
+    import sys
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    code = ("from lvs_harness.labs import LabConfig, start_lab\n"
+            "with start_lab(LabConfig(backend='uml', progress=lambda m: None), provision=False) as lab:\n"
+            "    print(lab.hosts['client'].check('hostname').stdout)")
+    r = subprocess.run([sys.executable, "-c", code], cwd=private, capture_output=True, text=True, timeout=120)
+    assert r.stdout.strip() == "client", r.stderr[-2000:]

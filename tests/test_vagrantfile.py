@@ -152,3 +152,17 @@ def test_vagrantfile_cannot_touch_the_grading_host(tmp_path):
                            'Vagrant.configure("2") do |c|\n  c.vm.define "client"\nend\n')
     assert load(path).names == ["client"]
     assert not marker.exists() and not (tmp_path / "pwned").exists() and not Path("/root/pwned").exists()
+
+
+def test_repeated_defines_merge_like_vagrant(tmp_path):
+    path = write(tmp_path, 'Vagrant.configure("2") do |c|\n'
+                           '  c.vm.define "server2" do |m|\n'
+                           '    m.vm.network "private_network", ip: "172.28.128.40"\n'
+                           '    m.vm.provision "shell", inline: "echo first"\n  end\nend\n'
+                           'Vagrant.configure("2") do |c|\n'
+                           '  c.vm.provision "shell", inline: "echo everywhere"\n'
+                           '  c.vm.define "server2" do |m|\n'
+                           '    m.vm.provision "shell", inline: "echo second"\n  end\nend\n')
+    host = load(path).host("server2")
+    assert [p.script for p in host.provisioners] == ["echo everywhere", "echo first", "echo second"]
+    assert host.address == "172.28.128.40"

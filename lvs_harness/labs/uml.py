@@ -88,6 +88,7 @@ class Guest:
             self.proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT, env=env,
                 pass_fds=[there.fileno()], start_new_session=True, user=uid, group=gid,
+                cwd=work,   # UML's COW code chdirs around; a cwd nobody cannot enter made it fail (EINVAL)
                 extra_groups=[] if uid is not None else None,
                 preexec_fn=lambda: self._confine(kernel, [str(work), str(shm)], hostfs))
         there.close()

@@ -46,9 +46,17 @@ def mac_owner(hosts, mac: str) -> str | None:
     return None
 
 
-def resolve(client, address: str, hosts, interface: str = "eth1") -> ArpAnswer:
-    """Ask for ``address`` on ``interface`` of ``client`` with a fresh ARP exchange and say who answered."""
+def route_interface(host, address: str) -> str | None:
+    """The interface ``host`` uses to reach ``address`` (``ip route get``)."""
+    m = re.search(r"\bdev (\S+)", host.run(f"ip -o route get {address}").stdout)
+    return m[1] if m else None
+
+
+def resolve(client, address: str, hosts, interface: str | None = None) -> ArpAnswer:
+    """Ask for ``address`` with a fresh ARP exchange from ``client`` (on the interface its route
+    to the address uses, unless given) and say who answered."""
     hosts = list(hosts)
+    interface = interface or route_interface(client, address) or "eth1"
     r = client.run(f"ip neigh flush to {address}; arping -c 2 -w 3 -I {interface} {address}; "
                    f"ping -c 1 -W 1 {address} >/dev/null; ip neigh show to {address}")
     mac = re.search(r"lladdr ([0-9a-f:]{17})", r.stdout)
