@@ -18,6 +18,16 @@ module LvsHarness
     def to_ary = []
   end
 
+  # Settings we do not model (vm.provider options, ssh, triggers…) are accepted and ignored.
+  module IgnoresTheRest
+    def method_missing(*_args, **_kw, &blk)
+      blk&.call(Anything.new)
+      Anything.new
+    end
+
+    def respond_to_missing?(*) = true
+  end
+
   class ProvisionerConfig
     attr_reader :data
 
@@ -80,23 +90,13 @@ module LvsHarness
 
     def synced_folder(*_args, **_kw); end
 
-    def method_missing(*_args, **_kw, &blk)
-      blk&.call(Anything.new)
-      Anything.new
-    end
-
-    def respond_to_missing?(*) = true
+    include IgnoresTheRest
   end
 
   class Config
     def vm = (@vm ||= VMConfig.new)
 
-    def method_missing(*_args, **_kw, &blk)
-      blk&.call(Anything.new)
-      Anything.new
-    end
-
-    def respond_to_missing?(*) = true
+    include IgnoresTheRest
   end
 
   CONFIGS = []
