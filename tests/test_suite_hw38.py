@@ -140,3 +140,20 @@ def _reference_config(director: str) -> str:
     from lvs_harness.vagrantfile import load_topology
     script = load_topology(reference_vagrantfile(), sandbox_run).host(director).provisioners[0].script
     return script.split("<<'CONF'\n")[1].split("CONF\n")[0]
+
+
+def test_config_that_does_not_parse(tmp_path):
+    """The example's config pasted with its shell prompt still on top (as in the write-up):
+    config_valid fails with keepalived's own message, the checks that need keepalived fail with
+    the reason, the others still run, and the run finishes normally."""
+    parts = example_parts()
+    pasted = "root@balancer1:/home/vagrant# cat /etc/keepalived/keepalived.conf \n" + parts["balancer1"]
+    files = {"balancer1": {"/etc/keepalived/keepalived.conf": pasted},
+             "balancer2": {"/etc/keepalived/keepalived.conf": parts["balancer2"]}}
+    results = run_suite(tmp_path, parts["Vagrantfile"], files)
+    # keepalived reads '#' as the start of a comment, so the prompt's user@host:dir is the keyword
+    assert "balancer1: " in results["config_valid"]["reason"]
+    assert "Unknown keyword 'root@balancer1:/home/vagrant'" in results["config_valid"]["reason"], results["config_valid"]
+    blocked = {k for k, v in results.items() if "not run: needs a valid keepalived config" in v["reason"]}
+    assert blocked == set(ALL) - {"config_valid", "directors_separate", "real_dr_ready"}
+    assert failed(results) == blocked | {"config_valid"}
