@@ -152,8 +152,8 @@ def test_config_that_does_not_parse(tmp_path):
              "balancer2": {"/etc/keepalived/keepalived.conf": parts["balancer2"]}}
     results = run_suite(tmp_path, parts["Vagrantfile"], files)
     # keepalived reads '#' as the start of a comment, so the prompt's user@host:dir is the keyword
-    assert "balancer1: " in results["config_valid"]["reason"]
-    assert "Unknown keyword 'root@balancer1:/home/vagrant'" in results["config_valid"]["reason"], results["config_valid"]
+    assert "(/etc/keepalived/keepalived.conf: Line 1) Unknown keyword 'root@balancer1:/home/vagrant'" in \
+        results["config_valid"]["reason"], results["config_valid"]
     blocked = {k for k, v in results.items() if "not run: needs a valid keepalived config" in v["reason"]}
     assert blocked == set(ALL) - {"config_valid", "directors_separate", "real_dr_ready"}
     assert failed(results) == blocked | {"config_valid"}
