@@ -161,11 +161,6 @@ class Run:
         self.data.update(data)
         self.save()
 
-    def take_ownership(self, pid: int | None = None) -> None:
-        """Hand the run to another process (the keeper of a lab brought `up`)."""
-        pid = pid or os.getpid()
-        self.set(owner={"pid": pid, "start": _start_time(pid)})
-
     def owner_alive(self) -> bool:
         owner = self.data.get("owner") or {}
         pid = owner.get("pid")

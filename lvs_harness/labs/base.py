@@ -74,6 +74,7 @@ class Lab(Protocol):
     topology: Topology
     hosts: dict[str, Host]
     provisioning: list[ProvisionResult]
+    ipvs: bool          # does the lab's kernel have IPVS (False: netns on a kernel without it)
 
     def close(self) -> None: ...
 
@@ -81,8 +82,9 @@ class Lab(Protocol):
 class NamespacedLab:
     """Bring-up shared by ``uml`` and ``netns``: evaluate, build namespaces, start daemons, provision.
 
-    Subclasses provide ``_root_run(argv, input, timeout)`` (root in the outer system) and
-    ``_sandbox_run(argv, input)`` (where the untrusted Vagrantfile is evaluated).
+    Subclasses provide ``_root_run(argv, input, timeout, env)`` (root in the outer system),
+    ``_sandbox_run(argv, input)`` (where the untrusted Vagrantfile is evaluated) and
+    ``_teardown()``, and may add ``_preflight`` checks and a ``_boot`` step.
     """
 
     NAME = "?"
@@ -188,10 +190,6 @@ class NamespacedLab:
         if not res.ok:
             raise LabError(f"could not {what} ({res.rc}): {(res.stderr or res.stdout).strip()[-800:]}")
         return res
-
-    def teardown_namespaces(self) -> None:
-        if self.topology is not None:
-            self._root_run(["bash", "-c", self.ns.destroy_script(self.topology.names)], None, 60)
 
     # context manager -------------------------------------------------------------------
     def __enter__(self):
