@@ -20,6 +20,7 @@ from .labs import CHOICES, LabConfig, clean, remote, start_lab
 from .labs.base import stderr_progress
 from .labs.image import ensure_image
 from .runs import Run, stop_owner
+from .submission import load_submission, write_folder
 
 
 def _live_runs() -> list[Run]:
@@ -102,6 +103,14 @@ def cmd_clean(args) -> int:
     return 0
 
 
+def cmd_import(args) -> int:
+    sub = load_submission(args.writeup)
+    print("\n".join(sub.summary()))
+    out = write_folder(sub, args.out)
+    print(f"wrote {out}/ (Vagrantfile, keepalived/<host>.conf, submission.json)")
+    return 0
+
+
 def cmd_demo(args) -> int:
     """Bring the reference lab up, show it balancing and failing over, tear it down."""
     vip = "172.28.128.200"
@@ -169,6 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--all", action="store_true", help="also stop labs that are up")
     cl.add_argument("--run", help="only this run id")
     cl.set_defaults(func=cmd_clean)
+
+    imp = sub.add_parser("import", help="read a submission (write-up or folder) and write its folder form")
+    imp.add_argument("writeup", type=Path)
+    imp.add_argument("-o", "--out", type=Path, required=True, help="a new (or empty) folder")
+    imp.set_defaults(func=cmd_import)
 
     demo = sub.add_parser("demo", help="bring the reference lab up, show balancing and failover, tear it down")
     demo.add_argument("--lab", choices=CHOICES, default="auto")

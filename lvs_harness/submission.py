@@ -1,0 +1,239 @@
+"""Student submissions: a folder, or a markdown write-up whose code blocks are the lab's files.
+
+A write-up's fenced blocks are attributed by the text just before them ("Vagrantfile:",
+"balancer1 keepalived.conf:") and by their content (``Vagrant.configure``, ``vrrp_instance``).
+Host names are matched tolerantly (the example says "balanser2"), shell-transcript residue
+is removed (a first line like ``root@balancer1:/home/vagrant# cat …``, which keepalived would
+reject), and every decision is recorded in ``notes``. Parts a submission lacks come from the
+reference lab, marked as such.
+
+Example::
+
+    sub = load_submission(Path("write-up.md"))
+    sub.vagrantfile.origin            # 'write-up.md, block 1 ("Vagrantfile:")'
+    sub.keepalived["balancer2"].notes  # ['host "balanser2" read as balancer2 (1 edit)', …]
+    write_folder(sub, Path("out/"))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from .errors import HarnessError
+
+MAX_BYTES = 1_000_000
+DIRECTORS = ("balancer1", "balancer2")
+PROMPT = re.compile(r"^\s*(?:\S+@)?(?P<host>[\w.-]+):[^\n#$]*[#$] ")
+FENCE = re.compile(r"^(?P<fence>```|~~~)[^\n]*\n(?P<body>.*?)^(?P=fence)[ \t]*$", re.M | re.S)
+
+
+class SubmissionError(HarnessError):
+    """A submission that cannot be read as one."""
+
+
+@dataclasses.dataclass
+class Part:
+    text: str
+    origin: str                     # where it came from: "write-up.md, block 3 (…)" or "reference"
+    from_reference: bool = False
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class Submission:
+    name: str
+    source: Path
+    vagrantfile: Part | None = None
+    keepalived: dict[str, Part] = dataclasses.field(default_factory=dict)
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    def summary(self) -> list[str]:
+        lines = [f"{self.name} ({self.source})"]
+        if self.vagrantfile:
+            lines.append(f"  Vagrantfile: {self.vagrantfile.origin}")
+        for host, part in sorted(self.keepalived.items()):
+            lines.append(f"  {host} keepalived.conf: {part.origin}")
+            lines += [f"    - {n}" for n in part.notes]
+        lines += [f"  note: {n}" for n in self.notes]
+        return lines
+
+
+def edit_distance(a: str, b: str) -> int:
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+def match_host(text: str, hosts: tuple[str, ...] = DIRECTORS, max_edits: int = 2) -> tuple[str | None, str]:
+    """The host a piece of text names, tolerating misspellings; (host or None, how it was matched)."""
+    best: list[tuple[int, str, str]] = []
+    for word in re.findall(r"[A-Za-z][\w-]*\d*", text.lower()):
+        for host in hosts:
+            d = edit_distance(word, host)
+            if d <= max_edits and _same_number(word, host):
+                best.append((d, host, word))
+    if not best:
+        return None, ""
+    best.sort()
+    d, host, word = best[0]
+    if any(h != host and dd == d for dd, h, _ in best):
+        return None, f"ambiguous: {sorted({h for dd, h, _ in best if dd == d})}"
+    return host, "exact" if d == 0 else f'host "{word}" read as {host} ({d} edit{"s" if d > 1 else ""})'
+
+
+def _same_number(word: str, host: str) -> bool:
+    """balancer1 must not match balancer2: the trailing numbers must agree."""
+    return re.sub(r"\D", "", word) == re.sub(r"\D", "", host)
+
+
+def strip_transcript(text: str) -> tuple[str, list[str]]:
+    """Remove a leading shell prompt line (``root@h:~# cat file``); return (text, notes)."""
+    lines = text.splitlines(keepends=True)
+    if lines and PROMPT.match(lines[0]):
+        return "".join(lines[1:]), [f"removed the shell prompt line {lines[0].strip()!r}"]
+    return text, []
+
+
+def _read_text(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise SubmissionError(f"cannot read {path}: {err.strerror}") from None
+    if len(data) > MAX_BYTES:
+        raise SubmissionError(f"{path} is {len(data)} bytes, over the {MAX_BYTES}-byte limit; is it the write-up?")
+    if b"\0" in data:
+        raise SubmissionError(f"{path} is a binary file, not a write-up or lab file")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SubmissionError(f"{path} is not UTF-8 text; save it as UTF-8") from None
+
+
+def _label(text: str, start: int) -> str:
+    """The nearest non-empty line before a fenced block."""
+    for line in reversed(text[:start].splitlines()):
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def from_writeup(path: Path, hosts: tuple[str, ...] = DIRECTORS) -> Submission:
+    text = _read_text(path)
+    sub = Submission(name=path.stem, source=path)
+    blocks = list(FENCE.finditer(text))
+    if not blocks:
+        raise SubmissionError(f"{path} has no fenced code blocks (```); put the Vagrantfile and each "
+                              "keepalived.conf in its own block, labelled on the line before")
+    for n, m in enumerate(blocks, 1):
+        label, body = _label(text, m.start()), m["body"]
+        origin = f"{path.name}, block {n} ({label!r})"
+        cleaned, notes = strip_transcript(body)
+        if "vagrant.configure" in body.lower() or "vagrantfile" in label.lower() and "configure" in body.lower():
+            if sub.vagrantfile:
+                sub.notes.append(f"block {n} is another Vagrantfile; kept the first ({sub.vagrantfile.origin})")
+            else:
+                sub.vagrantfile = Part(cleaned, origin, notes=notes)
+            continue
+        if "vrrp_instance" not in body and "virtual_server" not in body:
+            continue   # logs, command output, demonstrations
+        prompt = PROMPT.match(body.splitlines()[0]) if body.strip() else None
+        host, how = match_host(label, hosts)
+        if host is None and prompt:
+            host, how = match_host(prompt["host"], hosts)
+            how = how and f"from the shell prompt: {how}"
+        if host is None:
+            sub.notes.append(f"block {n} ({label!r}) is a keepalived config for no known host "
+                             f"({', '.join(hosts)}){'; ' + how if how else ''}: not used")
+            continue
+        if host in sub.keepalived:
+            sub.notes.append(f"block {n} is another keepalived.conf for {host}; kept the first")
+            continue
+        sub.keepalived[host] = Part(cleaned, origin, notes=([how] if how != "exact" else []) + notes)
+    return sub
+
+
+def from_folder(path: Path, hosts: tuple[str, ...] = DIRECTORS) -> Submission:
+    files = [p for p in sorted(path.rglob("*")) if p.is_file() and not p.name.startswith(".")]
+    if not files:
+        raise SubmissionError(f"{path} is empty; a submission folder holds a Vagrantfile and/or keepalived "
+                              "configs (keepalived/balancer1.conf …), or a write-up (*.md)")
+    sub = Submission(name=path.name, source=path)
+    for f in files:
+        rel = f.relative_to(path)
+        if f.name == "Vagrantfile" and sub.vagrantfile is None:
+            sub.vagrantfile = Part(_read_text(f), str(rel))
+        elif f.suffix == ".conf":
+            raw = _read_text(f)
+            if "keepalived" not in str(rel).lower() and "vrrp_instance" not in raw:
+                continue
+            host, how = match_host(str(rel.with_suffix("")), hosts)
+            if host and host not in sub.keepalived:
+                text, notes = strip_transcript(raw)
+                sub.keepalived[host] = Part(text, str(rel), notes=([how] if how != "exact" else []) + notes)
+            elif not host:
+                sub.notes.append(f"{rel}: a keepalived config for no known host ({', '.join(hosts)}): not used")
+    writeups = [f for f in files if f.suffix.lower() == ".md"]
+    if writeups and (sub.vagrantfile is None or not sub.keepalived):
+        from_md = from_writeup(writeups[0], hosts)
+        sub.vagrantfile = sub.vagrantfile or from_md.vagrantfile
+        for host, part in from_md.keepalived.items():
+            sub.keepalived.setdefault(host, part)
+        sub.notes += from_md.notes
+    return sub
+
+
+def load_submission(path: Path, hosts: tuple[str, ...] = DIRECTORS, reference: dict | None = None) -> Submission:
+    """Read a submission (folder or write-up); fill what it lacks from ``reference``
+    ({"Vagrantfile": text, host: keepalived text}), marking those parts as the reference's."""
+    path = Path(path)
+    if not path.exists():
+        raise SubmissionError(f"{path} does not exist; pass a submission folder or a markdown write-up")
+    sub = from_folder(path, hosts) if path.is_dir() else from_writeup(path, hosts)
+    if sub.vagrantfile is None and not sub.keepalived:
+        raise SubmissionError(f"{path} holds neither a Vagrantfile nor a keepalived config")
+    for key, text in (reference or {}).items():
+        if key == "Vagrantfile" and sub.vagrantfile is None:
+            sub.vagrantfile = Part(text, "reference", from_reference=True)
+        elif key != "Vagrantfile" and key not in sub.keepalived:
+            sub.keepalived[key] = Part(text, "reference", from_reference=True)
+    return sub
+
+
+def write_folder(sub: Submission, out: Path) -> Path:
+    """Write the folder form (Vagrantfile, keepalived/<host>.conf, submission.json) to ``out``.
+
+    Refuses a non-empty ``out``; writes into a temporary sibling and renames it into place,
+    so a failure leaves nothing half-written.
+    """
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise SubmissionError(f"{out} exists and is not empty; choose a new folder (nothing was written)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        manifest = {"name": sub.name, "source": str(sub.source), "notes": sub.notes, "parts": {}}
+        if sub.vagrantfile:
+            (tmp / "Vagrantfile").write_text(sub.vagrantfile.text)
+            manifest["parts"]["Vagrantfile"] = dataclasses.asdict(sub.vagrantfile) | {"text": None}
+        for host, part in sub.keepalived.items():
+            (tmp / "keepalived").mkdir(exist_ok=True)
+            (tmp / "keepalived" / f"{host}.conf").write_text(part.text)
+            manifest["parts"][f"keepalived/{host}.conf"] = dataclasses.asdict(part) | {"text": None}
+        (tmp / "submission.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False))
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
