@@ -16,6 +16,7 @@ Example (a lab author's test)::
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import pytest
 
 from .errors import HarnessError
 from .labs import CHOICES, LabConfig, start_lab
+from .submission import load_submission
 
 
 def pytest_addoption(parser):
@@ -32,6 +34,9 @@ def pytest_addoption(parser):
                          "uml (embedded User-Mode Linux guest), netns (this kernel), vagrant")
     group.addoption("--vagrantfile", type=Path, default=None, metavar="PATH",
                     help="the lab to build (a Vagrantfile or its folder); default: the shipped hw3.8 reference")
+    group.addoption("--submission", type=Path, default=None, metavar="PATH",
+                    help="a student's submission (markdown write-up or folder): its Vagrantfile and "
+                         "keepalived configs, the reference's for what it lacks")
     group.addoption("--keep-lab", action="store_true", help="leave the lab running after the tests")
     group.addoption("--allow-scripts", action="store_true",
                     help="on --lab netns, run the provisioners of a Vagrantfile other than the reference")
@@ -110,10 +115,33 @@ def _progress(config):
 
 
 @pytest.fixture(scope="session")
-def lab_config(pytestconfig) -> LabConfig:
+def lab_config(pytestconfig, tmp_path_factory) -> LabConfig:
     opt = pytestconfig.getoption
-    return LabConfig(backend=opt("--lab"), vagrantfile=opt("--vagrantfile"), keep=opt("--keep-lab"),
-                     allow_scripts=opt("--allow-scripts"), progress=_progress(pytestconfig))
+    config = LabConfig(backend=opt("--lab"), vagrantfile=opt("--vagrantfile"), keep=opt("--keep-lab"),
+                       allow_scripts=opt("--allow-scripts"), progress=_progress(pytestconfig))
+    if opt("--submission"):
+        try:
+            config = submission_config(config, opt("--submission"), tmp_path_factory.mktemp("submission"))
+        except HarnessError as err:
+            pytest.fail(f"the submission could not be read: {err}", pytrace=False)
+    return config
+
+
+def submission_config(config: LabConfig, path: Path, workdir: Path) -> LabConfig:
+    """``config`` for a submission: its Vagrantfile (else the reference) and its keepalived configs."""
+    sub = load_submission(path)
+    for line in sub.summary():
+        config.progress(line)
+    vagrantfile = None
+    if sub.vagrantfile:
+        vagrantfile = workdir / "Vagrantfile"
+        vagrantfile.write_text(sub.vagrantfile.text)
+        if sub.source.is_dir() and (sub.source / sub.vagrantfile.origin).is_file():
+            vagrantfile = sub.source / sub.vagrantfile.origin   # its path: provisioners live beside it
+    else:
+        config.progress("the submission has no Vagrantfile: using the reference's")
+    files = {host: {"/etc/keepalived/keepalived.conf": part.text} for host, part in sub.keepalived.items()}
+    return dataclasses.replace(config, vagrantfile=vagrantfile or config.vagrantfile, files=files or None)
 
 
 @pytest.fixture(scope="session")
