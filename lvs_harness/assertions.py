@@ -112,10 +112,6 @@ def _addresses_evidence(hosts) -> tuple[dict, str]:
     return found, "\n".join(text)
 
 
-def _owners(found: dict, vip: str) -> list[str]:
-    return [name for name, addrs in found.items() if [i for i in vrrp.holds(addrs, vip) if i != "lo"]]
-
-
 def assert_vip_on(director, vip: str, *, deadline: float | None = None, interval: float = 0.2) -> Measured:
     """``vip`` is on one of ``director``'s interfaces (lo excluded); returns the seconds it took.
 
@@ -125,7 +121,7 @@ def assert_vip_on(director, vip: str, *, deadline: float | None = None, interval
     """
     def observe():
         found, evidence = _addresses_evidence([director])
-        owned = _owners(found, vip) == [director.name]
+        owned = vrrp.owners(found, vip) == [director.name]
         return _Seen(owned, director.name, f"addresses {found[director.name]}", evidence)
     return _poll(observe, what=f"VIP {vip} on {director.name}", expected=f"{vip} on a {director.name} interface",
                  deadline=deadline or takeover_deadline(director) + 3, interval=interval)
@@ -140,7 +136,7 @@ def assert_vip_absent(host, vip: str, *, deadline: float = 5.0, interval: float 
     """
     def observe():
         found, evidence = _addresses_evidence([host])
-        return _Seen(not _owners(found, vip), None, f"addresses {found[host.name]}", evidence)
+        return _Seen(not vrrp.owners(found, vip), None, f"addresses {found[host.name]}", evidence)
     return _poll(observe, what=f"VIP {vip} absent from {host.name}", expected=f"no {vip} outside lo",
                  deadline=deadline, interval=interval)
 
@@ -157,7 +153,7 @@ def assert_single_vip_owner(directors, vip: str, *, deadline: float | None = Non
 
     def observe():
         found, evidence = _addresses_evidence(directors)
-        owners = _owners(found, vip)
+        owners = vrrp.owners(found, vip)
         return _Seen(len(owners) == 1, owners[0] if len(owners) == 1 else None,
                      f"owners {owners}", evidence)
     first = _poll(observe, what=f"a single owner of {vip}", expected="exactly one director",
@@ -272,7 +268,7 @@ def assert_failover_within(from_director, to_director, vip: str, *, seconds: flo
     """
     def observe():
         found, evidence = _addresses_evidence([from_director, to_director])
-        owners = _owners(found, vip)
+        owners = vrrp.owners(found, vip)
         return _Seen(owners == [to_director.name], owners, f"owners {owners}", evidence)
     return _poll(observe, what=f"failover of {vip} from {from_director.name} to {to_director.name}",
                  expected=f"{vip} on {to_director.name} only",

@@ -26,8 +26,8 @@ import tempfile
 from pathlib import Path
 
 from .errors import HarnessError
+from .vagrantfile import read_text
 
-MAX_BYTES = 1_000_000
 DIRECTORS = ("balancer1", "balancer2")
 PROMPT = re.compile(r"^\s*(?:\S+@)?(?P<host>[\w.-]+):[^\n#$]*[#$] ")
 FENCE = re.compile(r"^(?P<fence>```|~~~)[^\n]*\n(?P<body>.*?)^(?P=fence)[ \t]*$", re.M | re.S)
@@ -105,18 +105,8 @@ def strip_transcript(text: str) -> tuple[str, list[str]]:
 
 
 def _read_text(path: Path) -> str:
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise SubmissionError(f"cannot read {path}: {err.strerror}") from None
-    if len(data) > MAX_BYTES:
-        raise SubmissionError(f"{path} is {len(data)} bytes, over the {MAX_BYTES}-byte limit; is it the write-up?")
-    if b"\0" in data:
-        raise SubmissionError(f"{path} is a binary file, not a write-up or lab file")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise SubmissionError(f"{path} is not UTF-8 text; save it as UTF-8") from None
+    return read_text(path, SubmissionError, "a write-up or lab file",
+                     "pass a submission folder or a markdown write-up.")
 
 
 def _label(text: str, start: int) -> str:

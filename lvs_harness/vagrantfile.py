@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from .commands import CommandResult
-from .errors import VagrantfileError
+from .errors import HarnessError, VagrantfileError
 from .topology import Topology, VirtualService
 
 MAX_BYTES = 1_000_000
@@ -32,22 +32,29 @@ def evaluator_script() -> str:
     return resources.files("lvs_harness.data").joinpath("vagrant_eval.rb").read_text()
 
 
-def read_vagrantfile(path: Path) -> str:
-    """The text of a Vagrantfile, or a VagrantfileError naming what is wrong with the file."""
+def read_text(path: Path, error: type[HarnessError], what: str, hint: str) -> str:
+    """A user-supplied text file, or ``error`` saying what is wrong with it (missing, over
+    ``MAX_BYTES``, binary, not UTF-8). ``what`` names the expected file, ``hint`` the fix
+    for a missing one."""
     try:
         data = path.read_bytes()
     except OSError as err:
-        raise VagrantfileError(f"cannot read {path}: {err.strerror}; pass --vagrantfile with the path "
-                               "of an existing Vagrantfile.") from None
+        raise error(f"cannot read {path}: {err.strerror}; {hint}") from None
     if len(data) > MAX_BYTES:
-        raise VagrantfileError(f"{path} is {len(data)} bytes, over the {MAX_BYTES}-byte limit for a "
-                               "Vagrantfile; is it the right file?")
+        raise error(f"{path} is {len(data)} bytes, over the {MAX_BYTES}-byte limit for {what}; "
+                    "is it the right file?")
     if b"\0" in data:
-        raise VagrantfileError(f"{path} is a binary file, not a Vagrantfile; pass the Ruby text file.")
+        raise error(f"{path} is a binary file, not {what}; pass the text file.")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        raise VagrantfileError(f"{path} is not UTF-8 text; save the Vagrantfile as UTF-8.") from None
+        raise error(f"{path} is not UTF-8 text; save it as UTF-8.") from None
+
+
+def read_vagrantfile(path: Path) -> str:
+    """The text of a Vagrantfile, or a VagrantfileError naming what is wrong with the file."""
+    return read_text(path, VagrantfileError, "a Vagrantfile",
+                     "pass --vagrantfile with the path of an existing Vagrantfile.")
 
 
 def evaluate(text: str, name: str, run: Runner) -> dict:

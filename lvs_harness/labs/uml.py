@@ -125,7 +125,7 @@ class Guest:
                              duration=time.monotonic() - t0)
 
     def stop(self) -> None:
-        """Power the guest off (UML then reaps its own helper processes), else kill it by id."""
+        """Power the guest off (UML then reaps its own helper processes), else kill its process group."""
         if self.proc is not None and self.proc.poll() is None:
             try:
                 self.agent.start(["/bin/sh", "-c", "echo o > /proc/sysrq-trigger"])
@@ -138,8 +138,7 @@ class Guest:
                 try:
                     self.proc.wait(10)
                 except subprocess.TimeoutExpired:
-                    pass
-        kill_marked(self.run.id)
+                    pass   # cleanup() then kills whatever still carries the run id
 
 
 class UmlLab(NamespacedLab):

@@ -39,11 +39,9 @@ def parse_arping(text: str) -> list[str]:
     return [m.lower() for m in re.findall(r"reply from \S+ \[([0-9A-Fa-f:]{17})\]", text)]
 
 
-def mac_owner(hosts, mac: str) -> str | None:
-    for host in hosts:
-        if mac.lower() in parse_link_macs(host.run("ip -o link").stdout).values():
-            return host.name
-    return None
+def mac_table(hosts) -> dict[str, str]:
+    """{mac: host name} for every interface of ``hosts`` (one `ip -o link` per host)."""
+    return {mac: host.name for host in hosts for mac in parse_link_macs(host.run("ip -o link").stdout).values()}
 
 
 def route_interface(host, address: str) -> str | None:
@@ -60,7 +58,8 @@ def resolve(client, address: str, hosts, interface: str | None = None) -> ArpAns
     r = client.run(f"ip neigh flush to {address}; arping -c 2 -w 3 -I {interface} {address}; "
                    f"ping -c 1 -W 1 {address} >/dev/null; ip neigh show to {address}")
     mac = re.search(r"lladdr ([0-9a-f:]{17})", r.stdout)
-    owners = {m: mac_owner(hosts, m) for m in set(parse_arping(r.stdout))}
+    table = mac_table(hosts)
     mac_value = mac[1] if mac else None
-    return ArpAnswer(address, mac_value, mac_owner(hosts, mac_value) if mac_value else None,
-                     tuple(sorted(o or m for m, o in owners.items())), r.stdout + r.stderr)
+    repliers = sorted(table.get(m, m) for m in set(parse_arping(r.stdout)))
+    return ArpAnswer(address, mac_value, table.get(mac_value) if mac_value else None, tuple(repliers),
+                     r.stdout + r.stderr)

@@ -75,13 +75,14 @@ def holds(addresses: dict[str, list[str]], ip: str, interfaces: tuple[str, ...] 
             and any(ipaddress.ip_interface(c).ip == want for c in cidrs)]
 
 
+def owners(addresses_by_host: dict[str, dict[str, list[str]]], vip: str) -> list[str]:
+    """The hosts whose addresses put ``vip`` on an interface other than lo."""
+    return [name for name, addrs in addresses_by_host.items() if [i for i in holds(addrs, vip) if i != "lo"]]
+
+
 def vip_owners(directors, vip: str) -> list[str]:
     """Names of the directors that have ``vip`` on a non-loopback interface right now."""
-    owners = []
-    for d in directors:
-        if [i for i in holds(read_addresses(d), vip) if i != "lo"]:
-            owners.append(d.name)
-    return owners
+    return owners({d.name: read_addresses(d) for d in directors}, vip)
 
 
 class OwnershipRecorder:
