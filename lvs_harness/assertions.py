@@ -44,8 +44,9 @@ KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
 class LabAssertionError(AssertionError):
     """A lab assertion that failed: ``expected``/``got`` plus the raw ``evidence``."""
 
-    def __init__(self, what: str, expected: str, got: str, seconds: float, evidence: str = ""):
+    def __init__(self, what: str, expected: str, got: str, seconds: float, evidence: str = "", samples: tuple = ()):
         self.what, self.expected, self.got, self.seconds, self.evidence = what, expected, got, seconds, evidence
+        self.samples = samples
         text = f"{what}: expected {expected}, got {got} (after {seconds:.1f} s)"
         if evidence:
             text += "\n--- evidence ---\n" + evidence.rstrip()[-3000:]
@@ -60,6 +61,7 @@ class Measured:
     seconds: float
     deadline: float
     evidence: str = ""
+    samples: tuple = ()     # (seconds since the start, observation) for each poll, where the probe keeps them
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,16 +70,21 @@ class _Seen:
     value: Any
     got: str
     evidence: str = ""
+    sample: Any = None
 
 
 def _poll(observe: Callable[[], _Seen], *, what: str, expected: str, deadline: float, interval: float) -> Measured:
     t0 = time.monotonic()
+    samples = []
 
     def attempt() -> _Seen:
         try:
-            return observe()
+            seen = observe()
         except HarnessError as err:
             return _Seen(False, None, f"an error: {err}")
+        if seen.sample is not None:
+            samples.append((round(time.monotonic() - t0, 2), seen.sample))
+        return seen
 
     retrying = tenacity.Retrying(stop=tenacity.stop_after_delay(deadline), wait=tenacity.wait_fixed(interval),
                                  retry=tenacity.retry_if_result(lambda seen: not seen.ok),
@@ -86,8 +93,8 @@ def _poll(observe: Callable[[], _Seen], *, what: str, expected: str, deadline: f
     elapsed = time.monotonic() - t0
     if not seen.ok:
         raise LabAssertionError(f"{what} (deadline {deadline:g} s, polled every {interval:g} s)", expected,
-                                seen.got, elapsed, seen.evidence)
-    return Measured(seen.value, elapsed, deadline, seen.evidence)
+                                seen.got, elapsed, seen.evidence, tuple(samples))
+    return Measured(seen.value, elapsed, deadline, seen.evidence, tuple(samples))
 
 
 def vrrp_instance(director) -> keepalived.VrrpInstance:
@@ -281,25 +288,28 @@ def assert_inactconn_drains_within(director, vip: str, port: int, *, seconds: fl
     (default: the tcpfin timeout from ``ipvsadm -Ln --timeout`` + SLACK). Returns the drain time;
     ``value`` is the number of inactive connections seen at the start.
 
+    ``samples`` holds (seconds, (ActiveConn, InActConn)) for each poll.
+
     Example::
 
         http_requests(client, url, 50)
         assert_inactconn_drains_within(b1, vip, 80).seconds   # ~tcpfin
     """
-    def inactive() -> tuple[int, str]:
+    def connections() -> tuple[int, int, str]:
         text = director.run("ipvsadm -Ln").stdout
         svc = ipvs.parse_list(text).service(vip, port)
-        return (sum(r.inactive for r in svc.reals) if svc else 0), text
+        reals = svc.reals if svc else ()
+        return sum(r.active for r in reals), sum(r.inactive for r in reals), text
 
-    start, text = inactive()
+    _, start, text = connections()
     if start == 0:
         raise LabAssertionError(f"inactive connections on {director.name}", f"InActConn > 0 for {vip}:{port}",
                                 "none", 0.0, text)
     limit = seconds if seconds is not None else ipvs.read_timeouts(director).tcpfin + SLACK
 
     def observe():
-        count, table = inactive()
-        return _Seen(count == 0, start, f"InActConn {count}", table)
+        active, count, table = connections()
+        return _Seen(count == 0, start, f"InActConn {count}", table, sample=(active, count))
     measured = _poll(observe, what=f"InActConn draining on {director.name}", expected="InActConn 0",
                      deadline=limit, interval=interval)
     return dataclasses.replace(measured, value=start)

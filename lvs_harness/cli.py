@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import argparse
 import base64
+import signal
 import sys
 import time
 from pathlib import Path
 
 from .errors import HarnessError
-from .labs import CHOICES, LabConfig, clean, remote, start_lab
+from .grading import DEFAULT_JOBS, Grader, prepare_out
+from .labs import CHOICES, LabConfig, clean, remote, select_backend, start_lab
 from .labs.base import stderr_progress
 from .labs.image import ensure_image
 from .runs import Run, stop_owner
@@ -111,6 +113,35 @@ def cmd_import(args) -> int:
     return 0
 
 
+def cmd_grade(args) -> int:
+    missing = [str(p) for p in args.submissions if not p.exists()]
+    if missing:
+        raise HarnessError(f"no such submission: {', '.join(missing)}; pass markdown write-ups or submission folders.")
+    if args.jobs < 1:
+        raise HarnessError("-j must be 1 or more.")
+    prepare_out(args.out)
+    backend, why = select_backend(args.lab)
+    stderr_progress(f"lab backend: {backend} ({why})")
+    if backend == "uml":
+        ensure_image(stderr_progress)        # once, before the labs start side by side
+    signal.signal(signal.SIGTERM, _interrupt)
+    grader = Grader(args.out, backend=backend, timing=args.timing, allow_scripts=args.allow_scripts, jobs=args.jobs)
+    entries = grader.grade(args.submissions)
+    crashed = [e["submission"] for e in entries if e["outcome"] == "crashed"]
+    print(f"\n{'submission':30} {'score':>7}  outcome")
+    for e in entries:
+        print(f"{e['submission']:30} {e['score']:>3}/{e['max_score']:<3}  {e['outcome']}")
+    print(f"\nreports: {args.out / 'index.html'}" + "".join(f"\n  {args.out / e['report']}" for e in entries))
+    print(f"gradebook: {args.out / 'gradebook.csv'}, {args.out / 'gradebook.json'}")
+    if crashed:
+        print(f"lvs-harness: the grading of {', '.join(crashed)} crashed (see their pytest.log)", file=sys.stderr)
+    return 1 if crashed else 0
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def cmd_demo(args) -> int:
     """Bring the reference lab up, show it balancing and failing over, tear it down."""
     vip = "172.28.128.200"
@@ -184,6 +215,18 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("-o", "--out", type=Path, required=True, help="a new (or empty) folder")
     imp.set_defaults(func=cmd_import)
 
+    gr = sub.add_parser("grade", help="grade submissions, each in its own lab: reports, gradebook, index")
+    gr.add_argument("submissions", type=Path, nargs="+", metavar="SUBMISSION",
+                    help="markdown write-ups or submission folders")
+    gr.add_argument("-j", "--jobs", type=int, default=DEFAULT_JOBS,
+                    help=f"labs at once (default {DEFAULT_JOBS}; see bench/grade.py)")
+    gr.add_argument("--lab", choices=CHOICES, default="auto")
+    gr.add_argument("--out", type=Path, default=Path("reports"), help="where reports go (default: reports/)")
+    gr.add_argument("--timing", choices=("fast", "faithful"), default=None)
+    gr.add_argument("--allow-scripts", action="store_true",
+                    help="netns: run the submissions' provisioners and keepalived scripts on this machine")
+    gr.set_defaults(func=cmd_grade)
+
     demo = sub.add_parser("demo", help="bring the reference lab up, show balancing and failover, tear it down")
     demo.add_argument("--lab", choices=CHOICES, default="auto")
     demo.set_defaults(func=cmd_demo)
@@ -198,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lvs-harness: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("lvs-harness: interrupted; the lab was removed", file=sys.stderr)
+        print("lvs-harness: interrupted; the labs it started were removed", file=sys.stderr)
         return 130
 
 

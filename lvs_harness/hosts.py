@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import shlex
-from typing import Protocol
+from typing import Callable, Protocol
 
 import testinfra.host
 from testinfra.backend.base import BaseBackend
@@ -42,6 +42,7 @@ class Host:
     def __init__(self, spec: HostSpec, execute: Execute):
         self.spec = spec
         self._execute = execute
+        self.observers: list[Callable[[str, CommandResult], None]] = []   # told of every command run
 
     def __repr__(self) -> str:
         return f"<Host {self.name} ({self.role})>"
@@ -64,7 +65,10 @@ class Host:
         """
         if isinstance(input, str):
             input = input.encode()
-        return self._execute(self.name, command, timeout=timeout, input=input)
+        result = self._execute(self.name, command, timeout=timeout, input=input)
+        for observe in self.observers:
+            observe(self.name, result)
+        return result
 
     def check(self, command: str, *, timeout: float = 60, input: bytes | str | None = None) -> CommandResult:
         """Like :meth:`run`, but raise :class:`CommandFailed` with the output when it exits non-zero.

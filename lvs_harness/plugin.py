@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import dataclasses
 import signal
+import time
 from pathlib import Path
 
 import pytest
 
 from .errors import HarnessError
-from .labs import CHOICES, LabConfig, start_lab
-from .submission import load_submission
+from .labs import CHOICES, LabConfig, reference_vagrantfile, start_lab
+from .report import RECORDER, HtmlHooks, Recorder
+from .submission import DIRECTORS, Submission, load_submission
 
 
 def pytest_addoption(parser):
@@ -43,9 +45,14 @@ def pytest_addoption(parser):
     group.addoption("--timing", choices=("fast", "faithful"), default=None,
                     help="fast (default on embedded labs): a short IPVS tcpfin timeout is set before traffic so "
                          "the drain check takes seconds; faithful (default on vagrant): default timeouts (~2 min)")
+    group.addoption("--results-json", type=Path, default=None, metavar="PATH",
+                    help="write each check's status, score, reason and measured values, with the run's summary, "
+                         "as JSON (lvs-harness grade reads it)")
+    group.addoption("--student", default=None, help="the name shown in reports (default: the submission's name)")
 
 
 CHECK_OUTCOMES = pytest.StashKey[dict]()
+NOT_RUN = "not run: "
 
 
 def pytest_configure(config):
@@ -54,6 +61,12 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "check(id, points, title, needs=()): a graded homework check; "
                             "`needs` names checks whose failure makes this one fail with a reason instead of running")
     config.stash[CHECK_OUTCOMES] = {}
+    html = config.pluginmanager.hasplugin("html") and bool(config.getoption("htmlpath", None))
+    recorder = config.stash[RECORDER] = Recorder(html=html)
+    recorder.info["student"] = config.getoption("--student")
+    config.pluginmanager.register(recorder, "lvs-harness-recorder")
+    if html:
+        config.pluginmanager.register(HtmlHooks(recorder), "lvs-harness-html")
 
 
 def _check_marker(item):
@@ -61,23 +74,19 @@ def _check_marker(item):
     return marker.kwargs if marker else None
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
+    """Label a check's report; fail it before its fixtures run when a check it needs failed
+    (a blocked check costs nothing: its fixtures might otherwise wait for a VIP that never comes)."""
     info = _check_marker(item)
     if info:
         for key in ("id", "points", "title"):
             item.user_properties.append((f"check_{key}", info.get(key)))
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_call(item):
-    info = _check_marker(item)
-    if info:
         outcomes = item.config.stash[CHECK_OUTCOMES]
         for need, reason in _needs(info):
             if outcomes.get(need) is False:
                 item.user_properties.append(("check_blocked_by", need))
-                pytest.fail(f"not run: {reason} (check {need} failed)", pytrace=False)
-    yield
+                pytest.fail(f"{NOT_RUN}{reason} (check {need} failed)", pytrace=False)
 
 
 def _needs(info) -> list[tuple[str, str]]:
@@ -119,17 +128,45 @@ def lab_config(pytestconfig, tmp_path_factory) -> LabConfig:
     opt = pytestconfig.getoption
     config = LabConfig(backend=opt("--lab"), vagrantfile=opt("--vagrantfile"), keep=opt("--keep-lab"),
                        allow_scripts=opt("--allow-scripts"), progress=_progress(pytestconfig))
+    info = pytestconfig.stash[RECORDER].info
     if opt("--submission"):
         try:
-            config = submission_config(config, opt("--submission"), tmp_path_factory.mktemp("submission"))
+            sub = load_submission(opt("--submission"))
         except HarnessError as err:
+            info["student"] = info["student"] or Path(opt("--submission")).stem
             pytest.fail(f"the submission could not be read: {err}", pytrace=False)
+        info["student"] = info["student"] or sub.name
+        info["submission"] = {"source": str(sub.source), "parts": submission_parts(sub), "notes": sub.notes}
+        config = submission_config(config, sub, tmp_path_factory.mktemp("submission"))
+        if sub.vagrantfile and config.vagrantfile and not sub.source.is_dir():
+            # errors name the write-up's block, not the copy the lab reads
+            pytestconfig.stash[RECORDER].aliases[str(config.vagrantfile)] = sub.vagrantfile.origin
+    elif config.vagrantfile:
+        info["submission"] = {"source": str(config.vagrantfile), "parts": [
+            {"part": "Vagrantfile", "student": True, "source": str(config.vagrantfile)}]}
     return config
 
 
-def submission_config(config: LabConfig, path: Path, workdir: Path) -> LabConfig:
+def submission_parts(sub: Submission) -> list[dict]:
+    """Which parts of the lab are the student's and which the reference's, for the report."""
+    own_vagrantfile = sub.vagrantfile is not None and not sub.vagrantfile.from_reference
+    parts = [{"part": "Vagrantfile", "student": own_vagrantfile,
+              "source": sub.vagrantfile.origin if own_vagrantfile else f"the reference ({reference_vagrantfile().name})",
+              "notes": sub.vagrantfile.notes if own_vagrantfile else []}]
+    for host in DIRECTORS:
+        part = sub.keepalived.get(host)
+        if part is not None:
+            parts.append({"part": f"{host} keepalived.conf", "student": not part.from_reference,
+                          "source": part.origin, "notes": part.notes})
+        else:
+            parts.append({"part": f"{host} keepalived.conf", "student": own_vagrantfile,
+                          "source": "written by the " + ("student's" if own_vagrantfile else "reference")
+                                    + " Vagrantfile's provisioner", "notes": []})
+    return parts
+
+
+def submission_config(config: LabConfig, sub: Submission, workdir: Path) -> LabConfig:
     """``config`` for a submission: its Vagrantfile (else the reference) and its keepalived configs."""
-    sub = load_submission(path)
     for line in sub.summary():
         config.progress(line)
     vagrantfile = None
@@ -145,11 +182,18 @@ def submission_config(config: LabConfig, path: Path, workdir: Path) -> LabConfig
 
 
 @pytest.fixture(scope="session")
-def lab(lab_config):
+def lab(lab_config, pytestconfig):
+    recorder = pytestconfig.stash[RECORDER]
+    t0 = time.monotonic()
     try:
         instance = start_lab(lab_config)
     except HarnessError as err:
-        pytest.fail(f"the lab could not be started: {err}", pytrace=False)
+        text = str(err)
+        for path, origin in recorder.aliases.items():
+            text = text.replace(path, origin)
+        pytest.fail(f"the lab could not be started: {text}", pytrace=False)
+    recorder.info.update(backend=instance.NAME, run_id=instance.run_id, lab_seconds=round(time.monotonic() - t0, 1))
+    recorder.watch(instance.hosts.values())
     with instance:
         yield instance
 
@@ -181,7 +225,9 @@ def client(lab):
 @pytest.fixture(scope="session")
 def timing(pytestconfig, lab) -> str:
     """'fast' or 'faithful' (see --timing); fast is the default except on the vagrant lab."""
-    return pytestconfig.getoption("--timing") or ("faithful" if lab.NAME == "vagrant" else "fast")
+    mode = pytestconfig.getoption("--timing") or ("faithful" if lab.NAME == "vagrant" else "fast")
+    pytestconfig.stash[RECORDER].info["timing"] = mode
+    return mode
 
 
 @pytest.fixture

@@ -190,7 +190,8 @@ def load_submission(path: Path, hosts: tuple[str, ...] = DIRECTORS, reference: d
         raise SubmissionError(f"{path} does not exist; pass a submission folder or a markdown write-up")
     sub = from_folder(path, hosts) if path.is_dir() else from_writeup(path, hosts)
     if sub.vagrantfile is None and not sub.keepalived:
-        raise SubmissionError(f"{path} holds neither a Vagrantfile nor a keepalived config")
+        raise SubmissionError(f"{path} holds neither a Vagrantfile nor a keepalived config"
+                              + "".join(f"; {note}" for note in sub.notes))
     for key, text in (reference or {}).items():
         if key == "Vagrantfile" and sub.vagrantfile is None:
             sub.vagrantfile = Part(text, "reference", from_reference=True)

@@ -39,6 +39,12 @@ class Scenario:
         self.watch = vrrp.OwnershipRecorder(directors, self.vip)
         self.traffic = None
         self.stats_before = None
+        self.events: list[tuple[float, str]] = []     # (epoch, what was done), for the ownership timeline
+        self.probes: list = []                        # client probes during failover and failback
+
+    def event(self, host, what: str) -> None:
+        """Note ``what`` at ``host``'s clock (the clock the ownership samples use)."""
+        self.events.append((float(host.check("date +%s.%N").stdout), what))
 
 
 @pytest.fixture(scope="module")
@@ -194,7 +200,12 @@ def test_inactconn_drains(hw, traffic, measure):
     if hw.timing == "fast":
         measure("note", f"--timing fast: tcpfin set to {FAST_TCPFIN} s before the traffic "
                                 "(default 120 s = 1 MSL; --timing faithful keeps it)")
-    drained = assert_inactconn_drains_within(hw.master, hw.vip, hw.port)
+    try:
+        drained = assert_inactconn_drains_within(hw.master, hw.vip, hw.port, interval=0.5)
+    except LabAssertionError as err:
+        measure("drain", [(t, a, i) for t, (a, i) in err.samples])
+        raise
+    measure("drain", [(t, a, i) for t, (a, i) in drained.samples])
     measure("inactive_at_start", drained.value)
     measure("drained_after_s", round(drained.seconds, 1))
 
@@ -203,13 +214,18 @@ def test_inactconn_drains(hw, traffic, measure):
                    "traffic flows, balanced", needs=KEEPALIVED)
 def test_failover(hw, measure):
     assert_vip_on(hw.master, hw.vip)
-    with Prober(hw.client, hw.url) as prober:
+    prober = Prober(hw.client, hw.url)
+    with prober:
+        hw.event(hw.master, f"eth1 down on {hw.master.name}")
         hw.master.link_down("eth1")
-        moved = assert_failover_within(hw.master, hw.backup, hw.vip)
-        # keep probing for one advert interval after the takeover: the gap must have closed
-        prober_until = time.monotonic() + vrrp_instance(hw.backup).advert_int
-        while time.monotonic() < prober_until:
-            time.sleep(0.1)
+        try:
+            moved = assert_failover_within(hw.master, hw.backup, hw.vip)
+        finally:
+            # keep probing for one advert interval after the takeover: the gap must have closed
+            prober_until = time.monotonic() + vrrp_instance(hw.backup).advert_int
+            while time.monotonic() < prober_until:
+                time.sleep(0.1)
+    hw.probes += prober.results
     failed = [r for r in prober.results if not r.ok]
     after = [r for r in prober.results if r.time > prober.results[-1].time - 0.5] if prober.results else []
     assert after and all(r.ok for r in after), "client requests still fail after the takeover"
@@ -227,8 +243,16 @@ def test_failover(hw, measure):
 @pytest.mark.check(id="failback", points=2, title="eth1 up: the VIP returns to the master, the backup is BACKUP "
                    "again", needs=KEEPALIVED)
 def test_failback(hw, measure):
-    hw.master.link_up("eth1")
-    back = assert_failover_within(hw.backup, hw.master, hw.vip, seconds=takeover_deadline(hw.master) + 3)
+    prober = Prober(hw.client, hw.url)
+    with prober:
+        hw.event(hw.master, f"eth1 up on {hw.master.name}")
+        hw.master.link_up("eth1")
+        try:
+            back = assert_failover_within(hw.backup, hw.master, hw.vip, seconds=takeover_deadline(hw.master) + 3)
+        finally:
+            time.sleep(1)
+    hw.probes += prober.results
+    measure("failed_probes", sum(not r.ok for r in prober.results))
     measure("failback_s", round(back.seconds, 2))
     states = [t.state for t in vrrp.read_transitions(hw.backup)]
     measure("backup_states", states)
@@ -251,6 +275,8 @@ def test_no_split_brain(hw, measure):
     lasting = [e for e in episodes if e["seconds"] >= advert]
     measure("samples", count)
     measure("ownership", {n: [(round(t - start, 2), has) for t, has in rows] for n, rows in samples.items()})
+    measure("probes", [(round(r.time - start, 2), r.ok) for r in hw.probes])
+    measure("events", [(round(t - start, 2), what) for t, what in hw.events])
     measure("handovers", [(round(e["start"] - start, 2), e["holders"]) for e in episodes if e not in lasting])
     measure("split_brain", [(round(e["start"] - start, 2), round(e["seconds"], 2), e["holders"])
                                     for e in lasting])

@@ -1,0 +1,292 @@
+"""``lvs-harness grade``: each submission in its own lab, up to N at once; reports and a gradebook.
+
+Every submission is graded by its own pytest process running the hw3.8 suite with
+``--submission``, so each gets its own lab (its own UML guest, or its own namespace set)
+and a crash in one cannot touch the others. Out of ``OUT/`` come:
+
+- ``OUT/<submission>/report.html`` (pytest-html, self-contained), ``results.json`` and
+  ``pytest.log`` (the run's whole output);
+- ``OUT/gradebook.csv`` (one row per submission and check), ``OUT/gradebook.json`` and
+  ``OUT/index.html`` (the score table, linking the reports), rewritten as each submission
+  finishes.
+
+Example::
+
+    books = grade([Path("alice.md"), Path("bob/")], Path("reports"), jobs=2)
+    books[0]["score"], books[0]["outcome"]          # 24, 'graded'
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import csv
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from html import escape
+from pathlib import Path
+
+from .errors import HarnessError
+
+SUITE = "lvs_harness.suites.hw38"
+MARKER = ".lvs-harness-reports"
+DEFAULT_JOBS = 4               # labs at once (bench/grade.py measures the choice)
+JOB_TIMEOUT = 20 * 60          # seconds: a submission whose run takes longer is recorded as crashed
+CSV_FIELDS = ("submission", "outcome", "score", "max_score", "check_id", "title", "status", "check_score",
+              "check_max_score", "reason", "measured")
+CHECK_LINE = re.compile(r"lvs-harness: check (?P<check>\w+): (?P<status>\w+)(?P<reason>.*)")
+
+
+def suite_checks() -> list[dict]:
+    """The suite's checks in order: id, title, points (from their ``check`` markers)."""
+    from importlib import import_module
+    module = import_module(f"{SUITE}.test_hw38")
+    out = []
+    for name, fn in vars(module).items():
+        for mark in getattr(fn, "pytestmark", ()) if name.startswith("test_") else ():
+            if mark.name == "check":
+                out.append({"id": mark.kwargs["id"], "title": mark.kwargs.get("title", ""),
+                            "points": mark.kwargs.get("points", 0)})
+    return out
+
+
+def job_names(paths: list[Path]) -> list[str]:
+    """A report folder name per submission: its file or folder name, made unique (-2, -3 …)."""
+    names, seen = [], {}
+    for path in paths:
+        base = re.sub(r"[^\w.-]+", "-", (path.stem if path.is_file() else path.name) or "submission").strip("-.")
+        base = base or "submission"
+        seen[base] = seen.get(base, 0) + 1
+        names.append(base if seen[base] == 1 else f"{base}-{seen[base]}")
+    return names
+
+
+def prepare_out(out: Path) -> None:
+    """Make ``out`` ours: refuse a non-empty folder lvs-harness did not create."""
+    if out.exists() and not out.is_dir():
+        raise HarnessError(f"{out} is a file; pass --out a folder for the reports.")
+    if out.is_dir() and any(p.name != ".keep" for p in out.iterdir()) and not (out / MARKER).exists():
+        raise HarnessError(f"{out} already holds files that lvs-harness did not write; pass --out an empty or "
+                           "new folder (nothing in it was changed).")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("reports written by lvs-harness grade\n")
+
+
+class Grader:
+    def __init__(self, out: Path, *, backend: str = "auto", timing: str | None = None, allow_scripts: bool = False,
+                 jobs: int = 2, progress=None, timeout: float = JOB_TIMEOUT):
+        self.out, self.backend, self.timing, self.allow_scripts = out, backend, timing, allow_scripts
+        self.jobs, self.timeout = max(1, jobs), timeout
+        self.progress = progress or (lambda message: print(message, file=sys.stderr, flush=True))
+        self.checks = suite_checks()
+        self.entries: dict[str, dict] = {}
+        self._procs: dict[str, subprocess.Popen] = {}
+        self._lock = threading.Lock()
+        self._stopping = False
+        self._up: set[str] = set()       # labels of the jobs whose lab came up
+
+    # one submission ------------------------------------------------------------------
+    def _argv(self, path: Path, name: str, work: Path, basetemp: Path) -> list[str]:
+        argv = [sys.executable, "-m", "pytest", "--pyargs", SUITE, "-v", "-p", "no:cacheprovider",
+                "--basetemp", str(basetemp), "--submission", str(path.resolve()), "--student", name,
+                "--lab", self.backend, f"--html={work / 'report.html'}", "--self-contained-html",
+                f"--results-json={work / 'results.json'}"]
+        if self.timing:
+            argv.append(f"--timing={self.timing}")
+        if self.allow_scripts:
+            argv.append("--allow-scripts")
+        return argv
+
+    def grade_one(self, path: Path, name: str, label: str) -> dict:
+        work = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=self.out))
+        basetemp = Path(tempfile.mkdtemp(prefix="lvsh-grade-"))
+        t0 = time.monotonic()
+        rc, tail = None, []
+        try:
+            with open(work / "pytest.log", "w") as log:
+                proc = subprocess.Popen(self._argv(path, name, work, basetemp / "t"), stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, bufsize=1,
+                                        errors="replace", cwd=work)
+                with self._lock:
+                    self._procs[name] = proc
+                timer = threading.Timer(self.timeout, self._expire, (name, proc))
+                timer.start()
+                try:
+                    for line in proc.stdout:
+                        log.write(line)
+                        tail = (tail + [line.rstrip()])[-15:]
+                        self._relay(label, line)
+                    rc = proc.wait()
+                finally:
+                    timer.cancel()
+                    with self._lock:
+                        self._procs.pop(name, None)
+            entry = self._entry(path, name, work, rc, tail, time.monotonic() - t0)
+            self._install(work, self.out / name)
+        finally:
+            shutil.rmtree(basetemp, ignore_errors=True)
+            shutil.rmtree(work, ignore_errors=True)
+        return entry
+
+    def _expire(self, name: str, proc: subprocess.Popen) -> None:
+        self.progress(f"{name}: still running after {self.timeout:g} s; stopping it")
+        proc.terminate()
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+    def _relay(self, label: str, line: str) -> None:
+        line = line.rstrip()
+        if line.startswith("lvs-harness: lab ") and " is up " in line:
+            self._up.add(label)
+            self.progress(f"{label}: {line.removeprefix('lvs-harness: ')}")
+        elif ((m := CHECK_LINE.match(line)) and m["status"] != "passed" and label in self._up
+              and not m["reason"].startswith(" — not run:")):
+            # (before the lab is up every check errors for one reason, reported when the run ends)
+            self.progress(f"{label}: {m['check']} {m['status']}{m['reason'][:160]}")
+
+    def _entry(self, path: Path, name: str, work: Path, rc: int | None, tail: list[str], seconds: float) -> dict:
+        try:
+            results = json.loads((work / "results.json").read_text())
+        except (OSError, ValueError):
+            results = None
+        entry = {"submission": name, "path": str(path), "report": f"{name}/report.html",
+                 "duration": round(seconds, 1), "exit_status": rc}
+        by_id = {c["id"]: c for c in (results or {}).get("checks", [])}
+        crashed = results is None or rc not in (0, 1)
+        why = "the grading run ended without results (exit status {}): {}".format(rc, " / ".join(tail[-3:]) or "no output")
+        entry["checks"] = [by_id.get(c["id"]) or {"id": c["id"], "title": c["title"], "status": "error", "score": 0,
+                                                  "max_score": c["points"], "reason": why if crashed else "not run",
+                                                  "measured": {}}
+                           for c in self.checks]
+        entry["score"] = sum(c["score"] for c in entry["checks"])
+        entry["max_score"] = sum(c["max_score"] for c in entry["checks"])
+        for key in ("backend", "timing", "run_id", "lab_seconds"):
+            entry[key] = (results or {}).get(key)
+        entry["parts"] = ((results or {}).get("submission") or {}).get("parts", [])
+        if crashed:
+            entry["outcome"], entry["reason"] = "crashed", why
+        elif not entry["backend"]:
+            entry["outcome"], entry["reason"] = "refused", entry["checks"][0]["reason"]
+        else:
+            entry["outcome"], entry["reason"] = "graded", ""
+        return entry
+
+    def _install(self, work: Path, final: Path) -> None:
+        """Replace ``final`` with the finished ``work`` folder (the older report stays until then)."""
+        old = final.with_name(f".old-{final.name}-{os.getpid()}")
+        if final.exists():
+            os.replace(final, old)
+        os.replace(work, final)
+        shutil.rmtree(old, ignore_errors=True)
+
+    # the batch -------------------------------------------------------------------------
+    def grade(self, paths: list[Path]) -> list[dict]:
+        names = job_names(paths)
+        total = len(paths)
+        self.progress(f"grading {total} submission{'s' * (total != 1)}, {min(self.jobs, total)} at a time, "
+                      f"into {self.out}/")
+        done = 0
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.jobs)
+        futures = {pool.submit(self._start_and_grade, p, n, f"[{i + 1}/{total}] {n}"): n
+                   for i, (p, n) in enumerate(zip(paths, names))}
+        try:
+            for fut in concurrent.futures.as_completed(futures):
+                entry = fut.result()
+                done += 1
+                self.entries[entry["submission"]] = entry
+                self.write_books([self.entries[n] for n in names if n in self.entries])
+                what = {"graded": f"{entry['score']}/{entry['max_score']}",
+                        "refused": f"refused: {entry['reason']}",
+                        "crashed": f"CRASHED: {entry['reason']}"}[entry["outcome"]]
+                self.progress(f"{entry['submission']}: {what} in {entry['duration']:.0f} s "
+                              f"({done}/{total} done) → {self.out / entry['report']}")
+        except BaseException:
+            self.stop()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+        return [self.entries[n] for n in names]
+
+    def _start_and_grade(self, path: Path, name: str, label: str) -> dict:
+        if self._stopping:
+            raise KeyboardInterrupt
+        self.progress(f"{label}: started")
+        return self.grade_one(path, name, label)
+
+    def stop(self) -> None:
+        """Stop every running grading process (each tears its own lab down)."""
+        self._stopping = True
+        with self._lock:
+            procs = list(self._procs.values())
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(90)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    # books -----------------------------------------------------------------------------
+    def write_books(self, entries: list[dict]) -> None:
+        _atomic_write(self.out / "gradebook.json", json.dumps(
+            {"suite": SUITE, "checks": self.checks, "submissions": entries}, indent=1, default=str))
+        _atomic_write(self.out / "gradebook.csv", gradebook_csv(entries))
+        _atomic_write(self.out / "index.html", index_html(entries, self.checks))
+
+
+def gradebook_csv(entries: list[dict]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, CSV_FIELDS)
+    writer.writeheader()
+    for e in entries:
+        for c in e["checks"]:
+            writer.writerow({"submission": e["submission"], "outcome": e["outcome"], "score": e["score"],
+                             "max_score": e["max_score"], "check_id": c["id"], "title": c["title"],
+                             "status": c["status"], "check_score": c["score"], "check_max_score": c["max_score"],
+                             "reason": c["reason"], "measured": json.dumps(c["measured"], default=str)})
+    return buf.getvalue()
+
+
+SYMBOLS = {"passed": ("✓", "#2ca02c"), "failed": ("✗", "#d62728"), "error": ("!", "#7f7f7f")}
+
+
+def index_html(entries: list[dict], checks: list[dict]) -> str:
+    head = "".join(f"<th title='{escape(c['title'])}'>{escape(c['id'])}<br><small>{c['points']}</small></th>"
+                   for c in checks)
+    rows = []
+    for e in entries:
+        by_id = {c["id"]: c for c in e["checks"]}
+        cells = "".join(
+            f"<td style='color:{SYMBOLS[by_id[c['id']]['status']][1]};text-align:center' "
+            f"title='{escape(by_id[c['id']]['status'] + ': ' + by_id[c['id']]['reason'])}'>"
+            f"{SYMBOLS[by_id[c['id']]['status']][0]}</td>" for c in checks)
+        link = (f"<a href='{escape(e['report'])}'>{escape(e['submission'])}</a>"
+                if e["outcome"] != "crashed" else f"{escape(e['submission'])} (<a href='{escape(e['submission'])}/pytest.log'>log</a>)")
+        rows.append(f"<tr><td>{link}</td><td>{escape(e['outcome'])}</td><td><b>{e['score']}</b>/{e['max_score']}</td>"
+                    f"{cells}<td>{escape(e.get('backend') or '—')}</td><td>{e['duration']:.0f} s</td>"
+                    f"<td>{escape(e['reason'])}</td></tr>")
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>hw3.8 gradebook</title>"
+            "<style>body{font-family:sans-serif}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
+            "padding:4px 6px}th{background:#f4f4f4}</style></head><body>"
+            f"<h1>hw3.8 gradebook</h1><p>{len(entries)} submission(s), written {time.strftime('%Y-%m-%d %H:%M:%S')}. "
+            "✓ passed, ✗ failed, ! could not be judged (hover for the reason). "
+            "<a href='gradebook.csv'>CSV</a> · <a href='gradebook.json'>JSON</a></p>"
+            f"<table><tr><th>Submission</th><th>Outcome</th><th>Score</th>{head}<th>Lab</th><th>Time</th>"
+            f"<th>Reason</th></tr>{''.join(rows)}</table></body></html>\n")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

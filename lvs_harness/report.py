@@ -1,0 +1,224 @@
+"""Per-check results of a graded run: a JSON file for the gradebook and the pytest-html report.
+
+For every test carrying a ``check`` marker this records id, title, status (passed, failed
+or error), score, max_score, the reason, the measured values and the commands it ran on
+the lab hosts. ``--results-json PATH`` writes them with the run's summary (student,
+backend, timing, durations); with pytest-html (``--html``) each check's row gets a Points
+and a Reason column, its evidence (expandable) and charts, and the report opens with the
+summary and the scenario's charts.
+
+Statuses: *passed*; *failed* — the lab did not do what the check requires (an assertion,
+or a check it needs failed); *error* — the check could not be judged (the lab did not
+start, the submission was refused or unreadable, the lab cannot run the check, or a
+command broke).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from html import escape
+from pathlib import Path
+
+import pytest
+
+from . import charts
+from .commands import CommandResult
+
+RECORDER = pytest.StashKey["Recorder"]()
+REASON_CHARS = 600
+OUTPUT_CHARS = 2000
+MAX_COMMANDS = 150
+
+
+class Recorder:
+    """Collects, per check, its outcome and the commands it ran; and the run's summary."""
+
+    def __init__(self, html: bool = False):
+        self.html = html                         # add evidence and charts to pytest-html's rows
+        self.info: dict = {"started": time.time()}
+        self.checks: dict[str, dict] = {}       # nodeid -> record
+        self.aliases: dict[str, str] = {}       # a path in messages -> what to call it (a write-up's block)
+        self._commands: list[tuple[str, CommandResult]] | None = None
+
+    # the lab's hosts tell us each command they run
+    def command(self, host: str, result: CommandResult) -> None:
+        if self._commands is not None:
+            self._commands.append((host, result))
+
+    def watch(self, hosts) -> None:
+        for host in hosts:
+            if self.command not in host.observers:
+                host.observers.append(self.command)
+
+    # pytest hooks -------------------------------------------------------------------
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item):
+        self._commands = []
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        outcome = yield
+        report = outcome.get_result()
+        marker = item.get_closest_marker("check")
+        if marker is None:
+            return
+        info = marker.kwargs
+        record = self.checks.setdefault(item.nodeid, {
+            "id": info.get("id"), "title": info.get("title", ""), "status": "passed", "score": 0,
+            "max_score": info.get("points", 0), "reason": "", "measured": {}, "duration": 0.0})
+        record["duration"] = round(record["duration"] + report.duration, 2)
+        decided = call.when == "call" or report.failed or report.skipped
+        if decided and record["status"] == "passed" and not record["reason"]:
+            record["status"], record["reason"] = _verdict(report, call)
+        if call.when == "teardown":
+            record["measured"] = {k: v for k, v in item.user_properties if not k.startswith("check_")}
+            record["score"] = record["max_score"] if record["status"] == "passed" else 0
+            self._commands = None
+            if item.config.getoption("--results-json"):
+                self._say(item.config, f"check {record['id']}: {record['status']}"
+                          + (f" — {record['reason'].splitlines()[0]}" if record["reason"] else ""))
+            return
+        if decided and (call.when == "call" or report.outcome != "passed"):
+            report.lvsh_check = record
+            if self.html:
+                from pytest_html import extras
+                measured = {k: v for k, v in item.user_properties if not k.startswith("check_")}
+                pictures = "".join(f"<div>{svg}</div>" for svg in charts.for_measured(measured))
+                evidence = _evidence_html(call, self._commands or [])
+                report.extras = [*getattr(report, "extras", []),
+                                 extras.html(f"<div class='lvsh-evidence'>{pictures}{evidence}</div>")]
+
+    @staticmethod
+    def _say(config, line: str) -> None:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.ensure_newline()
+            reporter.write_line(f"lvs-harness: {line}")
+
+    def pytest_sessionfinish(self, session):
+        path = session.config.getoption("--results-json")
+        if path:
+            _write_json(Path(path), self.results())
+
+    # results --------------------------------------------------------------------------
+    def results(self) -> dict:
+        checks = list(self.checks.values())
+        return {**self.info, "finished": time.time(), "duration": round(time.time() - self.info["started"], 1),
+                "score": sum(c["score"] for c in checks), "max_score": sum(c["max_score"] for c in checks),
+                "checks": checks}
+
+
+def _verdict(report, call) -> tuple[str, str]:
+    if report.passed and call.when == "call":
+        return "passed", ""
+    if report.skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        return "error", "could not be checked: " + reason.removeprefix("Skipped: ")
+    exc = call.excinfo.value if call.excinfo else None
+    text = str(exc) if exc is not None else str(report.longrepr)
+    text = text.split("\n--- evidence ---")[0].strip()
+    if len(text) > REASON_CHARS:
+        text = text[:REASON_CHARS] + " …"
+    if call.when == "call" and isinstance(exc, (AssertionError, pytest.fail.Exception)):
+        return "failed", text
+    if call.when == "setup" and isinstance(exc, pytest.fail.Exception):
+        # blocked by a failed check it needs: failed; else the lab or the submission, in the fixture's words
+        return ("failed" if text.startswith("not run: ") else "error"), text
+    return "error", f"{type(exc).__name__}: {text}" if exc is not None else text
+
+
+def _evidence_html(call, commands: list[tuple[str, CommandResult]]) -> str:
+    exc = call.excinfo.value if call.excinfo else None
+    parts = []
+    if getattr(exc, "evidence", ""):
+        parts.append(f"<p><b>Evidence at the deadline</b></p><pre>{escape(exc.evidence[-OUTPUT_CHARS * 2:])}</pre>")
+    lines, previous, repeats = [], None, 0
+    for host, r in commands[:MAX_COMMANDS]:
+        key = (host, r.command, r.rc, r.stdout, r.stderr)
+        if key == previous:
+            repeats += 1
+            continue
+        if repeats:
+            lines.append(f"   (the same again, {repeats} more time{'s' * (repeats > 1)})")
+        previous, repeats = key, 0
+        out = (r.stdout + (("\n[stderr] " + r.stderr) if r.stderr.strip() else "")).rstrip()
+        if len(out) > OUTPUT_CHARS:
+            out = out[:OUTPUT_CHARS] + f"\n… ({len(out) - OUTPUT_CHARS} more characters)"
+        lines.append(f"[{host}]$ {r.command}   # exit {r.rc}, {r.duration:.2f} s" + (f"\n{out}" if out else ""))
+    if repeats:
+        lines.append(f"   (the same again, {repeats} more time{'s' * (repeats > 1)})")
+    if len(commands) > MAX_COMMANDS:
+        lines.append(f"… and {len(commands) - MAX_COMMANDS} more commands")
+    if lines:
+        parts.append(f"<details><summary>Commands run on the lab hosts ({len(commands)})</summary>"
+                     f"<pre>{escape(chr(10).join(lines))}</pre></details>")
+    return "".join(parts)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=str))
+    os.replace(tmp, path)
+
+
+STATUS_COLOURS = {"passed": "#2ca02c", "failed": "#d62728", "error": "#7f7f7f"}
+
+
+def summary_html(results: dict) -> str:
+    """The report's opening: who, score, how it was run, what was the student's, the charts."""
+    rows = [("Student", results.get("student") or "—"),
+            ("Score", f"{results['score']} / {results['max_score']}"),
+            ("Lab backend", results.get("backend") or "not started"),
+            ("Timing mode", results.get("timing") or "—"),
+            ("Lab run id", results.get("run_id") or "—"),
+            ("Lab start", f"{results['lab_seconds']:.1f} s" if results.get("lab_seconds") else "—"),
+            ("Whole run", f"{results['duration']:.1f} s")]
+    table = "".join(f"<tr><th style='text-align:left;padding-right:1em'>{escape(k)}</th><td>{escape(str(v))}</td></tr>"
+                    for k, v in rows)
+    out = [f"<h2>hw3.8 grading</h2><table class='lvsh-summary'>{table}</table>"]
+    parts = results.get("submission", {}).get("parts", [])
+    if parts:
+        items = "".join(f"<li><b>{escape(p['part'])}</b>: {'student' if p['student'] else 'reference'} — "
+                        f"{escape(p['source'])}" + "".join(f"<br><i>{escape(n)}</i>" for n in p.get("notes", ()))
+                        + "</li>" for p in parts)
+        out.append(f"<p>What the lab was built from:</p><ul>{items}</ul>")
+    notes = results.get("submission", {}).get("notes", [])
+    if notes:
+        out.append("<p>Notes on the submission:</p><ul>" + "".join(f"<li>{escape(n)}</li>" for n in notes) + "</ul>")
+    checks = "".join(f"<tr><td>{escape(c['id'] or '')}</td><td style='color:{STATUS_COLOURS[c['status']]}'>"
+                     f"<b>{c['status']}</b></td><td>{c['score']}/{c['max_score']}</td><td>{escape(c['reason'])}</td></tr>"
+                     for c in results["checks"])
+    out.append("<table class='lvsh-checks' border='1' cellpadding='4' style='border-collapse:collapse'>"
+               "<tr><th>Check</th><th>Status</th><th>Points</th><th>Reason</th></tr>" + checks + "</table>")
+    pictures = [svg for c in results["checks"] for svg in charts.for_measured(c["measured"])]
+    if pictures:
+        out.append("<h3>Charts</h3>" + "".join(f"<div>{svg}</div>" for svg in pictures))
+    return "".join(out)
+
+
+class HtmlHooks:
+    """pytest-html hooks (registered only when pytest-html is active)."""
+
+    def __init__(self, recorder: Recorder):
+        self.recorder = recorder
+
+    def pytest_html_report_title(self, report):
+        student = self.recorder.info.get("student")
+        report.title = f"hw3.8 — {student}" if student else "hw3.8 lab checks"
+
+    def pytest_html_results_summary(self, prefix, summary, postfix, session):
+        prefix.append(summary_html(self.recorder.results()))
+
+    def pytest_html_results_table_header(self, cells):
+        cells.insert(2, "<th>Points</th>")
+        cells.insert(3, "<th>Reason</th>")
+
+    def pytest_html_results_table_row(self, report, cells):
+        record = getattr(report, "lvsh_check", None)
+        points = f"{record['max_score'] if record['status'] == 'passed' else 0}/{record['max_score']}" if record else ""
+        reason = record["reason"] if record else ""
+        cells.insert(2, f"<td>{points}</td>")
+        cells.insert(3, f"<td>{escape(reason)}</td>")
