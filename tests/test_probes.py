@@ -6,6 +6,7 @@ import datetime as dt
 import http.server
 import re
 import subprocess
+import textwrap
 import threading
 from pathlib import Path
 
@@ -109,3 +110,40 @@ def test_request_loop_output_parses(local_page):
     refused = client.parse_requests(run_loop("http://127.0.0.1:9/", 1))[0]
     assert (refused.status, refused.real, refused.curl_rc, refused.ok) == (0, None, 7, False)
     assert re.fullmatch(r"\d+\.\d+ 7 000 \S+ ", run_loop("http://127.0.0.1:9/", 1).splitlines()[0])
+
+
+def test_keepalived_script_commands_are_all_found():
+    text = textwrap.dedent('''
+        global_defs { vrrp_notify_fifo_script /usr/local/bin/fifo.sh }
+        vrrp_script chk_nginx {
+            script "/bin/sh -c 'pidof nginx'"
+            interval 2
+        }
+        vrrp_instance VI_1 {
+            notify_master "/bin/touch /tmp/master"   # becomes master
+            notify /etc/keepalived/notify.sh
+            track_script {
+                chk_nginx
+            }
+        }
+        virtual_server 172.28.128.200 80 {
+            quorum_up "/bin/true"
+            real_server 172.28.128.30 80 {
+                notify_down /bin/down.sh
+                MISC_CHECK {
+                    misc_path "/usr/bin/curl -s 172.28.128.30"
+                }
+            }
+        }
+    ''')
+    assert keepalived.script_commands(text) == [
+        ("vrrp_notify_fifo_script", "/usr/local/bin/fifo.sh"), ("script", "\"/bin/sh -c 'pidof nginx'\""),
+        ("notify_master", '"/bin/touch /tmp/master"'), ("notify", "/etc/keepalived/notify.sh"),
+        ("quorum_up", '"/bin/true"'), ("notify_down", "/bin/down.sh"),
+        ("misc_path", '"/usr/bin/curl -s 172.28.128.30"')]
+
+
+def test_the_example_and_the_reference_run_no_keepalived_scripts():
+    parts = example_parts()
+    assert keepalived.script_commands(parts["balancer1"]) == []
+    assert keepalived.script_commands(parts["balancer2"]) == []

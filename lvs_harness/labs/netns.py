@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ..commands import CommandResult
 from ..errors import LabError
+from ..probes import keepalived
 from ..runs import Run, kill_marked
 from .base import LabConfig, NamespacedLab, reference_vagrantfile
 from .namespaces import Namespaces
@@ -104,6 +105,13 @@ class NetnsLab(NamespacedLab):
             raise LabError(f"the netns lab would run the provisioners of {config.vagrantfile_path} as root on "
                            "this machine; use --lab uml (they run inside a guest there), or pass "
                            "--allow-scripts if you trust that Vagrantfile.")
+        scripts = [f"{host}: {key} {command}" for host, files in (config.files or {}).items()
+                   for path, text in files.items() if path.startswith("/etc/keepalived/")
+                   for key, command in keepalived.script_commands(text)]
+        if scripts and not config.allow_scripts:
+            raise LabError("the netns lab would let keepalived run these commands as root on this machine: "
+                           f"{'; '.join(scripts)}; use --lab uml (they run inside a guest there), or pass "
+                           "--allow-scripts if you trust them.")
 
     def _root_run(self, argv, input, timeout, env=None) -> CommandResult:
         return _local(argv, input, timeout, env)

@@ -121,3 +121,29 @@ def parse_config(text: str) -> KeepalivedConfig:
             servers.append(VirtualServerConf(stmt[1], int(stmt[2]), _first(body, "lb_algo", ""),
                                              _first(body, "lb_kind", ""), _first(body, "protocol", "TCP"), reals))
     return KeepalivedConfig(tuple(instances), tuple(servers))
+
+
+SCRIPT_KEYWORDS = ("script", "misc_path", "quorum_up", "quorum_down")
+
+
+def script_commands(text: str) -> list[tuple[str, str]]:
+    """(keyword, command) for every program the config makes keepalived run: ``notify*``,
+    ``vrrp_script``'s ``script``, ``MISC_CHECK``'s ``misc_path``, quorum and FIFO scripts.
+
+    Example::
+
+        script_commands('vrrp_instance V { notify_master "/bin/touch /tmp/x" }')
+        # [('notify_master', '"/bin/touch /tmp/x"')]
+    """
+    found = []
+
+    def walk(block):
+        for stmt in block:
+            key = stmt[0] if stmt and isinstance(stmt[0], str) else ""
+            words = [w for w in stmt[1:] if isinstance(w, str)]
+            runs = key.startswith("notify") or key in SCRIPT_KEYWORDS or key.endswith("_script")
+            if runs and words and not _block(stmt):     # (`vrrp_script NAME {…}` names a block)
+                found.append((key, " ".join(words)))
+            walk(_block(stmt))
+    walk(_statements(text))
+    return found
