@@ -6,9 +6,10 @@ cd "$(dirname "$0")"
 if [ "$(id -u)" != 0 ]; then echo "install.sh: run it as root (sudo ./install.sh)" >&2; exit 1; fi
 
 # the embedded lab: User-Mode Linux + the image builder; ruby evaluates Vagrantfiles for the
-# netns lab; keepalived/nginx/ipvsadm run the netns lab on this kernel
+# netns lab; keepalived/nginx/ipvsadm run the netns lab on this kernel; chromium renders the
+# HTML reports in the tests (headless, in a network namespace of its own)
 packages=(user-mode-linux mmdebstrap e2fsprogs ruby iproute2 procps util-linux kmod curl
-          keepalived nginx-light ipvsadm iputils-arping python3-venv)
+          keepalived nginx-light ipvsadm iputils-arping python3-venv chromium)
 had_daemons=$(dpkg-query -W -f='${Package} ${Status}\n' nginx keepalived 2>/dev/null | awk '/ installed/{print $1}' || true)
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
@@ -23,5 +24,5 @@ fi
 
 # lvs-harness and its Python dependencies in .venv (Debian's own Python is externally managed)
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check -e .
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
 echo "install.sh: lvs-harness $(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("lvs-harness"))') installed in $(pwd)/.venv"

@@ -99,7 +99,10 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     info = _check_marker(item)
-    if info and (report.when == "call" or report.failed):
+    # a check counts as failed for those that need it when it ran and failed, or was itself
+    # blocked; not when its setup broke (the lab did not start: the others say so themselves)
+    blocked = report.when == "setup" and report.failed and str(report.longrepr).startswith(NOT_RUN)
+    if info and (report.when == "call" or blocked or (report.when == "teardown" and report.failed)):
         outcomes = item.config.stash[CHECK_OUTCOMES]
         outcomes[info["id"]] = outcomes.get(info["id"], True) and not report.failed
 

@@ -1,0 +1,171 @@
+"""`lvs-harness grade` on a real batch: the real example write-up, the repository's example, and each
+kind of bad input, three labs at a time; then the example's report rendered in headless Chromium."""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lvs_harness import charts
+from lvs_harness.grading import CSV_FIELDS
+from lvs_harness.runs import Run
+from support import EXAMPLE
+
+pytestmark = pytest.mark.lab
+REPO = Path(__file__).resolve().parents[1]
+WRITEUP = REPO / "examples" / "hw38-writeup.md"
+
+
+def bad_inputs(root: Path) -> dict[str, Path]:
+    """One submission per kind of bad input the grading issue names."""
+    good = WRITEUP.read_text()
+    files = {
+        "nocode.md": "# Homework 3.8\n\nEverything works, see the screenshots.\n",
+        "nohost.md": "balancer7 keepalived.conf:\n```\nvrrp_instance VI_1 {\n    priority 100\n}\n```\n",
+        "kasyntax.md": good.replace("virtual_ipaddress {", "virtual_ipadress {"),
+        "rubysyntax.md": good.replace('  config.vm.define "client" do |node|\n',
+                                      '  config.vm.define "client" do |node|\n    if true do\n'),
+        "huge.md": "x" * 2_000_001,
+    }
+    out = {}
+    for name, text in files.items():
+        (root / name).write_text(text)
+        out[name] = root / name
+    (root / "binary.md").write_bytes(bytes(range(256)) * 8)
+    (root / "emptydir").mkdir()
+    out["binary.md"], out["emptydir"] = root / "binary.md", root / "emptydir"
+    return out
+
+
+def marked_processes() -> list[int]:
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if b"LVS_HARNESS_RUN=" in Path(f"/proc/{pid}/environ").read_bytes():
+                pids.append(int(pid))
+        except OSError:
+            pass
+    return pids
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    if not EXAMPLE.is_file():
+        pytest.skip(f"the example submission is not at {EXAMPLE}")
+    root = tmp_path_factory.mktemp("batch")
+    subs = [EXAMPLE, WRITEUP, *bad_inputs(root).values()]
+    out = root / "reports"
+    runs_before = {r.id for r in Run.all()}
+    proc = subprocess.run([sys.executable, "-m", "lvs_harness.cli", "grade", *map(str, subs), "-j", "3",
+                           "--lab", "uml", "--out", str(out)], capture_output=True, text=True, timeout=900)
+    book = json.loads((out / "gradebook.json").read_text()) if (out / "gradebook.json").exists() else None
+    return {"proc": proc, "out": out, "book": book, "runs_before": runs_before,
+            "by_name": {e["submission"]: e for e in (book or {}).get("submissions", [])}}
+
+
+def checks(entry) -> dict:
+    return {c["id"]: c for c in entry["checks"]}
+
+
+def test_batch_exits_zero_and_books_every_submission(graded):
+    proc = graded["proc"]
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert list(graded["by_name"]) == ["example-submission", "hw38-writeup", "nocode", "nohost", "kasyntax",
+                                       "rubysyntax", "huge", "binary", "emptydir"]
+    assert f"reports: {graded['out'] / 'index.html'}" in proc.stdout
+    for entry in graded["by_name"].values():
+        assert len(entry["checks"]) == 13 and entry["max_score"] == 24
+        assert {c["status"] for c in entry["checks"]} <= {"passed", "failed", "error"}
+        assert (graded["out"] / entry["report"]).is_file()
+    rows = list(csv.DictReader((graded["out"] / "gradebook.csv").open()))
+    assert tuple(rows[0]) == CSV_FIELDS and len(rows) == 9 * 13
+    index = (graded["out"] / "index.html").read_text()
+    for name in graded["by_name"]:
+        assert f"href='{name}/report.html'" in index
+
+
+def test_good_submissions_score_full_marks(graded):
+    for name in ("example-submission", "hw38-writeup"):
+        entry = graded["by_name"][name]
+        assert (entry["outcome"], entry["score"]) == ("graded", 24), [
+            (c["id"], c["status"], c["reason"]) for c in entry["checks"] if c["status"] != "passed"]
+        assert entry["backend"] == "uml" and entry["timing"] == "fast"
+    parts = {p["part"]: p for p in graded["by_name"]["example-submission"]["parts"]}
+    assert parts["balancer2 keepalived.conf"]["student"]
+    assert 'host "balanser2" read as balancer2 (1 edit)' in parts["balancer2 keepalived.conf"]["notes"]
+
+
+@pytest.mark.parametrize("name, words", [
+    ("nocode", "has no fenced code blocks"),
+    ("nohost", "is a keepalived config for no known host"),
+    ("emptydir", "is empty"),
+    ("binary", "is a binary file"),
+    ("huge", "over the 1000000-byte limit"),
+    ("rubysyntax", "rubysyntax.md, block 1 ('Vagrantfile:') line 34: SyntaxError"),
+])
+def test_bad_input_is_refused_with_the_problem_named(graded, name, words):
+    entry = graded["by_name"][name]
+    assert entry["outcome"] == "refused" and entry["score"] == 0
+    assert words in entry["reason"], entry["reason"]
+    assert all(c["status"] == "error" and words in c["reason"] for c in entry["checks"])
+    assert words in html.unescape((graded["out"] / entry["report"]).read_text())
+
+
+def test_keepalived_syntax_error_fails_exactly_the_checks_that_need_a_config(graded):
+    entry = graded["by_name"]["kasyntax"]
+    by_id = checks(entry)
+    assert entry["outcome"] == "graded"
+    assert by_id["config_valid"]["status"] == "failed"
+    assert "Unknown keyword 'virtual_ipadress'" in by_id["config_valid"]["reason"]
+    assert {k for k, c in by_id.items() if c["status"] == "passed"} == {"directors_separate", "real_dr_ready"}
+    assert all(c["reason"].startswith("not run: needs a valid keepalived config")
+               for k, c in by_id.items() if k not in ("config_valid", "directors_separate", "real_dr_ready"))
+    assert entry["score"] == 3
+
+
+def test_nothing_is_left_running(graded):
+    assert {r.id for r in Run.all()} <= graded["runs_before"]
+    assert marked_processes() == []
+    if os.path.isdir("/run/netns"):
+        assert [n for n in os.listdir("/run/netns") if n.startswith("lvsh-")] == []
+    assert not [p for p in graded["out"].iterdir() if p.name.startswith(".") and p.name != ".lvs-harness-reports"]
+
+
+CHROMIUM = ["unshare", "--net", "--", "chromium", "--headless", "--no-sandbox", "--disable-gpu",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
+            "--hide-scrollbars", "--run-all-compositor-stages-before-draw", "--virtual-time-budget=5000"]
+
+
+def test_report_renders_with_visible_charts_in_headless_chromium(graded, tmp_path):
+    """The report is opened in a real Chromium (in a network namespace of its own: a
+    self-contained report needs no network); its table is built by the page's script and its
+    charts are painted: the screenshot holds the charts' colours."""
+    if not shutil.which("chromium"):
+        pytest.fail("chromium is not installed; run install.sh")
+    from PIL import Image
+    report = graded["out"] / "example-submission" / "report.html"
+    dom = subprocess.run([*CHROMIUM, "--dump-dom", report.as_uri()], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert "test_hw38.py::test_failover" in dom.stdout          # rows the page's script built
+    for kind in ("bars", "timeline", "lines"):
+        assert f'class="lvsh-chart lvsh-{kind}"' in dom.stdout
+    png = tmp_path / "report.png"
+    shot = subprocess.run([*CHROMIUM, "--window-size=1280,3200", f"--screenshot={png}", report.as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    assert shot.returncode == 0 and png.is_file(), shot.stderr[-2000:]
+    colours = Image.open(png).convert("RGB").getcolors(maxcolors=1 << 20)
+    count = {rgb: n for n, rgb in colours}
+
+    def pixels(hex_colour: str) -> int:
+        return count.get(tuple(int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)), 0)
+    assert pixels(charts.PALETTE[0]) > 20_000 and pixels(charts.PALETTE[1]) > 20_000, \
+        "the bar and timeline charts are not painted"
+    assert pixels(charts.OK) > 100, "the client probes lane is not painted"
