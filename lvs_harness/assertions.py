@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 import tenacity
 
-from .errors import HarnessError
+from .errors import HarnessError, LabGone
 from .probes import ipvs, keepalived, vrrp
 
 MSL = 120.0          # seconds: RFC 793 / RFC 1122 Maximum Segment Lifetime (2 minutes)
@@ -80,6 +80,8 @@ def _poll(observe: Callable[[], _Seen], *, what: str, expected: str, deadline: f
     def attempt() -> _Seen:
         try:
             seen = observe()
+        except LabGone:
+            raise                      # no later poll can succeed
         except HarnessError as err:
             return _Seen(False, None, f"an error: {err}")
         if seen.sample is not None:

@@ -127,7 +127,7 @@ def cmd_grade(args) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     grader = Grader(args.out, backend=backend, timing=args.timing, allow_scripts=args.allow_scripts, jobs=args.jobs)
     entries = grader.grade(args.submissions)
-    crashed = [e["submission"] for e in entries if e["outcome"] == "crashed"]
+    crashed = [e["submission"] for e in entries if e["outcome"] == "harness-failed"]
     print(f"\n{'submission':30} {'score':>7}  outcome")
     for e in entries:
         print(f"{e['submission']:30} {e['score']:>3}/{e['max_score']:<3}  {e['outcome']}")

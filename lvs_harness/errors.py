@@ -17,6 +17,14 @@ class LabError(HarnessError):
     """A lab that could not be built, booted or driven."""
 
 
+class LabGone(LabError):
+    """The lab stopped under the harness (its guest powered off or crashed): nothing more can run in it."""
+
+
+class Refused(LabError):
+    """A lab the harness will not start as asked (e.g. a submission's scripts on this machine's kernel)."""
+
+
 class CommandFailed(HarnessError):
     """A command run through :meth:`Host.check` exited non-zero.
 

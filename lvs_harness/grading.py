@@ -10,9 +10,14 @@ and a crash in one cannot touch the others. Out of ``OUT/`` come:
   ``OUT/index.html`` (the score table, linking the reports), rewritten as each submission
   finishes.
 
+Each submission's outcome: *graded*; *refused* (unreadable, a Vagrantfile that does not
+evaluate, or scripts the netns lab will not run — the reason says which); *lab-failed* (its lab
+could not be started); *lab-crashed* (its lab stopped during the checks: graded up to there);
+*harness-failed* (the grading run itself broke: no results; the exit status is then 1).
+
 Example::
 
-    books = grade([Path("alice.md"), Path("bob/")], Path("reports"), jobs=2)
+    books = Grader(Path("reports"), jobs=2).grade([Path("alice.md"), Path("bob/")])
     books[0]["score"], books[0]["outcome"]          # 24, 'graded'
 """
 
@@ -39,7 +44,7 @@ from .errors import HarnessError
 SUITE = "lvs_harness.suites.hw38"
 MARKER = ".lvs-harness-reports"
 DEFAULT_JOBS = 4               # labs at once (bench/grade.py measures the choice)
-JOB_TIMEOUT = 20 * 60          # seconds: a submission whose run takes longer is recorded as crashed
+JOB_TIMEOUT = 20 * 60          # seconds: a submission's run taking longer is stopped (harness-failed)
 CSV_FIELDS = ("submission", "outcome", "score", "max_score", "check_id", "title", "status", "check_score",
               "check_max_score", "reason", "measured")
 CHECK_LINE = re.compile(r"lvs-harness: check (?P<check>\w+): (?P<status>\w+)(?P<reason>.*)")
@@ -85,13 +90,18 @@ class Grader:
                  jobs: int = 2, progress=None, timeout: float = JOB_TIMEOUT):
         self.out, self.backend, self.timing, self.allow_scripts = out, backend, timing, allow_scripts
         self.jobs, self.timeout = max(1, jobs), timeout
-        self.progress = progress or (lambda message: print(message, file=sys.stderr, flush=True))
+        self._say = progress or (lambda message: print(message, file=sys.stderr, flush=True))
         self.checks = suite_checks()
         self.entries: dict[str, dict] = {}
         self._procs: dict[str, subprocess.Popen] = {}
         self._lock = threading.Lock()
+        self._print_lock = threading.Lock()
         self._stopping = False
         self._up: set[str] = set()       # labels of the jobs whose lab came up
+
+    def progress(self, message: str) -> None:
+        with self._print_lock:             # lines from the jobs' threads do not interleave
+            self._say(message)
 
     # one submission ------------------------------------------------------------------
     def _argv(self, path: Path, name: str, work: Path, basetemp: Path) -> list[str]:
@@ -174,9 +184,12 @@ class Grader:
             entry[key] = (results or {}).get(key)
         entry["parts"] = ((results or {}).get("submission") or {}).get("parts", [])
         if crashed:
-            entry["outcome"], entry["reason"] = "crashed", why
+            entry["outcome"], entry["reason"] = "harness-failed", why
         elif not entry["backend"]:
-            entry["outcome"], entry["reason"] = "refused", entry["checks"][0]["reason"]
+            entry["outcome"] = results.get("not_graded") or "lab-failed"
+            entry["reason"] = entry["checks"][0]["reason"]
+        elif results.get("lab_crashed"):
+            entry["outcome"], entry["reason"] = "lab-crashed", results["lab_crashed"]
         else:
             entry["outcome"], entry["reason"] = "graded", ""
         return entry
@@ -205,9 +218,8 @@ class Grader:
                 done += 1
                 self.entries[entry["submission"]] = entry
                 self.write_books([self.entries[n] for n in names if n in self.entries])
-                what = {"graded": f"{entry['score']}/{entry['max_score']}",
-                        "refused": f"refused: {entry['reason']}",
-                        "crashed": f"CRASHED: {entry['reason']}"}[entry["outcome"]]
+                what = f"{entry['score']}/{entry['max_score']}" + (
+                    f", {entry['outcome']}: {entry['reason']}" if entry["outcome"] != "graded" else "")
                 self.progress(f"{entry['submission']}: {what} in {entry['duration']:.0f} s "
                               f"({done}/{total} done) → {self.out / entry['report']}")
         except BaseException:
@@ -272,7 +284,7 @@ def index_html(entries: list[dict], checks: list[dict]) -> str:
             f"title='{escape(by_id[c['id']]['status'] + ': ' + by_id[c['id']]['reason'])}'>"
             f"{SYMBOLS[by_id[c['id']]['status']][0]}</td>" for c in checks)
         link = (f"<a href='{escape(e['report'])}'>{escape(e['submission'])}</a>"
-                if e["outcome"] != "crashed" else f"{escape(e['submission'])} (<a href='{escape(e['submission'])}/pytest.log'>log</a>)")
+                if e["outcome"] != "harness-failed" else f"{escape(e['submission'])} (<a href='{escape(e['submission'])}/pytest.log'>log</a>)")
         rows.append(f"<tr><td>{link}</td><td>{escape(e['outcome'])}</td><td><b>{e['score']}</b>/{e['max_score']}</td>"
                     f"{cells}<td>{escape(e.get('backend') or '—')}</td><td>{e['duration']:.0f} s</td>"
                     f"<td>{escape(e['reason'])}</td></tr>")

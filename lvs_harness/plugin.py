@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from .errors import HarnessError
+from .errors import HarnessError, Refused, VagrantfileError
 from .labs import CHOICES, LabConfig, reference_vagrantfile, start_lab
 from .report import RECORDER, HtmlHooks, Recorder
 from .submission import DIRECTORS, Submission, load_submission
@@ -137,6 +137,7 @@ def lab_config(pytestconfig, tmp_path_factory) -> LabConfig:
             sub = load_submission(opt("--submission"))
         except HarnessError as err:
             info["student"] = info["student"] or Path(opt("--submission")).stem
+            info["not_graded"] = "refused"
             pytest.fail(f"the submission could not be read: {err}", pytrace=False)
         info["student"] = info["student"] or sub.name
         info["submission"] = {"source": str(sub.source), "parts": submission_parts(sub), "notes": sub.notes}
@@ -194,6 +195,7 @@ def lab(lab_config, pytestconfig):
         text = str(err)
         for path, origin in recorder.aliases.items():
             text = text.replace(path, origin)
+        recorder.info["not_graded"] = "refused" if isinstance(err, (Refused, VagrantfileError)) else "lab-failed"
         pytest.fail(f"the lab could not be started: {text}", pytrace=False)
     recorder.info.update(backend=instance.NAME, run_id=instance.run_id, lab_seconds=round(time.monotonic() - t0, 1))
     recorder.watch(instance.hosts.values())

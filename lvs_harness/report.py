@@ -25,6 +25,7 @@ import pytest
 
 from . import charts
 from .commands import CommandResult
+from .errors import HarnessError, LabGone
 
 RECORDER = pytest.StashKey["Recorder"]()
 REASON_CHARS = 600
@@ -72,6 +73,8 @@ class Recorder:
         decided = call.when == "call" or report.failed or report.skipped
         if decided and record["status"] == "passed" and not record["reason"]:
             record["status"], record["reason"] = _verdict(report, call)
+        if call.excinfo and isinstance(call.excinfo.value, LabGone) and "lab_crashed" not in self.info:
+            self.info["lab_crashed"] = f"during check {record['id']}: {call.excinfo.value}"
         if call.when == "teardown":
             record["measured"] = {k: v for k, v in item.user_properties if not k.startswith("check_")}
             record["score"] = record["max_score"] if record["status"] == "passed" else 0
@@ -126,7 +129,9 @@ def _verdict(report, call) -> tuple[str, str]:
     if call.when == "setup" and isinstance(exc, pytest.fail.Exception):
         # blocked by a failed check it needs: failed; else the lab or the submission, in the fixture's words
         return ("failed" if text.startswith("not run: ") else "error"), text
-    return "error", f"{type(exc).__name__}: {text}" if exc is not None else text
+    if exc is None or isinstance(exc, HarnessError):     # the lab's own sentence
+        return "error", text
+    return "error", f"{type(exc).__name__}: {text}"
 
 
 def _evidence_html(call, commands: list[tuple[str, CommandResult]]) -> str:

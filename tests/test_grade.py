@@ -17,6 +17,7 @@ import pytest
 from lvs_harness import charts
 from lvs_harness.grading import CSV_FIELDS
 from lvs_harness.runs import Run
+from lvs_harness.submission import load_submission
 from support import EXAMPLE
 
 pytestmark = pytest.mark.lab
@@ -42,6 +43,14 @@ def bad_inputs(root: Path) -> dict[str, Path]:
     (root / "binary.md").write_bytes(bytes(range(256)) * 8)
     (root / "emptydir").mkdir()
     out["binary.md"], out["emptydir"] = root / "binary.md", root / "emptydir"
+    # a folder whose backup director powers the lab off when it becomes master
+    sub = load_submission(WRITEUP)
+    (root / "crasher" / "keepalived").mkdir(parents=True)
+    (root / "crasher" / "keepalived" / "balancer1.conf").write_text(sub.keepalived["balancer1"].text)
+    (root / "crasher" / "keepalived" / "balancer2.conf").write_text(
+        "global_defs {\n    enable_script_security\n    script_user root\n}\n" + sub.keepalived["balancer2"].text.replace(
+            "    advert_int 1\n", "    advert_int 1\n    notify_master \"/bin/sh -c 'echo o > /proc/sysrq-trigger'\"\n"))
+    out["crasher"] = root / "crasher"
     return out
 
 
@@ -79,14 +88,14 @@ def test_batch_exits_zero_and_books_every_submission(graded):
     proc = graded["proc"]
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert list(graded["by_name"]) == ["example-submission", "hw38-writeup", "nocode", "nohost", "kasyntax",
-                                       "rubysyntax", "huge", "binary", "emptydir"]
+                                       "rubysyntax", "huge", "binary", "emptydir", "crasher"]
     assert f"reports: {graded['out'] / 'index.html'}" in proc.stdout
     for entry in graded["by_name"].values():
         assert len(entry["checks"]) == 13 and entry["max_score"] == 24
         assert {c["status"] for c in entry["checks"]} <= {"passed", "failed", "error"}
         assert (graded["out"] / entry["report"]).is_file()
     rows = list(csv.DictReader((graded["out"] / "gradebook.csv").open()))
-    assert tuple(rows[0]) == CSV_FIELDS and len(rows) == 9 * 13
+    assert tuple(rows[0]) == CSV_FIELDS and len(rows) == 10 * 13
     index = (graded["out"] / "index.html").read_text()
     for name in graded["by_name"]:
         assert f"href='{name}/report.html'" in index
@@ -129,6 +138,17 @@ def test_keepalived_syntax_error_fails_exactly_the_checks_that_need_a_config(gra
     assert all(c["reason"].startswith("not run: needs a valid keepalived config")
                for k, c in by_id.items() if k not in ("config_valid", "directors_separate", "real_dr_ready"))
     assert entry["score"] == 3
+
+
+def test_a_lab_crashed_by_its_submission_is_recorded_as_such(graded):
+    entry = graded["by_name"]["crasher"]
+    assert entry["outcome"] == "lab-crashed"
+    assert entry["reason"].startswith("during check vip_by_keepalived: the lab's guest has stopped"), entry["reason"]
+    by_id = checks(entry)
+    assert [by_id[k]["status"] for k in ("config_valid", "directors_separate", "vip_on_master")] == ["passed"] * 3
+    assert all(c["status"] == "error" for k, c in by_id.items()
+               if k not in ("config_valid", "directors_separate", "vip_on_master"))
+    assert entry["score"] == 4
 
 
 def test_nothing_is_left_running(graded):

@@ -28,11 +28,15 @@ import threading
 import time
 from typing import Callable
 
-from ..errors import LabError
+from ..errors import LabError, LabGone
 
 MAX_REQUEST = 2048
 CHUNK = 1024  # raw bytes per guest-file-write (base64 grows it to ~1.4 KB)
 SPILL_PREFIX = "/run/lvsh-spill-"
+
+
+GONE = ("the lab's guest has stopped (it powered off or crashed, e.g. by a command of the submission); "
+        "nothing more can run in this lab")
 
 
 class GuestAgent:
@@ -48,10 +52,14 @@ class GuestAgent:
             if left <= 0:
                 raise TimeoutError
             self._sock.settimeout(left)
-            chunk = self._sock.recv(65536)
+            try:
+                chunk = self._sock.recv(65536)
+            except TimeoutError:
+                raise
+            except OSError:
+                raise LabGone(GONE) from None
             if not chunk:
-                raise LabError("the lab guest closed its command channel (did the guest crash? "
-                               "see console.log in the run's state directory)")
+                raise LabGone(GONE)
             self._buf += chunk
         line, self._buf = self._buf.split(b"\n", 1)
         return line
@@ -59,7 +67,10 @@ class GuestAgent:
     def _request(self, execute: str, timeout: float = 30, **arguments) -> dict:
         msg = json.dumps({"execute": execute, "arguments": arguments}).encode() + b"\n"
         with self._lock:
-            self._sock.sendall(msg)
+            try:
+                self._sock.sendall(msg)
+            except OSError:
+                raise LabGone(GONE) from None
             try:
                 line = self._read_line(time.monotonic() + timeout)
             except TimeoutError:

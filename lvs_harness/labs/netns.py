@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from ..commands import CommandResult
-from ..errors import LabError
+from ..errors import LabError, Refused
 from ..probes import keepalived
 from ..runs import Run, kill_marked
 from .base import LabConfig, NamespacedLab, reference_vagrantfile
@@ -102,14 +102,14 @@ class NetnsLab(NamespacedLab):
             raise LabError(f"the netns lab needs these Debian packages: {' '.join(sorted(set(missing)))}.")
         trusted = config.allow_scripts or Path(config.vagrantfile_path).resolve() == reference_vagrantfile().resolve()
         if provision and not trusted:
-            raise LabError(f"the netns lab would run the provisioners of {config.vagrantfile_path} as root on "
+            raise Refused(f"the netns lab would run the provisioners of {config.vagrantfile_path} as root on "
                            "this machine; use --lab uml (they run inside a guest there), or pass "
                            "--allow-scripts if you trust that Vagrantfile.")
         scripts = [f"{host}: {key} {command}" for host, files in (config.files or {}).items()
                    for path, text in files.items() if path.startswith("/etc/keepalived/")
                    for key, command in keepalived.script_commands(text)]
         if scripts and not config.allow_scripts:
-            raise LabError("the netns lab would let keepalived run these commands as root on this machine: "
+            raise Refused("the netns lab would let keepalived run these commands as root on this machine: "
                            f"{'; '.join(scripts)}; use --lab uml (they run inside a guest there), or pass "
                            "--allow-scripts if you trust them.")
 
