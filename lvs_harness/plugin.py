@@ -63,7 +63,9 @@ def pytest_configure(config):
     config.stash[CHECK_OUTCOMES] = {}
     html = config.pluginmanager.hasplugin("html") and bool(config.getoption("htmlpath", None))
     recorder = config.stash[RECORDER] = Recorder(html=html)
-    recorder.info["student"] = config.getoption("--student")
+    submission = config.getoption("--submission")
+    recorder.info["student"] = config.getoption("--student") or (
+        submission and (submission.stem if submission.is_file() else submission.name))
     config.pluginmanager.register(recorder, "lvs-harness-recorder")
     if html:
         config.pluginmanager.register(HtmlHooks(recorder), "lvs-harness-html")
@@ -136,10 +138,8 @@ def lab_config(pytestconfig, tmp_path_factory) -> LabConfig:
         try:
             sub = load_submission(opt("--submission"))
         except HarnessError as err:
-            info["student"] = info["student"] or Path(opt("--submission")).stem
             info["not_graded"] = "refused"
             pytest.fail(f"the submission could not be read: {err}", pytrace=False)
-        info["student"] = info["student"] or sub.name
         info["submission"] = {"source": str(sub.source), "parts": submission_parts(sub), "notes": sub.notes}
         config = submission_config(config, sub, tmp_path_factory.mktemp("submission"))
         if sub.vagrantfile and config.vagrantfile and not sub.source.is_dir():
