@@ -94,6 +94,8 @@ def grade(source: Path, k: int, jobs: int, lab: str) -> dict:
                 "peak_pss_mib": sampler.peak_pss / 1024, "peak_used_mib": (sampler.baseline - sampler.lowest) / 1024,
                 "scores": Counter(f"{e['score']}/{e['max_score']} {e['outcome']}" for e in book),
                 "failed": Counter(c["id"] for e in book for c in e["checks"] if c["status"] != "passed"),
+                "reasons": [f"{e['submission']} {c['id']}: {c['reason'][:300]}" for e in book for c in e["checks"]
+                            if c["status"] != "passed"][:10],
                 "stderr": err[-1500:] if proc.returncode else ""}
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -120,6 +122,8 @@ def main() -> None:
         print(f"{r['k']:>3} {r['jobs']:>3} {r['seconds']:>7.0f}s {r['per_minute']:>9.2f} {20 / r['per_minute']:>7.1f}min "
               f"{r['peak_pss_mib']:>8.0f}MiB {r['peak_used_mib']:>8.0f}MiB  {dict(r['scores'])}"
               + (f"  not passed: {dict(r['failed'])}" if r["failed"] else "") + (f"  exit {r['rc']}" if r["rc"] else ""))
+        for reason in r["reasons"]:
+            print(f"      {reason}")
         if r["stderr"]:
             print(r["stderr"])
 
