@@ -88,7 +88,8 @@ def prepare_out(out: Path) -> None:
 class Grader:
     def __init__(self, out: Path, *, backend: str = "auto", timing: str | None = None, allow_scripts: bool = False,
                  jobs: int = 2, progress=None, timeout: float = JOB_TIMEOUT):
-        self.out, self.backend, self.timing, self.allow_scripts = out, backend, timing, allow_scripts
+        self.out = Path(out).resolve()         # the jobs run in folders of their own
+        self.backend, self.timing, self.allow_scripts = backend, timing, allow_scripts
         self.jobs, self.timeout = max(1, jobs), timeout
         self._say = progress or (lambda message: print(message, file=sys.stderr, flush=True))
         self.checks = suite_checks()
