@@ -275,7 +275,7 @@ SYMBOLS = {"passed": ("✓", "#2ca02c"), "failed": ("✗", "#d62728"), "error": 
 
 
 def index_html(entries: list[dict], checks: list[dict]) -> str:
-    head = "".join(f"<th title='{escape(c['title'])}'>{escape(c['id'])}<br><small>{c['points']}</small></th>"
+    head = "".join(f"<th class='check' title='{escape(c['title'])}'><span>{escape(c['id'])} ({c['points']})</span></th>"
                    for c in checks)
     rows = []
     for e in entries:
@@ -288,10 +288,11 @@ def index_html(entries: list[dict], checks: list[dict]) -> str:
                 if e["outcome"] != "harness-failed" else f"{escape(e['submission'])} (<a href='{escape(e['submission'])}/pytest.log'>log</a>)")
         rows.append(f"<tr><td>{link}</td><td>{escape(e['outcome'])}</td><td><b>{e['score']}</b>/{e['max_score']}</td>"
                     f"{cells}<td>{escape(e.get('backend') or '—')}</td><td>{e['duration']:.0f} s</td>"
-                    f"<td>{escape(e['reason'])}</td></tr>")
+                    f"<td class='reason'>{escape(e['reason'])}</td></tr>")
     return ("<!doctype html><html><head><meta charset='utf-8'><title>hw3.8 gradebook</title>"
             "<style>body{font-family:sans-serif}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
-            "padding:4px 6px}th{background:#f4f4f4}</style></head><body>"
+            "padding:4px 6px}th{background:#f4f4f4}th.check span{writing-mode:vertical-rl;transform:rotate(180deg);"
+            "white-space:nowrap}td.reason{max-width:40em;font-size:90%}</style></head><body>"
             f"<h1>hw3.8 gradebook</h1><p>{len(entries)} submission(s), written {time.strftime('%Y-%m-%d %H:%M:%S')}. "
             "✓ passed, ✗ failed, ! could not be judged (hover for the reason). "
             "<a href='gradebook.csv'>CSV</a> · <a href='gradebook.json'>JSON</a></p>"
