@@ -194,3 +194,20 @@ def test_report_renders_with_visible_charts_in_headless_chromium(graded, tmp_pat
     assert pixels(charts.PALETTE[0]) > 20_000 and pixels(charts.PALETTE[1]) > 20_000, \
         "the bar and timeline charts are not painted"
     assert pixels(charts.OK) > 100, "the client probes lane is not painted"
+
+
+def test_netns_grading_refuses_scripts_with_the_reason_in_the_report(tmp_path):
+    sub = tmp_path / "scripted" / "keepalived"
+    sub.mkdir(parents=True)
+    text = load_submission(WRITEUP).keepalived["balancer1"].text
+    (sub / "balancer1.conf").write_text(text.replace("    advert_int 1\n",
+                                                     "    advert_int 1\n    notify_master /usr/local/bin/hello.sh\n"))
+    proc = subprocess.run([sys.executable, "-m", "lvs_harness.cli", "grade", str(sub.parent), "--lab", "netns",
+                           "--out", str(tmp_path / "reports")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    entry = json.loads((tmp_path / "reports" / "gradebook.json").read_text())["submissions"][0]
+    assert entry["outcome"] == "refused"
+    assert "balancer1: notify_master /usr/local/bin/hello.sh" in entry["reason"]
+    assert "--allow-scripts" in entry["reason"]
+    report = html.unescape((tmp_path / "reports" / "scripted" / "report.html").read_text())
+    assert "would let keepalived run these commands as root on this machine" in report
