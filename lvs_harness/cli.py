@@ -49,6 +49,13 @@ def cmd_image(args) -> int:
     return 0
 
 
+def cmd_box(args) -> int:
+    from .labs.box import ensure_box
+    box = ensure_box(stderr_progress, force=args.force)
+    print(box.file)
+    return 0
+
+
 def cmd_up(args) -> int:
     lab = start_lab(LabConfig(backend=args.lab, vagrantfile=args.vagrantfile, allow_scripts=args.allow_scripts,
                               keep=True))
@@ -102,6 +109,10 @@ def cmd_clean(args) -> int:
                 stop_owner(run)
     removed = clean(stale_only=not (args.all or args.run), run_id=args.run, progress=stderr_progress)
     print(f"removed {len(removed)} run(s)" + (f": {', '.join(removed)}" if removed else ""))
+    if args.libvirt:
+        from .labs import libvirt_ns
+        stopped = libvirt_ns.stop()
+        print(f"stopped {', '.join(stopped) or 'no libvirt daemon of lvs-harness'}")
     return 0
 
 
@@ -186,6 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--force", action="store_true", help="rebuild even if a cached image exists")
     build.set_defaults(func=cmd_image)
 
+    box = sub.add_parser("box", help="the vagrant lab's local libvirt box")
+    box_sub = box.add_subparsers(dest="action", required=True)
+    bbuild = box_sub.add_parser("build", help="build (or reuse) the cached box (Debian, from this machine's apt "
+                                "sources)")
+    bbuild.add_argument("--force", action="store_true", help="rebuild even if a cached box exists")
+    bbuild.set_defaults(func=cmd_box)
+
     up = sub.add_parser("up", help="bring a lab up and keep it running")
     up.add_argument("--lab", choices=CHOICES, default="auto")
     up.add_argument("--vagrantfile", type=Path, help="default: the shipped hw3.8 reference")
@@ -208,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     cl = sub.add_parser("clean", help="remove what killed runs left behind (by run id)")
     cl.add_argument("--all", action="store_true", help="also stop labs that are up")
     cl.add_argument("--run", help="only this run id")
+    cl.add_argument("--libvirt", action="store_true",
+                    help="also stop the libvirt daemons lvs-harness started for the vagrant lab")
     cl.set_defaults(func=cmd_clean)
 
     imp = sub.add_parser("import", help="read a submission (write-up or folder) and write its folder form")

@@ -14,19 +14,16 @@ import dataclasses
 from ..errors import HarnessError, LabError
 from ..runs import Run
 from ..vagrantfile import read_vagrantfile
-from . import netns, remote, uml
+from . import netns, remote, uml, vagrant
 from .base import Lab, LabConfig, ProvisionResult, reference_vagrantfile
 
-BACKENDS = {"uml": uml, "netns": netns}
+BACKENDS = {"uml": uml, "netns": netns, "vagrant": vagrant}
 CHOICES = ("auto", "uml", "netns", "vagrant")
-_LABS = {"uml": uml.UmlLab, "netns": netns.NetnsLab}
+_LABS = {"uml": uml.UmlLab, "netns": netns.NetnsLab, "vagrant": vagrant.VagrantLab}
 
 
 def select_backend(name: str) -> tuple[str, str]:
     """(backend, why): ``auto`` picks netns where this kernel has IPVS and we are root, else uml."""
-    if name == "vagrant":
-        raise LabError("--lab vagrant is not available yet (it lands with the Vagrant backend issue); "
-                       "use --lab uml, which runs the same Vagrantfile in an embedded guest.")
     if name not in CHOICES:
         raise LabError(f"unknown lab backend {name!r}; choose one of {', '.join(CHOICES)}.")
     if name != "auto":

@@ -26,6 +26,10 @@ LAB_LINE = re.compile(r"^(?P<ts>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+) .*?\((?P<in
 SYSLOG_LINE = re.compile(r"^(?P<ts>[A-Z][a-z]{2} +\d+ \d\d:\d\d:\d\d) \S+ Keepalived_vrrp\[\d+\]: \((?P<inst>[^)]+)\) "
                          r"Entering (?P<state>[A-Z]+) STATE(?P<init> \(init\))?")
 
+# journalctl -o short-iso-precise (the VMs): "2026-11-26T16:00:01.123456+00:00 balancer1 Keepalived_vrrp[512]: (VI_1) …"
+JOURNAL_LINE = re.compile(r"^(?P<ts>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)\S* \S+ Keepalived_vrrp\[\d+\]: "
+                          r"\((?P<inst>[^)]+)\) Entering (?P<state>[A-Z]+) STATE(?P<init> \(init\))?")
+
 
 @dataclasses.dataclass(frozen=True)
 class Transition:
@@ -36,11 +40,14 @@ class Transition:
 
 
 def parse_transitions(log: str, year: int | None = None) -> list[Transition]:
-    """State transitions from a keepalived log (the lab's timestamped log or pasted syslog lines)."""
+    """State transitions from a keepalived log (the lab's timestamped log, the journal of a VM, or
+    pasted syslog lines)."""
     out = []
     for line in log.splitlines():
         if m := LAB_LINE.match(line):
             when = dt.datetime.strptime(m["ts"], "%Y-%m-%d %H:%M:%S.%f")
+        elif m := JOURNAL_LINE.match(line):
+            when = dt.datetime.strptime(m["ts"], "%Y-%m-%dT%H:%M:%S.%f")    # the host's local time, as `date`
         elif m := SYSLOG_LINE.match(line):
             when = dt.datetime.strptime(f"{year or dt.date.today().year} {m['ts']}", "%Y %b %d %H:%M:%S")
         else:

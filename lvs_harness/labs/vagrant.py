@@ -1,0 +1,254 @@
+"""The ``vagrant`` lab: the Vagrantfile brought up as VMs by Vagrant (libvirt provider here).
+
+python-vagrant drives ``vagrant up`` (its output streamed as progress), ``ssh-config`` once per
+machine and ``destroy``; hosts are reached over ssh (one persistent ControlMaster connection per
+host, ``sudo``), with the same :class:`~lvs_harness.hosts.Host` API as the embedded labs, so the
+hw3.8 suite runs unchanged. Everything happens inside the network namespace of
+:mod:`.libvirt_ns`. Each run works in its own folder ``/run/lvs-harness/<id>/lvsh-<id>/``, so its
+libvirt domains are named ``lvsh-<id>_<machine>``; its private networks are renamed to
+``lvsh-<id>-<n>`` by a wrapper Vagrantfile, so two runs on one machine never share a bridge.
+
+Example::
+
+    with start_lab(LabConfig(backend="vagrant")) as lab:
+        lab.hosts["client"].check("curl -s 172.28.128.200")
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import vagrant as python_vagrant
+
+from ..commands import CommandResult
+from ..errors import LabError, Refused
+from ..hosts import host_map
+from ..runs import MARKER, Run, kill_marked
+from ..vagrantfile import load_topology
+from . import libvirt_ns
+from .base import LabConfig, ProvisionResult, reference_vagrantfile
+from .box import BOX_NAME, ensure_box
+from .image import cache_root
+from .netns import _local, sandbox_run
+
+SSH_TIMEOUT = 300        # seconds for a machine to answer ssh once `vagrant up` is done
+WRAPPER = """# lvs-harness: this run's view of {source}
+module LvsHarnessRun
+  NETWORKS = {{}}
+  def network(type, **options)
+    if type.to_s == "private_network" && !options.key?(:libvirt__network_name)
+      key = options[:ip].to_s.split(".")[0, 3].join(".")
+      options[:libvirt__network_name] = (NETWORKS[key] ||= "lvsh-{run_id}-#{{NETWORKS.size}}")
+      options[:libvirt__dhcp_enabled] = false unless options.key?(:libvirt__dhcp_enabled)
+    end
+    super(type, **options)
+  end
+end
+require Vagrant.source_root.join("plugins/kernel_v2/config/vm").to_s
+VagrantPlugins::Kernel_V2::VMConfig.prepend(LvsHarnessRun)
+load {vagrantfile!r}
+Vagrant.configure("2") do |config|
+  config.vm.provider :libvirt do |lv, override|
+    override.vm.box = {box!r}
+    override.vm.synced_folder ".", "/vagrant", disabled: true
+    lv.management_network_name = {mgmt!r}
+    lv.management_network_address = "192.168.121.0/24"
+    lv.management_network_keep = true
+  end
+end
+"""
+
+
+def available() -> tuple[bool, str]:
+    missing = libvirt_ns.missing_tools()
+    if missing:
+        return False, f"the vagrant lab needs {' '.join(missing)}"
+    return True, "Vagrant with libvirt in a network namespace"
+
+
+class VagrantLab:
+    NAME = "vagrant"
+
+    def __init__(self, config: LabConfig, run: Run):
+        self.config = config
+        self.run = run
+        self.run_id = run.id
+        self.dir = run.dir / f"lvsh-{run.id}"
+        self.topology = None
+        self.hosts = {}
+        self.provisioning: list[ProvisionResult] = []
+        self.timings: dict[str, float] = {}
+        self.ipvs = True
+        self._closed = False
+        self._env = {**os.environ, "VAGRANT_HOME": str(cache_root() / "vagrant-home"),
+                     "VAGRANT_CHECKPOINT_DISABLE": "1", "VAGRANT_DEFAULT_PROVIDER": "libvirt",
+                     "VAGRANT_VAGRANTFILE": "Vagrantfile.lvs-harness", MARKER: run.id}
+        self.vagrant = python_vagrant.Vagrant(root=str(self.dir), env=self._env, quiet_stdout=False,
+                                              quiet_stderr=False)
+        # python-vagrant runs the binary it finds; ours is `vagrant` inside the lab's namespace
+        self.vagrant._vagrant_exe = str(run.dir / "bin" / "vagrant")
+
+    # bring-up -------------------------------------------------------------------------
+    @classmethod
+    def start(cls, config: LabConfig, provision: bool = True) -> "VagrantLab":
+        ok, why = available()
+        if not ok:
+            raise LabError(f"{why}: sudo apt-get install vagrant vagrant-libvirt libvirt-daemon-system "
+                           "qemu-system-x86 qemu-utils dnsmasq-base.")
+        if os.geteuid() != 0:
+            raise LabError("the vagrant lab needs root here (libvirt runs in a network namespace of its own); "
+                           "run it with sudo.")
+        trusted = config.allow_scripts or Path(config.vagrantfile_path).resolve() == reference_vagrantfile().resolve()
+        if not trusted:
+            raise Refused(f"Vagrant would run the code and provisioners of {config.vagrantfile_path} as root on this "
+                          "machine; use --lab uml (they run inside a guest there), or pass --allow-scripts if you "
+                          "trust that Vagrantfile.")
+        run = Run.create(cls.NAME, keep=config.keep)
+        lab = cls(config, run)
+        try:
+            lab._up(provision)
+        except BaseException:
+            lab.close()
+            raise
+        config.progress(f"lab {run.id} is up ({', '.join(f'{k} {v:.1f} s' for k, v in lab.timings.items())})")
+        return lab
+
+    def _timed(self, key: str, t0: float) -> None:
+        self.timings[key] = time.monotonic() - t0
+
+    def _up(self, provision: bool) -> None:
+        progress = self.config.progress
+        t0 = time.monotonic()
+        libvirt_ns.ensure(progress)
+        box = ensure_box(progress)
+        self._add_box(box)
+        self._timed("prepare", t0)
+        source = Path(self.config.vagrantfile_path)
+        source = source / "Vagrantfile" if source.is_dir() else source
+        self.topology = load_topology(source, sandbox_run, self.config.roles, self.config.service)
+        self.run.set(hosts=self.topology.names, workdir=str(self.dir))
+        self.dir.mkdir()
+        shutil.copy(source, self.dir / "Vagrantfile")
+        for extra in source.parent.iterdir():      # provisioner scripts beside it (`path:`)
+            if extra.is_file() and extra.name != source.name and extra.stat().st_size < 1_000_000:
+                shutil.copy(extra, self.dir / extra.name)
+        (self.dir / "Vagrantfile.lvs-harness").write_text(WRAPPER.format(
+            source=source, run_id=self.run_id, vagrantfile=str(self.dir / "Vagrantfile"), box=BOX_NAME,
+            mgmt=libvirt_ns.MGMT_NETWORK))
+        bindir = self.run.dir / "bin"
+        bindir.mkdir()
+        (bindir / "vagrant").write_text(f"#!/bin/sh\nexec ip netns exec {libvirt_ns.NETNS} vagrant \"$@\"\n")
+        (bindir / "vagrant").chmod(0o755)
+        t0 = time.monotonic()
+        progress(f"vagrant up ({len(self.topology.names)} machines, libvirt, software emulation: minutes)")
+        try:
+            for line in self.vagrant.up(provider="libvirt", no_provision=not provision, stream_output=True):
+                line = line.rstrip()
+                if line and "Progress:" not in line:
+                    progress(f"  {line}")
+        except subprocess.CalledProcessError as err:
+            raise LabError(f"`vagrant up` failed (exit {err.returncode}); its output is above") from None
+        self._timed("vagrant up", t0)
+        t0 = time.monotonic()
+        self._ssh_config()
+        self.hosts = host_map(self.topology.hosts, self._execute)
+        for name, host in self.hosts.items():
+            deadline = time.monotonic() + SSH_TIMEOUT
+            while not (r := host.run("true", timeout=30)).ok:
+                if time.monotonic() > deadline:
+                    raise LabError(f"{name} does not answer ssh after {SSH_TIMEOUT} s: {r.stderr.strip()[-300:]}")
+                time.sleep(2)
+        self._timed("ssh", t0)
+        for host, files in (self.config.files or {}).items():
+            if host not in self.hosts:
+                raise LabError(f"a file is meant for host {host!r}, which the Vagrantfile does not define; "
+                               f"hosts are: {', '.join(self.hosts)}")
+            for path, text in files.items():
+                self.hosts[host].write_file(path, text)
+                if path.startswith("/etc/keepalived/"):
+                    self.hosts[host].run("systemctl restart keepalived")
+
+    def _add_box(self, box) -> None:
+        listed = subprocess.run(["ip", "netns", "exec", libvirt_ns.NETNS, "vagrant", "box", "list"],
+                                capture_output=True, text=True, env=self._env)
+        stamp = cache_root() / "vagrant-home" / f".{BOX_NAME.replace('/', '-')}.added"
+        if BOX_NAME in listed.stdout and stamp.exists() and stamp.read_text() == str(box.file):
+            return
+        self.config.progress(f"adding box {BOX_NAME} to Vagrant")
+        r = subprocess.run(["ip", "netns", "exec", libvirt_ns.NETNS, "vagrant", "box", "add", "--force", "--name",
+                            BOX_NAME, "--provider", "libvirt", str(box.file)], capture_output=True, text=True,
+                           env=self._env)
+        if r.returncode != 0:
+            raise LabError(f"`vagrant box add {BOX_NAME}` failed: {(r.stderr or r.stdout).strip()[-500:]}")
+        stamp.write_text(str(box.file))
+
+    def _ssh_config(self) -> None:
+        parts = []
+        for name in self.topology.names:
+            try:
+                text = self.vagrant.ssh_config(vm_name=name)
+            except subprocess.CalledProcessError as err:
+                raise LabError(f"`vagrant ssh-config {name}` failed (exit {err.returncode})") from None
+            # python-vagrant returns what it got, even nothing, for a machine that is not there
+            if f"Host {name}" not in (text or ""):
+                raise LabError(f"`vagrant ssh-config {name}` gave no configuration: is the machine up?")
+            parts.append(text)
+        (self.run.dir / "ssh_config").write_text("\n".join(parts))
+
+    # commands -------------------------------------------------------------------------------
+    def _execute(self, host: str, command: str, *, timeout: float, input: bytes | None) -> CommandResult:
+        if self._closed:
+            raise LabError(f"the lab {self.run_id} is closed; start a new one to run `{command}` on {host}")
+        t0 = time.monotonic()
+        argv = libvirt_ns.in_netns([
+            "ssh", "-F", str(self.run.dir / "ssh_config"), "-o", "ControlMaster=auto",
+            "-o", f"ControlPath={self.run.dir}/ssh-%n.sock", "-o", "ControlPersist=yes",
+            "-o", "ServerAliveInterval=5", "-o", "ConnectTimeout=20", host,
+            "sudo -n sh -c " + shlex.quote(command)])
+        res = _local(argv, input, timeout, self._env)
+        if res.rc == 255 and not res.stdout:
+            raise LabError(f"ssh to {host} failed: {res.stderr.strip()[-300:]}")
+        return CommandResult(command=command, rc=res.rc, stdout=res.stdout, stderr=res.stderr,
+                             duration=time.monotonic() - t0)
+
+    # teardown ----------------------------------------------------------------------------------
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self, force: bool = False) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        cleanup(self.run, progress=self.config.progress)
+
+
+def cleanup(run: Run, progress=None) -> None:
+    """Destroy a vagrant run's machines and networks (by its id), end its ssh connections, remove its folder."""
+    workdir = run.dir / f"lvsh-{run.id}"
+    if (workdir / ".vagrant").exists() and (run.dir / "bin" / "vagrant").exists():
+        if progress:
+            progress(f"vagrant destroy (run {run.id})")
+        subprocess.run([str(run.dir / "bin" / "vagrant"), "destroy", "-f"], cwd=workdir, capture_output=True,
+                       env={**os.environ, "VAGRANT_HOME": str(cache_root() / "vagrant-home"),
+                            "VAGRANT_VAGRANTFILE": "Vagrantfile.lvs-harness", "VAGRANT_CHECKPOINT_DISABLE": "1"},
+                       timeout=600)
+    if Path(f"/run/netns/{libvirt_ns.NETNS}").exists() and libvirt_ns.SOCKET.exists():
+        prefix = f"lvsh-{run.id}"
+        domains = libvirt_ns.virsh("list", "--all", "--name", check=False).stdout.split()
+        for dom in (d for d in domains if d.startswith(prefix + "_")):
+            libvirt_ns.virsh("destroy", dom, check=False)
+            libvirt_ns.virsh("undefine", dom, "--remove-all-storage", check=False)
+        networks = libvirt_ns.virsh("net-list", "--all", "--name", check=False).stdout.split()
+        for net in (n for n in networks if n.startswith(prefix + "-")):
+            libvirt_ns.virsh("net-destroy", net, check=False)
+            libvirt_ns.virsh("net-undefine", net, check=False)
+    kill_marked(run.id)
+    shutil.rmtree(run.dir, ignore_errors=True)
