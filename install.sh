@@ -9,9 +9,21 @@ if [ "$(id -u)" != 0 ]; then echo "install.sh: run it as root (sudo ./install.sh
 # netns lab; keepalived/nginx/ipvsadm run the netns lab on this kernel; chromium renders the
 # HTML reports in the tests (headless, in a network namespace of its own)
 packages=(user-mode-linux mmdebstrap e2fsprogs ruby iproute2 procps util-linux kmod curl
-          keepalived nginx-light ipvsadm iputils-arping python3-venv chromium)
+          keepalived nginx-light ipvsadm iputils-arping python3-venv chromium
+          # the vagrant lab: Vagrant + libvirt + qemu (software emulation), run by lvs-harness in a
+          # network namespace of its own
+          vagrant vagrant-libvirt libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
+          qemu-system-x86 qemu-utils dnsmasq-base openssh-client)
 had_daemons=$(dpkg-query -W -f='${Package} ${Status}\n' nginx keepalived 2>/dev/null | awk '/ installed/{print $1}' || true)
 export DEBIAN_FRONTEND=noninteractive
+# no service may start while installing: a libvirtd started here would put its networks (private
+# addresses, dnsmasq) into this machine's main network namespace
+guard=""
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  guard=/usr/sbin/policy-rc.d
+  printf '#!/bin/sh\nexit 101\n' > "$guard" && chmod 755 "$guard"
+  trap 'rm -f "$guard"' EXIT
+fi
 apt-get update -q
 apt-get install -y -q --no-install-recommends "${packages[@]}"
 # the labs start nginx and keepalived inside their own hosts; the ones Debian just enabled on

@@ -71,6 +71,11 @@ def available() -> tuple[bool, str]:
     return True, "Vagrant with libvirt in a network namespace"
 
 
+def _vagrantfile(config: LabConfig) -> Path:
+    path = Path(config.vagrantfile_path)
+    return path / "Vagrantfile" if path.is_dir() else path
+
+
 class VagrantLab:
     NAME = "vagrant"
 
@@ -108,8 +113,10 @@ class VagrantLab:
             raise Refused(f"Vagrant would run the code and provisioners of {config.vagrantfile_path} as root on this "
                           "machine; use --lab uml (they run inside a guest there), or pass --allow-scripts if you "
                           "trust that Vagrantfile.")
+        topology = load_topology(_vagrantfile(config), sandbox_run, config.roles, config.service)  # fails early
         run = Run.create(cls.NAME, keep=config.keep)
         lab = cls(config, run)
+        lab.topology = topology
         try:
             lab._up(provision)
         except BaseException:
@@ -128,9 +135,7 @@ class VagrantLab:
         box = ensure_box(progress)
         self._add_box(box)
         self._timed("prepare", t0)
-        source = Path(self.config.vagrantfile_path)
-        source = source / "Vagrantfile" if source.is_dir() else source
-        self.topology = load_topology(source, sandbox_run, self.config.roles, self.config.service)
+        source = _vagrantfile(self.config)
         self.run.set(hosts=self.topology.names, workdir=str(self.dir))
         self.dir.mkdir()
         shutil.copy(source, self.dir / "Vagrantfile")
