@@ -7,6 +7,7 @@ lab (this machine's kernel) refuses them unless --allow-scripts is given.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import textwrap
 from pathlib import Path
@@ -21,6 +22,7 @@ from lvs_harness.runs import Run
 from support import wait_until
 
 pytestmark = pytest.mark.lab
+RUN_NETNS = re.compile(r"lvsh-[0-9a-f]{6}-")    # a run's namespaces (lvsh-vagrant is libvirt's, shared)
 
 
 def hostile_keepalived(mark: str) -> str:
@@ -88,7 +90,7 @@ def test_netns_refuses_keepalived_scripts_without_allow_scripts(mark):
     assert f"balancer1: script \"/bin/sh -c 'touch {mark}-check'\"" in text
     assert {r.id for r in Run.all()} == before, "a refused lab left a run behind"
     if os.path.isdir("/run/netns"):
-        assert [n for n in os.listdir("/run/netns") if n.startswith("lvsh-")
+        assert [n for n in os.listdir("/run/netns") if RUN_NETNS.match(n)
                 and not any(n.startswith(f"lvsh-{r}-") for r in before)] == []
     assert host_files(mark) == []
 

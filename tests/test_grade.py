@@ -7,6 +7,7 @@ import csv
 import html
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from lvs_harness.submission import load_submission
 from support import EXAMPLE
 
 pytestmark = pytest.mark.lab
+RUN_NETNS = re.compile(r"lvsh-[0-9a-f]{6}-")    # a run's namespaces (lvsh-vagrant is libvirt's, shared)
 REPO = Path(__file__).resolve().parents[1]
 WRITEUP = REPO / "examples" / "hw38-writeup.md"
 
@@ -159,7 +161,7 @@ def test_nothing_is_left_running(graded):
     assert {r.id for r in Run.all()} <= graded["runs_before"]
     assert marked_processes(ignore=graded["runs_before"]) == []    # (a session's lab may be up meanwhile)
     if os.path.isdir("/run/netns"):
-        assert [n for n in os.listdir("/run/netns") if n.startswith("lvsh-")
+        assert [n for n in os.listdir("/run/netns") if RUN_NETNS.match(n)
                 and not any(n.startswith(f"lvsh-{r}-") for r in graded["runs_before"])] == []
     assert not [p for p in graded["out"].iterdir() if p.name.startswith(".") and p.name != ".lvs-harness-reports"]
 

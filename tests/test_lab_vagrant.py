@@ -22,6 +22,15 @@ CHECKS = ["config_valid", "directors_separate", "vip_on_master", "vip_by_keepali
           "no_split_brain"]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def libvirt_daemons():
+    """Stop the libvirt daemons afterwards if these tests started them (a grader's stay up)."""
+    running = libvirt_ns._pid("libvirtd") is not None
+    yield
+    if not running:
+        libvirt_ns.stop()
+
+
 def leftovers(run_ids: set[str]) -> list[str]:
     """Domains and networks of these runs still defined in libvirt."""
     if not libvirt_ns.SOCKET.exists():
