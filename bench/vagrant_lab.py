@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
+import os
 import subprocess
 import sys
 import tempfile
@@ -40,8 +40,7 @@ def run_lab(backend: str, work: Path) -> dict:
     t0 = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(work / "test_measure.py"),
                            "--pyargs", "lvs_harness.suites.hw38", f"--lab={backend}", f"--results-json={results}"],
-                          cwd=work, capture_output=True, text=True, env={**__import__("os").environ,
-                                                                           "BENCH_OUT": str(out)})
+                          cwd=work, capture_output=True, text=True, env={**os.environ, "BENCH_OUT": str(out)})
     total = time.monotonic() - t0
     if not out.exists() or not results.exists():
         print(proc.stdout[-3000:], proc.stderr[-2000:])

@@ -5,7 +5,6 @@ bad input, each one clear sentence with nothing left behind."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path

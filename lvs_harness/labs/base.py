@@ -61,6 +61,20 @@ class LabConfig:
         return Path(self.vagrantfile) if self.vagrantfile else reference_vagrantfile()
 
 
+def write_files(hosts: dict[str, Host], files: dict | None) -> list[str]:
+    """Write ``files`` ({host: {path: text}}) into the lab; return the hosts whose keepalived config changed."""
+    changed = []
+    for host, contents in (files or {}).items():
+        if host not in hosts:
+            raise LabError(f"a file is meant for host {host!r}, which the Vagrantfile does not define; "
+                           f"hosts are: {', '.join(hosts)}")
+        for path, text in contents.items():
+            hosts[host].write_file(path, text)
+            if path.startswith("/etc/keepalived/") and host not in changed:
+                changed.append(host)
+    return changed
+
+
 @dataclasses.dataclass(frozen=True)
 class ProvisionResult:
     host: str
@@ -140,14 +154,8 @@ class NamespacedLab:
         if provision:
             with self._timed("provision", "running the Vagrantfile's provisioners"):
                 self._provision()
-        for host, files in (cfg.files or {}).items():
-            if host not in self.hosts:
-                raise LabError(f"a file is meant for host {host!r}, which the Vagrantfile does not define; "
-                               f"hosts are: {', '.join(self.hosts)}")
-            for path, text in files.items():
-                self.hosts[host].write_file(path, text)
-                if path.startswith("/etc/keepalived/"):
-                    self.hosts[host].run("systemctl stop keepalived")   # started below with the new config
+        for host in write_files(self.hosts, cfg.files):
+            self.hosts[host].run("systemctl stop keepalived")   # started below with the new config
         with self._timed("keepalived", "starting keepalived on the directors"):
             for spec in self.topology.directors:
                 self.hosts[spec.name].run("systemctl start keepalived")

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import LabError
-from .image import DPKG_EXCLUDES, _du_mb, apt_sources, cache_root, host_codename
+from .image import DPKG_EXCLUDES, _du_mb, apt_sources, cache_root, host_codename, run_mmdebstrap
 
 FORMAT = 1
 BOX_NAME = "lvs-harness/debian"
@@ -144,18 +144,7 @@ def build_box(box: Box, progress: Callable[[str], None]) -> None:
                codename, str(root), *apt_sources(codename)]
         progress(f"building the Vagrant box with mmdebstrap ({len(PACKAGES)} packages; about two minutes)")
         log = Path(tmp) / "mmdebstrap.log"
-        with open(log, "w") as fh:
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            for line in proc.stdout:
-                fh.write(line)
-                if line.startswith("I: ") and any(w in line for w in ("downloading", "extracting", "installing",
-                                                                        "success")):
-                    progress(f"  {line[3:].strip()} ({time.monotonic() - t0:.0f} s)")
-            rc = proc.wait()
-        if rc != 0:
-            tail = "".join(log.read_text().splitlines(keepends=True)[-15:])
-            raise LabError(f"mmdebstrap failed ({rc}) building the box; check that `apt-get update` works on this "
-                           f"machine. Last lines:\n{tail}")
+        run_mmdebstrap(cmd, log, progress, t0, "the Vagrant box")
         kernels = sorted((root / "boot").glob("vmlinuz-*"))
         initrds = sorted((root / "boot").glob("initrd.img-*"))
         if not kernels or not initrds:

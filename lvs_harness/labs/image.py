@@ -128,19 +128,7 @@ def build_image(dest: Path, progress: Callable[[str], None]) -> None:
                "--dpkgopt=path-include=/usr/share/doc/*/copyright",
                codename, str(root), *apt_sources(codename)]
         progress(f"building the lab image with mmdebstrap ({len(PACKAGES)} packages; about a minute)")
-        log = Path(tmp) / "mmdebstrap.log"
-        with open(log, "w") as fh:
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            for line in proc.stdout:
-                fh.write(line)
-                if line.startswith("I: ") and any(w in line for w in ("downloading", "extracting", "installing",
-                                                                        "success")):
-                    progress(f"  {line[3:].strip()} ({time.monotonic() - t0:.0f} s)")
-            rc = proc.wait()
-        if rc != 0:
-            tail = "".join(log.read_text().splitlines(keepends=True)[-15:])
-            raise LabError(f"mmdebstrap failed ({rc}); check that `apt-get update` works on this machine. "
-                           f"Last lines:\n{tail}")
+        run_mmdebstrap(cmd, Path(tmp) / "mmdebstrap.log", progress, t0, "the lab image")
         _customize(root, kver)
         size_mb = int(_du_mb(root) * 1.25) + 384
         img = Path(tmp) / "rootfs.img"
@@ -156,6 +144,22 @@ def build_image(dest: Path, progress: Callable[[str], None]) -> None:
         if old.is_dir() and old != dest.parent and (old / "rootfs.img").exists():
             shutil.rmtree(old, ignore_errors=True)
     progress(f"lab image ready in {time.monotonic() - t0:.0f} s: {dest}")
+
+
+def run_mmdebstrap(cmd: list[str], log: Path, progress: Callable[[str], None], t0: float, what: str) -> None:
+    """Run mmdebstrap, its whole output to ``log``, its main steps as progress; fail with its last lines."""
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for line in proc.stdout:
+            fh.write(line)
+            if line.startswith("I: ") and any(w in line for w in ("downloading", "extracting", "installing",
+                                                                    "success")):
+                progress(f"  {line[3:].strip()} ({time.monotonic() - t0:.0f} s)")
+        rc = proc.wait()
+    if rc != 0:
+        tail = "".join(log.read_text().splitlines(keepends=True)[-15:])
+        raise LabError(f"mmdebstrap failed ({rc}) building {what}; check that `apt-get update` works on this "
+                       f"machine. Last lines:\n{tail}")
 
 
 def _customize(root: Path, kver: str) -> None:

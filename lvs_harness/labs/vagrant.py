@@ -31,7 +31,7 @@ from ..hosts import host_map
 from ..runs import MARKER, Run, kill_marked
 from ..vagrantfile import load_topology
 from . import libvirt_ns
-from .base import LabConfig, ProvisionResult, reference_vagrantfile
+from .base import LabConfig, ProvisionResult, reference_vagrantfile, write_files
 from .box import BOX_NAME, ensure_box
 from .image import cache_root
 from .netns import _local, sandbox_run
@@ -169,14 +169,8 @@ class VagrantLab:
                     raise LabError(f"{name} does not answer ssh after {SSH_TIMEOUT} s: {r.stderr.strip()[-300:]}")
                 time.sleep(2)
         self._timed("ssh", t0)
-        for host, files in (self.config.files or {}).items():
-            if host not in self.hosts:
-                raise LabError(f"a file is meant for host {host!r}, which the Vagrantfile does not define; "
-                               f"hosts are: {', '.join(self.hosts)}")
-            for path, text in files.items():
-                self.hosts[host].write_file(path, text)
-                if path.startswith("/etc/keepalived/"):
-                    self.hosts[host].run("systemctl restart keepalived")
+        for host in write_files(self.hosts, self.config.files):
+            self.hosts[host].run("systemctl restart keepalived")
 
     def _add_box(self, box) -> None:
         listed = subprocess.run(["ip", "netns", "exec", libvirt_ns.NETNS, "vagrant", "box", "list"],
