@@ -145,6 +145,19 @@ def ensure(progress: Callable[[str], None]) -> None:
 def stop() -> list[str]:
     """Stop the daemons lvs-harness started (by their recorded pids) and remove the namespace."""
     stopped = []
+    if _pid("libvirtd") and SOCKET.exists():
+        # libvirt leaves a network's dnsmasq and bridge running when it stops: end them first
+        for net in virsh("net-list", "--name", check=False).stdout.split():
+            virsh("net-destroy", net, check=False)
+            stopped.append(f"network {net}")
+    for pidfile in Path("/run/libvirt/network").glob(f"{MGMT_NETWORK}*.pid"):   # left by an earlier stop
+        try:
+            pid = int(pidfile.read_text().split()[0])
+            if is_alive(pid) and Path(f"/proc/{pid}/comm").read_text().strip() == "dnsmasq":
+                os.kill(pid, 15)
+                stopped.append(f"dnsmasq ({pid})")
+        except (OSError, ValueError, IndexError):
+            pass
     for name in ("libvirtd", "virtlogd"):
         pid = _pid(name)
         if pid:
