@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import LabError
-from .image import DPKG_EXCLUDES, _du_mb, apt_sources, cache_root, host_codename, run_mmdebstrap
+from .image import _du_mb, apt_sources, cache_root, host_codename, run_mmdebstrap
 
 FORMAT = 1
 BOX_NAME = "lvs-harness/debian"
@@ -131,20 +131,15 @@ def build_box(box: Box, progress: Callable[[str], None]) -> None:
     for tool, pkg in (("mmdebstrap", "mmdebstrap"), ("mke2fs", "e2fsprogs"), ("qemu-img", "qemu-utils")):
         if not shutil.which(tool):
             raise LabError(f"building the Vagrant box needs {tool}: install the Debian package `{pkg}`.")
-    codename = host_codename()
     key = vagrant_public_key()
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="build-", dir=box.dir) as tmp:
         root = Path(tmp) / "rootfs"
-        cmd = ["mmdebstrap", "--variant=apt", "--include=" + ",".join(PACKAGES),
-               *(f"--dpkgopt=path-exclude={p}" for p in DPKG_EXCLUDES),
-               "--dpkgopt=path-include=/usr/share/doc/*/copyright",
-               f"--customize-hook=echo {key!r} > \"$1/tmp/vagrant.pub\"",
-               f"--customize-hook=chroot \"$1\" sh -c {_quote(_customize_script())}",
-               codename, str(root), *apt_sources(codename)]
         progress(f"building the Vagrant box with mmdebstrap ({len(PACKAGES)} packages; about two minutes)")
         log = Path(tmp) / "mmdebstrap.log"
-        run_mmdebstrap(cmd, log, progress, t0, "the Vagrant box")
+        run_mmdebstrap(PACKAGES, root, log, progress, "the Vagrant box",
+                       hooks=(f"echo {key!r} > \"$1/tmp/vagrant.pub\"",
+                              f"chroot \"$1\" sh -c {_quote(_customize_script())}"))
         kernels = sorted((root / "boot").glob("vmlinuz-*"))
         initrds = sorted((root / "boot").glob("initrd.img-*"))
         if not kernels or not initrds:

@@ -119,16 +119,11 @@ def build_image(dest: Path, progress: Callable[[str], None]) -> None:
         if not shutil.which(tool):
             raise LabError(f"building the lab image needs {tool}: install the Debian package `{pkg}`.")
     _, kver = uml_kernel()
-    codename = host_codename()
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="build-", dir=dest.parent) as tmp:
         root = Path(tmp) / "rootfs"
-        cmd = ["mmdebstrap", "--variant=apt", "--include=" + ",".join(PACKAGES),
-               *(f"--dpkgopt=path-exclude={p}" for p in DPKG_EXCLUDES),
-               "--dpkgopt=path-include=/usr/share/doc/*/copyright",
-               codename, str(root), *apt_sources(codename)]
         progress(f"building the lab image with mmdebstrap ({len(PACKAGES)} packages; about a minute)")
-        run_mmdebstrap(cmd, Path(tmp) / "mmdebstrap.log", progress, t0, "the lab image")
+        run_mmdebstrap(PACKAGES, root, Path(tmp) / "mmdebstrap.log", progress, "the lab image")
         _customize(root, kver)
         size_mb = int(_du_mb(root) * 1.25) + 384
         img = Path(tmp) / "rootfs.img"
@@ -146,8 +141,16 @@ def build_image(dest: Path, progress: Callable[[str], None]) -> None:
     progress(f"lab image ready in {time.monotonic() - t0:.0f} s: {dest}")
 
 
-def run_mmdebstrap(cmd: list[str], log: Path, progress: Callable[[str], None], t0: float, what: str) -> None:
-    """Run mmdebstrap, its whole output to ``log``, its main steps as progress; fail with its last lines."""
+def run_mmdebstrap(packages, root: Path, log: Path, progress: Callable[[str], None], what: str,
+                   hooks: tuple[str, ...] = ()) -> None:
+    """Install ``packages`` into ``root`` with mmdebstrap from this machine's apt sources (docs left
+    out), then run ``hooks`` (``--customize-hook``s); its whole output goes to ``log``, its main
+    steps to ``progress``; on failure, an error with its last lines."""
+    codename = host_codename()
+    cmd = ["mmdebstrap", "--variant=apt", "--include=" + ",".join(packages),
+           *(f"--dpkgopt=path-exclude={p}" for p in DPKG_EXCLUDES), "--dpkgopt=path-include=/usr/share/doc/*/copyright",
+           *(f"--customize-hook={h}" for h in hooks), codename, str(root), *apt_sources(codename)]
+    t0 = time.monotonic()
     with open(log, "w") as fh:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for line in proc.stdout:
