@@ -44,8 +44,7 @@ def start_lab(config: LabConfig | None = None, provision: bool = True) -> Lab:
     held by a keeper process, so it outlives this one (``lvs-harness exec/status/down``).
     """
     config = config or LabConfig()
-    path = config.vagrantfile_path
-    read_vagrantfile(path / "Vagrantfile" if path.is_dir() else path)   # a bad path fails before anything starts
+    read_vagrantfile(config.vagrantfile_file)   # a bad path fails before anything starts
     backend, why = select_backend(config.backend)
     if config.backend == "auto":
         config.progress(f"lab backend: {backend} ({why})")

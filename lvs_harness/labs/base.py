@@ -60,6 +60,17 @@ class LabConfig:
     def vagrantfile_path(self) -> Path:
         return Path(self.vagrantfile) if self.vagrantfile else reference_vagrantfile()
 
+    @property
+    def vagrantfile_file(self) -> Path:
+        """The Vagrantfile itself (``vagrantfile`` may name its folder)."""
+        path = self.vagrantfile_path
+        return path / "Vagrantfile" if path.is_dir() else path
+
+    @property
+    def trusted(self) -> bool:
+        """May this machine run the Vagrantfile's code: the shipped reference, or ``allow_scripts``."""
+        return self.allow_scripts or self.vagrantfile_path.resolve() == reference_vagrantfile().resolve()
+
 
 def write_files(hosts: dict[str, Host], files: dict | None) -> list[str]:
     """Write ``files`` ({host: {path: text}}) into the lab; return the hosts whose keepalived config changed."""

@@ -20,13 +20,12 @@ import shutil
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 from ..commands import CommandResult
 from ..errors import LabError, Refused
 from ..probes import keepalived
 from ..runs import Run, kill_marked
-from .base import LabConfig, NamespacedLab, reference_vagrantfile
+from .base import LabConfig, NamespacedLab
 from .namespaces import Namespaces
 
 REQUIRED = (("ip", "iproute2"), ("nsenter", "util-linux"), ("unshare", "util-linux"), ("setpriv", "util-linux"),
@@ -100,8 +99,7 @@ class NetnsLab(NamespacedLab):
         missing = [pkg for tool, pkg in REQUIRED if not shutil.which(tool)]
         if missing:
             raise LabError(f"the netns lab needs these Debian packages: {' '.join(sorted(set(missing)))}.")
-        trusted = config.allow_scripts or Path(config.vagrantfile_path).resolve() == reference_vagrantfile().resolve()
-        if provision and not trusted:
+        if provision and not config.trusted:
             raise Refused(f"the netns lab would run the provisioners of {config.vagrantfile_path} as root on "
                            "this machine; use --lab uml (they run inside a guest there), or pass "
                            "--allow-scripts if you trust that Vagrantfile.")

@@ -31,7 +31,7 @@ from ..hosts import host_map
 from ..runs import MARKER, Run, kill_marked
 from ..vagrantfile import load_topology
 from . import libvirt_ns
-from .base import LabConfig, ProvisionResult, reference_vagrantfile, write_files
+from .base import LabConfig, ProvisionResult, write_files
 from .box import BOX_NAME, ensure_box
 from .image import cache_root
 from .netns import _local, sandbox_run
@@ -71,9 +71,10 @@ def available() -> tuple[bool, str]:
     return True, "Vagrant with libvirt in a network namespace"
 
 
-def _vagrantfile(config: LabConfig) -> Path:
-    path = Path(config.vagrantfile_path)
-    return path / "Vagrantfile" if path.is_dir() else path
+def vagrant_env(run_id: str) -> dict:
+    """The environment of this run's vagrant commands: lvs-harness's own VAGRANT_HOME and the wrapper."""
+    return {**os.environ, "VAGRANT_HOME": str(cache_root() / "vagrant-home"), "VAGRANT_CHECKPOINT_DISABLE": "1",
+            "VAGRANT_DEFAULT_PROVIDER": "libvirt", "VAGRANT_VAGRANTFILE": "Vagrantfile.lvs-harness", MARKER: run_id}
 
 
 class VagrantLab:
@@ -90,9 +91,7 @@ class VagrantLab:
         self.timings: dict[str, float] = {}
         self.ipvs = True
         self._closed = False
-        self._env = {**os.environ, "VAGRANT_HOME": str(cache_root() / "vagrant-home"),
-                     "VAGRANT_CHECKPOINT_DISABLE": "1", "VAGRANT_DEFAULT_PROVIDER": "libvirt",
-                     "VAGRANT_VAGRANTFILE": "Vagrantfile.lvs-harness", MARKER: run.id}
+        self._env = vagrant_env(run.id)
         self.vagrant = python_vagrant.Vagrant(root=str(self.dir), env=self._env, quiet_stdout=False,
                                               quiet_stderr=False)
         # python-vagrant runs the binary it finds; ours is `vagrant` inside the lab's namespace
@@ -108,12 +107,11 @@ class VagrantLab:
         if os.geteuid() != 0:
             raise LabError("the vagrant lab needs root here (libvirt runs in a network namespace of its own); "
                            "run it with sudo.")
-        trusted = config.allow_scripts or Path(config.vagrantfile_path).resolve() == reference_vagrantfile().resolve()
-        if not trusted:
+        if not config.trusted:
             raise Refused(f"Vagrant would run the code and provisioners of {config.vagrantfile_path} as root on this "
                           "machine; use --lab uml (they run inside a guest there), or pass --allow-scripts if you "
                           "trust that Vagrantfile.")
-        topology = load_topology(_vagrantfile(config), sandbox_run, config.roles, config.service)  # fails early
+        topology = load_topology(config.vagrantfile_file, sandbox_run, config.roles, config.service)  # fails early
         run = Run.create(cls.NAME, keep=config.keep)
         lab = cls(config, run)
         lab.topology = topology
@@ -135,7 +133,7 @@ class VagrantLab:
         box = ensure_box(progress)
         self._add_box(box)
         self._timed("prepare", t0)
-        source = _vagrantfile(self.config)
+        source = self.config.vagrantfile_file
         self.run.set(hosts=self.topology.names, workdir=str(self.dir))
         self.dir.mkdir()
         shutil.copy(source, self.dir / "Vagrantfile")
@@ -236,8 +234,7 @@ def cleanup(run: Run, progress=None) -> None:
         if progress:
             progress(f"vagrant destroy (run {run.id})")
         subprocess.run([str(run.dir / "bin" / "vagrant"), "destroy", "-f"], cwd=workdir, capture_output=True,
-                       env={**os.environ, "VAGRANT_HOME": str(cache_root() / "vagrant-home"),
-                            "VAGRANT_VAGRANTFILE": "Vagrantfile.lvs-harness", "VAGRANT_CHECKPOINT_DISABLE": "1"},
+                       env=vagrant_env(run.id),
                        timeout=600)
     if Path(f"/run/netns/{libvirt_ns.NETNS}").exists() and libvirt_ns.SOCKET.exists():
         prefix = f"lvsh-{run.id}"
