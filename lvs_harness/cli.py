@@ -21,6 +21,8 @@ from .grading import DEFAULT_JOBS, Grader, prepare_out
 from .labs import CHOICES, LabConfig, clean, remote, select_backend, start_lab
 from .labs.base import stderr_progress
 from .labs.image import ensure_image
+from .labs.vagrant import PROVIDERS
+from .probes import vrrp
 from .runs import Run, stop_owner
 from .submission import load_submission, write_folder
 
@@ -57,8 +59,8 @@ def cmd_box(args) -> int:
 
 
 def cmd_up(args) -> int:
-    lab = start_lab(LabConfig(backend=args.lab, vagrantfile=args.vagrantfile, allow_scripts=args.allow_scripts,
-                              keep=True))
+    lab = start_lab(LabConfig(backend=args.lab, provider=args.provider, vagrantfile=args.vagrantfile,
+                              allow_scripts=args.allow_scripts, keep=True))
     print(f"lab {lab.run_id} is up. Try:\n  lvs-harness status\n  lvs-harness exec client -- curl -s "
           f"{lab.topology.service.vip}\n  lvs-harness down")
     return 0
@@ -136,7 +138,8 @@ def cmd_grade(args) -> int:
     if backend == "uml":
         ensure_image(stderr_progress)        # once, before the labs start side by side
     signal.signal(signal.SIGTERM, _interrupt)
-    grader = Grader(args.out, backend=backend, timing=args.timing, allow_scripts=args.allow_scripts, jobs=args.jobs)
+    grader = Grader(args.out, backend=backend, timing=args.timing, allow_scripts=args.allow_scripts, jobs=args.jobs,
+                    provider=args.provider)
     entries = grader.grade(args.submissions)
     crashed = [e["submission"] for e in entries if e["outcome"] == "harness-failed"]
     print(f"\n{'submission':30} {'score':>7}  outcome")
@@ -160,9 +163,10 @@ def cmd_demo(args) -> int:
     with start_lab(LabConfig(backend=args.lab)) as lab:
         b1, b2 = (lab.hosts[h.name] for h in lab.topology.directors)
         client = lab.hosts[lab.topology.clients[0].name]
+        iface = vrrp.lab_interface(b1)
 
         def holder():
-            return [d.name for d in (b1, b2) if vip in d.run("ip -o -4 addr show dev eth1").stdout]
+            return vrrp.vip_owners((b1, b2), vip)
 
         def wait(cond, limit):
             start = time.monotonic()
@@ -176,14 +180,14 @@ def cmd_demo(args) -> int:
         print(b1.run("ipvsadm -Ln").stdout)
         out = client.run(f"for i in $(seq 50); do curl -s -m 3 http://{vip}/; done").stdout.split()
         print("50 requests from client:", {name: out.count(name) for name in sorted(set(out))})
-        b1.link_down("eth1")
+        b1.link_down(iface)
         took = wait(lambda: holder() == [b2.name], 15)
-        print(f"eth1 down on {b1.name}: VIP on {', '.join(holder()) or 'nobody'} after {took:.1f} s")
+        print(f"{iface} down on {b1.name}: VIP on {', '.join(holder()) or 'nobody'} after {took:.1f} s")
         out = client.run(f"for i in $(seq 10); do curl -s -m 3 http://{vip}/; done").stdout.split()
         print("10 requests via the backup:", {name: out.count(name) for name in sorted(set(out))})
-        b1.link_up("eth1")
+        b1.link_up(iface)
         took = wait(lambda: holder() == [b1.name], 15)
-        print(f"eth1 up on {b1.name}: VIP back on {', '.join(holder()) or 'nobody'} after {took:.1f} s\n")
+        print(f"{iface} up on {b1.name}: VIP back on {', '.join(holder()) or 'nobody'} after {took:.1f} s\n")
     return 0
 
 
@@ -207,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="bring a lab up and keep it running")
     up.add_argument("--lab", choices=CHOICES, default="auto")
     up.add_argument("--vagrantfile", type=Path, help="default: the shipped hw3.8 reference")
+    up.add_argument("--provider", choices=PROVIDERS, default="libvirt", help="--lab vagrant: the Vagrant provider")
     up.add_argument("--allow-scripts", action="store_true", help="netns: run this Vagrantfile's provisioners")
     up.set_defaults(func=cmd_up)
 
@@ -241,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     gr.add_argument("-j", "--jobs", type=int, default=DEFAULT_JOBS,
                     help=f"labs at once (default {DEFAULT_JOBS}; see bench/grade.py)")
     gr.add_argument("--lab", choices=CHOICES, default="auto")
+    gr.add_argument("--provider", choices=PROVIDERS, default="libvirt", help="--lab vagrant: the Vagrant provider")
     gr.add_argument("--out", type=Path, default=Path("reports"), help="where reports go (default: reports/)")
     gr.add_argument("--timing", choices=("fast", "faithful"), default=None)
     gr.add_argument("--allow-scripts", action="store_true",

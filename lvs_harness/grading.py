@@ -87,9 +87,10 @@ def prepare_out(out: Path) -> None:
 
 class Grader:
     def __init__(self, out: Path, *, backend: str = "auto", timing: str | None = None, allow_scripts: bool = False,
-                 jobs: int = 2, progress=None, timeout: float = JOB_TIMEOUT):
+                 jobs: int = 2, progress=None, timeout: float = JOB_TIMEOUT, provider: str = "libvirt"):
         self.out = Path(out).resolve()         # the jobs run in folders of their own
         self.backend, self.timing, self.allow_scripts = backend, timing, allow_scripts
+        self.provider = provider
         self.jobs, self.timeout = max(1, jobs), timeout
         self._say = progress or (lambda message: print(message, file=sys.stderr, flush=True))
         self.checks = suite_checks()
@@ -112,6 +113,8 @@ class Grader:
                 f"--results-json={work / 'results.json'}"]
         if self.timing:
             argv.append(f"--timing={self.timing}")
+        if self.backend == "vagrant":
+            argv.append(f"--provider={self.provider}")
         if self.allow_scripts:
             argv.append("--allow-scripts")
         return argv

@@ -25,6 +25,7 @@ import pytest
 
 from .errors import HarnessError, Refused, VagrantfileError
 from .labs import CHOICES, LabConfig, reference_vagrantfile, start_lab
+from .labs.vagrant import PROVIDERS
 from .report import RECORDER, HtmlHooks, Recorder
 from .submission import DIRECTORS, Submission, load_submission
 
@@ -34,6 +35,9 @@ def pytest_addoption(parser):
     group.addoption("--lab", choices=CHOICES, default="auto",
                     help="lab backend: auto (netns where the kernel has IPVS and you are root, else uml), "
                          "uml (embedded User-Mode Linux guest), netns (this kernel), vagrant")
+    group.addoption("--provider", choices=PROVIDERS, default="libvirt",
+                    help="--lab vagrant: libvirt (default; lvs-harness's own box, VMs in a network namespace) or "
+                         "virtualbox (the Vagrantfile's own box)")
     group.addoption("--vagrantfile", type=Path, default=None, metavar="PATH",
                     help="the lab to build (a Vagrantfile or its folder); default: the shipped hw3.8 reference")
     group.addoption("--submission", type=Path, default=None, metavar="PATH",
@@ -131,7 +135,8 @@ def _progress(config):
 @pytest.fixture(scope="session")
 def lab_config(pytestconfig, tmp_path_factory) -> LabConfig:
     opt = pytestconfig.getoption
-    config = LabConfig(backend=opt("--lab"), vagrantfile=opt("--vagrantfile"), keep=opt("--keep-lab"),
+    config = LabConfig(backend=opt("--lab"), provider=opt("--provider"), vagrantfile=opt("--vagrantfile"),
+                       keep=opt("--keep-lab"),
                        allow_scripts=opt("--allow-scripts"), progress=_progress(pytestconfig))
     info = pytestconfig.stash[RECORDER].info
     if opt("--submission"):
@@ -198,6 +203,8 @@ def lab(lab_config, pytestconfig):
         recorder.info["not_graded"] = "refused" if isinstance(err, (Refused, VagrantfileError)) else "lab-failed"
         pytest.fail(f"the lab could not be started: {text}", pytrace=False)
     recorder.info.update(backend=instance.NAME, run_id=instance.run_id, lab_seconds=round(time.monotonic() - t0, 1))
+    if instance.NAME == "vagrant":
+        recorder.info["provider"] = lab_config.provider
     recorder.watch(instance.hosts.values())
     with instance:
         yield instance

@@ -176,7 +176,8 @@ def summary_html(results: dict) -> str:
     """The report's opening: who, score, how it was run, what was the student's, the charts."""
     rows = [("Student", results.get("student") or "—"),
             ("Score", f"{results['score']} / {results['max_score']}"),
-            ("Lab backend", results.get("backend") or "not started"),
+            ("Lab backend", " ".join(filter(None, [results.get("backend") or "not started",
+                                                   results.get("provider") and f"({results['provider']})"]))),
             ("Timing mode", results.get("timing") or "—"),
             ("Lab run id", results.get("run_id") or "—"),
             ("Lab start", f"{results['lab_seconds']:.1f} s" if results.get("lab_seconds") else "—"),

@@ -90,6 +90,34 @@ def _foreign_libvirtd() -> list[int]:
     return found
 
 
+TB_CACHE_MB = 128
+QEMU_WRAPPER = """#!/bin/sh
+# lvs-harness: qemu with a {tb} MB TCG translation cache (qemu's default takes ~1.6 GB per small VM here)
+prev=
+for a do
+  shift
+  if [ "$prev" = -accel ] && [ "$a" = tcg ]; then a=tcg,tb-size={tb}; fi
+  set -- "$@" "$a"
+  prev=$a
+done
+exec {qemu} "$@"
+"""
+
+
+def emulator() -> Path:
+    """The qemu libvirt runs the lab's VMs with (a wrapper capping the translation cache), written once."""
+    qemu = shutil.which("qemu-system-x86_64") or "/usr/bin/qemu-system-x86_64"
+    path = state_dir() / "qemu-system-x86_64"
+    text = QEMU_WRAPPER.format(qemu=qemu, tb=TB_CACHE_MB)
+    if not path.exists() or path.read_text() != text:   # an unchanged file keeps libvirt's capability cache
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.chmod(0o755)
+        os.replace(tmp, path)
+    return path
+
+
 DAEMON = (
     "mount --make-rprivate / && d=$(mktemp -d) && mount -t tmpfs -o size=1m,mode=755 tmpfs \"$d\" && "
     "mknod -m 660 \"$d/kvm\" c 10 232 && chgrp kvm \"$d/kvm\" && "

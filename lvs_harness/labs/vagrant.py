@@ -16,7 +16,9 @@ Example::
 
 from __future__ import annotations
 
+import collections
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -37,14 +39,21 @@ from .image import cache_root
 from .netns import _local, sandbox_run
 
 SSH_TIMEOUT = 300        # seconds for a machine to answer ssh once `vagrant up` is done
+PROVIDERS = ("libvirt", "virtualbox")
+WRAPPER_NAME = "Vagrantfile.lvs-harness"
 WRAPPER = """# lvs-harness: this run's view of {source}
 module LvsHarnessRun
   NETWORKS = {{}}
   def network(type, **options)
-    if type.to_s == "private_network" && !options.key?(:libvirt__network_name)
+    if type.to_s == "private_network"
       key = options[:ip].to_s.split(".")[0, 3].join(".")
-      options[:libvirt__network_name] = (NETWORKS[key] ||= "lvsh-{run_id}-#{{NETWORKS.size}}")
-      options[:libvirt__dhcp_enabled] = false unless options.key?(:libvirt__dhcp_enabled)
+      name = (NETWORKS[key] ||= "lvsh-{run_id}-#{{NETWORKS.size}}")
+      unless options.key?(:libvirt__network_name)
+        options[:libvirt__network_name] = name
+        options[:libvirt__dhcp_enabled] = false unless options.key?(:libvirt__dhcp_enabled)
+      end
+      intnet = options[:virtualbox__intnet]
+      options[:virtualbox__intnet] = "lvsh-{run_id}-#{{intnet == true ? 'intnet' : intnet}}" if intnet
     end
     super(type, **options)
   end
@@ -56,6 +65,7 @@ Vagrant.configure("2") do |config|
   config.vm.provider :libvirt do |lv, override|
     override.vm.box = {box!r}
     override.vm.synced_folder ".", "/vagrant", disabled: true
+    lv.emulator_path = {emulator!r}
     lv.management_network_name = {mgmt!r}
     lv.management_network_address = "192.168.121.0/24"
     lv.management_network_keep = true
@@ -71,10 +81,41 @@ def available() -> tuple[bool, str]:
     return True, "Vagrant with libvirt in a network namespace"
 
 
-def vagrant_env(run_id: str) -> dict:
-    """The environment of this run's vagrant commands: lvs-harness's own VAGRANT_HOME and the wrapper."""
-    return {**os.environ, "VAGRANT_HOME": str(cache_root() / "vagrant-home"), "VAGRANT_CHECKPOINT_DISABLE": "1",
-            "VAGRANT_DEFAULT_PROVIDER": "libvirt", "VAGRANT_VAGRANTFILE": "Vagrantfile.lvs-harness", MARKER: run_id}
+def provider_problem(provider: str) -> str | None:
+    """Why ``provider`` cannot run here, as a sentence with the fix (None: it can)."""
+    if provider not in PROVIDERS:
+        return f"unknown Vagrant provider {provider!r}; choose one of {', '.join(PROVIDERS)}."
+    if provider == "virtualbox":
+        if not shutil.which("vagrant"):
+            return "the vagrant lab needs Vagrant, and this machine has no `vagrant` command: install Vagrant."
+        if not shutil.which("VBoxManage"):
+            return ("--provider virtualbox needs VirtualBox, and this machine has none (no VBoxManage): install "
+                    "VirtualBox, or use --provider libvirt (lvs-harness builds its own box for it).")
+        return None
+    ok, why = available()
+    if not ok:
+        return (f"{why}: sudo apt-get install vagrant vagrant-libvirt libvirt-daemon-system qemu-system-x86 "
+                "qemu-utils dnsmasq-base.")
+    if os.geteuid() != 0:
+        return "the vagrant lab on libvirt needs root here (libvirt runs in a network namespace of its own); run it with sudo."
+    return None
+
+
+def vagrant_env(run_id: str, provider: str = "libvirt") -> dict:
+    """The environment of this run's vagrant commands: the wrapper Vagrantfile, the run's marker, and on
+    libvirt lvs-harness's own VAGRANT_HOME (where its box is); VirtualBox uses the user's boxes."""
+    env = {**os.environ, "VAGRANT_CHECKPOINT_DISABLE": "1", "VAGRANT_DEFAULT_PROVIDER": provider,
+           "VAGRANT_VAGRANTFILE": WRAPPER_NAME, MARKER: run_id}
+    if provider == "libvirt":
+        env["VAGRANT_HOME"] = str(cache_root() / "vagrant-home")
+    return env
+
+
+def vagrant_command(provider: str) -> str:
+    """The run's `vagrant`: on libvirt inside the lab's network namespace, with VirtualBox the plain one."""
+    if provider == "libvirt":
+        return f"#!/bin/sh\nexec ip netns exec {libvirt_ns.NETNS} vagrant \"$@\"\n"
+    return "#!/bin/sh\nexec vagrant \"$@\"\n"
 
 
 class VagrantLab:
@@ -91,7 +132,8 @@ class VagrantLab:
         self.timings: dict[str, float] = {}
         self.ipvs = True
         self._closed = False
-        self._env = vagrant_env(run.id)
+        self.provider = config.provider
+        self._env = vagrant_env(run.id, self.provider)
         self.vagrant = python_vagrant.Vagrant(root=str(self.dir), env=self._env, quiet_stdout=False,
                                               quiet_stderr=False)
         # python-vagrant runs the binary it finds; ours is `vagrant` inside the lab's namespace
@@ -100,13 +142,9 @@ class VagrantLab:
     # bring-up -------------------------------------------------------------------------
     @classmethod
     def start(cls, config: LabConfig, provision: bool = True) -> "VagrantLab":
-        ok, why = available()
-        if not ok:
-            raise LabError(f"{why}: sudo apt-get install vagrant vagrant-libvirt libvirt-daemon-system "
-                           "qemu-system-x86 qemu-utils dnsmasq-base.")
-        if os.geteuid() != 0:
-            raise LabError("the vagrant lab needs root here (libvirt runs in a network namespace of its own); "
-                           "run it with sudo.")
+        problem = provider_problem(config.provider)
+        if problem:
+            raise LabError(problem)
         if not config.trusted:
             raise Refused(f"Vagrant would run the code and provisioners of {config.vagrantfile_path} as root on this "
                           "machine; use --lab uml (they run inside a guest there), or pass --allow-scripts if you "
@@ -129,42 +167,54 @@ class VagrantLab:
     def _up(self, provision: bool) -> None:
         progress = self.config.progress
         t0 = time.monotonic()
-        libvirt_ns.ensure(progress)
-        box = ensure_box(progress)
-        self._add_box(box)
+        if self.provider == "libvirt":
+            libvirt_ns.ensure(progress)
+            self._add_box(ensure_box(progress))
         self._timed("prepare", t0)
         source = self.config.vagrantfile_file
-        self.run.set(hosts=self.topology.names, workdir=str(self.dir))
+        self.run.set(hosts=self.topology.names, workdir=str(self.dir), provider=self.provider)
         self.dir.mkdir()
         shutil.copy(source, self.dir / "Vagrantfile")
         for extra in source.parent.iterdir():      # provisioner scripts beside it (`path:`)
             if extra.is_file() and extra.name != source.name and extra.stat().st_size < 1_000_000:
                 shutil.copy(extra, self.dir / extra.name)
-        (self.dir / "Vagrantfile.lvs-harness").write_text(WRAPPER.format(
+        (self.dir / WRAPPER_NAME).write_text(WRAPPER.format(
             source=source, run_id=self.run_id, vagrantfile=str(self.dir / "Vagrantfile"), box=BOX_NAME,
-            mgmt=libvirt_ns.MGMT_NETWORK))
+            mgmt=libvirt_ns.MGMT_NETWORK,
+            emulator=str(libvirt_ns.emulator()) if self.provider == "libvirt" else ""))
         bindir = self.run.dir / "bin"
         bindir.mkdir()
-        (bindir / "vagrant").write_text(f"#!/bin/sh\nexec ip netns exec {libvirt_ns.NETNS} vagrant \"$@\"\n")
+        (bindir / "vagrant").write_text(vagrant_command(self.provider))
         (bindir / "vagrant").chmod(0o755)
         t0 = time.monotonic()
-        progress(f"vagrant up ({len(self.topology.names)} machines, libvirt, software emulation: minutes)")
+        progress(f"vagrant up ({len(self.topology.names)} machines, {self.provider}"
+                 + (", software emulation: minutes)" if self.provider == "libvirt" else ")"))
+        said = collections.deque(maxlen=40)
         try:
-            for line in self.vagrant.up(provider="libvirt", no_provision=not provision, stream_output=True):
+            for line in self.vagrant.up(provider=self.provider, no_provision=not provision, stream_output=True):
                 line = line.rstrip()
                 if line and "Progress:" not in line:
+                    said.append(line)
                     progress(f"  {line}")
         except subprocess.CalledProcessError as err:
-            raise LabError(f"`vagrant up` failed (exit {err.returncode}); its output is above") from None
+            raise LabError(up_failure(err.returncode, list(said), self.provider)) from None
         self._timed("vagrant up", t0)
         t0 = time.monotonic()
         self._ssh_config()
         self.hosts = host_map(self.topology.hosts, self._execute)
         for name, host in self.hosts.items():
             deadline = time.monotonic() + SSH_TIMEOUT
-            while not (r := host.run("true", timeout=30)).ok:
+            while True:
+                try:
+                    r = host.run("true", timeout=30)
+                    if r.ok:
+                        break
+                    why = (r.stderr or r.stdout).strip()[-300:] or f"exit status {r.rc}"
+                except LabError as err:
+                    why = str(err)
                 if time.monotonic() > deadline:
-                    raise LabError(f"{name} does not answer ssh after {SSH_TIMEOUT} s: {r.stderr.strip()[-300:]}")
+                    raise LabError(f"{name} does not answer ssh {SSH_TIMEOUT} s after `vagrant up` ({why}); check "
+                                   "that its box boots and runs sshd (--keep-lab keeps the machines for a look).")
                 time.sleep(2)
         self._timed("ssh", t0)
         for host in write_files(self.hosts, self.config.files):
@@ -202,11 +252,13 @@ class VagrantLab:
         if self._closed:
             raise LabError(f"the lab {self.run_id} is closed; start a new one to run `{command}` on {host}")
         t0 = time.monotonic()
-        argv = libvirt_ns.in_netns([
+        argv = [
             "ssh", "-F", str(self.run.dir / "ssh_config"), "-o", "ControlMaster=auto",
             "-o", f"ControlPath={self.run.dir}/ssh-%n.sock", "-o", "ControlPersist=yes",
             "-o", "ServerAliveInterval=5", "-o", "ConnectTimeout=20", host,
-            "sudo -n sh -c " + shlex.quote(command)])
+            "sudo -n sh -c " + shlex.quote(command)]
+        if self.provider == "libvirt":
+            argv = libvirt_ns.in_netns(argv)
         res = _local(argv, input, timeout, self._env)
         if res.rc == 255 and not res.stdout:
             raise LabError(f"ssh to {host} failed: {res.stderr.strip()[-300:]}")
@@ -227,16 +279,41 @@ class VagrantLab:
         cleanup(self.run, progress=self.config.progress)
 
 
+UP_FAILURES = (   # (what vagrant says, what it means for the user)
+    (r"The box '(?P<box>[^']+)' could not be found or could not be accessed in the remote catalog",
+     "box '{box}' is not installed in Vagrant and cannot be downloaded here: add it with `vagrant box add "
+     "{box} FILE`, or use --provider libvirt, where lvs-harness builds and uses its own box"),
+    (r"The provider '(?P<provider>\w+)' that was requested .* isn't usable on this system",
+     "the {provider} provider cannot run on this machine (install it, or choose the other --provider)"),
+    (r"Timed out while waiting for the machine to boot",
+     "a machine did not become reachable by ssh within the Vagrantfile's boot_timeout: check that it boots "
+     "(its console log) and that its box runs sshd"),
+)
+
+
+def up_failure(returncode: int, said: list[str], provider: str) -> str:
+    """One sentence for a failed `vagrant up`, from the last lines it printed."""
+    text = " ".join(" ".join(said).split())
+    for pattern, meaning in UP_FAILURES:
+        found = re.search(pattern, text)
+        if found:
+            return f"`vagrant up` ({provider}) failed: {meaning.format(**found.groupdict())}."
+    errors = [line.strip() for line in said if line.strip() and not line.startswith((" ", "==>"))]
+    last = errors[-1][:300] if errors else "(no message)"
+    return f"`vagrant up` ({provider}) failed with exit status {returncode}: {last} (its output is above)."
+
+
 def cleanup(run: Run, progress=None) -> None:
     """Destroy a vagrant run's machines and networks (by its id), end its ssh connections, remove its folder."""
+    provider = run.data.get("provider", "libvirt")
     workdir = run.dir / f"lvsh-{run.id}"
+    kill_marked(run.id)        # a `vagrant up` a killed run left going would go on creating machines
     if (workdir / ".vagrant").exists() and (run.dir / "bin" / "vagrant").exists():
         if progress:
             progress(f"vagrant destroy (run {run.id})")
         subprocess.run([str(run.dir / "bin" / "vagrant"), "destroy", "-f"], cwd=workdir, capture_output=True,
-                       env=vagrant_env(run.id),
-                       timeout=600)
-    if Path(f"/run/netns/{libvirt_ns.NETNS}").exists() and libvirt_ns.SOCKET.exists():
+                       env=vagrant_env(run.id, provider), timeout=600)
+    if provider == "libvirt" and Path(f"/run/netns/{libvirt_ns.NETNS}").exists() and libvirt_ns.SOCKET.exists():
         prefix = f"lvsh-{run.id}"
         domains = libvirt_ns.virsh("list", "--all", "--name", check=False).stdout.split()
         for dom in (d for d in domains if d.startswith(prefix + "_")):

@@ -82,6 +82,18 @@ def holds(addresses: dict[str, list[str]], ip: str, interfaces: tuple[str, ...] 
             and any(ipaddress.ip_interface(c).ip == want for c in cidrs)]
 
 
+def lab_interface(host) -> str:
+    """The interface carrying ``host``'s lab address from the topology (``eth1`` in bento's and lvs-harness's
+    boxes, but found by address: a box may name its NICs otherwise)."""
+    addresses = read_addresses(host)
+    for spec in host.spec.interfaces:
+        if spec.ip:
+            found = [i for i in holds(addresses, spec.ip.split("/")[0]) if i != "lo"]
+            if found:
+                return found[0]
+    return host.spec.interfaces[0].name if host.spec.interfaces else "eth1"
+
+
 def owners(addresses_by_host: dict[str, dict[str, list[str]]], vip: str) -> list[str]:
     """The hosts whose addresses put ``vip`` on an interface other than lo."""
     return [name for name, addrs in addresses_by_host.items() if [i for i in holds(addrs, vip) if i != "lo"]]

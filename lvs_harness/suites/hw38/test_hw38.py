@@ -35,7 +35,8 @@ class Scenario:
         ordered = sorted(directors, key=lambda d: -prios[d.name])
         self.master, self.backup = ordered[0], ordered[-1]
         self.priorities = prios
-        self.rips = sorted(a.split("/")[0] for r in reals for a in vrrp.read_addresses(r).get("eth1", [])
+        self.lab_if = {h.name: vrrp.lab_interface(h) for h in [*directors, *reals]}   # eth1 in the homework
+        self.rips = sorted(a.split("/")[0] for r in reals for a in vrrp.read_addresses(r).get(self.lab_if[r.name], [])
                            if not a.startswith("fe80"))
         self.watch = vrrp.OwnershipRecorder(directors, self.vip)
         self.traffic = None
@@ -76,7 +77,8 @@ def test_config_valid(hw, measure):
 
 @pytest.mark.check(id="directors_separate", points=1, title="no director is also a real server")
 def test_directors_separate(hw, measure):
-    director_ips = {a.split("/")[0] for d in hw.directors for a in vrrp.read_addresses(d).get("eth1", [])}
+    director_ips = {a.split("/")[0] for d in hw.directors
+                    for a in vrrp.read_addresses(d).get(hw.lab_if[d.name], [])}
     as_reals = sorted(director_ips & set(hw.rips))
     in_tables = sorted({r.address for d in hw.directors if hw.lab.ipvs
                         for s in ipvs.parse_list(d.run("ipvsadm -Ln").stdout).services for r in s.reals}
@@ -221,8 +223,8 @@ def test_failover(hw, measure):
     assert_vip_on(hw.master, hw.vip)
     prober = Prober(hw.client, hw.url)
     with prober:
-        hw.event(hw.master, f"eth1 down on {hw.master.name}")
-        hw.master.link_down("eth1")
+        hw.event(hw.master, f"{hw.lab_if[hw.master.name]} down on {hw.master.name}")
+        hw.master.link_down(hw.lab_if[hw.master.name])
         try:
             moved = assert_failover_within(hw.master, hw.backup, hw.vip)
         finally:
@@ -250,8 +252,8 @@ def test_failover(hw, measure):
 def test_failback(hw, measure):
     prober = Prober(hw.client, hw.url)
     with prober:
-        hw.event(hw.master, f"eth1 up on {hw.master.name}")
-        hw.master.link_up("eth1")
+        hw.event(hw.master, f"{hw.lab_if[hw.master.name]} up on {hw.master.name}")
+        hw.master.link_up(hw.lab_if[hw.master.name])
         try:
             back = assert_failover_within(hw.backup, hw.master, hw.vip, seconds=takeover_deadline(hw.master) + 3)
         finally:
