@@ -130,7 +130,7 @@ def cmd_grade(args) -> int:
     missing = [str(p) for p in args.submissions if not p.exists()]
     if missing:
         raise HarnessError(f"no such submission: {', '.join(missing)}; pass markdown write-ups or submission folders.")
-    if args.jobs < 1:
+    if args.jobs is not None and args.jobs < 1:
         raise HarnessError("-j must be 1 or more.")
     prepare_out(args.out)
     backend, why = select_backend(args.lab)
@@ -138,7 +138,8 @@ def cmd_grade(args) -> int:
     if backend == "uml":
         ensure_image(stderr_progress)        # once, before the labs start side by side
     signal.signal(signal.SIGTERM, _interrupt)
-    grader = Grader(args.out, backend=backend, timing=args.timing, allow_scripts=args.allow_scripts, jobs=args.jobs,
+    jobs = args.jobs or (1 if backend == "vagrant" else DEFAULT_JOBS)     # five VMs per submission on vagrant
+    grader = Grader(args.out, backend=backend, timing=args.timing, allow_scripts=args.allow_scripts, jobs=jobs,
                     provider=args.provider)
     entries = grader.grade(args.submissions)
     crashed = [e["submission"] for e in entries if e["outcome"] == "harness-failed"]
@@ -243,8 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     gr = sub.add_parser("grade", help="grade submissions, each in its own lab: reports, gradebook, index")
     gr.add_argument("submissions", type=Path, nargs="+", metavar="SUBMISSION",
                     help="markdown write-ups or submission folders")
-    gr.add_argument("-j", "--jobs", type=int, default=DEFAULT_JOBS,
-                    help=f"labs at once (default {DEFAULT_JOBS}; see bench/grade.py)")
+    gr.add_argument("-j", "--jobs", type=int, default=None,
+                    help=f"labs at once (default {DEFAULT_JOBS}, 1 on --lab vagrant; see bench/grade.py)")
     gr.add_argument("--lab", choices=CHOICES, default="auto")
     gr.add_argument("--provider", choices=PROVIDERS, default="libvirt", help="--lab vagrant: the Vagrant provider")
     gr.add_argument("--out", type=Path, default=Path("reports"), help="where reports go (default: reports/)")

@@ -5,15 +5,21 @@ bad input, each one clear sentence with nothing left behind."""
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from lvs_harness.errors import LabError, Refused, VagrantfileError
 from lvs_harness.labs import LabConfig, libvirt_ns, start_lab
-from lvs_harness.runs import Run
+from lvs_harness.labs import vagrant as vagrant_lab
+from lvs_harness.labs.box import CMDLINE
+from lvs_harness.runs import Run, pids_with_marker, state_root
 
 pytestmark = pytest.mark.lab
 CHECKS = ["config_valid", "directors_separate", "vip_on_master", "vip_by_keepalived", "real_dr_ready", "ipvs_service",
@@ -37,6 +43,55 @@ def leftovers(run_ids: set[str]) -> list[str]:
     names = (libvirt_ns.virsh("list", "--all", "--name", check=False).stdout.split()
              + libvirt_ns.virsh("net-list", "--all", "--name", check=False).stdout.split())
     return [n for n in names if any(n.startswith(f"lvsh-{r}") for r in run_ids)]
+
+
+# one machine, as a student might write it for VirtualBox (the harness puts it on libvirt)
+ONE_MACHINE = """Vagrant.configure("2") do |config|
+  config.vm.box = "bento/ubuntu-20.04"
+  config.vm.define "client" do |m|
+    m.vm.hostname = "client"
+    m.vm.network "private_network", ip: "172.28.128.50", virtualbox__intnet: "hw38"
+  end
+{extra}end
+"""
+CLI = [sys.executable, "-m", "lvs_harness.cli"]
+
+
+def one_machine(folder: Path, extra: str = "") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "Vagrantfile").write_text(ONE_MACHINE.format(extra=extra))
+    return folder / "Vagrantfile"
+
+
+def nothing_left(run_id: str) -> None:
+    assert leftovers({run_id}) == []
+    assert pids_with_marker(run_id) == []
+    assert not (state_root() / run_id).exists()
+
+
+def domains() -> list[str]:
+    return libvirt_ns.virsh("list", "--all", "--name", check=False).stdout.split()
+
+
+def suite_run(vf: Path, cwd: Path) -> subprocess.Popen:
+    """The hw3.8 suite on a Vagrantfile with --lab vagrant, in a session of its own (a terminal's Ctrl-C
+    reaches every process of the foreground group: pytest and the vagrant it runs)."""
+    return subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--pyargs",
+                             "lvs_harness.suites.hw38", "--lab", "vagrant", "--vagrantfile", str(vf), "--allow-scripts"],
+                            cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+
+
+def wait_for_domain(before: set[str], proc: subprocess.Popen, seconds: float = 400) -> str:
+    """The new run's id, once libvirt has its first domain (mid `vagrant up`)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and proc.poll() is None:
+        new = {r.id for r in Run.all()} - before
+        if new and libvirt_ns.SOCKET.exists() and any(d.startswith(f"lvsh-{r}_") for r in new for d in domains()):
+            return new.pop()
+        time.sleep(1)
+    proc.kill()
+    pytest.fail(f"no domain appeared: {proc.communicate()[0][-3000:]}")
 
 
 def test_hw38_suite_passes_on_the_reference_lab_as_vms(tmp_path):
@@ -79,3 +134,96 @@ def test_no_vagrant_binary_is_one_sentence_with_the_fix(monkeypatch):
     monkeypatch.setattr(libvirt_ns, "REQUIRED", (("vagrant-that-is-not-there", "vagrant"),))
     with pytest.raises(LabError, match=r"needs vagrant.*sudo apt-get install vagrant"):
         start_lab(LabConfig(backend="vagrant"))
+
+
+def test_two_runs_at_once_have_their_own_machines_networks_and_addresses(tmp_path):
+    """Two graders on one host, the same Vagrantfile (same machine names and addresses) at once."""
+    vf = one_machine(tmp_path / "lab")
+    ups = [subprocess.Popen([*CLI, "up", "--lab", "vagrant", "--vagrantfile", str(vf), "--allow-scripts"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+           for _ in range(2)]
+    outs = [p.communicate(timeout=900)[0] for p in ups]
+    ids = [m[1] for out in outs if (m := re.search(r"lab ([0-9a-f]{6}) is up\.", out))]
+    try:
+        assert len(ids) == 2, "\n----\n".join(o[-2000:] for o in outs)
+        a, b = ids
+        assert {f"lvsh-{a}_client", f"lvsh-{b}_client"} <= set(domains())
+        nets = libvirt_ns.virsh("net-list", "--name", check=False).stdout.split()
+        assert f"lvsh-{a}-0" in nets and f"lvsh-{b}-0" in nets
+        for run_id in ids:
+            r = subprocess.run([*CLI, "exec", "--run", run_id, "client", "--", "ip -o -4 addr show eth1; "
+                                "arping -D -c 2 -w 3 -I eth1 172.28.128.50 >/dev/null && echo alone"],
+                               capture_output=True, text=True, timeout=120)
+            assert "172.28.128.50/24" in r.stdout and "alone" in r.stdout, r.stdout + r.stderr   # not B's twin
+        qemu = [Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+                for pid in filter(str.isdigit, os.listdir("/proc"))
+                if Path(f"/proc/{pid}/comm").exists() and Path(f"/proc/{pid}/comm").read_text().startswith("qemu")]
+        ours = [c for c in qemu if f"guest=lvsh-{a}_client" in c]
+        assert ours and "-accel tcg,tb-size=" in ours[0]      # the translation cache cap is in effect
+        down = subprocess.run([*CLI, "down", "--run", a], capture_output=True, text=True, timeout=300)
+        assert down.returncode == 0, down.stdout + down.stderr
+        assert not [d for d in domains() if d.startswith(f"lvsh-{a}_")]
+        assert f"lvsh-{b}_client" in libvirt_ns.virsh("list", "--name").stdout.split()    # B still running
+    finally:
+        for run_id in ids:
+            subprocess.run([*CLI, "down", "--run", run_id], capture_output=True, timeout=300)
+    for run_id in ids:
+        nothing_left(run_id)
+
+
+def test_ctrl_c_during_vagrant_up_destroys_what_was_made(tmp_path):
+    vf = one_machine(tmp_path / "lab")
+    before = {r.id for r in Run.all()}
+    proc = suite_run(vf, tmp_path)
+    run_id = wait_for_domain(before, proc)
+    os.killpg(proc.pid, signal.SIGINT)
+    out = proc.communicate(timeout=300)[0]
+    assert proc.returncode != 0 and "KeyboardInterrupt" in out, out[-2000:]
+    nothing_left(run_id)
+
+
+def test_clean_after_a_killed_vagrant_run(tmp_path):
+    """SIGKILL leaves `vagrant up` going and machines defined; `lvs-harness clean` ends them by run id."""
+    vf = one_machine(tmp_path / "lab")
+    before = {r.id for r in Run.all()}
+    proc = suite_run(vf, tmp_path)
+    run_id = wait_for_domain(before, proc)
+    proc.kill()                                   # pytest only: its vagrant goes on
+    proc.wait()
+    assert pids_with_marker(run_id), "the killed run's vagrant should still be running"
+    r = subprocess.run([*CLI, "clean"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and f"removed 1 run(s): {run_id}" in r.stdout, r.stdout + r.stderr
+    nothing_left(run_id)
+
+
+def test_a_machine_that_never_boots_is_one_sentence_and_nothing_is_left(tmp_path, monkeypatch):
+    monkeypatch.setattr(vagrant_lab, "BOOT_TIMEOUT", 60)
+    vf = one_machine(tmp_path / "lab", extra=f'  config.vm.provider :libvirt do |lv|\n'
+                                           f'    lv.cmd_line = "{CMDLINE} init=/bin/false"\n  end\n')
+    before = {r.id for r in Run.all()}
+    t0 = time.monotonic()
+    with pytest.raises(LabError) as err:
+        start_lab(LabConfig(backend="vagrant", vagrantfile=vf, allow_scripts=True))
+    assert re.fullmatch(r"client got no address in 60 s \(vagrant was waiting for one\): it did not boot.*box build "
+                        r"--force` rebuilds lvs-harness's box\.", str(err.value)), str(err.value)
+    assert time.monotonic() - t0 < 400
+    new = {r.id for r in Run.all()} - before
+    assert new == set()
+
+
+def test_virtualbox_where_there_is_none_is_one_sentence_with_the_fix():
+    before = {r.id for r in Run.all()}
+    with pytest.raises(LabError, match=r"^--provider virtualbox needs VirtualBox.*use --provider libvirt"):
+        start_lab(LabConfig(backend="vagrant", provider="virtualbox"))
+    assert {r.id for r in Run.all()} == before
+
+
+@pytest.mark.parametrize("capture, expected", [
+    ("vagrant-up-box-missing.txt", "failed: box 'bento/ubuntu-20.04' is not installed in Vagrant and cannot be "
+                                   "downloaded here: add it with `vagrant box add bento/ubuntu-20.04 FILE`"),
+    ("vagrant-up-no-virtualbox.txt", "failed: the virtualbox provider cannot run on this machine"),
+])
+def test_vagrant_up_failures_read_from_real_outputs(capture, expected):
+    said = (Path(__file__).parent / "data" / capture).read_text().splitlines()
+    message = vagrant_lab.up_failure(1, said, "virtualbox")
+    assert expected in message and "\n" not in message

@@ -17,11 +17,13 @@ Example::
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import re
 import shlex
 import shutil
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -38,6 +40,7 @@ from .box import BOX_NAME, ensure_box
 from .image import cache_root
 from .netns import _local, sandbox_run
 
+BOOT_TIMEOUT = 600       # seconds a machine may take to get its address under `vagrant up` (libvirt)
 SSH_TIMEOUT = 300        # seconds for a machine to answer ssh once `vagrant up` is done
 PROVIDERS = ("libvirt", "virtualbox")
 WRAPPER_NAME = "Vagrantfile.lvs-harness"
@@ -135,7 +138,7 @@ class VagrantLab:
         self.provider = config.provider
         self._env = vagrant_env(run.id, self.provider)
         self.vagrant = python_vagrant.Vagrant(root=str(self.dir), env=self._env, quiet_stdout=False,
-                                              quiet_stderr=False)
+                                              err_cm=self._stderr)
         # python-vagrant runs the binary it finds; ours is `vagrant` inside the lab's namespace
         self.vagrant._vagrant_exe = str(run.dir / "bin" / "vagrant")
 
@@ -189,15 +192,7 @@ class VagrantLab:
         t0 = time.monotonic()
         progress(f"vagrant up ({len(self.topology.names)} machines, {self.provider}"
                  + (", software emulation: minutes)" if self.provider == "libvirt" else ")"))
-        said = collections.deque(maxlen=40)
-        try:
-            for line in self.vagrant.up(provider=self.provider, no_provision=not provision, stream_output=True):
-                line = line.rstrip()
-                if line and "Progress:" not in line:
-                    said.append(line)
-                    progress(f"  {line}")
-        except subprocess.CalledProcessError as err:
-            raise LabError(up_failure(err.returncode, list(said), self.provider)) from None
+        self._vagrant_up(provision)
         self._timed("vagrant up", t0)
         t0 = time.monotonic()
         self._ssh_config()
@@ -220,6 +215,59 @@ class VagrantLab:
         for host in write_files(self.hosts, self.config.files):
             self.hosts[host].run("systemctl restart keepalived")
 
+    @contextlib.contextmanager
+    def _stderr(self):
+        """Where vagrant's stderr goes (python-vagrant streams only stdout): the run's vagrant.err."""
+        with open(self.run.dir / "vagrant.err", "ab") as fh:
+            yield fh
+
+    def _errors(self) -> list[str]:
+        try:
+            return (self.run.dir / "vagrant.err").read_text(errors="replace").splitlines()[-40:]
+        except OSError:
+            return []
+
+    def _vagrant_up(self, provision: bool) -> None:
+        """`vagrant up`, streamed as progress. vagrant-libvirt waits very long (300 tries) for a machine's
+        address; a machine still without one BOOT_TIMEOUT s after vagrant began waiting ends the run."""
+        said = collections.deque(maxlen=40)
+        waiting: dict[str, float] = {}        # machine -> when vagrant began waiting for its address
+        stalled: list[str] = []
+        done = threading.Event()
+
+        def watchdog():
+            while not done.wait(1):
+                late = [m for m, since in list(waiting.items()) if time.monotonic() - since > BOOT_TIMEOUT]
+                if late:
+                    stalled.extend(late)
+                    kill_marked(self.run_id)      # this run's `vagrant up`, by its marker
+                    return
+
+        threading.Thread(target=watchdog, daemon=True).start()
+        try:
+            for line in self.vagrant.up(provider=self.provider, no_provision=not provision, stream_output=True):
+                line = line.rstrip()
+                if not line or "Progress:" in line:
+                    continue
+                said.append(line)
+                self.config.progress(f"  {line}")
+                about = re.match(r"\s*(?:==> )?([\w.-]+): (.*)", line)
+                if about and "Waiting for domain to get an IP address" in about[2]:
+                    waiting[about[1]] = time.monotonic()
+                elif about:
+                    waiting.pop(about[1], None)
+        except subprocess.CalledProcessError as err:
+            if stalled:
+                raise LabError(f"{stalled[0]} got no address in {BOOT_TIMEOUT} s (vagrant was waiting for one): it "
+                               "did not boot, or its box starts no DHCP client on its first NIC; `lvs-harness box "
+                               "build --force` rebuilds lvs-harness's box.") from None
+            errors = self._errors()
+            for line in errors:
+                self.config.progress(f"  {line}")
+            raise LabError(up_failure(err.returncode, [*said, *errors], self.provider)) from None
+        finally:
+            done.set()
+
     def _add_box(self, box) -> None:
         listed = subprocess.run(["ip", "netns", "exec", libvirt_ns.NETNS, "vagrant", "box", "list"],
                                 capture_output=True, text=True, env=self._env)
@@ -240,7 +288,8 @@ class VagrantLab:
             try:
                 text = self.vagrant.ssh_config(vm_name=name)
             except subprocess.CalledProcessError as err:
-                raise LabError(f"`vagrant ssh-config {name}` failed (exit {err.returncode})") from None
+                said = (self._errors() or ["(no message)"])[-1].strip()[:300]
+                raise LabError(f"`vagrant ssh-config {name}` failed (exit {err.returncode}): {said}") from None
             # python-vagrant returns what it got, even nothing, for a machine that is not there
             if f"Host {name}" not in (text or ""):
                 raise LabError(f"`vagrant ssh-config {name}` gave no configuration: is the machine up?")
