@@ -22,8 +22,27 @@ from pathlib import Path
 
 MEASURE = textwrap.dedent('''
     import json, os, statistics, time
+    import pytest
 
-    def test_measure(lab):
+    def vm_rss_mib(run_id):
+        """RSS of each qemu of this run (the vagrant lab's VMs), MiB."""
+        found = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                if f"guest=lvsh-{run_id}_".encode() in open(f"/proc/{pid}/cmdline", "rb").read():
+                    status = open(f"/proc/{pid}/status").read().split("VmRSS:")[1]
+                    found.append(int(status.split()[0]) // 1024)
+            except (OSError, IndexError):
+                pass
+        return found
+
+    @pytest.fixture(scope="session")
+    def rss_after_suite(lab):
+        yield
+        with open(os.environ["BENCH_OUT"] + ".rss", "w") as fh:    # before the lab's teardown
+            json.dump(vm_rss_mib(lab.run_id), fh)
+
+    def test_measure(lab, rss_after_suite):
         host = lab.hosts[lab.topology.directors[0].name]
         t0 = time.monotonic()
         host.check("true")
@@ -46,7 +65,9 @@ def run_lab(backend: str, work: Path) -> dict:
         print(proc.stdout[-3000:], proc.stderr[-2000:])
         raise SystemExit(f"the {backend} run failed")
     m, r = json.loads(out.read_text()), json.loads(results.read_text())
-    return {"backend": backend, "timings": m["timings"], "lab_s": r.get("lab_seconds"), "first_s": m["first"],
+    rss_file = Path(f"{out}.rss")
+    rss = json.loads(rss_file.read_text()) if rss_file.exists() else []
+    return {"rss": rss, "backend": backend, "timings": m["timings"], "lab_s": r.get("lab_seconds"), "first_s": m["first"],
             "rtt_ms": m["rtt"] * 1000, "suite_s": sum(c["duration"] for c in r["checks"]), "total_s": total,
             "score": f"{r['score']}/{r['max_score']}", "timing": r.get("timing")}
 
@@ -82,6 +103,10 @@ def main() -> None:
           + "   timing: " + ", ".join(f"{r['backend']} {r['timing']}" for r in rows))
     print(f"{'whole run (up, suite, teardown)':34}" + "".join(f"{r['total_s']:>12.1f} s" for r in rows))
     print(f"{'score':34}" + "".join(f"{r['score']:>14}" for r in rows))
+    for r in rows:
+        if r["rss"]:
+            print(f"{'qemu RSS after the suite':34}{r['backend']}: {sum(r['rss'])} MiB for {len(r['rss'])} VMs "
+                  f"({min(r['rss'])}–{max(r['rss'])} MiB each)")
 
 
 if __name__ == "__main__":

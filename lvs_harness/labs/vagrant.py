@@ -52,8 +52,11 @@ module LvsHarnessRun
       key = options[:ip].to_s.split(".")[0, 3].join(".")
       name = (NETWORKS[key] ||= "lvsh-{run_id}-#{{NETWORKS.size}}")
       unless options.key?(:libvirt__network_name)
+        # a bridge of its own with no address on the host side: found by name, never by subnet
+        # (vagrant-libvirt would hand another run's network of the same subnet to this one)
         options[:libvirt__network_name] = name
-        options[:libvirt__dhcp_enabled] = false unless options.key?(:libvirt__dhcp_enabled)
+        options[:libvirt__forward_mode] = "veryisolated"
+        options[:libvirt__dhcp_enabled] = false
       end
       intnet = options[:virtualbox__intnet]
       options[:virtualbox__intnet] = "lvsh-{run_id}-#{{intnet == true ? 'intnet' : intnet}}" if intnet
@@ -222,10 +225,12 @@ class VagrantLab:
             yield fh
 
     def _errors(self) -> list[str]:
+        """What vagrant wrote to stderr, without Ruby backtrace lines (its message is above them)."""
         try:
-            return (self.run.dir / "vagrant.err").read_text(errors="replace").splitlines()[-40:]
+            lines = (self.run.dir / "vagrant.err").read_text(errors="replace").splitlines()
         except OSError:
             return []
+        return [line for line in lines if not re.match(r"\s+from \S+\.rb:\d+:in ", line)][-40:]
 
     def _vagrant_up(self, provision: bool) -> None:
         """`vagrant up`, streamed as progress. vagrant-libvirt waits very long (300 tries) for a machine's
