@@ -73,22 +73,21 @@ def domains() -> list[str]:
     return libvirt_ns.virsh("list", "--all", "--name", check=False).stdout.split()
 
 
-def suite_run(vf: Path, cwd: Path) -> subprocess.Popen:
-    """The hw3.8 suite on a Vagrantfile with --lab vagrant, in a session of its own (a terminal's Ctrl-C
-    reaches every process of the foreground group: pytest and the vagrant it runs)."""
-    return subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--pyargs",
+def suite_run_mid_up(tmp_path: Path, seconds: float = 400) -> tuple[subprocess.Popen, str]:
+    """The hw3.8 suite with --lab vagrant on a one-machine Vagrantfile, in a session of its own (a terminal's
+    Ctrl-C reaches every process of the foreground group: pytest and the vagrant it runs); returned with
+    its run id once libvirt has the run's domain, in the middle of `vagrant up`."""
+    vf = one_machine(tmp_path / "lab")
+    before = {r.id for r in Run.all()}
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--pyargs",
                              "lvs_harness.suites.hw38", "--lab", "vagrant", "--vagrantfile", str(vf), "--allow-scripts"],
-                            cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
-
-
-def wait_for_domain(before: set[str], proc: subprocess.Popen, seconds: float = 400) -> str:
-    """The new run's id, once libvirt has its first domain (mid `vagrant up`)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and proc.poll() is None:
         new = {r.id for r in Run.all()} - before
         if new and libvirt_ns.SOCKET.exists() and any(d.startswith(f"lvsh-{r}_") for r in new for d in domains()):
-            return new.pop()
+            return proc, new.pop()
         time.sleep(1)
     proc.kill()
     pytest.fail(f"no domain appeared: {proc.communicate()[0][-3000:]}")
@@ -172,10 +171,7 @@ def test_two_runs_at_once_have_their_own_machines_networks_and_addresses(tmp_pat
 
 
 def test_ctrl_c_during_vagrant_up_destroys_what_was_made(tmp_path):
-    vf = one_machine(tmp_path / "lab")
-    before = {r.id for r in Run.all()}
-    proc = suite_run(vf, tmp_path)
-    run_id = wait_for_domain(before, proc)
+    proc, run_id = suite_run_mid_up(tmp_path)
     os.killpg(proc.pid, signal.SIGINT)
     out = proc.communicate(timeout=300)[0]
     assert proc.returncode != 0 and "KeyboardInterrupt" in out, out[-2000:]
@@ -184,10 +180,7 @@ def test_ctrl_c_during_vagrant_up_destroys_what_was_made(tmp_path):
 
 def test_clean_after_a_killed_vagrant_run(tmp_path):
     """SIGKILL leaves `vagrant up` going and machines defined; `lvs-harness clean` ends them by run id."""
-    vf = one_machine(tmp_path / "lab")
-    before = {r.id for r in Run.all()}
-    proc = suite_run(vf, tmp_path)
-    run_id = wait_for_domain(before, proc)
+    proc, run_id = suite_run_mid_up(tmp_path)
     proc.kill()                                   # pytest only: its vagrant goes on
     proc.wait()
     assert pids_with_marker(run_id), "the killed run's vagrant should still be running"
@@ -197,14 +190,14 @@ def test_clean_after_a_killed_vagrant_run(tmp_path):
 
 
 def test_a_machine_that_never_boots_is_one_sentence_and_nothing_is_left(tmp_path, monkeypatch):
-    monkeypatch.setattr(vagrant_lab, "BOOT_TIMEOUT", 60)
+    monkeypatch.setattr(vagrant_lab, "BOOT_TIMEOUT", 30)
     vf = one_machine(tmp_path / "lab", extra=f'  config.vm.provider :libvirt do |lv|\n'
                                            f'    lv.cmd_line = "{CMDLINE} init=/bin/false"\n  end\n')
     before = {r.id for r in Run.all()}
     t0 = time.monotonic()
     with pytest.raises(LabError) as err:
         start_lab(LabConfig(backend="vagrant", vagrantfile=vf, allow_scripts=True))
-    assert re.fullmatch(r"client got no address in 60 s \(vagrant was waiting for one\): it did not boot.*box build "
+    assert re.fullmatch(r"client got no address in 30 s \(vagrant was waiting for one\): it did not boot.*box build "
                         r"--force` rebuilds lvs-harness's box\.", str(err.value)), str(err.value)
     assert time.monotonic() - t0 < 400
     new = {r.id for r in Run.all()} - before
