@@ -189,7 +189,8 @@ def assert_ipvs_service(director, vip: str, port: int, *, scheduler: str = "rr",
     def observe():
         r = director.run("ipvsadm -Ln")
         text = r.stdout + r.stderr
-        svc = ipvs.parse_list(text).service(vip, port, protocol)
+        # the table is stdout (a VM's sudo may warn on stderr); stderr counts when ipvsadm fails (no IPVS)
+        svc = ipvs.parse_list(r.stdout if r.ok else text).service(vip, port, protocol)
         if svc is None:
             return _Seen(False, None, f"no {protocol} {vip}:{port} service", text)
         got_reals = sorted((r.address, r.forward) for r in svc.reals)

@@ -163,6 +163,10 @@ class Grader:
         if line.startswith("lvs-harness: lab ") and " is up " in line:
             self._up.add(label)
             self.progress(f"{label}: {line.removeprefix('lvs-harness: ')}")
+        elif self.backend == "vagrant" and label not in self._up and (
+                line.startswith("lvs-harness: vagrant up") or "Machine booted and ready" in line):
+            # minutes of `vagrant up`: say when it starts and as each machine is ready
+            self.progress(f"{label}: {line.removeprefix('lvs-harness:').strip().removeprefix('==> ')}")
         elif ((m := CHECK_LINE.match(line)) and m["status"] != "passed" and label in self._up
               and not m["reason"].startswith(" — not run:")):
             # (before the lab is up every check errors for one reason, reported when the run ends)

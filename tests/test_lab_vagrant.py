@@ -45,12 +45,14 @@ def leftovers(run_ids: set[str]) -> list[str]:
     return [n for n in names if any(n.startswith(f"lvsh-{r}") for r in run_ids)]
 
 
-# one machine, as a student might write it for VirtualBox (the harness puts it on libvirt)
+# one machine, as the example submission writes its lab for VirtualBox (the harness puts it on libvirt): an
+# unconfigured NIC on the internal network for every machine, the client's address on a second NIC there
 ONE_MACHINE = """Vagrant.configure("2") do |config|
+  config.vm.network "private_network", virtualbox__intnet: true, auto_config: false
   config.vm.box = "bento/ubuntu-20.04"
   config.vm.define "client" do |m|
     m.vm.hostname = "client"
-    m.vm.network "private_network", ip: "172.28.128.50", virtualbox__intnet: "hw38"
+    m.vm.network "private_network", ip: "172.28.128.50", virtualbox__intnet: true
   end
 {extra}end
 """
@@ -150,8 +152,12 @@ def test_two_runs_at_once_have_their_own_machines_networks_and_addresses(tmp_pat
         nets = libvirt_ns.virsh("net-list", "--name", check=False).stdout.split()
         assert f"lvsh-{a}-0" in nets and f"lvsh-{b}-0" in nets
         for run_id in ids:
-            r = subprocess.run([*CLI, "exec", "--run", run_id, "client", "--", "ip -o -4 addr show eth1; "
-                                "arping -D -c 2 -w 3 -I eth1 172.28.128.50 >/dev/null && echo alone"],
+            # both NICs on the one internal network, as VirtualBox would have them; the run's own network
+            nics = libvirt_ns.virsh("domiflist", f"lvsh-{run_id}_client").stdout.split("\n")
+            lab_nics = [line.split()[2] for line in nics if line.strip() and line.split()[2] != libvirt_ns.MGMT_NETWORK]
+            assert lab_nics == [f"lvsh-{run_id}-0"] * 2, nics
+            r = subprocess.run([*CLI, "exec", "--run", run_id, "client", "--", "ip -o -4 addr show eth2; "
+                                "arping -D -c 2 -w 3 -I eth2 172.28.128.50 >/dev/null && echo alone"],
                                capture_output=True, text=True, timeout=120)
             assert "172.28.128.50/24" in r.stdout and "alone" in r.stdout, r.stdout + r.stderr   # not B's twin
         qemu = [Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()

@@ -73,6 +73,13 @@ class LabConfig:
         return self.allow_scripts or self.vagrantfile_path.resolve() == reference_vagrantfile().resolve()
 
 
+def name_real_pages(hosts: dict[str, Host], topology: Topology) -> None:
+    """Each real's page names it (the client's probes tell the reals apart by it), unless one is there."""
+    for spec in topology.reals:
+        hosts[spec.name].check(f"[ -e /var/www/html/index.html ] || echo {shlex.quote(spec.name)} "
+                               "> /var/www/html/index.html")
+
+
 def write_files(hosts: dict[str, Host], files: dict | None) -> list[str]:
     """Write ``files`` ({host: {path: text}}) into the lab; return the hosts whose keepalived config changed."""
     changed = []
@@ -159,10 +166,9 @@ class NamespacedLab:
             self._root_check(["bash", "-c", self.ns.build_script(self.topology)], "build the lab namespaces")
         self.hosts = host_map(self.topology.hosts, self._execute)
         with self._timed("daemons", "starting nginx on the reals"):
+            name_real_pages(self.hosts, self.topology)
             for spec in self.topology.reals:
-                self.hosts[spec.name].check(
-                    f"[ -e /var/www/html/index.html ] || echo {shlex.quote(spec.name)} > /var/www/html/index.html;"
-                    " systemctl start nginx")
+                self.hosts[spec.name].check("systemctl start nginx")
         if provision:
             with self._timed("provision", "running the Vagrantfile's provisioners"):
                 self._provision()

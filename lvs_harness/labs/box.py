@@ -37,6 +37,7 @@ PACKAGES = (
     "systemd-sysv", "linux-image-amd64", "openssh-server", "sudo", "ifupdown", "isc-dhcp-client", "iproute2",
     "procps", "kmod", "psmisc", "keepalived", "ipvsadm", "nginx-light", "curl", "iputils-ping", "iputils-arping",
     "netbase", "bash",
+    "libnss-myhostname",   # the machine's own name resolves whatever a provisioner sets (sudo warns otherwise)
 )
 CMDLINE = "root=/dev/vda rw console=ttyS0 net.ifnames=0 biosdevname=0 quiet"
 VAGRANT_KEYS = ("/usr/share/rubygems-integration/all/gems/vagrant-*/keys/vagrant.pub",

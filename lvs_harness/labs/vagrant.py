@@ -35,7 +35,7 @@ from ..hosts import host_map
 from ..runs import MARKER, Run, kill_marked
 from ..vagrantfile import load_topology
 from . import libvirt_ns
-from .base import LabConfig, ProvisionResult, write_files
+from .base import LabConfig, ProvisionResult, name_real_pages, write_files
 from .box import BOX_NAME, ensure_box
 from .image import cache_root
 from .netns import _local, sandbox_run
@@ -46,24 +46,26 @@ PROVIDERS = ("libvirt", "virtualbox")
 WRAPPER_NAME = "Vagrantfile.lvs-harness"
 WRAPPER = """# lvs-harness: this run's view of {source}
 module LvsHarnessRun
+  # one libvirt network per lab segment, as VirtualBox would join them (lvs_harness.topology._segment):
+  # by internal network name, else by subnet
   NETWORKS = {{}}
   def network(type, **options)
-    if type.to_s == "private_network"
-      key = options[:ip].to_s.split(".")[0, 3].join(".")
-      name = (NETWORKS[key] ||= "lvsh-{run_id}-#{{NETWORKS.size}}")
-      unless options.key?(:libvirt__network_name)
-        # a bridge of its own with no address on the host side: found by name, never by subnet
-        # (vagrant-libvirt would hand another run's network of the same subnet to this one)
-        options[:libvirt__network_name] = name
-        options[:libvirt__forward_mode] = "veryisolated"
-        options[:libvirt__dhcp_enabled] = false
-      end
+    if type.to_s == "private_network" && !options.key?(:libvirt__network_name)
       intnet = options[:virtualbox__intnet]
-      options[:virtualbox__intnet] = "lvsh-{run_id}-#{{intnet == true ? 'intnet' : intnet}}" if intnet
+      key = if intnet then (intnet == true ? "intnet" : intnet.to_s)
+            elsif options[:ip] then "hostonly-" + IPAddr.new("#{{options[:ip]}}/#{{options[:netmask] || 24}}").to_s
+            else "default" end
+      # a bridge of its own with no address on the host side: found by name, never by subnet
+      # (vagrant-libvirt would hand another run's network of the same subnet to this one)
+      options[:libvirt__network_name] = (NETWORKS[key] ||= "lvsh-{run_id}-#{{NETWORKS.size}}")
+      options[:libvirt__forward_mode] = "veryisolated"
+      options[:libvirt__dhcp_enabled] = false
+      options[:virtualbox__intnet] = "lvsh-{run_id}-#{{key}}" if intnet
     end
     super(type, **options)
   end
 end
+require "ipaddr"
 require Vagrant.source_root.join("plugins/kernel_v2/config/vm").to_s
 VagrantPlugins::Kernel_V2::VMConfig.prepend(LvsHarnessRun)
 load {vagrantfile!r}
@@ -215,6 +217,7 @@ class VagrantLab:
                                    "that its box boots and runs sshd (--keep-lab keeps the machines for a look).")
                 time.sleep(2)
         self._timed("ssh", t0)
+        name_real_pages(self.hosts, self.topology)
         for host in write_files(self.hosts, self.config.files):
             self.hosts[host].run("systemctl restart keepalived")
 
@@ -286,6 +289,13 @@ class VagrantLab:
         if r.returncode != 0:
             raise LabError(f"`vagrant box add {BOX_NAME}` failed: {(r.stderr or r.stdout).strip()[-500:]}")
         stamp.write_text(str(box.file))
+        # vagrant-libvirt copies a box into libvirt's pool once per box it sees; drop the copies of earlier
+        # builds while no machine can be using them (a run that is up keeps its copy)
+        if not libvirt_ns.virsh("list", "--all", "--name", check=False).stdout.split():
+            prefix = BOX_NAME.replace("/", "-VAGRANTSLASH-") + "_vagrant_box_image_"
+            for line in libvirt_ns.virsh("vol-list", "default", check=False).stdout.splitlines():
+                if line.split() and line.split()[0].startswith(prefix):
+                    libvirt_ns.virsh("vol-delete", line.split()[0], "--pool", "default", check=False)
 
     def _ssh_config(self) -> None:
         parts = []
