@@ -1,12 +1,14 @@
-"""The ``vagrant`` lab: the Vagrantfile brought up as VMs by Vagrant (libvirt provider here).
+"""The ``vagrant`` lab: the Vagrantfile brought up as VMs by Vagrant, with libvirt (the default:
+lvs-harness's own box, software emulation) or VirtualBox (the Vagrantfile's own box; graders' laptops).
 
 python-vagrant drives ``vagrant up`` (its output streamed as progress), ``ssh-config`` once per
 machine and ``destroy``; hosts are reached over ssh (one persistent ControlMaster connection per
 host, ``sudo``), with the same :class:`~lvs_harness.hosts.Host` API as the embedded labs, so the
-hw3.8 suite runs unchanged. Everything happens inside the network namespace of
+hw3.8 suite runs unchanged. On libvirt everything happens inside the network namespace of
 :mod:`.libvirt_ns`. Each run works in its own folder ``/run/lvs-harness/<id>/lvsh-<id>/``, so its
-libvirt domains are named ``lvsh-<id>_<machine>``; its private networks are renamed to
-``lvsh-<id>-<n>`` by a wrapper Vagrantfile, so two runs on one machine never share a bridge.
+libvirt domains are named ``lvsh-<id>_<machine>``; a wrapper Vagrantfile gives each lab segment a
+network ``lvsh-<id>-<n>`` (VirtualBox: an internal network of that run), so two runs on one
+machine never share a bridge.
 
 Example::
 
