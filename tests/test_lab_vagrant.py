@@ -75,25 +75,27 @@ def domains() -> list[str]:
     return libvirt_ns.virsh("list", "--all", "--name", check=False).stdout.split()
 
 
-def suite_run_mid_up(tmp_path: Path, seconds: float = 400) -> tuple[subprocess.Popen, str]:
+def suite_run(tmp_path: Path) -> subprocess.Popen:
     """The hw3.8 suite with --lab vagrant on a one-machine Vagrantfile, in a session of its own (a terminal's
-    Ctrl-C reaches every process of the foreground group: pytest and the vagrant it runs); returned with
-    its run id once libvirt has the run's domain, in the middle of `vagrant up`."""
+    Ctrl-C reaches every process of the foreground group: pytest and the vagrant it runs)."""
     vf = one_machine(tmp_path / "lab")
-    before = {r.id for r in Run.all()}
-    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--pyargs",
+    return subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--pyargs",
                              "lvs_harness.suites.hw38", "--lab", "vagrant", "--vagrantfile", str(vf), "--allow-scripts"],
                             cwd=tmp_path, stdout=(tmp_path / "pytest.out").open("w"), stderr=subprocess.STDOUT,
                             start_new_session=True)     # a file: nobody reads a pipe while vagrant works
+
+
+def mid_up(proc: subprocess.Popen, out: Path, seconds: float = 400) -> str:
+    """The id of ``proc``'s run once libvirt has the run's domain, in the middle of `vagrant up`."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and proc.poll() is None:
-        new = {r.id for r in Run.all()} - before
-        if new and libvirt_ns.SOCKET.exists() and any(d.startswith(f"lvsh-{r}_") for r in new for d in domains()):
-            return proc, new.pop()
+        ours = [r.id for r in Run.all() if (r.data.get("owner") or {}).get("pid") == proc.pid]
+        if ours and libvirt_ns.SOCKET.exists() and any(d.startswith(f"lvsh-{ours[0]}_") for d in domains()):
+            return ours[0]
         time.sleep(1)
     proc.kill()
     proc.wait()
-    pytest.fail(f"no domain appeared: {(tmp_path / 'pytest.out').read_text()[-3000:]}")
+    pytest.fail(f"no domain appeared: {out.read_text()[-3000:]}")
 
 
 def test_hw38_suite_passes_on_the_reference_lab_as_vms(tmp_path):
@@ -177,24 +179,25 @@ def test_two_runs_at_once_have_their_own_machines_networks_and_addresses(tmp_pat
         nothing_left(run_id)
 
 
-def test_ctrl_c_during_vagrant_up_destroys_what_was_made(tmp_path):
-    proc, run_id = suite_run_mid_up(tmp_path)
-    os.killpg(proc.pid, signal.SIGINT)
-    proc.wait(timeout=300)
-    out = (tmp_path / "pytest.out").read_text()
-    assert proc.returncode != 0 and "KeyboardInterrupt" in out, out[-2000:]
-    nothing_left(run_id)
-
-
-def test_clean_after_a_killed_vagrant_run(tmp_path):
-    """SIGKILL leaves `vagrant up` going and machines defined; `lvs-harness clean` ends them by run id."""
-    proc, run_id = suite_run_mid_up(tmp_path)
-    proc.kill()                                   # pytest only: its vagrant goes on
-    proc.wait()
-    assert pids_with_marker(run_id), "the killed run's vagrant should still be running"
+def test_ctrl_c_or_sigkill_in_the_middle_of_vagrant_up_leaves_nothing(tmp_path):
+    """Two runs at once: Ctrl-C (SIGINT to the process group) stops one and it destroys what it made;
+    SIGKILL of the other's pytest leaves its `vagrant up` going, and `lvs-harness clean` ends it by run id."""
+    (tmp_path / "int").mkdir()
+    (tmp_path / "kill").mkdir()
+    interrupted, killed = suite_run(tmp_path / "int"), suite_run(tmp_path / "kill")
+    int_id = mid_up(interrupted, tmp_path / "int" / "pytest.out")
+    kill_id = mid_up(killed, tmp_path / "kill" / "pytest.out")
+    killed.kill()                                  # pytest only: its vagrant goes on
+    killed.wait()
+    os.killpg(interrupted.pid, signal.SIGINT)
+    interrupted.wait(timeout=300)
+    out = (tmp_path / "int" / "pytest.out").read_text()
+    assert interrupted.returncode != 0 and "KeyboardInterrupt" in out, out[-2000:]
+    nothing_left(int_id)
+    assert pids_with_marker(kill_id), "the killed run's vagrant should still be running"
     r = subprocess.run([*CLI, "clean"], capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0 and f"removed 1 run(s): {run_id}" in r.stdout, r.stdout + r.stderr
-    nothing_left(run_id)
+    assert r.returncode == 0 and f"removed 1 run(s): {kill_id}" in r.stdout, r.stdout + r.stderr
+    nothing_left(kill_id)
 
 
 def test_a_machine_that_never_boots_is_one_sentence_and_nothing_is_left(tmp_path, monkeypatch):

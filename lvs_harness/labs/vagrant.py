@@ -51,6 +51,19 @@ module LvsHarnessRun
   # one libvirt network per lab segment, as VirtualBox would join them (lvs_harness.topology._segment):
   # by internal network name, else by subnet
   NETWORKS = {{}}
+  # The run defines its networks itself, with bridge names of its own: vagrant-libvirt takes the first free
+  # virbrN, and two runs starting together picked the same one.
+  def self.define(name, index)
+    return name unless {define_networks}
+    virsh = ["virsh", "-q", "-c", "qemu:///system"]
+    return name if system(*virsh, "net-info", name, out: File::NULL, err: File::NULL)
+    xml = File.join({workdir!r}, "#{{name}}.xml")
+    File.write(xml, "<network><name>#{{name}}</name><bridge name='lvsh{run_id}b#{{index}}' stp='off'/></network>")
+    system(*virsh, "net-define", xml, out: File::NULL) && system(*virsh, "net-start", name, out: File::NULL) or
+      raise "lvs-harness could not define libvirt network #{{name}}"
+    name
+  end
+
   def network(type, **options)
     if type.to_s == "private_network" && !options.key?(:libvirt__network_name)
       intnet = options[:virtualbox__intnet]
@@ -59,7 +72,8 @@ module LvsHarnessRun
             else "default" end
       # a bridge of its own with no address on the host side: found by name, never by subnet
       # (vagrant-libvirt would hand another run's network of the same subnet to this one)
-      options[:libvirt__network_name] = (NETWORKS[key] ||= "lvsh-{run_id}-#{{NETWORKS.size}}")
+      options[:libvirt__network_name] = (NETWORKS[key] ||= LvsHarnessRun.define("lvsh-{run_id}-#{{NETWORKS.size}}",
+                                                                                NETWORKS.size))
       options[:libvirt__forward_mode] = "veryisolated"
       options[:libvirt__dhcp_enabled] = false
       options[:virtualbox__intnet] = "lvsh-{run_id}-#{{key}}" if intnet
@@ -190,7 +204,7 @@ class VagrantLab:
                 shutil.copy(extra, self.dir / extra.name)
         (self.dir / WRAPPER_NAME).write_text(WRAPPER.format(
             source=source, run_id=self.run_id, vagrantfile=str(self.dir / "Vagrantfile"), box=BOX_NAME,
-            mgmt=libvirt_ns.MGMT_NETWORK,
+            mgmt=libvirt_ns.MGMT_NETWORK, define_networks=str(self.provider == "libvirt").lower(), workdir=str(self.dir),
             emulator=str(libvirt_ns.emulator()) if self.provider == "libvirt" else ""))
         bindir = self.run.dir / "bin"
         bindir.mkdir()
