@@ -86,7 +86,8 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C in the terminal that ran `up` must not stop it
     raw = json.loads(sys.argv[1])
-    config = LabConfig(backend=raw["backend"], provider=raw.get("provider", "libvirt"), vagrantfile=Path(raw["vagrantfile"]) if raw["vagrantfile"] else None,
+    config = LabConfig(backend=raw["backend"], provider=raw.get("provider", "libvirt"),
+                       vagrantfile=Path(raw["vagrantfile"]) if raw["vagrantfile"] else None,
                        allow_scripts=raw["allow_scripts"], roles=raw["roles"], service=VirtualService(**raw["service"]),
                        files=raw.get("files"),
                        progress=lambda m: print(f"lvs-harness: {m}", flush=True))

@@ -40,8 +40,7 @@ def leftovers(run_ids: set[str]) -> list[str]:
     """Domains and networks of these runs still defined in libvirt."""
     if not libvirt_ns.SOCKET.exists():
         return []
-    names = (libvirt_ns.virsh("list", "--all", "--name", check=False).stdout.split()
-             + libvirt_ns.virsh("net-list", "--all", "--name", check=False).stdout.split())
+    names = domains() + libvirt_ns.virsh("net-list", "--all", "--name", check=False).stdout.split()
     return [n for n in names if any(n.startswith(f"lvsh-{r}") for r in run_ids)]
 
 
@@ -157,7 +156,8 @@ def test_two_runs_at_once_have_their_own_machines_networks_and_addresses(tmp_pat
         for run_id in ids:
             # both NICs on the one internal network, as VirtualBox would have them; the run's own network
             nics = libvirt_ns.virsh("domiflist", f"lvsh-{run_id}_client").stdout.split("\n")
-            lab_nics = [line.split()[2] for line in nics if line.strip() and line.split()[2] != libvirt_ns.MGMT_NETWORK]
+            lab_nics = [line.split()[2] for line in nics
+                        if line.strip() and line.split()[2] != libvirt_ns.MGMT_NETWORK]
             assert lab_nics == [f"lvsh-{run_id}-0"] * 2, nics
             r = subprocess.run([*CLI, "exec", "--run", run_id, "client", "--", "ip -o -4 addr show eth2; "
                                 "arping -D -c 2 -w 3 -I eth2 172.28.128.50 >/dev/null && echo alone"],

@@ -63,7 +63,8 @@ def request(run: Run, message: dict, timeout: float = 660) -> dict:
 
 def spawn(config: LabConfig) -> str:
     """Start a keeper holding a lab for ``config``; relay its progress; return the run id once up."""
-    raw = {"backend": config.backend, "provider": config.provider, "vagrantfile": str(config.vagrantfile) if config.vagrantfile else None,
+    raw = {"backend": config.backend, "provider": config.provider,
+           "vagrantfile": str(config.vagrantfile) if config.vagrantfile else None,
            "allow_scripts": config.allow_scripts, "roles": config.roles, "files": config.files,
            "service": dataclasses.asdict(config.service)}
     proc = subprocess.Popen([sys.executable, "-m", "lvs_harness.keeper", json.dumps(raw)], stdout=subprocess.PIPE,

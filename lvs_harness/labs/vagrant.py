@@ -121,7 +121,8 @@ def provider_problem(provider: str) -> str | None:
         return (f"{why}: sudo apt-get install vagrant vagrant-libvirt libvirt-daemon-system qemu-system-x86 "
                 "qemu-utils dnsmasq-base.")
     if os.geteuid() != 0:
-        return "the vagrant lab on libvirt needs root here (libvirt runs in a network namespace of its own); run it with sudo."
+        return ("the vagrant lab on libvirt needs root here (libvirt runs in a network namespace of its own); "
+                "run it with sudo.")
     return None
 
 
@@ -293,15 +294,15 @@ class VagrantLab:
             done.set()
 
     def _add_box(self, box) -> None:
-        listed = subprocess.run(["ip", "netns", "exec", libvirt_ns.NETNS, "vagrant", "box", "list"],
-                                capture_output=True, text=True, env=self._env)
+        listed = subprocess.run(libvirt_ns.in_netns(["vagrant", "box", "list"]), capture_output=True, text=True,
+                                env=self._env)
         stamp = cache_root() / "vagrant-home" / f".{BOX_NAME.replace('/', '-')}.added"
         if BOX_NAME in listed.stdout and stamp.exists() and stamp.read_text() == str(box.file):
             return
         self.config.progress(f"adding box {BOX_NAME} to Vagrant")
-        r = subprocess.run(["ip", "netns", "exec", libvirt_ns.NETNS, "vagrant", "box", "add", "--force", "--name",
-                            BOX_NAME, "--provider", "libvirt", str(box.file)], capture_output=True, text=True,
-                           env=self._env)
+        r = subprocess.run(libvirt_ns.in_netns(["vagrant", "box", "add", "--force", "--name", BOX_NAME,
+                                                "--provider", "libvirt", str(box.file)]),
+                           capture_output=True, text=True, env=self._env)
         if r.returncode != 0:
             raise LabError(f"`vagrant box add {BOX_NAME}` failed: {(r.stderr or r.stdout).strip()[-500:]}")
         stamp.write_text(str(box.file))

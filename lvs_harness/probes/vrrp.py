@@ -82,10 +82,10 @@ def holds(addresses: dict[str, list[str]], ip: str, interfaces: tuple[str, ...] 
             and any(ipaddress.ip_interface(c).ip == want for c in cidrs)]
 
 
-def lab_interface(host) -> str:
+def lab_interface(host, addresses: dict[str, list[str]] | None = None) -> str:
     """The interface carrying ``host``'s lab address from the topology (``eth1`` in bento's and lvs-harness's
-    boxes, but found by address: a box may name its NICs otherwise)."""
-    addresses = read_addresses(host)
+    boxes, but found by address: a box may name its NICs otherwise). ``addresses``: read now if not given."""
+    addresses = read_addresses(host) if addresses is None else addresses
     for spec in host.spec.interfaces:
         if spec.ip:
             found = [i for i in holds(addresses, spec.ip.split("/")[0]) if i != "lo"]

@@ -35,8 +35,10 @@ class Scenario:
         ordered = sorted(directors, key=lambda d: -prios[d.name])
         self.master, self.backup = ordered[0], ordered[-1]
         self.priorities = prios
-        self.lab_if = {h.name: vrrp.lab_interface(h) for h in [*directors, *reals]}   # eth1 in the homework
-        self.rips = sorted(a.split("/")[0] for r in reals for a in vrrp.read_addresses(r).get(self.lab_if[r.name], [])
+        addresses = {h.name: vrrp.read_addresses(h) for h in [*directors, *reals]}
+        self.lab_if = {h.name: vrrp.lab_interface(h, addresses[h.name])          # eth1 in the homework
+                       for h in [*directors, *reals]}
+        self.rips = sorted(a.split("/")[0] for r in reals for a in addresses[r.name].get(self.lab_if[r.name], [])
                            if not a.startswith("fe80"))
         self.watch = vrrp.OwnershipRecorder(directors, self.vip)
         self.traffic = None
