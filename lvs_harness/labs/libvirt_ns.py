@@ -16,6 +16,8 @@ working directory and name prefix) and recorded by pid in ``/run/lvs-harness/lib
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import subprocess
@@ -124,6 +126,16 @@ DAEMON = (
     "{ [ ! -e /dev/kvm ] || mount --bind \"$d/kvm\" /dev/kvm; } && "
     "exec \"$@\""
 )
+
+
+@contextlib.contextmanager
+def lock():
+    """Held while a run prepares libvirt and the box: runs starting together would each start libvirtd
+    (the second fails on its pid file) and add the box at once."""
+    state_dir().mkdir(parents=True, exist_ok=True)
+    with open(state_dir() / "prepare.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
 
 
 def ensure(progress: Callable[[str], None]) -> None:

@@ -193,8 +193,9 @@ class VagrantLab:
         progress = self.config.progress
         t0 = time.monotonic()
         if self.provider == "libvirt":
-            libvirt_ns.ensure(progress)
-            self._add_box(ensure_box(progress))
+            with libvirt_ns.lock():
+                libvirt_ns.ensure(progress)
+                self._add_box(ensure_box(progress))
         self._timed("prepare", t0)
         source = self.config.vagrantfile_file
         self.run.set(hosts=self.topology.names, workdir=str(self.dir), provider=self.provider)
