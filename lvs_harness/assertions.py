@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 import tenacity
 
-from .errors import HarnessError, LabGone
+from .errors import HarnessError, LabError, LabGone
 from .probes import ipvs, keepalived, vrrp
 
 MSL = 120.0          # seconds: RFC 793 / RFC 1122 Maximum Segment Lifetime (2 minutes)
@@ -52,6 +52,11 @@ class LabAssertionError(AssertionError):
             text += "\n--- evidence ---\n" + evidence.rstrip()[-3000:]
         super().__init__(text)
 
+    def noted(self, note: str) -> "LabAssertionError":
+        """The same failure with ``note`` added to what was got (e.g. what the configuration implies)."""
+        return LabAssertionError(self.what, self.expected, f"{self.got}; {note}", self.seconds, self.evidence,
+                                 self.samples)
+
 
 @dataclasses.dataclass(frozen=True)
 class Measured:
@@ -62,6 +67,13 @@ class Measured:
     deadline: float
     evidence: str = ""
     samples: tuple = ()     # (seconds since the start, observation) for each poll, where the probe keeps them
+
+
+class ObservationError(LabError):
+    """An assertion whose probe kept failing (the lab or the harness, not the lab's behaviour)."""
+
+
+_ERROR = object()      # _Seen.sample of an observation that raised
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,8 +95,8 @@ def _poll(observe: Callable[[], _Seen], *, what: str, expected: str, deadline: f
         except LabGone:
             raise                      # no later poll can succeed
         except HarnessError as err:
-            return _Seen(False, None, f"an error: {err}")
-        if seen.sample is not None:
+            return _Seen(False, err, f"an error: {err}", sample=_ERROR)
+        if seen.sample is not None and seen.sample is not _ERROR:
             samples.append((round(time.monotonic() - t0, 2), seen.sample))
         return seen
 
@@ -93,22 +105,33 @@ def _poll(observe: Callable[[], _Seen], *, what: str, expected: str, deadline: f
                                  retry_error_callback=lambda state: state.outcome.result())
     seen = retrying(attempt)
     elapsed = time.monotonic() - t0
+    if seen.sample is _ERROR:
+        # the lab could not be observed (a command timed out, the guest did not answer): that
+        # is no verdict on the lab, so it is an error, not an assertion that failed
+        raise ObservationError(f"could not observe {what} for {elapsed:.1f} s: {seen.value}") from seen.value
     if not seen.ok:
         raise LabAssertionError(f"{what} (deadline {deadline:g} s, polled every {interval:g} s)", expected,
                                 seen.got, elapsed, seen.evidence, tuple(samples))
     return Measured(seen.value, elapsed, deadline, seen.evidence, tuple(samples))
 
 
-def vrrp_instance(director) -> keepalived.VrrpInstance:
-    """The director's first vrrp_instance from its running config (keepalived's defaults if unreadable)."""
+def vrrp_instance(director, vip: str | None = None) -> keepalived.VrrpInstance:
+    """The director's vrrp_instance that carries ``vip`` (the first one when ``vip`` is None or
+    none carries it), from its keepalived.conf; keepalived's defaults if unreadable.
+
+    Example::
+
+        vrrp_instance(b1, "172.28.128.200").priority     # 150
+    """
     r = director.run(f"cat {KEEPALIVED_CONF}")
     instances = keepalived.parse_config(r.stdout).instances if r.ok else ()
-    return instances[0] if instances else DEFAULT_VRRP
+    carrying = [i for i in instances if vip is not None and vip in i.vips]
+    return (carrying or list(instances) or [DEFAULT_VRRP])[0]
 
 
-def takeover_deadline(director) -> float:
+def takeover_deadline(director, vip: str | None = None) -> float:
     """How long ``director`` may take to become MASTER once the master is gone."""
-    inst = vrrp_instance(director)
+    inst = vrrp_instance(director, vip)
     return inst.master_down_interval + inst.advert_int + SLACK
 
 
@@ -243,14 +266,17 @@ def _sysctl(host, name: str) -> int:
     return int(host.check(f"cat /proc/sys/{name.replace('.', '/')}").stdout.strip())
 
 
-def assert_dr_real(real, vip: str, *, interface: str = "eth1") -> Measured:
-    """A DR real: ``vip``/32 on lo, and ARP suppression in effect on ``interface``
-    (the kernel applies max(all, interface): arp_ignore ≥ 1, arp_announce = 2).
+def assert_dr_real(real, vip: str, *, interface: str | None = None) -> Measured:
+    """A DR real: ``vip``/32 on lo, and ARP suppression in effect on ``interface`` (default: the
+    real's lab interface, found by its address) — the kernel applies max(all, interface):
+    arp_ignore ≥ 1, arp_announce = 2.
 
     Example::
 
         assert_dr_real(lab.hosts["server1"], "172.28.128.200")
     """
+    interface = interface or vrrp.lab_interface(real, near=vip)
+
     def observe():
         lo = real.run("ip -o -4 addr show dev lo").stdout
         on_lo = any(c.split("/")[0] == vip and c.endswith("/32") for c in vrrp.parse_addresses(lo).get("lo", []))

@@ -39,6 +39,7 @@ import time
 from html import escape
 from pathlib import Path
 
+from .checks import collect, is_not_run, not_run
 from .errors import HarnessError
 
 SUITE = "lvs_harness.suites.hw38"
@@ -53,14 +54,7 @@ CHECK_LINE = re.compile(r"lvs-harness: check (?P<check>\w+): (?P<status>\w+)(?P<
 def suite_checks() -> list[dict]:
     """The suite's checks in order: id, title, points (from their ``check`` markers)."""
     from importlib import import_module
-    module = import_module(f"{SUITE}.test_hw38")
-    out = []
-    for name, fn in vars(module).items():
-        for mark in getattr(fn, "pytestmark", ()) if name.startswith("test_") else ():
-            if mark.name == "check":
-                out.append({"id": mark.kwargs["id"], "title": mark.kwargs.get("title", ""),
-                            "points": mark.kwargs.get("points", 0)})
-    return out
+    return [c.as_dict() for c in collect(import_module(f"{SUITE}.test_hw38"))]
 
 
 def job_names(paths: list[Path]) -> list[str]:
@@ -168,7 +162,7 @@ class Grader:
             # minutes of `vagrant up`: say when it starts and as each machine is ready
             self.progress(f"{label}: {line.removeprefix('lvs-harness:').strip().removeprefix('==> ')}")
         elif ((m := CHECK_LINE.match(line)) and m["status"] != "passed" and label in self._up
-              and not m["reason"].startswith(" — not run:")):
+              and not is_not_run(m["reason"].removeprefix(" — "))):
             # (before the lab is up every check errors for one reason, reported when the run ends)
             self.progress(f"{label}: {m['check']} {m['status']}{m['reason'][:160]}")
 
@@ -183,7 +177,7 @@ class Grader:
         crashed = results is None or rc not in (0, 1)
         why = "the grading run ended without results (exit status {}): {}".format(rc, " / ".join(tail[-3:]) or "no output")
         entry["checks"] = [by_id.get(c["id"]) or {"id": c["id"], "title": c["title"], "status": "error", "score": 0,
-                                                  "max_score": c["points"], "reason": why if crashed else "not run",
+                                                  "max_score": c["points"], "reason": why if crashed else not_run("the run ended before it"),
                                                   "measured": {}}
                            for c in self.checks]
         entry["score"] = sum(c["score"] for c in entry["checks"])

@@ -16,13 +16,16 @@ Example (a lab author's test)::
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import json
 import signal
 import time
 from pathlib import Path
 
 import pytest
 
+from .checks import Check, Outcomes, is_not_run
 from .errors import HarnessError, Refused, VagrantfileError
 from .labs import CHOICES, LabConfig, reference_vagrantfile, start_lab
 from .labs.vagrant import PROVIDERS
@@ -53,64 +56,57 @@ def pytest_addoption(parser):
                     help="write each check's status, score, reason and measured values, with the run's summary, "
                          "as JSON (lvs-harness grade reads it)")
     group.addoption("--student", default=None, help="the name shown in reports (default: the submission's name)")
+    group.addoption("--earlier-attempts", default=None, metavar="PATH", help=argparse.SUPPRESS)   # lvs-harness grade: a retry's earlier runs
 
 
-CHECK_OUTCOMES = pytest.StashKey[dict]()
-NOT_RUN = "not run: "
+CHECK_OUTCOMES = pytest.StashKey[Outcomes]()
 
 
 def pytest_configure(config):
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _interrupt)   # tear labs down on `kill`, as on Ctrl-C
-    config.addinivalue_line("markers", "check(id, points, title, needs=()): a graded homework check; "
-                            "`needs` names checks whose failure makes this one fail with a reason instead of running")
-    config.stash[CHECK_OUTCOMES] = {}
+    config.addinivalue_line("markers", "check(id, points, title, needs=(), state=None, hint='', hidden=False): a "
+                            "graded check (lvs_harness.checks.Check); `needs` names checks whose failure makes this "
+                            "one fail with a reason instead of running, `state` the lab state it starts from")
+    config.stash[CHECK_OUTCOMES] = Outcomes()
     html = config.pluginmanager.hasplugin("html") and bool(config.getoption("htmlpath", None))
     recorder = config.stash[RECORDER] = Recorder(html=html)
     submission = config.getoption("--submission")
     recorder.info["student"] = config.getoption("--student") or (
         submission and (submission.stem if submission.is_file() else submission.name))
+    attempts = config.getoption("--earlier-attempts")
+    if attempts:
+        recorder.info["earlier_attempts"] = json.loads(Path(attempts).read_text())
     config.pluginmanager.register(recorder, "lvs-harness-recorder")
     if html:
         config.pluginmanager.register(HtmlHooks(recorder), "lvs-harness-html")
-
-
-def _check_marker(item):
-    marker = item.get_closest_marker("check")
-    return marker.kwargs if marker else None
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
     """Label a check's report; fail it before its fixtures run when a check it needs failed
     (a blocked check costs nothing: its fixtures might otherwise wait for a VIP that never comes)."""
-    info = _check_marker(item)
-    if info:
+    check = Check.of(item)
+    if check:
         for key in ("id", "points", "title"):
-            item.user_properties.append((f"check_{key}", info.get(key)))
+            item.user_properties.append((f"check_{key}", getattr(check, key)))
         outcomes = item.config.stash[CHECK_OUTCOMES]
-        for need, reason in _needs(info):
-            if outcomes.get(need) is False:
-                item.user_properties.append(("check_blocked_by", need))
-                pytest.fail(f"{NOT_RUN}{reason} (check {need} failed)", pytrace=False)
-
-
-def _needs(info) -> list[tuple[str, str]]:
-    needs = info.get("needs", ())
-    return list(needs.items()) if isinstance(needs, dict) else [(n, f"needs check {n} to pass") for n in needs]
+        need = outcomes.blocked(check)
+        if need:
+            item.user_properties.append(("check_blocked_by", need.check))
+            pytest.fail(outcomes.reason(need), pytrace=False)
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
-    info = _check_marker(item)
+    check = Check.of(item)
     # a check counts as failed for those that need it when it ran and failed, or was itself
-    # blocked; not when its setup broke (the lab did not start: the others say so themselves)
-    blocked = report.when == "setup" and report.failed and str(report.longrepr).startswith(NOT_RUN)
-    if info and (report.when == "call" or blocked or (report.when == "teardown" and report.failed)):
-        outcomes = item.config.stash[CHECK_OUTCOMES]
-        outcomes[info["id"]] = outcomes.get(info["id"], True) and not report.failed
+    # not run; not when its setup broke (the lab did not start: the others say so themselves)
+    blocked = report.when == "setup" and report.failed and is_not_run(report.longrepr)
+    if check and (report.when == "call" or blocked or (report.when == "teardown" and report.failed)):
+        item.config.stash[CHECK_OUTCOMES].record(check.id, not report.failed)
 
 
 def _interrupt(signum, frame):

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from . import charts
+from .checks import Check, is_not_run
 from .commands import CommandResult
 from .errors import HarnessError, LabGone
 
@@ -62,13 +63,12 @@ class Recorder:
     def pytest_runtest_makereport(self, item, call):
         outcome = yield
         report = outcome.get_result()
-        marker = item.get_closest_marker("check")
-        if marker is None:
+        check = Check.of(item)
+        if check is None:
             return
-        info = marker.kwargs
         record = self.checks.setdefault(item.nodeid, {
-            "id": info.get("id"), "title": info.get("title", ""), "status": "passed", "score": 0,
-            "max_score": info.get("points", 0), "reason": "", "measured": {}, "duration": 0.0})
+            "id": check.id, "title": check.title, "status": "passed", "score": 0, "max_score": check.points,
+            "reason": "", "measured": {}, "duration": 0.0})
         record["duration"] = round(record["duration"] + report.duration, 2)
         decided = call.when == "call" or report.failed or report.skipped
         if decided and record["status"] == "passed" and not record["reason"]:
@@ -128,7 +128,7 @@ def _verdict(report, call) -> tuple[str, str]:
         return "failed", text
     if call.when == "setup" and isinstance(exc, pytest.fail.Exception):
         # blocked by a failed check it needs: failed; else the lab or the submission, in the fixture's words
-        return ("failed" if text.startswith("not run: ") else "error"), text
+        return ("failed" if is_not_run(text) else "error"), text
     if exc is None or isinstance(exc, HarnessError):     # the lab's own sentence
         return "error", text
     return "error", f"{type(exc).__name__}: {text}"

@@ -50,15 +50,16 @@ def route_interface(host, address: str) -> str | None:
     return m[1] if m else None
 
 
-def resolve(client, address: str, hosts, interface: str | None = None) -> ArpAnswer:
+def resolve(client, address: str, hosts, interface: str | None = None, macs: dict | None = None) -> ArpAnswer:
     """Ask for ``address`` with a fresh ARP exchange from ``client`` (on the interface its route
-    to the address uses, unless given) and say who answered."""
+    to the address uses, unless given) and say who answered. ``macs``: :func:`mac_table` of
+    ``hosts``, if already read."""
     hosts = list(hosts)
     interface = interface or route_interface(client, address) or "eth1"
     r = client.run(f"ip neigh flush to {address}; arping -c 2 -w 3 -I {interface} {address}; "
                    f"ping -c 1 -W 1 {address} >/dev/null; ip neigh show to {address}")
     mac = re.search(r"lladdr ([0-9a-f:]{17})", r.stdout)
-    table = mac_table(hosts)
+    table = macs if macs is not None else mac_table(hosts)
     mac_value = mac[1] if mac else None
     repliers = sorted(table.get(m, m) for m in set(parse_arping(r.stdout)))
     return ArpAnswer(address, mac_value, table.get(mac_value) if mac_value else None, tuple(repliers),

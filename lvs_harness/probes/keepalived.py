@@ -22,6 +22,8 @@ class VrrpInstance:
     priority: int = 100
     advert_int: float = 1.0
     virtual_ipaddresses: tuple[str, ...] = ()
+    nopreempt: bool = False         # keepalived: a BACKUP with nopreempt never takes the VIP from a master
+    preempt_delay: float = 0.0      # seconds a preempting backup waits after start-up
 
     @property
     def master_down_interval(self) -> float:
@@ -112,7 +114,8 @@ def parse_config(text: str) -> KeepalivedConfig:
                 name=stmt[1] if isinstance(stmt[1], str) else "", state=str(_first(body, "state", "BACKUP")).upper(),
                 interface=_first(body, "interface", ""), virtual_router_id=int(_first(body, "virtual_router_id", 0)),
                 priority=int(_first(body, "priority", 100)), advert_int=float(_first(body, "advert_int", 1)),
-                virtual_ipaddresses=vips))
+                virtual_ipaddresses=vips, nopreempt=any(s[0] in ("nopreempt", "no_preempt") for s in body),
+                preempt_delay=float(_first(body, "preempt_delay", 0))))
         elif stmt[0] == "virtual_server" and len(stmt) >= 4:
             # inside real_server, every sub-block is a health checker (HTTP_GET, TCP_CHECK, MISC_CHECK…)
             reals = tuple(RealServerConf(r[1], int(r[2]), int(_first(_block(r), "weight", 1)),

@@ -82,15 +82,32 @@ def holds(addresses: dict[str, list[str]], ip: str, interfaces: tuple[str, ...] 
             and any(ipaddress.ip_interface(c).ip == want for c in cidrs)]
 
 
-def lab_interface(host, addresses: dict[str, list[str]] | None = None) -> str:
-    """The interface carrying ``host``'s lab address from the topology (``eth1`` in bento's and lvs-harness's
-    boxes, but found by address: a box may name its NICs otherwise). ``addresses``: read now if not given."""
+def lab_interface(host, addresses: dict[str, list[str]] | None = None, near: str | None = None) -> str:
+    """The interface of ``host`` on the lab network, found by address, never by name: the one
+    carrying the host's address from the topology; else (addresses set by a provisioner) the one
+    whose IPv4 network holds ``near`` (e.g. the VIP); else the first with a global IPv4 address.
+    ``addresses``: read now if not given.
+
+    Example::
+
+        lab_interface(hosts["server1"], near="172.28.128.200")     # 'eth1' (or 'eth2', 'enp0s8' …)
+    """
     addresses = read_addresses(host) if addresses is None else addresses
     for spec in host.spec.interfaces:
         if spec.ip:
             found = [i for i in holds(addresses, spec.ip.split("/")[0]) if i != "lo"]
             if found:
                 return found[0]
+    ipv4 = {name: [ipaddress.ip_interface(c) for c in cidrs if ":" not in c]
+            for name, cidrs in addresses.items() if name != "lo"}
+    if near:
+        want = ipaddress.ip_address(near)
+        for name, cidrs in ipv4.items():
+            if any(c.network.prefixlen < 32 and want in c.network for c in cidrs):
+                return name
+    for name, cidrs in ipv4.items():
+        if any(c.ip.is_private or c.ip.is_global for c in cidrs):
+            return name
     return host.spec.interfaces[0].name if host.spec.interfaces else "eth1"
 
 

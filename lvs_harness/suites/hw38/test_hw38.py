@@ -16,6 +16,8 @@ import pytest
 from lvs_harness.assertions import (LabAssertionError, assert_dr_real, assert_failover_within,
                                     assert_inactconn_drains_within, assert_ipvs_service, assert_rr_balanced,
                                     assert_single_vip_owner, assert_vip_on, takeover_deadline, vrrp_instance)
+from lvs_harness.baseline import SteadyState, Unsteady, intended_master, link_is_up
+from lvs_harness.checks import Check, not_run
 from lvs_harness.probes import arp, ipvs, vrrp
 from lvs_harness.probes.client import Prober, http_requests
 
@@ -23,32 +25,75 @@ FAST_TCPFIN = 5           # seconds, --timing fast
 KEEPALIVED = {"config_valid": "needs a valid keepalived config"}
 REQUESTS = 50
 DRAIN_REQUESTS = 10
+SETTLED_AFTER = 3.0       # seconds after traffic before IPVS counters can be read without settling
+STEADY, TRAFFIC = "steady", "traffic"     # the lab states a check starts from (see `baseline`)
 
 
 class Scenario:
+    """The lab as the checks see it: who is who (from the configuration), each host's lab
+    interface (found by address), the steady state, and what the checks measured together."""
+
     def __init__(self, lab, directors, reals, client, timing):
         self.lab, self.directors, self.reals, self.client, self.timing = lab, directors, reals, client, timing
         self.vip = lab.topology.service.vip
         self.port = lab.topology.service.port
         self.url = f"http://{self.vip}:{self.port}/"
-        prios = {d.name: vrrp_instance(d).priority for d in directors}
-        ordered = sorted(directors, key=lambda d: -prios[d.name])
-        self.master, self.backup = ordered[0], ordered[-1]
-        self.priorities = prios
-        addresses = {h.name: vrrp.read_addresses(h) for h in [*directors, *reals]}
-        self.lab_if = {h.name: vrrp.lab_interface(h, addresses[h.name])          # eth1 in the homework
-                       for h in [*directors, *reals]}
+        self.insts = {d.name: vrrp_instance(d, self.vip) for d in directors}
+        self.priorities = {n: i.priority for n, i in self.insts.items()}
+        self.master, self.master_why = intended_master(directors, self.vip)
+        addresses = {h.name: vrrp.read_addresses(h) for h in [*directors, *reals, client]}
+        self.lab_if = {name: vrrp.lab_interface(lab.hosts[name], found, near=self.vip)
+                       for name, found in addresses.items()}
         self.rips = sorted(a.split("/")[0] for r in reals for a in addresses[r.name].get(self.lab_if[r.name], [])
-                           if not a.startswith("fe80"))
+                           if ":" not in a and a.split("/")[0] != self.vip)
+        self.steady = SteadyState(directors, self.vip, self.lab_if, self.master, on_action=self.event)
+        self.macs = arp.mac_table(lab.hosts.values())
         self.watch = vrrp.OwnershipRecorder(directors, self.vip)
-        self.traffic = None
-        self.stats_before = None
+        self.epoch = 0                                # counts changes to the lab (breaks, restores)
+        self.holder = None                            # the director holding the VIP as the check began
+        self.last_traffic = 0.0                       # monotonic time the last client traffic ended
+        self._traffic = self._arp = None
         self.events: list[tuple[float, str]] = []     # (epoch, what was done), for the ownership timeline
         self.probes: list = []                        # client probes during failover and failback
 
     def event(self, host, what: str) -> None:
         """Note ``what`` at ``host``'s clock (the clock the ownership samples use)."""
         self.events.append((float(host.check("date +%s.%N").stdout), what))
+
+    def changed(self) -> None:
+        """The lab was changed (a fault, a restore): what was observed together is stale."""
+        self.epoch += 1
+
+    def backup_for(self, holder):
+        """The director that should take the VIP from ``holder``: the highest priority of the others."""
+        return max((d for d in self.directors if d is not holder), key=lambda d: (self.priorities[d.name], d.name))
+
+    def arp(self):
+        """Who answers the client's ARP for the VIP (asked once per lab state)."""
+        if self._arp is None or self._arp[0] != (self.epoch, self.holder.name):
+            answer = arp.resolve(self.client, self.vip, self.lab.hosts.values(),
+                                 interface=self.lab_if[self.client.name], macs=self.macs)
+            self._arp = ((self.epoch, self.holder.name), answer)
+        return self._arp[1]
+
+    def stats_now(self, director):
+        """IPVS counters of ``director`` at rest (they lag traffic by ~2 s)."""
+        if time.monotonic() - self.last_traffic < SETTLED_AFTER:
+            return ipvs.read_stats_settled(director)
+        return ipvs.read_stats(director)
+
+    def requests(self, count: int):
+        answers = http_requests(self.client, self.url, count=count)
+        self.last_traffic = time.monotonic()
+        return answers
+
+    def traffic(self):
+        """(answers, IPVS counters before, director): REQUESTS requests through the VIP, shared by
+        the checks that start from the same lab state."""
+        if self._traffic is None or self._traffic[0] != (self.epoch, self.holder.name):
+            before = self.stats_now(self.holder) if self.lab.ipvs else None
+            self._traffic = ((self.epoch, self.holder.name), (self.requests(REQUESTS), before, self.holder))
+        return self._traffic[1]
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +109,36 @@ def hw(lab, directors, reals, client, timing):
     yield s
     if not s.watch.samples:
         s.watch.stop()
+
+
+@pytest.fixture(autouse=True)
+def baseline(request, hw, measure):
+    """The lab state the check declares (``state=``), verified and restored before it runs.
+
+    ``steady``: links up, keepalived on every director, the VIP on the intended master alone
+    (:class:`lvs_harness.baseline.SteadyState`); ``traffic``: steady, and the client's ARP for
+    the VIP answered by that director alone (else traffic would bypass it). A lab that cannot
+    be brought there fails the check with "not run: …", the same reason every time.
+    """
+    check = Check.of(request.node)
+    if check is None or check.state is None:
+        return
+    try:
+        steady = hw.steady.ensure()
+    except Unsteady as err:
+        pytest.fail(not_run(str(err)), pytrace=False)
+    if steady.actions:
+        hw.changed()
+        measure("baseline_restored", list(steady.actions))
+    hw.holder = hw.lab.hosts[steady.holder]
+    if check.state == TRAFFIC:
+        answer = hw.arp()
+        others = [r for r in answer.repliers if r != steady.holder]
+        if others or answer.owner != steady.holder:
+            pytest.fail(not_run(f"the client's ARP for the VIP is answered by {' and '.join(answer.repliers) or 'nobody'}"
+                                f" (it resolves to {answer.owner or answer.mac}), not by {steady.holder} alone: "
+                                "its traffic would not pass the director (see real_dr_ready, vip_arp_to_director)"),
+                        pytrace=False)
 
 
 @pytest.mark.check(id="config_valid", points=1, title="keepalived accepts each director's configuration")
@@ -102,30 +177,32 @@ def _left_to_settle(director) -> float:
                    needs=KEEPALIVED)
 def test_vip_on_master(hw, measure):
     measure("priorities", hw.priorities)
-    assert hw.priorities[hw.master.name] != hw.priorities[hw.backup.name], \
-        f"both directors have priority {hw.priorities[hw.master.name]}: neither is the intended master"
+    measure("intended_master", hw.master_why)
+    assert hw.master is not None, hw.master_why
     m = assert_vip_on(hw.master, hw.vip)
     # watch until every director has run longer than its master-down interval: a backup that
     # does not hear the master (split brain) takes the VIP by then
     hold = min(max(0.0, *(_left_to_settle(d) for d in hw.directors)),
-               max(takeover_deadline(d) for d in hw.directors))
+               max(takeover_deadline(d, hw.vip) for d in hw.directors))
     owner = assert_single_vip_owner(hw.directors, hw.vip, hold=hold)
     measure("vip_after_s", round(m.seconds, 2))
     measure("watched_s", round(hold, 1))
-    assert owner.value == hw.master.name
+    assert owner.value == hw.master.name, f"{owner.value} holds the VIP; {hw.master_why}"
 
 
 @pytest.mark.check(id="vip_by_keepalived", points=2, title="the VIP is keepalived's: stopping it on the master "
-                   "moves the VIP", needs=KEEPALIVED)
+                   "moves the VIP", needs=KEEPALIVED, state=STEADY)
 def test_vip_by_keepalived(hw, measure):
-    hw.master.stop("keepalived")
+    holder, backup = hw.holder, hw.backup_for(hw.holder)
+    hw.changed()
+    hw.event(holder, f"keepalived stopped on {holder.name}")
+    holder.stop("keepalived")
     try:
-        moved = assert_failover_within(hw.master, hw.backup, hw.vip)
+        moved = assert_failover_within(holder, backup, hw.vip)
         measure("moved_after_s", round(moved.seconds, 2))
     finally:
-        hw.master.start("keepalived")
-    back = assert_vip_on(hw.master, hw.vip, deadline=takeover_deadline(hw.master) + 5)
-    measure("returned_after_s", round(back.seconds, 2))
+        holder.start("keepalived")
+        hw.event(holder, f"keepalived started on {holder.name}")
 
 
 @pytest.mark.check(id="real_dr_ready", points=2, title="each real has the VIP on lo and ARP suppression")
@@ -133,7 +210,7 @@ def test_real_dr_ready(hw, measure):
     problems = {}
     for r in hw.reals:
         try:
-            assert_dr_real(r, hw.vip)
+            assert_dr_real(r, hw.vip, interface=hw.lab_if[r.name])
         except LabAssertionError as err:
             problems[r.name] = err.got
     measure("problems", problems)
@@ -155,21 +232,12 @@ def test_ipvs_service(hw, measure):
     assert not failures, "; ".join(f"{k}: {v}" for k, v in failures.items())
 
 
-@pytest.fixture(scope="module")
-def traffic(hw):
-    if hw.traffic is None:
-        # no request has gone through the VIP yet (health checks go to the reals directly), so
-        # the counters are at rest and need no settling
-        hw.stats_before = ipvs.read_stats(hw.master) if hw.lab.ipvs else None
-        hw.traffic = http_requests(hw.client, hw.url, count=REQUESTS)
-    return hw.traffic
-
-
 @pytest.mark.check(id="traffic_via_vip", points=2, title=f"{REQUESTS} requests to the VIP: all 200, both reals "
-                   "answer", needs=KEEPALIVED)
-def test_traffic_via_vip(hw, traffic, measure):
-    statuses = Counter(r.status for r in traffic)
-    by_real = Counter(r.real for r in traffic if r.ok)
+                   "answer", needs=KEEPALIVED, state=TRAFFIC)
+def test_traffic_via_vip(hw, measure):
+    answers, _, _ = hw.traffic()
+    statuses = Counter(r.status for r in answers)
+    by_real = Counter(r.real for r in answers if r.ok)
     measure("statuses", dict(statuses))
     measure("by_real", dict(by_real))
     assert statuses == {200: REQUESTS}, f"statuses {dict(statuses)}"
@@ -177,10 +245,10 @@ def test_traffic_via_vip(hw, traffic, measure):
 
 
 @pytest.mark.check(id="vip_arp_to_director", points=1, title="the client's ARP for the VIP reaches the active "
-                   "director only", needs=KEEPALIVED)
+                   "director only", needs=KEEPALIVED, state=STEADY)
 def test_vip_arp_to_director(hw, measure):
-    owner = assert_single_vip_owner(hw.directors, hw.vip).value
-    answer = arp.resolve(hw.client, hw.vip, hw.lab.hosts.values())
+    owner = hw.holder.name
+    answer = hw.arp()
     measure("arp", {"mac": answer.mac, "owner": answer.owner, "repliers": list(answer.repliers)})
     assert answer.owner == owner and list(answer.repliers) == [owner], (
         f"the VIP resolves to {answer.owner} ({answer.mac}); ARP replies from {list(answer.repliers)}, "
@@ -188,16 +256,18 @@ def test_vip_arp_to_director(hw, measure):
 
 
 @pytest.mark.check(id="rr_balanced", points=2, title="round robin: an even split on the active director",
-                   needs=KEEPALIVED)
-def test_rr_balanced(hw, traffic, measure):
+                   needs=KEEPALIVED, state=TRAFFIC)
+def test_rr_balanced(hw, measure):
     if not hw.lab.ipvs:
         pytest.skip("this lab's kernel has no IPVS")
-    split = assert_rr_balanced(hw.master, hw.vip, hw.port, expected_total=REQUESTS, since=hw.stats_before)
+    _, before, director = hw.traffic()
+    measure("director", director.name)
+    split = assert_rr_balanced(director, hw.vip, hw.port, expected_total=REQUESTS, since=before)
     measure("split", split.value)
 
 
 @pytest.mark.check(id="inactconn_drains", points=2, title="question 1: inactive connections linger, then drain "
-                   "within the FIN_WAIT timeout", needs=KEEPALIVED)
+                   "within the FIN_WAIT timeout", needs=KEEPALIVED, state=TRAFFIC)
 def test_inactconn_drains(hw, measure):
     if not hw.lab.ipvs:
         pytest.skip("this lab's kernel has no IPVS")
@@ -205,12 +275,11 @@ def test_inactconn_drains(hw, measure):
     if hw.timing == "fast":
         measure("note", f"--timing fast: tcpfin set to {FAST_TCPFIN} s before the traffic "
                                 "(default 120 s = 1 MSL; --timing faithful keeps it)")
-    # a burst of its own: the earlier traffic's entries may have expired already (fast timing,
-    # a loaded machine), and the drain is then timed from requests just made
-    answers = http_requests(hw.client, hw.url, count=DRAIN_REQUESTS)
+    # a burst of its own: the drain is timed from requests just made (earlier entries may have expired)
+    answers = hw.requests(DRAIN_REQUESTS)
     assert any(a.ok for a in answers), f"no request answered: {Counter(a.status for a in answers)}"
     try:
-        drained = assert_inactconn_drains_within(hw.master, hw.vip, hw.port, interval=0.5)
+        drained = assert_inactconn_drains_within(hw.holder, hw.vip, hw.port, interval=0.5)
     except LabAssertionError as err:
         measure("drain", [(t, a, i) for t, (a, i) in err.samples])
         raise
@@ -219,51 +288,82 @@ def test_inactconn_drains(hw, measure):
     measure("drained_after_s", round(drained.seconds, 1))
 
 
-@pytest.mark.check(id="failover", points=3, title="eth1 down on the master: the backup takes the VIP and "
-                   "traffic flows, balanced", needs=KEEPALIVED)
+def _take_link_down(hw, director) -> str:
+    link = hw.lab_if[director.name]
+    hw.changed()
+    hw.event(director, f"{link} down on {director.name}")
+    director.link_down(link)
+    return link
+
+
+def _bring_link_up(hw, director) -> None:
+    link = hw.lab_if[director.name]
+    director.link_up(link)
+    hw.event(director, f"{link} up on {director.name}")
+
+
+@pytest.mark.check(id="failover", points=3, title="the master's lab link down: the backup takes the VIP and "
+                   "traffic flows, balanced", needs=KEEPALIVED, state=TRAFFIC)
 def test_failover(hw, measure):
-    assert_vip_on(hw.master, hw.vip)
+    holder, backup = hw.holder, hw.backup_for(hw.holder)
     prober = Prober(hw.client, hw.url)
-    with prober:
-        hw.event(hw.master, f"{hw.lab_if[hw.master.name]} down on {hw.master.name}")
-        hw.master.link_down(hw.lab_if[hw.master.name])
-        try:
-            moved = assert_failover_within(hw.master, hw.backup, hw.vip)
-        finally:
-            # keep probing for one advert interval after the takeover: the gap must have closed
-            prober_until = time.monotonic() + vrrp_instance(hw.backup).advert_int
-            while time.monotonic() < prober_until:
-                time.sleep(0.1)
-    hw.probes += prober.results
-    failed = [r for r in prober.results if not r.ok]
-    after = [r for r in prober.results if r.time > prober.results[-1].time - 0.5] if prober.results else []
-    assert after and all(r.ok for r in after), "client requests still fail after the takeover"
-    measure("failover_s", round(moved.seconds, 2))
-    measure("failed_probes", len(failed))
-    measure("probes", len(prober.results))
-    if hw.lab.ipvs:
-        before = ipvs.read_stats_settled(hw.backup)   # the prober's last requests are still being counted
-        answers = http_requests(hw.client, hw.url, count=10)
-        assert all(a.ok for a in answers), f"through the backup: {Counter(a.status for a in answers)}"
-        split = assert_rr_balanced(hw.backup, hw.vip, hw.port, expected_total=10, since=before)
-        measure("split_on_backup", split.value)
+    try:
+        with prober:
+            _take_link_down(hw, holder)
+            try:
+                moved = assert_failover_within(holder, backup, hw.vip)
+            finally:
+                # keep probing for one advert interval after the takeover: the gap must have closed
+                prober_until = time.monotonic() + hw.insts[backup.name].advert_int
+                while time.monotonic() < prober_until:
+                    time.sleep(0.1)
+        hw.last_traffic = time.monotonic()
+        hw.probes += prober.results
+        failed = [r for r in prober.results if not r.ok]
+        after = [r for r in prober.results if r.time > prober.results[-1].time - 0.5] if prober.results else []
+        measure("failover_s", round(moved.seconds, 2))
+        measure("failed_probes", len(failed))
+        measure("probes", len(prober.results))
+        assert after and all(r.ok for r in after), "client requests still fail after the takeover"
+        if hw.lab.ipvs:
+            before = hw.stats_now(backup)   # the prober's last requests are still being counted
+            answers = hw.requests(10)
+            assert all(a.ok for a in answers), f"through the backup: {Counter(a.status for a in answers)}"
+            split = assert_rr_balanced(backup, hw.vip, hw.port, expected_total=10, since=before)
+            measure("split_on_backup", split.value)
+    finally:
+        _bring_link_up(hw, holder)
 
 
-@pytest.mark.check(id="failback", points=2, title="eth1 up: the VIP returns to the master, the backup is BACKUP "
-                   "again", needs=KEEPALIVED)
+@pytest.mark.check(id="failback", points=2, title="the master's lab link up again: the VIP returns to it, the "
+                   "backup is BACKUP again", needs=KEEPALIVED, state=STEADY)
 def test_failback(hw, measure):
-    prober = Prober(hw.client, hw.url)
-    with prober:
-        hw.event(hw.master, f"{hw.lab_if[hw.master.name]} up on {hw.master.name}")
-        hw.master.link_up(hw.lab_if[hw.master.name])
+    holder, backup = hw.holder, hw.backup_for(hw.holder)
+    measure("intended_master", hw.master_why)
+    try:
+        _take_link_down(hw, holder)
         try:
-            back = assert_failover_within(hw.backup, hw.master, hw.vip, seconds=takeover_deadline(hw.master) + 3)
-        finally:
-            time.sleep(1)
-    hw.probes += prober.results
+            assert_failover_within(holder, backup, hw.vip)
+        except LabAssertionError as err:
+            pytest.fail(not_run(f"the VIP did not move to {backup.name} when {holder.name}'s lab link went down "
+                                f"({err.got}; see check failover), so there is nothing to fail back"), pytrace=False)
+        prober = Prober(hw.client, hw.url)
+        with prober:
+            _bring_link_up(hw, holder)
+            try:
+                back = assert_failover_within(backup, holder, hw.vip, seconds=takeover_deadline(holder, hw.vip) + 3)
+            except LabAssertionError as err:
+                raise err.noted(hw.master_why) from None
+            finally:
+                time.sleep(1)
+        hw.last_traffic = time.monotonic()
+        hw.probes += prober.results
+    finally:
+        if not link_is_up(holder, hw.lab_if[holder.name]):
+            _bring_link_up(hw, holder)
     measure("failed_probes", sum(not r.ok for r in prober.results))
     measure("failback_s", round(back.seconds, 2))
-    states = [t.state for t in vrrp.read_transitions(hw.backup)]
+    states = [t.state for t in vrrp.read_transitions(backup)]
     measure("backup_states", states)
     assert states and states[-1] == "BACKUP", f"the backup's last state is {states[-1:] or 'unknown'}"
 

@@ -1,0 +1,136 @@
+"""The check model: what a graded check is, read once from its ``check`` marker.
+
+A suite is a pytest module whose tests carry ``@pytest.mark.check(...)``:
+
+- ``id`` (stable, used by gradebooks), ``title``, ``points``;
+- ``needs``: checks whose failure means this one cannot be judged — a tuple of ids, or
+  ``{id: reason}``; a blocked check is reported *failed* with ``not run: <reason>`` and its
+  fixtures do not run;
+- ``state``: the lab state it must start from (a name the suite's baseline fixture knows,
+  e.g. ``"steady"``), or None;
+- ``hint`` (what a student should look at when it fails) and ``hidden`` (not shown to students).
+
+The plugin, the results JSON, the report and ``lvs-harness grade`` all read checks through
+:class:`Check`, and every "not run" reason is made by :func:`not_run`.
+
+Example::
+
+    @pytest.mark.check(id="failover", points=3, title="the backup takes the VIP",
+                       needs={"config_valid": "needs a valid keepalived config"}, state="steady")
+    def test_failover(hw, measure): ...
+
+    Check.of(item).needs         # (Need(check='config_valid', reason='needs a valid keepalived config'),)
+    [c.id for c in collect(module)]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from .errors import HarnessError
+
+NOT_RUN = "not run: "
+MARKER = "check"
+
+
+def not_run(reason: str) -> str:
+    """The one wording of a check that was not run, and why: ``not run: <reason>``."""
+    return reason if reason.startswith(NOT_RUN) else NOT_RUN + reason
+
+
+def is_not_run(text: str) -> bool:
+    return str(text).startswith(NOT_RUN)
+
+
+class CheckError(HarnessError):
+    """A suite whose checks are declared wrongly (a missing id, an id used twice)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Need:
+    check: str
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    id: str
+    title: str = ""
+    points: int = 0
+    needs: tuple[Need, ...] = ()
+    state: str | None = None
+    hint: str = ""
+    hidden: bool = False
+
+    @classmethod
+    def from_marker(cls, kwargs: dict, where: str = "") -> "Check":
+        if not kwargs.get("id"):
+            raise CheckError(f"{where or 'a check'} has a check marker without an id; give it "
+                             "@pytest.mark.check(id=…, points=…, title=…).")
+        needs = kwargs.get("needs", ())
+        pairs = needs.items() if isinstance(needs, dict) else ((n, f"needs check {n} to pass") for n in needs)
+        return cls(id=str(kwargs["id"]), title=str(kwargs.get("title", "")), points=int(kwargs.get("points", 0)),
+                   needs=tuple(Need(n, r) for n, r in pairs), state=kwargs.get("state"),
+                   hint=str(kwargs.get("hint", "")), hidden=bool(kwargs.get("hidden", False)))
+
+    @classmethod
+    def of(cls, item) -> "Check | None":
+        """The check a pytest item is (None for a plain test); read once per item."""
+        if CHECK_KEY in item.stash:
+            return item.stash[CHECK_KEY]
+        marker = item.get_closest_marker(MARKER)
+        check = cls.from_marker(marker.kwargs, item.nodeid) if marker else None
+        item.stash[CHECK_KEY] = check
+        return check
+
+    def as_dict(self) -> dict:
+        return {"id": self.id, "title": self.title, "points": self.points, "hint": self.hint, "hidden": self.hidden}
+
+
+CHECK_KEY = pytest.StashKey["Check | None"]()
+
+
+def collect(module) -> list[Check]:
+    """The checks of a suite module, in the order pytest runs them (definition order)."""
+    found = []
+    for name, fn in vars(module).items():
+        if not name.startswith("test_") or not callable(fn):
+            continue
+        for mark in getattr(fn, "pytestmark", ()):
+            if mark.name == MARKER:
+                found.append(Check.from_marker(mark.kwargs, f"{module.__name__}.{name}"))
+    validate(found, module.__name__)
+    return found
+
+
+def validate(checks: list[Check], where: str) -> None:
+    seen = set()
+    for c in checks:
+        if c.id in seen:
+            raise CheckError(f"{where} declares check id {c.id!r} twice; every check needs its own id.")
+        seen.add(c.id)
+
+
+class Outcomes:
+    """The dependency engine: which checks failed, and whether a check is blocked by one it needs.
+
+    Example::
+
+        outcomes.record("config_valid", passed=False)
+        outcomes.blocked(check)       # Need(check='config_valid', …) when check needs it
+    """
+
+    def __init__(self):
+        self._passed: dict[str, bool] = {}
+
+    def record(self, check_id: str, passed: bool) -> None:
+        self._passed[check_id] = self._passed.get(check_id, True) and passed
+
+    def blocked(self, check: Check) -> Need | None:
+        return next((n for n in check.needs if self._passed.get(n.check) is False), None)
+
+    @staticmethod
+    def reason(need: Need) -> str:
+        return not_run(f"{need.reason} (check {need.check} failed)")
