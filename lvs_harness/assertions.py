@@ -33,7 +33,8 @@ from typing import Any, Callable
 import tenacity
 
 from .errors import HarnessError, LabError, LabGone
-from .probes import ipvs, keepalived, vrrp
+from . import keepalived
+from .probes import ipvs, vrrp
 
 MSL = 120.0          # seconds: RFC 793 / RFC 1122 Maximum Segment Lifetime (2 minutes)
 SLACK = 2.0          # seconds added to protocol-derived deadlines (scheduling, polling)

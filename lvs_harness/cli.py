@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import shlex
 import signal
 import sys
 import time
@@ -88,7 +89,7 @@ def cmd_exec(args) -> int:
         raise HarnessError("give the command after --, e.g. `lvs-harness exec client -- ip -br addr`.")
     run = _pick_run(args.run)
     stdin = b"" if sys.stdin is None or sys.stdin.isatty() else sys.stdin.buffer.read()
-    reply = remote.request(run, {"op": "exec", "host": args.host, "command": " ".join(command),
+    reply = remote.request(run, {"op": "exec", "host": args.host, "command": shlex.join(command),
                                  "timeout": args.timeout, "input": base64.b64encode(stdin).decode()})
     sys.stdout.write(reply["stdout"])
     sys.stderr.write(reply["stderr"])
@@ -218,7 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("status", help="list labs and their hosts").set_defaults(func=cmd_status)
 
-    ex = sub.add_parser("exec", help="run a command in a lab host: exec HOST -- CMD…")
+    ex = sub.add_parser("exec", help="run a command in a lab host: exec HOST -- CMD ARG… (argv passed intact, as "
+                        "docker exec does; for shell syntax: exec HOST -- sh -c '…')")
     ex.add_argument("--run", help="run id (default: the only lab that is up)")
     ex.add_argument("--timeout", type=float, default=600)
     ex.add_argument("host")

@@ -49,9 +49,9 @@ def _handle(lab, message: dict) -> dict:
     return {"error": f"unknown request {op!r}"}
 
 
-def serve(config: LabConfig) -> None:
+def serve(config: LabConfig, provision: bool = True) -> None:
     try:
-        lab = start_lab(config)
+        lab = start_lab(config, provision=provision)
     except HarnessError as err:
         print(f"ERROR {err}", flush=True)
         return
@@ -89,10 +89,10 @@ def main() -> None:
     config = LabConfig(backend=raw["backend"], provider=raw.get("provider", "libvirt"),
                        vagrantfile=Path(raw["vagrantfile"]) if raw["vagrantfile"] else None,
                        allow_scripts=raw["allow_scripts"], roles=raw["roles"], service=VirtualService(**raw["service"]),
-                       files=raw.get("files"),
+                       files=raw.get("files"), keep_ipvs=tuple(raw.get("keep_ipvs", ())),
                        progress=lambda m: print(f"lvs-harness: {m}", flush=True))
     try:
-        serve(config)
+        serve(config, provision=raw.get("provision", True))
     except KeyboardInterrupt:
         pass
 

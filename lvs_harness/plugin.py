@@ -17,7 +17,6 @@ Example (a lab author's test)::
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import signal
 import time
@@ -27,10 +26,10 @@ import pytest
 
 from .checks import Check, Outcomes, is_not_run
 from .errors import HarnessError, Refused, VagrantfileError
-from .labs import CHOICES, LabConfig, reference_vagrantfile, start_lab
+from .labs import CHOICES, LabConfig, start_lab
 from .labs.vagrant import PROVIDERS
 from .report import RECORDER, HtmlHooks, Recorder
-from .submission import DIRECTORS, Submission, load_submission
+from .submission import load_submission
 
 
 def pytest_addoption(parser):
@@ -141,8 +140,9 @@ def lab_config(pytestconfig, tmp_path_factory) -> LabConfig:
         except HarnessError as err:
             info["not_graded"] = "refused"
             pytest.fail(f"the submission could not be read: {err}", pytrace=False)
-        info["submission"] = {"source": str(sub.source), "parts": submission_parts(sub), "notes": sub.notes}
-        config = submission_config(config, sub, tmp_path_factory.mktemp("submission"))
+        info["submission"] = {"source": str(sub.source), "parts": sub.parts(), "functions": sub.functions(),
+                              "notes": sub.notes}
+        config = sub.lab_config(config, tmp_path_factory.mktemp("submission"))
         if sub.vagrantfile and config.vagrantfile and not sub.source.is_dir():
             # errors name the write-up's block, not the copy the lab reads
             pytestconfig.stash[RECORDER].aliases[str(config.vagrantfile)] = sub.vagrantfile.origin
@@ -150,40 +150,6 @@ def lab_config(pytestconfig, tmp_path_factory) -> LabConfig:
         info["submission"] = {"source": str(config.vagrantfile), "parts": [
             {"part": "Vagrantfile", "student": True, "source": str(config.vagrantfile)}]}
     return config
-
-
-def submission_parts(sub: Submission) -> list[dict]:
-    """Which parts of the lab are the student's and which the reference's, for the report."""
-    own_vagrantfile = sub.vagrantfile is not None and not sub.vagrantfile.from_reference
-    parts = [{"part": "Vagrantfile", "student": own_vagrantfile,
-              "source": sub.vagrantfile.origin if own_vagrantfile else f"the reference ({reference_vagrantfile().name})",
-              "notes": sub.vagrantfile.notes if own_vagrantfile else []}]
-    for host in DIRECTORS:
-        part = sub.keepalived.get(host)
-        if part is not None:
-            parts.append({"part": f"{host} keepalived.conf", "student": not part.from_reference,
-                          "source": part.origin, "notes": part.notes})
-        else:
-            parts.append({"part": f"{host} keepalived.conf", "student": own_vagrantfile,
-                          "source": "written by the " + ("student's" if own_vagrantfile else "reference")
-                                    + " Vagrantfile's provisioner", "notes": []})
-    return parts
-
-
-def submission_config(config: LabConfig, sub: Submission, workdir: Path) -> LabConfig:
-    """``config`` for a submission: its Vagrantfile (else the reference) and its keepalived configs."""
-    for line in sub.summary():
-        config.progress(line)
-    vagrantfile = None
-    if sub.vagrantfile:
-        vagrantfile = workdir / "Vagrantfile"
-        vagrantfile.write_text(sub.vagrantfile.text)
-        if sub.source.is_dir() and (sub.source / sub.vagrantfile.origin).is_file():
-            vagrantfile = sub.source / sub.vagrantfile.origin   # its path: provisioners live beside it
-    else:
-        config.progress("the submission has no Vagrantfile: using the reference's")
-    files = {host: {"/etc/keepalived/keepalived.conf": part.text} for host, part in sub.keepalived.items()}
-    return dataclasses.replace(config, vagrantfile=vagrantfile or config.vagrantfile, files=files or None)
 
 
 @pytest.fixture(scope="session")

@@ -191,6 +191,11 @@ def summary_html(results: dict) -> str:
                         f"{escape(p['source'])}" + "".join(f"<br><i>{escape(n)}</i>" for n in p.get("notes", ()))
                         + "</li>" for p in parts)
         out.append(f"<p>What the lab was built from:</p><ul>{items}</ul>")
+    functions = results.get("submission", {}).get("functions", [])
+    if functions:
+        items = "".join(f"<li><b>{escape(f['function'])}</b>: {'student' if f['student'] else 'reference'} — "
+                        f"{escape(f['how'])}</li>" for f in functions)
+        out.append(f"<p>What each function of the lab came from:</p><ul class='lvsh-functions'>{items}</ul>")
     notes = results.get("submission", {}).get("notes", [])
     if notes:
         out.append("<p>Notes on the submission:</p><ul>" + "".join(f"<li>{escape(n)}</li>" for n in notes) + "</ul>")

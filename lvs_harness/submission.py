@@ -25,6 +25,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from . import keepalived
 from .errors import HarnessError
 from .vagrantfile import read_text
 
@@ -62,6 +63,82 @@ class Submission:
             lines += [f"    - {n}" for n in part.notes]
         lines += [f"  note: {n}" for n in self.notes]
         return lines
+
+    @property
+    def own_vagrantfile(self) -> bool:
+        return self.vagrantfile is not None and not self.vagrantfile.from_reference
+
+    def parts(self) -> list[dict]:
+        """Which files of the lab are the student's and which the reference's, for the report."""
+        from .labs.base import reference_vagrantfile
+        own = self.own_vagrantfile
+        parts = [{"part": "Vagrantfile", "student": own,
+                  "source": self.vagrantfile.origin if own else f"the reference ({reference_vagrantfile().name})",
+                  "notes": self.vagrantfile.notes if own else []}]
+        for host in DIRECTORS:
+            part = self.keepalived.get(host)
+            if part is not None:
+                parts.append({"part": f"{host} keepalived.conf", "student": not part.from_reference,
+                              "source": part.origin, "notes": part.notes})
+            else:
+                parts.append({"part": f"{host} keepalived.conf", "student": own,
+                              "source": "written by the " + ("student's" if own else "reference")
+                                        + " Vagrantfile's provisioner", "notes": []})
+        return parts
+
+    def keeps_reference_ipvs(self) -> tuple[str, ...]:
+        """Directors whose handed-in keepalived.conf defines no IPVS service while the lab is the
+        reference's: the reference's provisioning supplies that function (its ``virtual_server``,
+        as ipvsadm rules), since the homework needs it and the student did not hand it in."""
+        if self.own_vagrantfile:
+            return ()
+        return tuple(host for host, part in self.keepalived.items()
+                     if not part.from_reference and not keepalived.parse_config(part.text).virtual_servers)
+
+    def functions(self) -> list[dict]:
+        """What the lab needs, function by function, and whether the student's files or the
+        reference supplied it: {"function", "student": bool, "how"}."""
+        own = self.own_vagrantfile
+        where = "the student's Vagrantfile" if own else "the reference Vagrantfile"
+        out = [{"function": "topology (machines, networks, addresses)", "student": own, "how": where},
+               {"function": "real-server setup (nginx, VIP on lo, ARP suppression)", "student": own,
+                "how": f"{where}'s provisioners"}]
+        kept = self.keeps_reference_ipvs()
+        for host in DIRECTORS:
+            part = self.keepalived.get(host)
+            conf = keepalived.parse_config(part.text) if part is not None else None
+            student_conf = part is not None and not part.from_reference
+            out.append({"function": f"VRRP on {host} (keepalived vrrp_instance)",
+                        "student": bool(student_conf and conf.instances) or (part is None and own),
+                        "how": part.origin if student_conf else f"{where}'s provisioning"})
+            if student_conf and conf.virtual_servers:
+                ipvs = (True, f"virtual_server in {part.origin}")
+            elif host in kept:
+                ipvs = (False, "the reference's virtual_server, added as ipvsadm rules (the handed-in "
+                               "keepalived.conf defines none)")
+            else:
+                ipvs = (own, f"{where}'s provisioning")
+            out.append({"function": f"IPVS service on {host}", "student": ipvs[0], "how": ipvs[1]})
+        return out
+
+    def lab_config(self, config, workdir: Path):
+        """``config`` (a :class:`~lvs_harness.labs.LabConfig`) for this submission: its Vagrantfile
+        (else the reference's), its keepalived configs, and what the reference must supply."""
+        for line in self.summary():
+            config.progress(line)
+        vagrantfile = None
+        if self.vagrantfile:
+            vagrantfile = workdir / "Vagrantfile"
+            vagrantfile.write_text(self.vagrantfile.text)
+            if self.source.is_dir() and (self.source / self.vagrantfile.origin).is_file():
+                vagrantfile = self.source / self.vagrantfile.origin   # its path: provisioners live beside it
+        else:
+            config.progress("the submission has no Vagrantfile: using the reference's")
+        files = {host: {"/etc/keepalived/keepalived.conf": part.text} for host, part in self.keepalived.items()}
+        for host in self.keeps_reference_ipvs():
+            config.progress(f"{host}'s keepalived.conf defines no IPVS service: keeping the reference's")
+        return dataclasses.replace(config, vagrantfile=vagrantfile or config.vagrantfile, files=files or None,
+                                   keep_ipvs=self.keeps_reference_ipvs())
 
 
 def edit_distance(a: str, b: str) -> int:

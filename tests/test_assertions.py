@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from pathlib import Path
+
 import pytest
 
 from lvs_harness.assertions import (MSL, LabAssertionError, assert_dr_real, assert_failover_within,
@@ -27,8 +29,11 @@ def ready(lab, directors):
     return lab
 
 
-def test_msl_is_the_rfc_value():
-    assert MSL == 120.0
+def test_default_tcpfin_timeout_is_one_msl():
+    """The drain check's premise (homework question 1): IPVS's default FIN_WAIT timeout, as
+    ipvsadm printed it in the lab, is one Maximum Segment Lifetime."""
+    captured = (Path(__file__).parent / "data" / "ipvsadm" / "timeout-default.txt").read_text()
+    assert ipvs.parse_timeouts(captured).tcpfin == MSL
 
 
 def test_vip_owner_assertions(ready, directors):

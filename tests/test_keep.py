@@ -28,8 +28,11 @@ def test_kept_lab_outlives_its_starter_and_goes_down_on_request(lab_config):
     assert run_id in status.stdout and "server1      real" in status.stdout
     echo = cli("exec", "--run", run_id, "client", "--", "cat", input="through stdin\n")
     assert echo.returncode == 0 and echo.stdout == "through stdin\n"
-    failing = cli("exec", "--run", run_id, "client", "--", "exit 7")
+    failing = cli("exec", "--run", run_id, "client", "--", "sh", "-c", "exit 7")
     assert failing.returncode == 7
+    # argv arrives intact, as with docker exec: no word is split or unquoted on the way
+    argv = cli("exec", "--run", run_id, "client", "--", "printf", "[%s]", "a  b", "%{http_code}\\n", "$HOME")
+    assert argv.stdout == "[a  b][%{http_code}\\n][$HOME]", argv.stdout
     unknown = cli("exec", "--run", run_id, "nohost", "--", "true")
     assert unknown.returncode == 2 and "no host named 'nohost'" in unknown.stderr
     assert "Traceback" not in unknown.stderr

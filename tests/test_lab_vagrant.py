@@ -159,7 +159,7 @@ def test_two_runs_at_once_have_their_own_machines_networks_and_addresses(tmp_pat
             lab_nics = [line.split()[2] for line in nics
                         if line.strip() and line.split()[2] != libvirt_ns.MGMT_NETWORK]
             assert lab_nics == [f"lvsh-{run_id}-0"] * 2, nics
-            r = subprocess.run([*CLI, "exec", "--run", run_id, "client", "--", "ip -o -4 addr show eth2; "
+            r = subprocess.run([*CLI, "exec", "--run", run_id, "client", "--", "sh", "-c", "ip -o -4 addr show eth2; "
                                 "arping -D -c 2 -w 3 -I eth2 172.28.128.50 >/dev/null && echo alone"],
                                capture_output=True, text=True, timeout=120)
             assert "172.28.128.50/24" in r.stdout and "alone" in r.stdout, r.stdout + r.stderr   # not B's twin

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from lvs_harness.probes import arp, client, keepalived, vrrp
+from lvs_harness import keepalived
+from lvs_harness.probes import arp, client, vrrp
 from support import EXAMPLE, example_parts
 
 DATA = Path(__file__).parent / "data"

@@ -51,7 +51,7 @@ def start_lab(config: LabConfig | None = None, provision: bool = True) -> Lab:
     clean(stale_only=True, progress=config.progress)
     config = dataclasses.replace(config, backend=backend)
     if config.keep:
-        run_id = remote.spawn(dataclasses.replace(config, keep=False))
+        run_id = remote.spawn(dataclasses.replace(config, keep=False), provision=provision)
         return remote.RemoteLab(Run.load(run_id), keep=True, progress=config.progress)
     return _LABS[backend].start(config, provision=provision)
 

@@ -18,6 +18,7 @@ from typing import Callable, Protocol
 from ..commands import CommandResult
 from ..errors import LabError
 from ..hosts import Host, host_map
+from .. import keepalived
 from ..runs import Run
 from ..topology import Provisioner, Topology, VirtualService
 from ..vagrantfile import load_topology
@@ -55,6 +56,7 @@ class LabConfig:
     service: VirtualService = VirtualService()
     allow_scripts: bool = False              # run provisioners of a non-reference Vagrantfile on netns
     files: dict | None = None                # {host: {path: text}} written after provisioning (e.g. keepalived.conf)
+    keep_ipvs: tuple[str, ...] = ()          # hosts that keep the IPVS service of the keepalived.conf `files` replace
     progress: Callable[[str], None] = stderr_progress
 
     @property
@@ -80,17 +82,29 @@ def name_real_pages(hosts: dict[str, Host], topology: Topology) -> None:
                                "> /var/www/html/index.html")
 
 
-def write_files(hosts: dict[str, Host], files: dict | None) -> list[str]:
-    """Write ``files`` ({host: {path: text}}) into the lab; return the hosts whose keepalived config changed."""
-    changed = []
+KEEPALIVED_DIR = "/etc/keepalived/"
+
+
+def write_files(hosts: dict[str, Host], files: dict | None, keep_ipvs: tuple[str, ...] = ()) -> dict[str, list[str]]:
+    """Write ``files`` ({host: {path: text}}) into the lab. Returns, for each host whose keepalived
+    config changed, the commands to run once its old keepalived is stopped: for a host in
+    ``keep_ipvs`` whose new keepalived.conf defines no ``virtual_server``, the IPVS service the
+    replaced one defined (the reference's provisioning wrote it), as ipvsadm rules — so a
+    submission that hands in only its VRRP configs keeps the reference's IPVS service."""
+    changed: dict[str, list[str]] = {}
     for host, contents in (files or {}).items():
         if host not in hosts:
             raise LabError(f"a file is meant for host {host!r}, which the Vagrantfile does not define; "
                            f"hosts are: {', '.join(hosts)}")
         for path, text in contents.items():
+            after = []
+            if path.startswith(KEEPALIVED_DIR) and host in keep_ipvs and not keepalived.parse_config(text).virtual_servers:
+                old = hosts[host].run(f"cat {shlex.quote(path)}")
+                servers = keepalived.parse_config(old.stdout).virtual_servers if old.ok else ()
+                after = [cmd for vs in servers for cmd in keepalived.ipvsadm_commands(vs)]
             hosts[host].write_file(path, text)
-            if path.startswith("/etc/keepalived/") and host not in changed:
-                changed.append(host)
+            if path.startswith(KEEPALIVED_DIR):
+                changed.setdefault(host, []).extend(after)
     return changed
 
 
@@ -172,8 +186,10 @@ class NamespacedLab:
         if provision:
             with self._timed("provision", "running the Vagrantfile's provisioners"):
                 self._provision()
-        for host in write_files(self.hosts, cfg.files):
+        for host, after in write_files(self.hosts, cfg.files, cfg.keep_ipvs).items():
             self.hosts[host].run("systemctl stop keepalived")   # started below with the new config
+            for command in after:
+                self.hosts[host].check(command)
         with self._timed("keepalived", "starting keepalived on the directors"):
             for spec in self.topology.directors:
                 self.hosts[spec.name].run("systemctl start keepalived")
@@ -234,7 +250,7 @@ class NamespacedLab:
             lab._boot()
             lab._bring_up(provision=provision)
         except BaseException:
-            lab.close(force=True)
+            lab.close()
             raise
         config.progress(f"lab {run.id} is up ({', '.join(f'{k} {v:.1f} s' for k, v in lab.timings.items())})")
         return lab
@@ -249,7 +265,7 @@ class NamespacedLab:
     def _teardown(self) -> None:
         raise NotImplementedError
 
-    def close(self, force: bool = False) -> None:
+    def close(self) -> None:
         """Tear the lab down: every process, namespace and file the run made."""
         if self._closed:
             return

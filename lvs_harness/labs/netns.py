@@ -23,7 +23,7 @@ import time
 
 from ..commands import CommandResult
 from ..errors import LabError, Refused
-from ..probes import keepalived
+from .. import keepalived
 from ..runs import Run, kill_marked
 from .base import LabConfig, NamespacedLab
 from .namespaces import Namespaces

@@ -61,12 +61,12 @@ def request(run: Run, message: dict, timeout: float = 660) -> dict:
     return reply
 
 
-def spawn(config: LabConfig) -> str:
+def spawn(config: LabConfig, provision: bool = True) -> str:
     """Start a keeper holding a lab for ``config``; relay its progress; return the run id once up."""
     raw = {"backend": config.backend, "provider": config.provider,
            "vagrantfile": str(config.vagrantfile) if config.vagrantfile else None,
            "allow_scripts": config.allow_scripts, "roles": config.roles, "files": config.files,
-           "service": dataclasses.asdict(config.service)}
+           "keep_ipvs": list(config.keep_ipvs), "service": dataclasses.asdict(config.service), "provision": provision}
     proc = subprocess.Popen([sys.executable, "-m", "lvs_harness.keeper", json.dumps(raw)], stdout=subprocess.PIPE,
                             stdin=subprocess.DEVNULL, text=True, start_new_session=True)
     for line in proc.stdout:

@@ -236,8 +236,11 @@ class VagrantLab:
                 time.sleep(2)
         self._timed("ssh", t0)
         name_real_pages(self.hosts, self.topology)
-        for host in write_files(self.hosts, self.config.files):
-            self.hosts[host].run("systemctl restart keepalived")
+        for host, after in write_files(self.hosts, self.config.files, self.config.keep_ipvs).items():
+            self.hosts[host].run("systemctl stop keepalived")
+            for command in after:
+                self.hosts[host].check(command)
+            self.hosts[host].run("systemctl start keepalived")
 
     @contextlib.contextmanager
     def _stderr(self):
@@ -354,7 +357,7 @@ class VagrantLab:
     def __exit__(self, *exc):
         self.close()
 
-    def close(self, force: bool = False) -> None:
+    def close(self) -> None:
         if self._closed:
             return
         self._closed = True

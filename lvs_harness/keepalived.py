@@ -1,4 +1,5 @@
-"""keepalived's configuration, parsed enough to derive protocol timings and expected IPVS state.
+"""keepalived's configuration (a parser, not a probe): enough to derive protocol timings, the
+expected IPVS state, and the commands a config makes keepalived run.
 
 Example::
 
@@ -124,6 +125,26 @@ def parse_config(text: str) -> KeepalivedConfig:
             servers.append(VirtualServerConf(stmt[1], int(stmt[2]), _first(body, "lb_algo", ""),
                                              _first(body, "lb_kind", ""), _first(body, "protocol", "TCP"), reals))
     return KeepalivedConfig(tuple(instances), tuple(servers))
+
+
+FORWARD_FLAGS = {"DR": "-g", "NAT": "-m", "TUN": "-i"}
+PROTOCOL_FLAGS = {"TCP": "-t", "UDP": "-u", "SCTP": "--sctp-service"}
+
+
+def ipvsadm_commands(vs: VirtualServerConf) -> list[str]:
+    """The ipvsadm commands that set up what a ``virtual_server`` block describes (without its
+    health checks).
+
+    Example::
+
+        ipvsadm_commands(parse_config(text).virtual_servers[0])
+        # ['ipvsadm -A -t 172.28.128.200:80 -s rr', 'ipvsadm -a -t 172.28.128.200:80 -r 172.28.128.30:80 -g -w 1', …]
+    """
+    service = f"{PROTOCOL_FLAGS.get(vs.protocol.upper(), '-t')} {vs.address}:{vs.port}"
+    out = [f"ipvsadm -A {service} -s {vs.lb_algo or 'wlc'}"]
+    out += [f"ipvsadm -a {service} -r {r.address}:{r.port} {FORWARD_FLAGS.get(vs.lb_kind.upper(), '-m')} -w {r.weight}"
+            for r in vs.reals]
+    return out
 
 
 SCRIPT_KEYWORDS = ("script", "misc_path", "quorum_up", "quorum_down")
