@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from .errors import HarnessError
-from .grading import DEFAULT_JOBS, Grader, prepare_out
+from .grading import DEFAULT_JOBS, DEFAULT_RETRIES, Grader, prepare_out
 from .labs import CHOICES, LabConfig, clean, remote, select_backend, start_lab
 from .labs.base import stderr_progress
 from .labs.image import ensure_image
@@ -133,6 +133,8 @@ def cmd_grade(args) -> int:
         raise HarnessError(f"no such submission: {', '.join(missing)}; pass markdown write-ups or submission folders.")
     if args.jobs is not None and args.jobs < 1:
         raise HarnessError("-j must be 1 or more.")
+    if args.retries < 0:
+        raise HarnessError("--retries must be 0 or more.")
     prepare_out(args.out)
     backend, why = select_backend(args.lab)
     stderr_progress(f"lab backend: {backend} ({why})")
@@ -141,7 +143,7 @@ def cmd_grade(args) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     jobs = args.jobs or (1 if backend == "vagrant" else DEFAULT_JOBS)     # five VMs per submission on vagrant
     grader = Grader(args.out, backend=backend, timing=args.timing, allow_scripts=args.allow_scripts, jobs=jobs,
-                    provider=args.provider)
+                    provider=args.provider, retries=args.retries)
     entries = grader.grade(args.submissions)
     crashed = [e["submission"] for e in entries if e["outcome"] == "harness-failed"]
     print(f"\n{'submission':30} {'score':>7}  outcome")
@@ -254,6 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     gr.add_argument("--timing", choices=("fast", "faithful"), default=None)
     gr.add_argument("--allow-scripts", action="store_true",
                     help="netns: run the submissions' provisioners and keepalived scripts on this machine")
+    gr.add_argument("--retries", type=int, default=DEFAULT_RETRIES,
+                    help="grade a submission again in a fresh lab when a check ended in error (the lab or the harness "
+                         f"failed, not the student's work), up to N more times (default {DEFAULT_RETRIES})")
     gr.set_defaults(func=cmd_grade)
 
     demo = sub.add_parser("demo", help="bring the reference lab up, show balancing and failover, tear it down")

@@ -3,6 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import re
+
+TIMEOUT_RC = 124                    # as timeout(1)
+_TIMED_OUT = re.compile(r"timed out after [\d.e+]+ s\n\Z")
+
+
+def timeout_note(timeout: float) -> str:
+    """What a runner appends to stderr when it killed a command at its timeout (rc 124)."""
+    return f"timed out after {timeout:g} s\n"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,3 +35,8 @@ class CommandResult:
     def ok(self) -> bool:
         """True when the command exited 0."""
         return self.rc == 0
+
+    @property
+    def timed_out(self) -> bool:
+        """True when the runner killed the command at its timeout."""
+        return self.rc == TIMEOUT_RC and bool(_TIMED_OUT.search(self.stderr))

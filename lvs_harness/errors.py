@@ -44,3 +44,13 @@ class CommandFailed(HarnessError):
             f"`{result.command}` on {host} exited {result.rc}"
             + (f": {out[-2000:]}" if out else " with no output")
         )
+
+
+class CommandTimeout(LabError):
+    """A command on a lab host ran past its timeout and was killed: the lab or the machine is too
+    slow or stuck — a harness-side fault, never a verdict on the lab's behaviour."""
+
+    def __init__(self, host: str, result, timeout: float):
+        self.host, self.result, self.timeout = host, result, timeout
+        super().__init__(f"`{result.command}` on {host} did not finish within {timeout:g} s and was stopped "
+                         "(a loaded machine or a stuck lab; grade again, or give the command more time)")

@@ -45,9 +45,10 @@ from .errors import HarnessError
 SUITE = "lvs_harness.suites.hw38"
 MARKER = ".lvs-harness-reports"
 DEFAULT_JOBS = 4               # labs at once (bench/grade.py measures the choice)
+DEFAULT_RETRIES = 1            # fresh-lab attempts after a run that ended in error
 JOB_TIMEOUT = 20 * 60          # seconds: a submission's run taking longer is stopped (harness-failed)
 CSV_FIELDS = ("submission", "outcome", "score", "max_score", "check_id", "title", "status", "check_score",
-              "check_max_score", "reason", "measured")
+              "check_max_score", "reason", "measured", "attempts")
 CHECK_LINE = re.compile(r"lvs-harness: check (?P<check>\w+): (?P<status>\w+)(?P<reason>.*)")
 
 
@@ -81,11 +82,12 @@ def prepare_out(out: Path) -> None:
 
 class Grader:
     def __init__(self, out: Path, *, backend: str = "auto", timing: str | None = None, allow_scripts: bool = False,
-                 jobs: int = 2, progress=None, timeout: float = JOB_TIMEOUT, provider: str = "libvirt"):
+                 jobs: int = 2, progress=None, timeout: float = JOB_TIMEOUT, provider: str = "libvirt",
+                 retries: int = DEFAULT_RETRIES):
         self.out = Path(out).resolve()         # the jobs run in folders of their own
         self.backend, self.timing, self.allow_scripts = backend, timing, allow_scripts
         self.provider = provider
-        self.jobs, self.timeout = max(1, jobs), timeout
+        self.jobs, self.timeout, self.retries = max(1, jobs), timeout, max(0, retries)
         self._say = progress or (lambda message: print(message, file=sys.stderr, flush=True))
         self.checks = suite_checks()
         self.entries: dict[str, dict] = {}
@@ -100,7 +102,7 @@ class Grader:
             self._say(message)
 
     # one submission ------------------------------------------------------------------
-    def _argv(self, path: Path, name: str, work: Path, basetemp: Path) -> list[str]:
+    def _argv(self, path: Path, name: str, work: Path, basetemp: Path, earlier: Path | None = None) -> list[str]:
         argv = [sys.executable, "-m", "pytest", "--pyargs", SUITE, "-v", "-p", "no:cacheprovider",
                 "--basetemp", str(basetemp), "--submission", str(path.resolve()), "--student", name,
                 "--lab", self.backend, f"--html={work / 'report.html'}", "--self-contained-html",
@@ -111,16 +113,48 @@ class Grader:
             argv.append(f"--provider={self.provider}")
         if self.allow_scripts:
             argv.append("--allow-scripts")
+        if earlier is not None:
+            argv.append(f"--earlier-attempts={earlier}")
         return argv
 
     def grade_one(self, path: Path, name: str, label: str) -> dict:
+        """Grade one submission; again in a fresh lab (up to ``retries`` times) while its run ends
+        in error — a fault of the lab or the harness, never of the student's work. Every attempt
+        is in the entry's ``attempts`` and the final report; earlier reports are kept beside it."""
+        keep = Path(tempfile.mkdtemp(prefix=f".{name}.attempts.", dir=self.out))
+        attempts: list[dict] = []
+        try:
+            for n in range(1, self.retries + 2):
+                earlier = keep / "earlier.json" if attempts else None
+                if earlier:
+                    earlier.write_text(json.dumps(attempts))
+                work, entry = self._attempt(path, name, label, earlier)
+                attempts.append(attempt_summary(entry, n))
+                why = retry_reason(entry)
+                if why is None or n > self.retries:
+                    break
+                if (work / "report.html").exists():
+                    os.replace(work / "report.html", keep / f"report-attempt-{n}.html")
+                    attempts[-1]["report"] = f"report-attempt-{n}.html"
+                shutil.rmtree(work, ignore_errors=True)
+                self.progress(f"{label}: attempt {n} ended in error ({why}); grading it again in a fresh lab")
+            entry["attempts"] = attempts
+            for old in keep.glob("report-attempt-*.html"):
+                os.replace(old, work / old.name)
+            self._install(work, self.out / name)
+        finally:
+            shutil.rmtree(keep, ignore_errors=True)
+        return entry
+
+    def _attempt(self, path: Path, name: str, label: str, earlier: Path | None) -> tuple[Path, dict]:
+        """One grading run in its own lab: (its folder, its entry)."""
         work = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=self.out))
         basetemp = Path(tempfile.mkdtemp(prefix="lvsh-grade-"))
         t0 = time.monotonic()
         rc, tail = None, []
         try:
             with open(work / "pytest.log", "w") as log:
-                proc = subprocess.Popen(self._argv(path, name, work, basetemp / "t"), stdout=subprocess.PIPE,
+                proc = subprocess.Popen(self._argv(path, name, work, basetemp / "t", earlier), stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, bufsize=1,
                                         errors="replace", cwd=work)
                 with self._lock:
@@ -137,12 +171,12 @@ class Grader:
                     timer.cancel()
                     with self._lock:
                         self._procs.pop(name, None)
-            entry = self._entry(path, name, work, rc, tail, time.monotonic() - t0)
-            self._install(work, self.out / name)
+            return work, self._entry(path, name, work, rc, tail, time.monotonic() - t0)
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
         finally:
             shutil.rmtree(basetemp, ignore_errors=True)
-            shutil.rmtree(work, ignore_errors=True)
-        return entry
 
     def _expire(self, name: str, proc: subprocess.Popen) -> None:
         self.progress(f"{name}: still running after {self.timeout:g} s; stopping it")
@@ -185,6 +219,7 @@ class Grader:
         for key in ("backend", "timing", "run_id", "lab_seconds"):
             entry[key] = (results or {}).get(key)
         entry["parts"] = ((results or {}).get("submission") or {}).get("parts", [])
+        entry["functions"] = ((results or {}).get("submission") or {}).get("functions", [])
         if crashed:
             entry["outcome"], entry["reason"] = "harness-failed", why
         elif not entry["backend"]:
@@ -259,6 +294,44 @@ class Grader:
         _atomic_write(self.out / "index.html", index_html(entries, self.checks))
 
 
+def verdict_differences(entry: dict, failed: dict[str, str]) -> list[str]:
+    """How a graded ``entry`` differs from the expected verdicts: ``failed`` maps each check that
+    must fail to a phrase its reason must contain; every other check must pass. Empty: as expected.
+
+    Example::
+
+        verdict_differences(entry, {"failback": "nopreempt"})
+        # ['failover: failed (…), expected passed']
+    """
+    diffs = []
+    for check in entry["checks"]:
+        want = failed.get(check["id"])
+        status = "failed" if want is not None else "passed"
+        if check["status"] != status:
+            diffs.append(f"{check['id']}: {check['status']} ({check['reason'][:300]}), expected {status}")
+        elif want is not None and want not in check["reason"]:
+            diffs.append(f"{check['id']}: failed for another reason ({check['reason'][:300]}), expected one "
+                         f"with {want!r}")
+    return diffs
+
+
+def retry_reason(entry: dict) -> str | None:
+    """Why a run's verdict is not the student's to keep (a check in error, the lab or the grading
+    run broke), or None. A refused submission or one that crashed its own lab is not retried."""
+    if entry["outcome"] in ("lab-failed", "harness-failed"):
+        return f"{entry['outcome']}: {entry['reason'][:200]}"
+    errors = [c for c in entry["checks"] if c["status"] == "error"]
+    if entry["outcome"] == "graded" and errors:
+        return f"{len(errors)} check(s) in error, first {errors[0]['id']}: {errors[0]['reason'][:160]}"
+    return None
+
+
+def attempt_summary(entry: dict, n: int) -> dict:
+    return {"attempt": n, "run_id": entry.get("run_id"), "outcome": entry["outcome"], "score": entry["score"],
+            "max_score": entry["max_score"], "duration": entry["duration"],
+            "errors": [{"id": c["id"], "reason": c["reason"]} for c in entry["checks"] if c["status"] == "error"]}
+
+
 def gradebook_csv(entries: list[dict]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, CSV_FIELDS)
@@ -268,8 +341,16 @@ def gradebook_csv(entries: list[dict]) -> str:
             writer.writerow({"submission": e["submission"], "outcome": e["outcome"], "score": e["score"],
                              "max_score": e["max_score"], "check_id": c["id"], "title": c["title"],
                              "status": c["status"], "check_score": c["score"], "check_max_score": c["max_score"],
-                             "reason": c["reason"], "measured": json.dumps(c["measured"], default=str)})
+                             "reason": c["reason"], "measured": json.dumps(c["measured"], default=str),
+                             "attempts": attempts_text(e.get("attempts", []))})
     return buf.getvalue()
+
+
+def attempts_text(attempts: list[dict]) -> str:
+    """'1: graded 20/24, error in failover; 2: graded 24/24' (one line per submission)."""
+    return "; ".join(f"{a['attempt']}: {a['outcome']} {a['score']}/{a['max_score']}"
+                     + (f", error in {', '.join(e['id'] for e in a['errors'])}" if a["errors"] else "")
+                     for a in attempts)
 
 
 SYMBOLS = {"passed": ("✓", "#2ca02c"), "failed": ("✗", "#d62728"), "error": ("!", "#7f7f7f")}
@@ -278,27 +359,37 @@ SYMBOLS = {"passed": ("✓", "#2ca02c"), "failed": ("✗", "#d62728"), "error": 
 def index_html(entries: list[dict], checks: list[dict]) -> str:
     head = "".join(f"<th class='check' title='{escape(c['title'])}'><span>{escape(c['id'])} ({c['points']})</span></th>"
                    for c in checks)
-    rows = []
+    rows, in_error = [], []
     for e in entries:
         by_id = {c["id"]: c for c in e["checks"]}
+        errors = [c for c in e["checks"] if c["status"] == "error"]
+        if errors and e["outcome"] != "refused":
+            in_error.append(e["submission"])
         cells = "".join(
             f"<td style='color:{SYMBOLS[by_id[c['id']]['status']][1]};text-align:center' "
             f"title='{escape(by_id[c['id']]['status'] + ': ' + by_id[c['id']]['reason'])}'>"
             f"{SYMBOLS[by_id[c['id']]['status']][0]}</td>" for c in checks)
         link = (f"<a href='{escape(e['report'])}'>{escape(e['submission'])}</a>"
                 if e["outcome"] != "harness-failed" else f"{escape(e['submission'])} (<a href='{escape(e['submission'])}/pytest.log'>log</a>)")
-        rows.append(f"<tr><td>{link}</td><td>{escape(e['outcome'])}</td><td><b>{e['score']}</b>/{e['max_score']}</td>"
+        flag = (f" <b class='flag' title='{len(errors)} check(s) could not be judged'>⚠ {len(errors)} in error</b>"
+                if errors and e["outcome"] != "refused" else "")
+        tries = e.get("attempts", [])
+        rows.append(f"<tr><td>{link}</td><td>{escape(e['outcome'])}{flag}</td><td><b>{e['score']}</b>/{e['max_score']}</td>"
                     f"{cells}<td>{escape(e.get('backend') or '—')}</td><td>{e['duration']:.0f} s</td>"
+                    f"<td title='{escape(attempts_text(tries))}'>{len(tries) or 1}</td>"
                     f"<td class='reason'>{escape(e['reason'])}</td></tr>")
+    banner = (f"<p class='errors'><b>⚠ {len(in_error)} submission(s) have checks that could not be judged</b> "
+              f"(the lab or the harness failed, not the student's work; their points are not given): "
+              f"{escape(', '.join(in_error))}. Grade them again.</p>" if in_error else "")
     return ("<!doctype html><html><head><meta charset='utf-8'><title>hw3.8 gradebook</title>"
             "<style>body{font-family:sans-serif}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
             "padding:4px 6px}th{background:#f4f4f4}th.check span{writing-mode:vertical-rl;transform:rotate(180deg);"
-            "white-space:nowrap}td.reason{max-width:40em;font-size:90%}</style></head><body>"
+            "white-space:nowrap}td.reason{max-width:40em;font-size:90%}.flag,.errors{color:#b35900}</style></head><body>"
             f"<h1>hw3.8 gradebook</h1><p>{len(entries)} submission(s), written {time.strftime('%Y-%m-%d %H:%M:%S')}. "
             "✓ passed, ✗ failed, ! could not be judged (hover for the reason). "
-            "<a href='gradebook.csv'>CSV</a> · <a href='gradebook.json'>JSON</a></p>"
+            f"<a href='gradebook.csv'>CSV</a> · <a href='gradebook.json'>JSON</a></p>{banner}"
             f"<table><tr><th>Submission</th><th>Outcome</th><th>Score</th>{head}<th>Lab</th><th>Time</th>"
-            f"<th>Reason</th></tr>{''.join(rows)}</table></body></html>\n")
+            f"<th>Attempts</th><th>Reason</th></tr>{''.join(rows)}</table></body></html>\n")
 
 
 def _atomic_write(path: Path, text: str) -> None:

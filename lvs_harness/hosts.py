@@ -23,7 +23,7 @@ import testinfra.host
 from testinfra.backend.base import BaseBackend
 
 from .commands import CommandResult
-from .errors import CommandFailed
+from .errors import CommandFailed, CommandTimeout
 from .topology import HostSpec
 
 LOG_FILES = {
@@ -56,7 +56,8 @@ class Host:
         return self.spec.role
 
     def run(self, command: str, *, timeout: float = 60, input: bytes | str | None = None) -> CommandResult:
-        """Run ``command`` with /bin/sh as root in this host and return its result (never raises on rc).
+        """Run ``command`` with /bin/sh as root in this host and return its result (never raises on rc;
+        raises :class:`CommandTimeout` when it had to be killed at ``timeout``).
 
         Example::
 
@@ -68,6 +69,8 @@ class Host:
         result = self._execute(self.name, command, timeout=timeout, input=input)
         for observe in self.observers:
             observe(self.name, result)
+        if result.timed_out:
+            raise CommandTimeout(self.name, result, timeout)
         return result
 
     def check(self, command: str, *, timeout: float = 60, input: bytes | str | None = None) -> CommandResult:

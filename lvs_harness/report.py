@@ -182,6 +182,11 @@ def summary_html(results: dict) -> str:
             ("Lab run id", results.get("run_id") or "—"),
             ("Lab start", f"{results['lab_seconds']:.1f} s" if results.get("lab_seconds") else "—"),
             ("Whole run", f"{results['duration']:.1f} s")]
+    for a in results.get("earlier_attempts", []):
+        errors = "; ".join(f"{e['id']}: {e['reason'][:200]}" for e in a["errors"])
+        rows.append((f"Attempt {a['attempt']}", f"{a['outcome']}, {a['score']}/{a['max_score']} (run {a['run_id'] or '—'})"
+                     + (f" — in error: {errors}" if errors else "") + (f" — {a['report']}" if a.get("report") else "")
+                     + " — graded again in a fresh lab"))
     table = "".join(f"<tr><th style='text-align:left;padding-right:1em'>{escape(k)}</th><td>{escape(str(v))}</td></tr>"
                     for k, v in rows)
     out = [f"<h2>hw3.8 grading</h2><table class='lvsh-summary'>{table}</table>"]

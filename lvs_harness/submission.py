@@ -152,20 +152,31 @@ def edit_distance(a: str, b: str) -> int:
 
 
 def match_host(text: str, hosts: tuple[str, ...] = DIRECTORS, max_edits: int = 2) -> tuple[str | None, str]:
-    """The host a piece of text names, tolerating misspellings; (host or None, how it was matched)."""
+    """The host a piece of text names, tolerating misspellings and a spaced number ("Balancer 2");
+    (host or None, how it was matched).
+
+    Example::
+
+        match_host("balanser2 keepalived.conf")     # ('balancer2', 'host "balanser2" read as balancer2 (1 edit)')
+    """
+    lowered = text.lower()
+    words = [(w, w) for w in re.findall(r"[A-Za-z][\w-]*\d*", lowered)]
+    words += [(m[1] + m[2], m[0]) for m in re.finditer(r"([a-z][a-z-]*?)[ _-]+(\d+)\b", lowered)]
     best: list[tuple[int, str, str]] = []
-    for word in re.findall(r"[A-Za-z][\w-]*\d*", text.lower()):
+    for word, said in words:
         for host in hosts:
             d = edit_distance(word, host)
             if d <= max_edits and _same_number(word, host):
-                best.append((d, host, word))
+                best.append((d, host, said))
     if not best:
         return None, ""
     best.sort()
-    d, host, word = best[0]
+    d, host, said = best[0]
     if any(h != host and dd == d for dd, h, _ in best):
         return None, f"ambiguous: {sorted({h for dd, h, _ in best if dd == d})}"
-    return host, "exact" if d == 0 else f'host "{word}" read as {host} ({d} edit{"s" if d > 1 else ""})'
+    if said == host:
+        return host, "exact"
+    return host, f'host "{said}" read as {host}' + (f' ({d} edit{"s" if d > 1 else ""})' if d else "")
 
 
 def _same_number(word: str, host: str) -> bool:

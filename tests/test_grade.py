@@ -1,5 +1,6 @@
-"""`lvs-harness grade` on a real batch: the real example write-up, the repository's example, and each
-kind of bad input, three labs at a time; then the example's report rendered in headless Chromium."""
+"""`lvs-harness grade` on a real batch (tests/conftest.py: the real example write-up, the repository's
+example, each kind of bad input and the self-test corpus, four labs at a time); then the
+example's report rendered in headless Chromium."""
 
 from __future__ import annotations
 
@@ -19,41 +20,10 @@ from lvs_harness import charts
 from lvs_harness.grading import CSV_FIELDS
 from lvs_harness.runs import Run
 from lvs_harness.submission import load_submission
-from support import EXAMPLE
+from conftest import WRITEUP, corpus
 
 pytestmark = pytest.mark.lab
 RUN_NETNS = re.compile(r"lvsh-[0-9a-f]{6}-")    # a run's namespaces (lvsh-vagrant is libvirt's, shared)
-REPO = Path(__file__).resolve().parents[1]
-WRITEUP = REPO / "examples" / "hw38-writeup.md"
-
-
-def bad_inputs(root: Path) -> dict[str, Path]:
-    """One submission per kind of bad input the grading issue names."""
-    good = WRITEUP.read_text()
-    files = {
-        "nocode.md": "# Homework 3.8\n\nEverything works, see the screenshots.\n",
-        "nohost.md": "balancer7 keepalived.conf:\n```\nvrrp_instance VI_1 {\n    priority 100\n}\n```\n",
-        "kasyntax.md": good.replace("virtual_ipaddress {", "virtual_ipadress {"),
-        "rubysyntax.md": good.replace('  config.vm.define "client" do |node|\n',
-                                      '  config.vm.define "client" do |node|\n    if true do\n'),
-        "huge.md": "x" * 2_000_001,
-    }
-    out = {}
-    for name, text in files.items():
-        (root / name).write_text(text)
-        out[name] = root / name
-    (root / "binary.md").write_bytes(bytes(range(256)) * 8)
-    (root / "emptydir").mkdir()
-    out["binary.md"], out["emptydir"] = root / "binary.md", root / "emptydir"
-    # a folder whose backup director powers the lab off when it becomes master
-    sub = load_submission(WRITEUP)
-    (root / "crasher" / "keepalived").mkdir(parents=True)
-    (root / "crasher" / "keepalived" / "balancer1.conf").write_text(sub.keepalived["balancer1"].text)
-    (root / "crasher" / "keepalived" / "balancer2.conf").write_text(
-        "global_defs {\n    enable_script_security\n    script_user root\n}\n" + sub.keepalived["balancer2"].text.replace(
-            "    advert_int 1\n", "    advert_int 1\n    notify_master \"/bin/sh -c 'echo o > /proc/sysrq-trigger'\"\n"))
-    out["crasher"] = root / "crasher"
-    return out
 
 
 def marked_processes(ignore: set[str]) -> list[tuple[int, str]]:
@@ -70,22 +40,6 @@ def marked_processes(ignore: set[str]) -> list[tuple[int, str]]:
     return found
 
 
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory):
-    if not EXAMPLE.is_file():
-        pytest.skip(f"the example submission is not at {EXAMPLE}")
-    root = tmp_path_factory.mktemp("batch")
-    subs = [EXAMPLE, WRITEUP, *bad_inputs(root).values()]
-    out = root / "reports"
-    runs_before = {r.id for r in Run.all()}
-    proc = subprocess.run([sys.executable, "-m", "lvs_harness.cli", "grade", *map(str, subs), "-j", "3",
-                           "--lab", "uml", "--out", "reports"],      # relative, as in the quick start
-                          cwd=root, capture_output=True, text=True, timeout=900)
-    book = json.loads((out / "gradebook.json").read_text()) if (out / "gradebook.json").exists() else None
-    return {"proc": proc, "out": out, "book": book, "runs_before": runs_before,
-            "by_name": {e["submission"]: e for e in (book or {}).get("submissions", [])}}
-
-
 def checks(entry) -> dict:
     return {c["id"]: c for c in entry["checks"]}
 
@@ -93,15 +47,15 @@ def checks(entry) -> dict:
 def test_batch_exits_zero_and_books_every_submission(graded):
     proc = graded["proc"]
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    assert list(graded["by_name"]) == ["example-submission", "hw38-writeup", "nocode", "nohost", "kasyntax",
-                                       "rubysyntax", "huge", "binary", "emptydir", "crasher"]
+    assert list(graded["by_name"]) == ["example-submission", "hw38-writeup", "nocode", "nohost", "rubysyntax", "huge",
+                                       "binary", "emptydir", "crasher", *(p.stem for p in corpus())]
     assert "reports: reports/index.html" in proc.stdout
     for entry in graded["by_name"].values():
         assert len(entry["checks"]) == 13 and entry["max_score"] == 24
         assert {c["status"] for c in entry["checks"]} <= {"passed", "failed", "error"}
         assert (graded["out"] / entry["report"]).is_file()
     rows = list(csv.DictReader((graded["out"] / "gradebook.csv").open()))
-    assert tuple(rows[0]) == CSV_FIELDS and len(rows) == 10 * 13
+    assert tuple(rows[0]) == CSV_FIELDS and len(rows) == len(graded["by_name"]) * 13
     index = (graded["out"] / "index.html").read_text()
     for name in graded["by_name"]:
         assert f"href='{name}/report.html'" in index
@@ -132,18 +86,6 @@ def test_bad_input_is_refused_with_the_problem_named(graded, name, words):
     assert words in entry["reason"], entry["reason"]
     assert all(c["status"] == "error" and words in c["reason"] for c in entry["checks"])
     assert words in html.unescape((graded["out"] / entry["report"]).read_text())
-
-
-def test_keepalived_syntax_error_fails_exactly_the_checks_that_need_a_config(graded):
-    entry = graded["by_name"]["kasyntax"]
-    by_id = checks(entry)
-    assert entry["outcome"] == "graded"
-    assert by_id["config_valid"]["status"] == "failed"
-    assert "Unknown keyword 'virtual_ipadress'" in by_id["config_valid"]["reason"]
-    assert {k for k, c in by_id.items() if c["status"] == "passed"} == {"directors_separate", "real_dr_ready"}
-    assert all(c["reason"].startswith("not run: needs a valid keepalived config")
-               for k, c in by_id.items() if k not in ("config_valid", "directors_separate", "real_dr_ready"))
-    assert entry["score"] == 3
 
 
 def test_a_lab_crashed_by_its_submission_is_recorded_as_such(graded):
@@ -213,3 +155,39 @@ def test_netns_grading_refuses_scripts_with_the_reason_in_the_report(tmp_path):
     assert "--allow-scripts" in entry["reason"]
     report = html.unescape((tmp_path / "reports" / "scripted" / "report.html").read_text())
     assert "would let keepalived run these commands as root on this machine" in report
+
+
+def test_a_run_that_ends_in_error_is_graded_again_in_a_fresh_lab(tmp_path):
+    """A grading run stopped for taking too long is the harness's fault (harness-failed), never
+    the student's: grade runs it again in a fresh lab, and the gradebook and the index show
+    both attempts, each with its own run."""
+    from lvs_harness.grading import Grader
+    lines = []
+    grader = Grader(tmp_path / "reports", backend="uml", jobs=1, retries=1, timeout=25, progress=lines.append)
+    entry = grader.grade([WRITEUP])[0]
+    assert entry["outcome"] == "harness-failed"
+    assert [a["attempt"] for a in entry["attempts"]] == [1, 2]
+    assert all(a["outcome"] == "harness-failed" for a in entry["attempts"])
+    assert any("attempt 1 ended in error (harness-failed" in line and "grading it again in a fresh lab" in line
+               for line in lines), lines
+    book = json.loads((tmp_path / "reports" / "gradebook.json").read_text())
+    assert len(book["submissions"][0]["attempts"]) == 2
+    rows = list(csv.DictReader((tmp_path / "reports" / "gradebook.csv").open()))
+    assert rows[0]["attempts"].startswith("1: harness-failed 0/24") and "; 2: harness-failed" in rows[0]["attempts"]
+    assert "<td title='1: harness-failed" in (tmp_path / "reports" / "index.html").read_text()
+    assert not [p for p in (tmp_path / "reports").iterdir() if p.name.startswith(".") and p.name != ".lvs-harness-reports"]
+
+
+def test_errors_are_retried_and_flagged_failures_are_not():
+    from lvs_harness.grading import index_html, retry_reason
+    check = {"id": "failover", "title": "", "score": 0, "max_score": 3, "measured": {}}
+    failed = {"outcome": "graded", "reason": "", "checks": [{**check, "status": "failed", "reason": "owners []"}]}
+    errored = {"outcome": "graded", "reason": "", "checks": [{**check, "status": "error",
+                                                              "reason": "could not observe …"}]}
+    assert retry_reason(failed) is None
+    assert retry_reason(errored).startswith("1 check(s) in error, first failover")
+    assert retry_reason({**errored, "outcome": "lab-crashed"}) is None       # the submission's own doing
+    assert retry_reason({**errored, "outcome": "refused"}) is None
+    page = index_html([{**errored, "submission": "alice", "report": "alice/report.html", "score": 0, "max_score": 3,
+                        "duration": 1.0}], [{"id": "failover", "title": "", "points": 3}])
+    assert "1 submission(s) have checks that could not be judged" in page and "⚠ 1 in error" in page

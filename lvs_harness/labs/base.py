@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from ..commands import CommandResult
-from ..errors import LabError
+from ..errors import CommandTimeout, LabError
 from ..hosts import Host, host_map
 from .. import keepalived
 from ..runs import Run
@@ -216,7 +216,10 @@ class NamespacedLab:
             args = " ".join(shlex.quote(a) for a in prov.args)
         else:
             args = prov.args or ""
-        return host.run(f"cd /root && bash {path} {args}", timeout=PROVISION_TIMEOUT)
+        try:
+            return host.run(f"cd /root && bash {path} {args}", timeout=PROVISION_TIMEOUT)
+        except CommandTimeout as err:       # as `vagrant up` would, the next provisioner runs
+            return err.result
 
     # commands ----------------------------------------------------------------------
     def _execute(self, host: str, command: str, *, timeout: float, input: bytes | None) -> CommandResult:

@@ -28,6 +28,7 @@ import threading
 import time
 from typing import Callable
 
+from ..commands import TIMEOUT_RC, timeout_note
 from ..errors import LabError, LabGone
 
 MAX_REQUEST = 2048
@@ -173,7 +174,7 @@ class GuestAgent:
         if rc is None:  # killed by a signal
             rc = 128 + int(status.get("signal", 0))
         if timed_out:
-            rc, err = 124, err + f"timed out after {timeout:g} s\n"
+            rc, err = TIMEOUT_RC, err + timeout_note(timeout)
         return rc, out, err
 
     def _kill_tree(self, pid: int) -> None:

@@ -21,9 +21,9 @@ import signal
 import subprocess
 import time
 
-from ..commands import CommandResult
-from ..errors import LabError, Refused
 from .. import keepalived
+from ..commands import TIMEOUT_RC, CommandResult, timeout_note
+from ..errors import LabError, Refused
 from ..runs import Run, kill_marked
 from .base import LabConfig, NamespacedLab
 from .namespaces import Namespaces
@@ -62,7 +62,7 @@ def _local(argv: list, input: bytes | None, timeout: float, env: dict | None = N
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         out, err = proc.communicate()
-        rc, err = 124, err + f"timed out after {timeout:g} s\n".encode()
+        rc, err = TIMEOUT_RC, err + timeout_note(timeout).encode()
     return CommandResult(" ".join(argv), rc, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"),
                          time.monotonic() - t0)
 

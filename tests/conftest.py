@@ -1,0 +1,71 @@
+"""The graded batch shared by tests/test_corpus.py and tests/test_grade.py: one `lvs-harness grade`
+run, four labs at a time, over the self-test corpus (tests/data/submissions/), the real example
+write-up, the repository's example, and one submission per kind of bad input — one batch, so
+the lab-heavy part of the tests costs one parallel run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lvs_harness.runs import Run
+from lvs_harness.submission import load_submission
+from support import EXAMPLE
+
+REPO = Path(__file__).resolve().parents[1]
+WRITEUP = REPO / "examples" / "hw38-writeup.md"
+CORPUS = Path(__file__).parent / "data" / "submissions"
+BATCH_JOBS = 4
+
+
+def corpus() -> list[Path]:
+    return sorted(CORPUS.glob("*.md"))
+
+
+def bad_inputs(root: Path) -> dict[str, Path]:
+    """One submission per kind of bad input the grading issue names."""
+    good = WRITEUP.read_text()
+    files = {
+        "nocode.md": "# Homework 3.8\n\nEverything works, see the screenshots.\n",
+        "nohost.md": "balancer7 keepalived.conf:\n```\nvrrp_instance VI_1 {\n    priority 100\n}\n```\n",
+        "rubysyntax.md": good.replace('  config.vm.define "client" do |node|\n',
+                                      '  config.vm.define "client" do |node|\n    if true do\n'),
+        "huge.md": "x" * 2_000_001,
+    }
+    out = {}
+    for name, text in files.items():
+        (root / name).write_text(text)
+        out[name] = root / name
+    (root / "binary.md").write_bytes(bytes(range(256)) * 8)
+    (root / "emptydir").mkdir()
+    out["binary.md"], out["emptydir"] = root / "binary.md", root / "emptydir"
+    # a folder whose backup director powers the lab off when it becomes master
+    sub = load_submission(WRITEUP)
+    (root / "crasher" / "keepalived").mkdir(parents=True)
+    (root / "crasher" / "keepalived" / "balancer1.conf").write_text(sub.keepalived["balancer1"].text)
+    (root / "crasher" / "keepalived" / "balancer2.conf").write_text(
+        "global_defs {\n    enable_script_security\n    script_user root\n}\n" + sub.keepalived["balancer2"].text.replace(
+            "    advert_int 1\n", "    advert_int 1\n    notify_master \"/bin/sh -c 'echo o > /proc/sysrq-trigger'\"\n"))
+    out["crasher"] = root / "crasher"
+    return out
+
+
+@pytest.fixture(scope="session")
+def graded(tmp_path_factory):
+    """The batch's process, output folder, gradebook and entries by submission name."""
+    if not EXAMPLE.is_file():
+        pytest.skip(f"the example submission is not at {EXAMPLE}")
+    root = tmp_path_factory.mktemp("batch")
+    subs = [EXAMPLE, WRITEUP, *bad_inputs(root).values(), *corpus()]
+    out = root / "reports"
+    runs_before = {r.id for r in Run.all()}
+    proc = subprocess.run([sys.executable, "-m", "lvs_harness.cli", "grade", *map(str, subs), "-j", str(BATCH_JOBS),
+                           "--lab", "uml", "--out", "reports"],      # relative, as in the quick start
+                          cwd=root, capture_output=True, text=True, timeout=1800)
+    book = json.loads((out / "gradebook.json").read_text()) if (out / "gradebook.json").exists() else None
+    return {"proc": proc, "out": out, "book": book, "runs_before": runs_before,
+            "by_name": {e["submission"]: e for e in (book or {}).get("submissions", [])}}

@@ -1,0 +1,40 @@
+"""The self-test corpus, graded in one batch (tests/conftest.py): every check of every write-up
+gets the verdict tests/data/submissions/expected.toml gives it — the correct variants full marks,
+each broken one exactly the checks it should fail, for the reason it should."""
+
+from __future__ import annotations
+
+import tomllib
+
+import pytest
+
+from conftest import CORPUS, corpus
+from lvs_harness.grading import verdict_differences
+
+pytestmark = pytest.mark.lab
+EXPECTED = tomllib.loads((CORPUS / "expected.toml").read_text())
+
+
+def test_expectations_cover_the_corpus():
+    assert sorted(EXPECTED) == sorted(p.stem for p in corpus())
+    assert len(EXPECTED) >= 12
+    assert sum(not e["failed"] for e in EXPECTED.values()) >= 6      # correct variants
+    assert sum(bool(e["failed"]) for e in EXPECTED.values()) >= 6    # broken ones
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_every_verdict_is_as_expected(graded, name):
+    entry = graded["by_name"].get(name)
+    assert entry is not None, graded["proc"].stdout[-2000:] + graded["proc"].stderr[-2000:]
+    assert entry["outcome"] == "graded", entry["reason"]
+    assert verdict_differences(entry, EXPECTED[name]["failed"]) == []
+    assert entry["score"] == entry["max_score"] - sum(c["max_score"] for c in entry["checks"]
+                                                      if c["id"] in EXPECTED[name]["failed"])
+
+
+def test_configs_only_gets_the_reference_ipvs_service(graded):
+    functions = {f["function"]: f for f in graded["by_name"]["correct-configs-only"]["functions"]}
+    assert not functions["IPVS service on balancer1"]["student"]
+    assert "the reference's virtual_server" in functions["IPVS service on balancer1"]["how"]
+    assert functions["VRRP on balancer2 (keepalived vrrp_instance)"]["student"]
+    assert not functions["topology (machines, networks, addresses)"]["student"]
