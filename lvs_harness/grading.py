@@ -210,9 +210,9 @@ class Grader:
         by_id = {c["id"]: c for c in (results or {}).get("checks", [])}
         crashed = results is None or rc not in (0, 1)
         why = "the grading run ended without results (exit status {}): {}".format(rc, " / ".join(tail[-3:]) or "no output")
+        missing = why if crashed else not_run("the run ended before it")
         entry["checks"] = [by_id.get(c["id"]) or {"id": c["id"], "title": c["title"], "status": "error", "score": 0,
-                                                  "max_score": c["points"], "reason": why if crashed else not_run("the run ended before it"),
-                                                  "measured": {}}
+                                                  "max_score": c["points"], "reason": missing, "measured": {}}
                            for c in self.checks]
         entry["score"] = sum(c["score"] for c in entry["checks"])
         entry["max_score"] = sum(c["max_score"] for c in entry["checks"])

@@ -55,7 +55,8 @@ def pytest_addoption(parser):
                     help="write each check's status, score, reason and measured values, with the run's summary, "
                          "as JSON (lvs-harness grade reads it)")
     group.addoption("--student", default=None, help="the name shown in reports (default: the submission's name)")
-    group.addoption("--earlier-attempts", default=None, metavar="PATH", help=argparse.SUPPRESS)   # lvs-harness grade: a retry's earlier runs
+    # lvs-harness grade, on a retry: the earlier attempts (JSON), shown in the report's summary
+    group.addoption("--earlier-attempts", default=None, metavar="PATH", help=argparse.SUPPRESS)
 
 
 CHECK_OUTCOMES = pytest.StashKey[Outcomes]()

@@ -30,6 +30,17 @@ def test_provisioners_all_succeeded(lab):
     assert failed == []
 
 
+def test_a_command_past_its_timeout_is_a_harness_error_and_leaves_nothing(hosts):
+    """A command killed at its timeout is CommandTimeout (graded as an error, never as a lab that
+    misbehaved), and what it started is gone."""
+    from lvs_harness.errors import CommandTimeout, LabError
+    client = hosts["client"]
+    with pytest.raises(CommandTimeout) as caught:
+        client.run("sleep 30 & sleep 31; true", timeout=1)
+    assert isinstance(caught.value, LabError) and "did not finish within 1 s" in str(caught.value)
+    assert "sleep 3" not in client.check("ps -eo args").stdout
+
+
 def test_each_host_is_its_own_machine(hosts):
     assert {name: h.check("hostname").stdout.strip() for name, h in hosts.items()} == {n: n for n in hosts}
     hosts["server1"].write_file("/etc/lvs-harness-probe", "only on server1\n")

@@ -53,7 +53,7 @@ class Scenario:
         self.holder = None                            # the director holding the VIP as the check began
         self.last_traffic = 0.0                       # monotonic time the last client traffic ended
         self._traffic = self._arp = None
-        self.events: list[tuple[float, str]] = []     # (epoch, what was done), for the ownership timeline
+        self.events: list[tuple[float, str]] = []     # (unix time, what was done), for the ownership timeline
         self.probes: list = []                        # client probes during failover and failback
 
     def event(self, host, what: str) -> None:
