@@ -108,6 +108,9 @@ def test_failover_is_measured_and_probes_show_the_gap(ready, directors, client):
         back = assert_failover_within(b2, b1, VIP)
     assert 2 < failover.seconds < failover.deadline
     assert back.seconds < back.deadline
-    failed = [r for r in prober.results if not r.ok]
-    assert prober.results and len(failed) <= 5
+    # a request starts every 40 ms, also while others hang in the outage: the gap is measured,
+    # not counted in timeouts
+    assert prober.rate >= 20, prober.rate
+    start, outage = prober.outage()
+    assert 1.0 < outage < failover.seconds + 0.5, (outage, failover.seconds)
     assert {r.real for r in prober.results if r.ok} == {"server1", "server2"}

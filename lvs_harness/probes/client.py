@@ -1,5 +1,12 @@
 """HTTP from the client: N requests with per-request time, status, answering real and latency,
-and a background prober (a request every ~100 ms) for measuring failover gaps.
+and a background prober (25 requests a second by default) for measuring failover gaps.
+
+A burst is one curl process for all its requests (curl's start-up was most of the cost of a
+request when every request was a process of its own); each request is a new TCP connection
+(``Connection: close``), so IPVS schedules every one. The prober runs ``lanes`` such curls,
+each paced at one request per ``lanes × interval`` seconds and started ``interval`` apart, so a
+request starts every ``interval`` seconds even while some hang until their timeout in an
+outage: the outage is measured to ``interval``'s resolution.
 
 The reals' pages name the real (the lab writes the machine name into index.html unless a
 provisioner wrote its own page), so the first word of the body says who answered.
@@ -10,7 +17,7 @@ Example::
     Counter(a.real for a in answers)                  # {'server1': 25, 'server2': 25}
     with Prober(client, "http://172.28.128.200/") as prober:
         director.link_down("eth1"); ...
-    failed = [r for r in prober.results if not r.ok]
+    prober.outage()                                   # (start, seconds) of the longest client-visible gap
 """
 
 from __future__ import annotations
@@ -22,14 +29,27 @@ import time
 
 from . import NAP
 
-# one request, one line: "<epoch start> <curl rc> <http code> <seconds> <first word of the body>".
-# bash only, so the sole exec is curl (each exec costs ~20-40 ms in the UML guest).
-ONE_REQUEST = (
-    "t=$EPOCHREALTIME; out=$(curl -s -m \"$TIMEOUT\" -w $'\\n%{http_code} %{time_total}' \"$URL\"); rc=$?; "
-    "last=${out##*$'\\n'}; first=${out%%$'\\n'*}; [ \"$first\" = \"$out\" ] && first=; "
-    "set -- $last; first=${first#\"${first%%[![:space:]]*}\"}; "
-    "echo \"$t $rc ${1:-000} ${2:-0} ${first%%[[:space:]]*}\""
+MARK = "@@lvsh"
+# Reads curl's output (each body, then the -w line) and prints one line per request:
+# "<epoch at its end> <curl rc> <http code> <time_total> <first word of the body>". bash builtins
+# only: the sole exec is curl (each exec costs ~20-40 ms in the UML guest).
+PARSE = (
+    'parse() { local first= line; while IFS= read -r line; do '
+    f'if [[ $line == "{MARK} "* ]]; then echo "$EPOCHREALTIME ${{line#{MARK} }} ${{first:--}}"; first=; '
+    'elif [[ -z $first && -n ${line//[[:space:]]/} ]]; then first=${line#"${line%%[![:space:]]*}"}; '
+    'first=${first%%[[:space:]]*}; fi; done; }'
 )
+
+
+def curl_command(url: str, count: int, timeout: float, per_second: float | None = None) -> str:
+    """One curl that makes ``count`` requests to ``url`` in turn, each on a new connection, at most
+    ``per_second`` of them a second; unbuffered (stdbuf), so each line leaves as its request ends."""
+    glob = f"{url}{'&' if '?' in url else '?'}lvsh=[1-{int(count)}]"     # curl's URL globbing
+    rate = f"--rate {max(1, round(per_second * 3600))}/h " if per_second else ""   # curl takes whole numbers
+    return (f"stdbuf -o0 curl -s -m {timeout:g} -H 'Connection: close' {rate}"
+            f"-w '\\n{MARK} %{{exitcode}} %{{http_code}} %{{time_total}}\\n' {shlex.quote(glob)}")
+
+
 @dataclasses.dataclass(frozen=True)
 class Request:
     time: float          # when it was sent (epoch seconds, the client's clock)
@@ -44,50 +64,91 @@ class Request:
 
 
 def parse_requests(text: str) -> list[Request]:
+    """The lines :data:`PARSE` prints → requests, in the order they were sent."""
     out = []
     for line in text.splitlines():
         fields = line.split()
         if len(fields) < 4:
             continue
-        out.append(Request(float(fields[0].replace(",", ".")), int(fields[2]), fields[4] if len(fields) > 4 else None,
-                           float(fields[3].replace(",", ".")), int(fields[1])))
-    return out
+        end, latency = float(fields[0].replace(",", ".")), float(fields[3].replace(",", "."))
+        real = fields[4] if len(fields) > 4 and fields[4] != "-" else None
+        out.append(Request(round(end - latency, 6), int(fields[2]), real, latency, int(fields[1])))
+    return sorted(out, key=lambda r: r.time)
 
 
 def http_requests(client, url: str, count: int = 50, timeout: float = 2.0) -> list[Request]:
-    """``count`` sequential requests from ``client`` to ``url``, one result each."""
-    script = f"URL={shlex.quote(url)} TIMEOUT={timeout:g}; for i in $(seq {int(count)}); do {ONE_REQUEST}; done"
-    r = client.check(f"bash -c {shlex.quote(script)}", timeout=count * (timeout + 2) + 30)
+    """``count`` sequential requests from ``client`` to ``url``, each a new connection; one result each."""
+    script = f"{PARSE}; {curl_command(url, count, timeout)} | parse"      # (the lab hosts have no /dev/fd)
+    r = client.check(f"bash -c {shlex.quote(script)}", timeout=count * (timeout + 1) + 30)
     return parse_requests(r.stdout)
 
 
 class Prober:
-    """A request every ``interval`` seconds from ``client`` until stopped (bounded by ``max_seconds``)."""
+    """A request every ``interval`` seconds from ``client`` until stopped (bounded by ``max_seconds``):
+    ``lanes`` curls, each at one request per ``lanes × interval`` s, started ``interval`` apart."""
 
-    def __init__(self, client, url: str, interval: float = 0.1, timeout: float = 1.0, max_seconds: float = 300):
+    def __init__(self, client, url: str, interval: float = 0.04, timeout: float = 1.0, max_seconds: float = 300,
+                 lanes: int | None = None):
         self.client = client
         self.url = url
         self.interval = interval
         self.timeout = timeout
         self.max_seconds = max_seconds
+        # enough lanes that one hung for its whole timeout is back before its turn comes again
+        self.lanes = lanes or max(1, int(round((timeout + interval) / interval)))
         self.results: list[Request] = []
         self._name = f"/tmp/lvsh-probe-{secrets.token_hex(4)}"
 
     def start(self) -> "Prober":
-        loop = (f"{NAP}; URL={shlex.quote(self.url)} TIMEOUT={self.timeout:g}; end=$((SECONDS + {int(self.max_seconds)})); "
-                f"while [ -e {self._name}.run ] && [ $SECONDS -lt $end ]; do {ONE_REQUEST}; nap {self.interval:g}; "
-                f"done >> {self._name}.log; rm -f {self._name}.run; touch {self._name}.done")
-        self.client.check(f"touch {self._name}.run && setsid -f bash -c {shlex.quote(loop)} "
-                          "</dev/null >/dev/null 2>&1")
+        period = self.lanes * self.interval
+        count = int(self.max_seconds / period) + 1
+        lane = (f"{{ {curl_command(self.url, count, self.timeout, 1 / period)} & echo $! >> {self._name}.pids; wait; }}"
+                " | parse")
+        loop = (f"{NAP}; {PARSE}; for k in $(seq {self.lanes}); do ({lane}) >> {self._name}.log & nap {self.interval:g}; "
+                f"done; wait; touch {self._name}.done")
+        self.client.check(f"setsid -f bash -c {shlex.quote(loop)} </dev/null >/dev/null 2>&1")
+        self._pids()          # at full rate before the caller breaks anything
         return self
 
+    def _pids(self) -> list[str]:
+        """The lanes' curl pids, once every lane has started (bounded wait)."""
+        deadline = time.monotonic() + 10
+        while True:
+            pids = self.client.run(f"cat {self._name}.pids 2>/dev/null").stdout.split()
+            if len(pids) >= self.lanes or time.monotonic() > deadline:
+                return pids
+            time.sleep(0.05)
+
     def stop(self) -> list[Request]:
-        self.client.run(f"rm -f {self._name}.run")
-        deadline = time.monotonic() + self.timeout + 10
+        pids = self._pids()     # the curls, by the pids the lanes recorded
+        deadline = time.monotonic() + self.timeout + 5
+        self.client.run(f"kill {' '.join(pids)} 2>/dev/null" if pids else "true")
         while not self.client.run(f"test -e {self._name}.done").ok and time.monotonic() < deadline:
-            time.sleep(0.1)
+            time.sleep(0.05)
         self.results = parse_requests(self.client.run(f"cat {self._name}.log; rm -f {self._name}.*").stdout)
         return self.results
+
+    @property
+    def rate(self) -> float:
+        """Requests a second the prober reached (it may fall short of 1/interval on a slow machine)."""
+        if len(self.results) < 2:
+            return 0.0
+        return (len(self.results) - 1) / ((self.results[-1].time - self.results[0].time) or 1.0)
+
+    def outage(self) -> tuple[float, float] | None:
+        """(start, seconds) of the longest run of failed requests, from the first failed request's
+        start to the next answered one's (resolution: the interval between requests), or None."""
+        best, start = None, None
+        for r in self.results:
+            if not r.ok and start is None:
+                start = r.time
+            elif r.ok and start is not None:
+                if best is None or r.time - start > best[1]:
+                    best = (start, r.time - start)
+                start = None
+        if start is not None and (best is None or self.results[-1].time - start > best[1]):
+            best = (start, self.results[-1].time - start)
+        return best
 
     def __enter__(self) -> "Prober":
         return self.start()

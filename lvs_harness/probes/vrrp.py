@@ -170,6 +170,152 @@ class OwnershipRecorder:
         self.stop()
 
 
+# `ip -o -ts monitor address link`: "[2026-12-01T11:42:12.502012] Deleted 3: eth1    inet 172.28.128.200/24 …"
+MONITOR_ADDR = re.compile(r"^\[(?P<ts>[0-9T:.-]+)\] (?P<deleted>Deleted )?\d+: (?P<ifname>[^\s:@]+)\s+inet6? "
+                          r"(?P<addr>[0-9a-fA-F:.]+)/")
+# "[…] 3: eth1@if7: <BROADCAST,MULTICAST> mtu 1500 qdisc noqueue state DOWN …"
+MONITOR_LINK = re.compile(r"^\[(?P<ts>[0-9T:.-]+)\] (?:Deleted )?\d+: (?P<ifname>[^\s:@]+)(?:@\S+)?: <(?P<flags>[^>]*)>")
+ISO = "%Y-%m-%dT%H:%M:%S.%f"
+
+
+@dataclasses.dataclass(frozen=True)
+class AddressEvent:
+    time: float          # epoch seconds (the director's clock, µs resolution)
+    director: str
+    kind: str            # "vip" (the VIP added or removed) or "link" (a link set up or down)
+    interface: str
+    up: bool             # vip: now held on this interface; link: now set up
+
+
+def parse_monitor(text: str, director: str, vip: str, offset: float) -> list[AddressEvent]:
+    """Events of ``ip -o -ts monitor address link`` that concern ``vip`` or a link's admin state;
+    ``offset`` turns the director's local timestamps into epoch seconds (see :class:`OwnershipMonitor`)."""
+    out, links = [], {}
+    for line in text.splitlines():
+        if m := MONITOR_ADDR.match(line):
+            if m["addr"] == vip and m["ifname"] != "lo":
+                out.append(AddressEvent(_stamp(m["ts"], offset), director, "vip", m["ifname"], not m["deleted"]))
+        elif m := MONITOR_LINK.match(line):
+            up = "UP" in m["flags"].split(",")
+            if links.get(m["ifname"]) != up:      # a link's events repeat (carrier, peer); keep the changes
+                links[m["ifname"]] = up
+                out.append(AddressEvent(_stamp(m["ts"], offset), director, "link", m["ifname"], up))
+    return out
+
+
+def _stamp(ts: str, offset: float) -> float:
+    return dt.datetime.strptime(ts, ISO).replace(tzinfo=dt.timezone.utc).timestamp() + offset
+
+
+class OwnershipMonitor:
+    """Who holds ``vip`` on each director, from the kernel's own address events: ``ip -ts monitor
+    address link`` runs in each director (one process each, bounded by ``max_seconds``), so VIP
+    moves and link changes carry the kernel's order and µs timestamps, and nothing is polled.
+    :meth:`stop` returns {director: [(epoch seconds, holds?), …]} — the state at the start, each
+    change, and the state at the end — the shape :class:`OwnershipRecorder` returns.
+
+    Example::
+
+        with OwnershipMonitor(directors, vip) as mon:
+            b1.link_down("eth1"); ...
+            moves = mon.events()            # [AddressEvent(time, 'balancer1', 'link', 'eth1', False), …]
+        overlap_intervals(mon.samples)      # [] when never two owners at once
+    """
+
+    def __init__(self, directors, vip: str, max_seconds: float = 1800):
+        self.directors = list(directors)
+        self.vip, self.max_seconds = vip, max_seconds
+        self.samples: dict[str, list[tuple[float, bool]]] = {}
+        self._name = f"/tmp/lvsh-mon-{secrets.token_hex(4)}"
+        self._start: dict[str, tuple[float, bool, float]] = {}     # director -> (epoch, holds, clock offset)
+
+    def _snapshot(self, d) -> tuple[float, bool, float]:
+        out = d.check("date '+%s.%N %Y-%m-%dT%H:%M:%S.%6N'; ip -o addr show").stdout.splitlines()
+        epoch, local = out[0].split()
+        offset = float(epoch) - dt.datetime.strptime(local, ISO).replace(tzinfo=dt.timezone.utc).timestamp()
+        held = bool(owners({d.name: parse_addresses("\n".join(out[1:]))}, self.vip))
+        return float(epoch), held, round(offset)
+
+    def start(self) -> "OwnershipMonitor":
+        """Start the monitors; raise :class:`~lvs_harness.errors.HarnessError` where a director's
+        ``ip`` gives no events (fall back to :class:`OwnershipRecorder` there)."""
+        from ..errors import HarnessError
+        for d in self.directors:
+            d.check(f"setsid -f sh -c 'echo $$ > {self._name}.pid; exec timeout {int(self.max_seconds)} "
+                    f"ip -o -ts monitor address link' </dev/null >{self._name}.log 2>&1")
+        for d in self.directors:
+            r = d.run(f"sleep 0.1; kill -0 $(cat {self._name}.pid)")      # ip exits at once where it cannot
+            if not r.ok:
+                self._kill()
+                raise HarnessError(f"`ip -ts monitor` gives no events on {d.name}: "
+                                   f"{d.run(f'cat {self._name}.log').stdout.strip()[:200]}")
+            self._start[d.name] = self._snapshot(d)
+        return self
+
+    def events(self) -> list[AddressEvent]:
+        """Every VIP and link event so far, in time order (the monitors keep running)."""
+        found = []
+        for d in self.directors:
+            _, _, offset = self._start[d.name]
+            found += parse_monitor(d.run(f"cat {self._name}.log").stdout, d.name, self.vip, offset)
+        return sorted(found, key=lambda e: e.time)
+
+    def _kill(self) -> None:
+        for d in self.directors:
+            d.run(f"[ -s {self._name}.pid ] && kill $(cat {self._name}.pid) 2>/dev/null; true")
+
+    def stop(self) -> dict[str, list[tuple[float, bool]]]:
+        ends = {d.name: self._snapshot(d) for d in self.directors}
+        events = self.events()
+        self._kill()
+        for d in self.directors:
+            d.run(f"rm -f {self._name}.*")
+        for d in self.directors:
+            t0, held, _ = self._start[d.name]
+            rows, holding = [(t0, held)], set()
+            for e in events:
+                if e.director == d.name and e.kind == "vip" and e.time >= t0:
+                    holding = holding | {e.interface} if e.up else holding - {e.interface}
+                    rows.append((e.time, bool(holding)))
+            rows.append((max(ends[d.name][0], rows[-1][0]), ends[d.name][1]))
+            self.samples[d.name] = rows
+        return self.samples
+
+    def __enter__(self) -> "OwnershipMonitor":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def overlap_intervals(timelines: dict[str, list[tuple[float, bool]]]) -> list[dict]:
+    """From state timelines (each entry: the state from then on), the intervals in which more than
+    one director held the VIP: {"start", "end", "seconds", "holders"}.
+
+    Example::
+
+        overlap_intervals({"b1": [(0, True), (5.0, False)], "b2": [(0, False), (4.99, True)]})
+        # [{'start': 4.99, 'end': 5.0, 'seconds': 0.01, 'holders': ['b1', 'b2']}]
+    """
+    changes = sorted((t, name, has) for name, rows in timelines.items() for t, has in rows)
+    state: dict[str, bool] = {}
+    found, current = [], None
+    for t, name, has in changes:
+        state[name] = has
+        holders = sorted(n for n, h in state.items() if h)
+        if len(holders) > 1 and current is None:
+            current = {"start": t, "holders": holders}
+        elif len(holders) > 1:
+            current["holders"] = sorted(set(current["holders"]) | set(holders))
+        elif current is not None:
+            found.append({**current, "end": t, "seconds": round(t - current["start"], 6)})
+            current = None
+    if current is not None:
+        last = changes[-1][0]
+        found.append({**current, "end": last, "seconds": round(last - current["start"], 6)})
+    return found
+
+
 def overlaps(samples: dict[str, list[tuple[float, bool]]]) -> list[tuple[float, list[str]]]:
     """Moments when more than one director held the VIP: (time, holders) at each sample taken then."""
     events = sorted((t, name, has) for name, rows in samples.items() for t, has in rows)

@@ -18,6 +18,7 @@ from lvs_harness.assertions import (LabAssertionError, assert_dr_real, assert_fa
                                     assert_single_vip_owner, assert_vip_on, takeover_deadline, vrrp_instance)
 from lvs_harness.baseline import SteadyState, Unsteady, intended_master, link_is_up
 from lvs_harness.checks import Check, not_run
+from lvs_harness.errors import HarnessError
 from lvs_harness.probes import arp, ipvs, vrrp
 from lvs_harness.probes.client import Prober, http_requests
 
@@ -48,13 +49,30 @@ class Scenario:
                            if ":" not in a and a.split("/")[0] != self.vip)
         self.steady = SteadyState(directors, self.vip, self.lab_if, self.master, on_action=self.event)
         self.macs = arp.mac_table(lab.hosts.values())
-        self.watch = vrrp.OwnershipRecorder(directors, self.vip)
+        self.watch = vrrp.OwnershipMonitor(directors, self.vip)
+        self.watch_source = "the kernel's address events on each director (ip -ts monitor)"
         self.epoch = 0                                # counts changes to the lab (breaks, restores)
         self.holder = None                            # the director holding the VIP as the check began
         self.last_traffic = 0.0                       # monotonic time the last client traffic ended
         self._traffic = self._arp = None
         self.events: list[tuple[float, str]] = []     # (unix time, what was done), for the ownership timeline
         self.probes: list = []                        # client probes during failover and failback
+
+    def moved(self, kind: str, director, up: bool, then, after: float):
+        """The time of the first kernel event ``kind`` ("vip" or "link") on ``director`` since
+        ``after`` (epoch) making it ``up`` and, if ``then`` is (kind, director, up), of the first
+        such event after that: (first, second) in epoch seconds, or None without events."""
+        if not isinstance(self.watch, vrrp.OwnershipMonitor):
+            return None
+        events = self.watch.events()
+        first = next((e for e in events if e.time >= after and e.kind == kind and e.director == director.name
+                      and e.up == up and (kind != "link" or e.interface == self.lab_if[director.name])), None)
+        if first is None:
+            return None
+        k2, d2, up2 = then
+        second = next((e for e in events if e.time >= first.time and e.kind == k2 and e.director == d2.name
+                       and e.up == up2), None)
+        return (first.time, second.time) if second else None
 
     def event(self, host, what: str) -> None:
         """Note ``what`` at ``host``'s clock (the clock the ownership samples use)."""
@@ -105,7 +123,11 @@ def hw(lab, directors, reals, client, timing):
     if timing == "fast":
         for d in directors:   # before any traffic: IPVS entries keep the timer they were created with
             d.run(f"ipvsadm --set 0 {FAST_TCPFIN} 0")
-    s.watch.start()
+    try:
+        s.watch.start()
+    except HarnessError as err:      # no ip monitor events here: sample instead, and say so
+        s.watch = vrrp.OwnershipRecorder(directors, s.vip).start()
+        s.watch_source = f"sampling every {s.watch.interval:g} s on each director ({err})"
     yield s
     if not s.watch.samples:
         s.watch.stop()
@@ -288,18 +310,40 @@ def test_inactconn_drains(hw, measure):
     measure("drained_after_s", round(drained.seconds, 1))
 
 
-def _take_link_down(hw, director) -> str:
+def _take_link_down(hw, director) -> float:
+    """Take ``director``'s lab link down; the time just before (epoch, its clock)."""
     link = hw.lab_if[director.name]
     hw.changed()
     hw.event(director, f"{link} down on {director.name}")
     director.link_down(link)
-    return link
+    return hw.events[-1][0]
 
 
-def _bring_link_up(hw, director) -> None:
+def _bring_link_up(hw, director) -> float:
     link = hw.lab_if[director.name]
-    director.link_up(link)
     hw.event(director, f"{link} up on {director.name}")
+    director.link_up(link)
+    return hw.events[-1][0]
+
+
+def _measure_move(hw, measure, name: str, polled, cause: tuple, effect: tuple, after: float) -> None:
+    """``name``: the seconds from ``cause`` to ``effect`` by the kernel's own event timestamps
+    (ms resolution), else (no events) the polling assertion's figure (0.1 s resolution)."""
+    times = hw.moved(*cause, effect, after=after - 0.5)
+    if times:
+        measure(name, round(times[1] - times[0], 3))
+        measure(f"{name.removesuffix('_s')}_from", "kernel address events")
+    else:
+        measure(name, round(polled.seconds, 2))
+        measure(f"{name.removesuffix('_s')}_from", f"polling every {0.1:g} s")
+
+
+def _measure_probes(measure, prober) -> None:
+    outage = prober.outage()
+    measure("failed_probes", sum(not r.ok for r in prober.results))
+    measure("probes", len(prober.results))
+    measure("probe_rate_per_s", round(prober.rate, 1))
+    measure("client_outage_s", round(outage[1], 3) if outage else 0.0)
 
 
 @pytest.mark.check(id="failover", points=3, title="the master's lab link down: the backup takes the VIP and "
@@ -309,7 +353,7 @@ def test_failover(hw, measure):
     prober = Prober(hw.client, hw.url)
     try:
         with prober:
-            _take_link_down(hw, holder)
+            t0 = _take_link_down(hw, holder)
             try:
                 moved = assert_failover_within(holder, backup, hw.vip)
             finally:
@@ -319,11 +363,9 @@ def test_failover(hw, measure):
                     time.sleep(0.1)
         hw.last_traffic = time.monotonic()
         hw.probes += prober.results
-        failed = [r for r in prober.results if not r.ok]
+        _measure_move(hw, measure, "failover_s", moved, ("link", holder, False), ("vip", backup, True), t0)
+        _measure_probes(measure, prober)
         after = [r for r in prober.results if r.time > prober.results[-1].time - 0.5] if prober.results else []
-        measure("failover_s", round(moved.seconds, 2))
-        measure("failed_probes", len(failed))
-        measure("probes", len(prober.results))
         assert after and all(r.ok for r in after), "client requests still fail after the takeover"
         if hw.lab.ipvs:
             before = hw.stats_now(backup)   # the prober's last requests are still being counted
@@ -349,7 +391,7 @@ def test_failback(hw, measure):
                                 f"({err.got}; see check failover), so there is nothing to fail back"), pytrace=False)
         prober = Prober(hw.client, hw.url)
         with prober:
-            _bring_link_up(hw, holder)
+            t0 = _bring_link_up(hw, holder)
             try:
                 back = assert_failover_within(backup, holder, hw.vip, seconds=takeover_deadline(holder, hw.vip) + 3)
             except LabAssertionError as err:
@@ -361,8 +403,8 @@ def test_failback(hw, measure):
     finally:
         if not link_is_up(holder, hw.lab_if[holder.name]):
             _bring_link_up(hw, holder)
-    measure("failed_probes", sum(not r.ok for r in prober.results))
-    measure("failback_s", round(back.seconds, 2))
+    _measure_probes(measure, prober)
+    _measure_move(hw, measure, "failback_s", back, ("link", holder, True), ("vip", holder, True), t0)
     states = [t.state for t in vrrp.read_transitions(backup)]
     measure("backup_states", states)
     assert states and states[-1] == "BACKUP", f"the backup's last state is {states[-1:] or 'unknown'}"
@@ -371,24 +413,29 @@ def test_failback(hw, measure):
 @pytest.mark.check(id="no_split_brain", points=2, title="never two VIP owners across the scenario (beyond a "
                    "preemption handover)", needs=KEEPALIVED)
 def test_no_split_brain(hw, measure):
-    """Each director records every 0.25 s whether it holds the VIP. During a preemption both
-    hold it for a few ms (the new master adds it before the old one reads its advert; seen
-    here: ~10 ms in keepalived's logs), so an overlap seen in samples less than one advert
-    interval long is reported as a handover; one lasting an advert interval or more is a
-    split brain."""
+    """Who held the VIP, across the whole scenario, from the kernel's address events on each
+    director (or, where a lab gives none, sampled every 0.25 s). During a preemption both hold it
+    for a few ms (the new master adds it before the old one reads its advert; seen here: ~10 ms in
+    keepalived's logs), so an overlap shorter than one advert interval is reported as a handover;
+    one lasting an advert interval or more is a split brain."""
     samples = hw.watch.stop()
     count = sum(len(rows) for rows in samples.values())
     start = min((rows[0][0] for rows in samples.values() if rows), default=0)
     advert = max(vrrp_instance(d).advert_int for d in hw.directors)
-    episodes = vrrp.overlap_episodes(samples, gap=advert)
+    if isinstance(hw.watch, vrrp.OwnershipMonitor):
+        episodes = vrrp.overlap_intervals(samples)
+    else:
+        episodes = vrrp.overlap_episodes(samples, gap=advert)
     lasting = [e for e in episodes if e["seconds"] >= advert]
+    measure("ownership_from", hw.watch_source)
     measure("samples", count)
-    measure("ownership", {n: [(round(t - start, 2), has) for t, has in rows] for n, rows in samples.items()})
-    measure("probes", [(round(r.time - start, 2), r.ok) for r in hw.probes])
+    measure("ownership", {n: [(round(t - start, 3), has) for t, has in rows] for n, rows in samples.items()})
+    measure("probes", [(round(r.time - start, 3), r.ok) for r in hw.probes])
     measure("events", [(round(t - start, 2), what) for t, what in hw.events])
-    measure("handovers", [(round(e["start"] - start, 2), e["holders"]) for e in episodes if e not in lasting])
+    measure("handovers", [(round(e["start"] - start, 3), round(e["seconds"], 3), e["holders"])
+                          for e in episodes if e not in lasting])
     measure("split_brain", [(round(e["start"] - start, 2), round(e["seconds"], 2), e["holders"])
-                                    for e in lasting])
+                            for e in lasting])
     assert count, "no VIP samples were taken"
     assert not lasting, (f"two VIP owners for {lasting[0]['seconds']:.1f} s from {lasting[0]['start'] - start:.1f} s "
                          f"into the scenario ({lasting[0]['holders']}); {len(lasting)} such episode(s)")
