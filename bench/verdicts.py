@@ -3,7 +3,9 @@
 rounds whose verdict differed from the one tests/data/submissions/expected.toml gives.
 
 Usage: bench/verdicts.py [--rounds 3] [-j 4] [--lab uml]
-Target (this machine): 0 flips in 3 rounds at -j 4.
+Target (this machine): 0 flips in 3 rounds at -j 4. It grades with the code of the lvs-harness it
+imports (an editable install: this checkout) — leave that code unchanged while it runs, or run it
+from another checkout with PYTHONPATH=that/checkout.
 """
 
 from __future__ import annotations

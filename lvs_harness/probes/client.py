@@ -1,5 +1,5 @@
 """HTTP from the client: N requests with per-request time, status, answering real and latency,
-and a background prober (25 requests a second by default) for measuring failover gaps.
+and a background prober (~28 requests a second by default) for measuring failover gaps.
 
 A burst is one curl process for all its requests (curl's start-up was most of the cost of a
 request when every request was a process of its own); each request is a new TCP connection
@@ -87,7 +87,7 @@ class Prober:
     """A request every ``interval`` seconds from ``client`` until stopped (bounded by ``max_seconds``):
     ``lanes`` curls, each at one request per ``lanes × interval`` s, started ``interval`` apart."""
 
-    def __init__(self, client, url: str, interval: float = 0.04, timeout: float = 1.0, max_seconds: float = 300,
+    def __init__(self, client, url: str, interval: float = 0.035, timeout: float = 1.0, max_seconds: float = 300,
                  lanes: int | None = None):
         self.client = client
         self.url = url
