@@ -96,6 +96,7 @@ class Grader:
         self._print_lock = threading.Lock()
         self._stopping = False
         self._up: set[str] = set()       # labels of the jobs whose lab came up
+        self._expired: set[str] = set()  # jobs stopped for running past the timeout
 
     def progress(self, message: str) -> None:
         with self._print_lock:             # lines from the jobs' threads do not interleave
@@ -171,7 +172,11 @@ class Grader:
                     timer.cancel()
                     with self._lock:
                         self._procs.pop(name, None)
-            return work, self._entry(path, name, work, rc, tail, time.monotonic() - t0)
+                        expired = name in self._expired
+                        self._expired.discard(name)
+            if expired:   # whatever the stopped run still wrote, it is not a grade
+                tail = [f"stopped after {self.timeout:g} s (the grading run took too long)"]
+            return work, self._entry(path, name, work, None if expired else rc, tail, time.monotonic() - t0)
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
             raise
@@ -180,6 +185,8 @@ class Grader:
 
     def _expire(self, name: str, proc: subprocess.Popen) -> None:
         self.progress(f"{name}: still running after {self.timeout:g} s; stopping it")
+        with self._lock:
+            self._expired.add(name)
         proc.terminate()
         try:
             proc.wait(60)
@@ -209,7 +216,8 @@ class Grader:
                  "duration": round(seconds, 1), "exit_status": rc}
         by_id = {c["id"]: c for c in (results or {}).get("checks", [])}
         crashed = results is None or rc not in (0, 1)
-        why = "the grading run ended without results (exit status {}): {}".format(rc, " / ".join(tail[-3:]) or "no output")
+        ended = "was stopped" if rc is None else f"ended without results (exit status {rc})"
+        why = f"the grading run {ended}: {' / '.join(tail[-3:]) or 'no output'}"
         missing = why if crashed else not_run("the run ended before it")
         entry["checks"] = [by_id.get(c["id"]) or {"id": c["id"], "title": c["title"], "status": "error", "score": 0,
                                                   "max_score": c["points"], "reason": missing, "measured": {}}

@@ -122,6 +122,7 @@ class Lab(Protocol):
     hosts: dict[str, Host]
     provisioning: list[ProvisionResult]
     ipvs: bool          # does the lab's kernel have IPVS (False: netns on a kernel without it)
+    one_clock: bool     # do all hosts share one clock (one kernel), so their timestamps compare to the µs
 
     def close(self) -> None: ...
 
@@ -147,6 +148,7 @@ class NamespacedLab:
         self.provisioning: list[ProvisionResult] = []
         self.timings: dict[str, float] = {}
         self.ipvs = True  # does the lab's kernel have IPVS? (netns on a kernel without it: False)
+        self.one_clock = True  # every host is a namespace of one kernel
         self._closed = False
 
     # to be provided ------------------------------------------------------------

@@ -90,6 +90,7 @@ class RemoteLab:
         status = request(run, {"op": "status"}, timeout=60)
         self.NAME = status["backend"]
         self.ipvs = status["ipvs"]
+        self.one_clock = status.get("one_clock", False)
         self.topology = Topology.from_dict(status["topology"])
         self.hosts = host_map(self.topology.hosts, self._execute)
         self.provisioning = [ProvisionResult(p["host"], p["origin"], CommandResult(**p["result"]))

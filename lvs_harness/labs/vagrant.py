@@ -156,6 +156,7 @@ class VagrantLab:
         self.provisioning: list[ProvisionResult] = []
         self.timings: dict[str, float] = {}
         self.ipvs = True
+        self.one_clock = False     # each VM keeps its own clock
         self._closed = False
         self.provider = config.provider
         self._env = vagrant_env(run.id, self.provider)

@@ -1,5 +1,5 @@
 """HTTP from the client: N requests with per-request time, status, answering real and latency,
-and a background prober (~28 requests a second by default) for measuring failover gaps.
+and a background prober (~30 requests a second by default) for measuring failover gaps.
 
 A burst is one curl process for all its requests (curl's start-up was most of the cost of a
 request when every request was a process of its own); each request is a new TCP connection
@@ -87,7 +87,7 @@ class Prober:
     """A request every ``interval`` seconds from ``client`` until stopped (bounded by ``max_seconds``):
     ``lanes`` curls, each at one request per ``lanes × interval`` s, started ``interval`` apart."""
 
-    def __init__(self, client, url: str, interval: float = 0.035, timeout: float = 1.0, max_seconds: float = 300,
+    def __init__(self, client, url: str, interval: float = 0.03, timeout: float = 0.5, max_seconds: float = 300,
                  lanes: int | None = None):
         self.client = client
         self.url = url
@@ -98,16 +98,18 @@ class Prober:
         self.lanes = lanes or max(1, int(round((timeout + interval) / interval)))
         self.results: list[Request] = []
         self._name = f"/tmp/lvsh-probe-{secrets.token_hex(4)}"
+        self._full_from = 0.0         # the client's clock when every lane was running
 
     def start(self) -> "Prober":
         period = self.lanes * self.interval
         count = int(self.max_seconds / period) + 1
         lane = (f"{{ {curl_command(self.url, count, self.timeout, 1 / period)} & echo $! >> {self._name}.pids; wait; }}"
                 " | parse")
-        loop = (f"{NAP}; {PARSE}; for k in $(seq {self.lanes}); do ({lane}) >> {self._name}.log & nap {self.interval:g}; "
+        loop = (f"{NAP}; {PARSE}; for k in $(seq {self.lanes}); do {lane} >> {self._name}.log & nap {self.interval:g}; "
                 f"done; wait; touch {self._name}.done")
         self.client.check(f"setsid -f bash -c {shlex.quote(loop)} </dev/null >/dev/null 2>&1")
         self._pids()          # at full rate before the caller breaks anything
+        self._full_from = float(self.client.check("date +%s.%N").stdout)
         return self
 
     def _pids(self) -> list[str]:
@@ -130,10 +132,12 @@ class Prober:
 
     @property
     def rate(self) -> float:
-        """Requests a second the prober reached (it may fall short of 1/interval on a slow machine)."""
-        if len(self.results) < 2:
+        """Requests a second the prober reached once all its lanes ran (it may fall short of
+        1/interval on a slow machine: it says what it got)."""
+        steady = [r for r in self.results if r.time >= self._full_from]
+        if len(steady) < 2:
             return 0.0
-        return (len(self.results) - 1) / ((self.results[-1].time - self.results[0].time) or 1.0)
+        return (len(steady) - 1) / ((steady[-1].time - steady[0].time) or 1.0)
 
     def outage(self) -> tuple[float, float] | None:
         """(start, seconds) of the longest run of failed requests, from the first failed request's

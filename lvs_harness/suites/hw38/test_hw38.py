@@ -70,6 +70,8 @@ class Scenario:
         if first is None:
             return None
         k2, d2, up2 = then
+        if d2 is not director and not getattr(self.lab, "one_clock", False):
+            return None                 # two machines' clocks: their timestamps do not compare to the ms
         second = next((e for e in events if e.time >= first.time and e.kind == k2 and e.director == d2.name
                        and e.up == up2), None)
         return (first.time, second.time) if second else None
