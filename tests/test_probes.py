@@ -100,18 +100,25 @@ def local_page():
 
 
 def run_loop(url: str, count: int) -> str:
-    """The burst's own command (one curl for all requests, its output parsed by bash), run here."""
-    script = f"{client.PARSE}; {client.curl_command(url, count, 1)} | parse"
+    """A burst's own loop (a curl per request), run here."""
+    script = f"URL={url} TIMEOUT=1; for i in $(seq {count}); do {client.ONE_REQUEST}; done"
     return subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout
 
 
-def test_request_loop_output_parses(local_page):
-    answers = client.parse_requests(run_loop(local_page, 3))
+def run_lane(url: str, count: int) -> str:
+    """A prober lane's own command (one curl for its requests, its output parsed by bash), run here."""
+    script = f"{client.PARSE}; {client.curl_command(url, count, 1, per_second=50)} | parse"
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout
+
+
+@pytest.mark.parametrize("run", [run_loop, run_lane])
+def test_request_output_parses(local_page, run):
+    answers = client.parse_requests(run(local_page, 3))
     assert [(a.status, a.real, a.curl_rc, a.ok) for a in answers] == [(200, "server1", 0, True)] * 3
     assert all(0 < a.latency < 1 for a in answers) and answers[0].time + answers[0].latency <= answers[1].time
-    refused = client.parse_requests(run_loop("http://127.0.0.1:9/", 1))[0]
+    refused = client.parse_requests(run("http://127.0.0.1:9/", 1))[0]
     assert (refused.status, refused.real, refused.curl_rc, refused.ok) == (0, None, 7, False)
-    assert re.fullmatch(r"\d+\.\d+ 7 000 \S+ -", run_loop("http://127.0.0.1:9/", 1).splitlines()[0])
+    assert re.fullmatch(r"\d+\.\d+ 7 000 \S+ -", run("http://127.0.0.1:9/", 1).splitlines()[0])
 
 
 def test_keepalived_script_commands_are_all_found():
