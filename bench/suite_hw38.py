@@ -28,10 +28,13 @@ class Timer:
         self.per_test = defaultdict(float)
         self.outcome, self.measured = {}, {}
         self.figures: dict = {}
+        self.lab_down = 0.0
 
     def pytest_runtest_logreport(self, report):
         name = report.nodeid.split("::")[-1].removeprefix("test_")
         self.per_test[name] += report.duration
+        if report.when == "teardown" and self.figures:
+            self.lab_down = report.duration - self.figures["seconds"]
         if report.when == "call" or report.failed:
             self.outcome[name] = report.outcome
         if report.when == "teardown":
@@ -71,6 +74,7 @@ def lab_figures(hw) -> dict:
     from lvs_harness.probes import ipvs
     from lvs_harness.probes.client import http_requests
     from lvs_harness.suites.hw38.test_hw38 import REQUESTS
+    t_figures = time.monotonic()
     lab, client = hw.lab, hw.lab.hosts["client"]
     out = {"hw": hw, "tcpfin": ipvs.read_timeouts(hw.master).tcpfin, "timings": dict(getattr(lab, "timings", {}))}
     out["host_rt"] = statistics.median(client.run("true").duration for _ in range(30))
@@ -79,6 +83,7 @@ def lab_figures(hw) -> dict:
     t = time.monotonic()
     answers = http_requests(client, hw.url, count=REQUESTS)
     out["burst"], out["latency"], out["requests"] = time.monotonic() - t, sum(a.latency for a in answers), REQUESTS
+    out["seconds"] = time.monotonic() - t_figures     # spent in the last check's teardown: not the check's
     return out
 
 
@@ -95,7 +100,7 @@ def main() -> None:
     f = timer.figures
     hw, up = f["hw"], f["timings"]
     table = floors(hw, timer.measured, f["tcpfin"])
-    first = next(iter(timer.per_test))
+    first, last = next(iter(timer.per_test)), list(timer.per_test)[-1]
     print(f"\nhw3.8 suite, --lab {args.lab}, --timing {args.timing}; floor = the protocol time a check must "
           "wait, from the lab's configuration")
     print(f"  {'check':22} {'wall':>7} {'floor':>7} {'overhead':>9}  outcome  floor is")
@@ -103,6 +108,8 @@ def main() -> None:
     for name, seconds in timer.per_test.items():
         if name == first:
             seconds -= sum(up.values())        # the lab's start-up is in the first check's setup
+        if name == last:
+            seconds -= f["seconds"] + timer.lab_down     # these figures and the lab's teardown
         floor, why = table.get(name, (0.0, "—"))
         wall_sum += seconds
         floor_sum += floor
@@ -121,7 +128,8 @@ def main() -> None:
     fo, fb = timer.measured.get("failover", {}), timer.measured.get("failback", {})
     print(f"  failover {fo.get('failover_s')} s, failback {fb.get('failback_s')} s (from {fo.get('failover_from')}); "
           f"client outage {fo.get('client_outage_s')} s at {fo.get('probe_rate_per_s')} probes/s")
-    print(f"\n  end to end {total:.1f} s (pytest exit {int(rc)})")
+    print(f"\n  end to end {total:.1f} s (pytest exit {int(rc)}; of it {f['seconds']:.1f} s these figures, "
+          f"{timer.lab_down:.1f} s the lab's teardown)")
 
 
 if __name__ == "__main__":
