@@ -35,17 +35,17 @@ class Unsteady(Exception):
     the lab, not a harness error): the message says what was seen."""
 
 
-def intended_master(directors, vip: str):
+def intended_master(directors, vip: str, insts: dict | None = None):
     """(director, why): the director keepalived's configuration makes master for ``vip`` — the
     highest priority (``state`` is only where an instance starts) — or (None, why) when the
-    highest priority is shared.
+    highest priority is shared. ``insts``: each director's instance for ``vip``, if already read.
 
     Example::
 
         intended_master(directors, "172.28.128.200")
         # (<Host balancer1>, 'balancer1 is the intended master: priority 150, balancer2 100')
     """
-    insts = {d.name: vrrp_instance(d, vip) for d in directors}
+    insts = insts or {d.name: vrrp_instance(d, vip) for d in directors}
     ranked = sorted(directors, key=lambda d: (-insts[d.name].priority, d.name))
     listing = ", ".join(f"{d.name} {insts[d.name].priority}" for d in ranked)
     if len(ranked) > 1 and insts[ranked[0].name].priority == insts[ranked[1].name].priority:
@@ -95,12 +95,14 @@ class SteadyState:
     answer; ``on_action(director, text)`` is told of each restoring step (for a timeline).
     """
 
-    def __init__(self, directors, vip: str, lab_if: dict[str, str], master=None, on_action=None):
+    def __init__(self, directors, vip: str, lab_if: dict[str, str], master=None, on_action=None,
+                 insts: dict | None = None):
         self.directors = list(directors)
         self.vip, self.lab_if, self.master = vip, lab_if, master
         self.on_action = on_action or (lambda director, text: None)
         self.unreachable: str | None = None
-        self.inst = {d.name: vrrp_instance(d, vip) for d in self.directors}   # the configs do not change
+        # the configs do not change during a scenario: read once
+        self.inst = insts or {d.name: vrrp_instance(d, vip) for d in self.directors}
 
     def _takeover(self, director) -> float:
         inst = self.inst[director.name]

@@ -41,13 +41,14 @@ class Scenario:
         self.url = f"http://{self.vip}:{self.port}/"
         self.insts = {d.name: vrrp_instance(d, self.vip) for d in directors}
         self.priorities = {n: i.priority for n, i in self.insts.items()}
-        self.master, self.master_why = intended_master(directors, self.vip)
+        self.master, self.master_why = intended_master(directors, self.vip, self.insts)
         addresses = {h.name: vrrp.read_addresses(h) for h in [*directors, *reals, client]}
         self.lab_if = {name: vrrp.lab_interface(lab.hosts[name], found, near=self.vip)
                        for name, found in addresses.items()}
         self.rips = sorted(a.split("/")[0] for r in reals for a in addresses[r.name].get(self.lab_if[r.name], [])
                            if ":" not in a and a.split("/")[0] != self.vip)
-        self.steady = SteadyState(directors, self.vip, self.lab_if, self.master, on_action=self.event)
+        self.steady = SteadyState(directors, self.vip, self.lab_if, self.master, on_action=self.event,
+                                  insts=self.insts)
         self.macs = arp.mac_table(lab.hosts.values())
         self.watch = vrrp.OwnershipMonitor(directors, self.vip)
         self.watch_source = "the kernel's address events on each director (ip -ts monitor)"
