@@ -73,7 +73,7 @@ def lab_figures(hw) -> dict:
     """Per-operation costs, measured on the suite's own lab right after its last check."""
     from lvs_harness.probes import ipvs
     from lvs_harness.probes.client import http_requests
-    from lvs_harness.suites.hw38.test_hw38 import REQUESTS
+    from lvs_harness.packs.hw38.test_hw38 import REQUESTS
     t_figures = time.monotonic()
     lab, client = hw.lab, hw.lab.hosts["client"]
     out = {"hw": hw, "tcpfin": ipvs.read_timeouts(hw.master).tcpfin, "timings": dict(getattr(lab, "timings", {}))}
@@ -95,7 +95,7 @@ def main() -> None:
     timer = Timer()
     t0 = time.monotonic()
     rc = pytest.main(["-q", "-p", "no:cacheprovider", f"--lab={args.lab}", f"--timing={args.timing}",
-                      "--pyargs", "lvs_harness.suites.hw38"], plugins=[timer])
+                      "--pyargs", "lvs_harness.packs.hw38"], plugins=[timer])
     total = time.monotonic() - t0
     f = timer.figures
     hw, up = f["hw"], f["timings"]

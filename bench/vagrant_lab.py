@@ -58,7 +58,7 @@ def run_lab(backend: str, work: Path) -> dict:
     out, results = work / f"{backend}-measure.json", work / f"{backend}-results.json"
     t0 = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(work / "test_measure.py"),
-                           "--pyargs", "lvs_harness.suites.hw38", f"--lab={backend}", f"--results-json={results}"],
+                           "--pyargs", "lvs_harness.packs.hw38", f"--lab={backend}", f"--results-json={results}"],
                           cwd=work, capture_output=True, text=True, env={**os.environ, "BENCH_OUT": str(out)})
     total = time.monotonic() - t0
     if not out.exists() or not results.exists():

@@ -202,13 +202,16 @@ def assert_single_vip_owner(directors, vip: str, *, deadline: float | None = Non
 
 
 def assert_ipvs_service(director, vip: str, port: int, *, scheduler: str = "rr", reals: list[str] | None = None,
-                        forward: str = "Route", protocol: str = "TCP", deadline: float = 15.0,
-                        interval: float = 0.5) -> Measured:
-    """``director`` has the virtual service with this scheduler and exactly these reals in ``forward`` mode.
+                        forward: str = "Route", protocol: str = "TCP", weights: dict[str, int] | None = None,
+                        deadline: float = 15.0, interval: float = 0.5) -> Measured:
+    """``director`` has the virtual service with this scheduler and exactly these reals in ``forward``
+    mode (``Route`` DR, ``Masq`` NAT, ``Tunnel``); with ``weights`` ({real address: weight}), each
+    real's weight too.
 
     Example::
 
-        assert_ipvs_service(b1, "172.28.128.200", 80, reals=["172.28.128.30", "172.28.128.40"])
+        assert_ipvs_service(lb1, "10.77.0.100", 80, scheduler="wrr", reals=["10.77.0.31", "10.77.0.32"],
+                            weights={"10.77.0.31": 3, "10.77.0.32": 1})
     """
     def observe():
         r = director.run("ipvsadm -Ln")
@@ -219,12 +222,67 @@ def assert_ipvs_service(director, vip: str, port: int, *, scheduler: str = "rr",
             return _Seen(False, None, f"no {protocol} {vip}:{port} service", text)
         got_reals = sorted((r.address, r.forward) for r in svc.reals)
         want = sorted((a, forward) for a in reals) if reals is not None else None
+        got_weights = {r.address: r.weight for r in svc.reals}
         ok = svc.scheduler == scheduler and (want is None and all(f == forward for _, f in got_reals)
                                              or got_reals == want)
-        return _Seen(ok, svc, f"scheduler {svc.scheduler}, reals {got_reals}", text)
-    expected = f"{protocol} {vip}:{port} {scheduler}" + (f" with {sorted(reals)} in {forward}" if reals else "")
+        ok = ok and (weights is None or got_weights == dict(weights))
+        got = f"scheduler {svc.scheduler}, reals {got_reals}" + (f", weights {got_weights}" if weights else "")
+        return _Seen(ok, svc, got, text)
+    expected = (f"{protocol} {vip}:{port} {scheduler}" + (f" with {sorted(reals)} in {forward}" if reals else "")
+                + (f", weights {dict(weights)}" if weights else ""))
     return _poll(observe, what=f"IPVS service on {director.name}", expected=expected, deadline=deadline,
                  interval=interval)
+
+
+def split_tolerance(requests: int) -> int:
+    """How far a real's count may be from its weighted share after ``requests`` requests: 5 % of
+    them, at least 1. (wrr and rr give every real its exact share over whole cycles of the
+    weights; a partial cycle, or a connection still being counted, moves a share by a few.)"""
+    return max(1, round(requests * 0.05))
+
+
+def assert_weighted_split(director, vip: str, port: int, *, expected_total: int, since: list | None = None,
+                          weights: dict[str, int] | None = None, tolerance: int | None = None,
+                          deadline: float = 10.0, interval: float = 0.5) -> Measured:
+    """The service's connection counter grew by ``expected_total``, split over its reals in
+    proportion to their weights (``weights`` {address: weight}, default: the IPVS table's), each
+    within ``tolerance`` (default :func:`split_tolerance`) of its share. Pass
+    ``since=ipvs.read_stats(director)`` taken before the traffic. The value is {real: count}.
+
+    Example::
+
+        before = ipvs.read_stats(lb1); http_requests(client, url, 60)
+        assert_weighted_split(lb1, vip, 80, expected_total=60, since=before).value
+        # {'10.77.0.31:80': 45, '10.77.0.32:80': 15}     (weights 3:1)
+    """
+    tolerance = split_tolerance(expected_total) if tolerance is None else tolerance
+    key = ipvs.Service("TCP", vip, port).key
+    if weights is None:
+        svc = ipvs.parse_list(director.run("ipvsadm -Ln").stdout).service(vip, port)
+        weights = {r.address: r.weight for r in svc.reals} if svc else {}
+    total_weight = sum(weights.values()) or 1
+    shares = {a: expected_total * w / total_weight for a, w in weights.items()}
+
+    def conns(stats) -> dict:
+        for s in stats or []:
+            if s.key == key:
+                return {"total": s.conns, **{r.rsplit(":", 1)[0]: c["Conns"] for r, c in s.reals.items()}}
+        return {"total": 0}
+
+    base = conns(since)
+
+    def observe():
+        text = director.run("ipvsadm -Ln --stats --exact").stdout
+        now = conns(ipvs.parse_counters(text))
+        delta = {k: v - base.get(k, 0) for k, v in now.items()}
+        per_real = {k: v for k, v in delta.items() if k != "total" and (v or k in shares)}
+        ok = delta["total"] == expected_total and set(per_real) <= set(shares) and all(
+            abs(per_real.get(a, 0) - share) <= tolerance for a, share in shares.items())
+        return _Seen(ok, per_real, f"{delta['total']} connections split {per_real}", text)
+    want = ", ".join(f"{a}: {share:g}" for a, share in shares.items())
+    return _poll(observe, what=f"weighted split over {vip}:{port} on {director.name}",
+                 expected=f"{expected_total} connections, by weight ({want}; ±{tolerance} each)",
+                 deadline=deadline, interval=interval)
 
 
 def assert_rr_balanced(director, vip: str, port: int, *, expected_total: int, tolerance: int = 1,

@@ -6,9 +6,9 @@ returns one ``<svg>`` element as a string.
 Example::
 
     bars({"server1": 25, "server2": 25}, "Requests per real")
-    timeline({"balancer1": [(0.0, True), (0.25, True)], "balancer2": [(0.0, False), (0.25, False)]},
-             probes=[(0.1, True)], events=[(0.2, "eth1 down on balancer1")])
-    lines({"ActiveConn": [(0, 0), (1, 0)], "InActConn": [(0, 50), (1, 0)]}, "Connections on balancer1")
+    timeline({"lb1": [(0.0, True), (0.25, True)], "lb2": [(0.0, False), (0.25, False)]},
+             probes=[(0.1, True)], events=[(0.2, "eth1 down on lb1")])
+    lines({"ActiveConn": [(0, 0), (1, 0)], "InActConn": [(0, 50), (1, 0)]}, "Connections on lb1")
 """
 
 from __future__ import annotations
@@ -132,21 +132,3 @@ def lines(series: dict[str, list[tuple[float, float]]], title: str, unit: str = 
                     f'<text x="{x0 + 26 + i * 130}" y="{y0 - 2}" {FONT}>{escape(name)}</text>')
     body += _axis(x0, x1, y1, tlo, thi, unit)
     return _svg(y1 + 40, body, title, "lines")
-
-
-def for_measured(measured: dict) -> list[str]:
-    """The charts a check's measured values call for (none when it measured nothing chartable)."""
-    out = []
-    for key, title in (("by_real", "Requests per real (through the VIP)"), ("split", "IPVS split on the master"),
-                       ("split_on_backup", "IPVS split on the backup after failover")):
-        if isinstance(measured.get(key), dict) and measured[key]:
-            out.append(bars(measured[key], title))
-    if measured.get("ownership"):
-        out.append(timeline({k: [tuple(r) for r in v] for k, v in measured["ownership"].items()},
-                            [tuple(p) for p in measured.get("probes", ())],
-                            [tuple(e) for e in measured.get("events", ())]))
-    if measured.get("drain"):
-        rows = measured["drain"]
-        out.append(lines({"ActiveConn": [(t, a) for t, a, _ in rows], "InActConn": [(t, i) for t, _, i in rows]},
-                         "Connections on the master while InActConn drains"))
-    return out

@@ -2,7 +2,8 @@
 
 Example::
 
-    lvs-harness up                     # the reference lab, kept running
+    lvs-harness packs                  # the course labs installed
+    lvs-harness up                     # the default pack's reference lab, kept running
     lvs-harness exec client -- curl -s 172.28.128.200
     lvs-harness down
 """
@@ -15,6 +16,7 @@ import shlex
 import signal
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 from .errors import HarnessError
@@ -23,9 +25,16 @@ from .labs import CHOICES, LabConfig, clean, remote, select_backend, start_lab
 from .labs.base import stderr_progress
 from .labs.image import ensure_image
 from .labs.vagrant import PROVIDERS
-from .probes import vrrp
+from .packs import DEFAULT_PACK, PackError, load_pack
+from .probes import ipvs, vrrp
+from .probes.client import http_requests, identify, real_pages
 from .runs import Run, stop_owner
 from .submission import load_submission, write_folder
+
+
+def _pack_names() -> list[str]:
+    from .packs import _entry_points
+    return sorted(_entry_points())
 
 
 def _live_runs() -> list[Run]:
@@ -59,11 +68,31 @@ def cmd_box(args) -> int:
     return 0
 
 
+def cmd_packs(args) -> int:
+    eps = _pack_names()
+    if not eps:
+        print("no packs are installed")
+        return 0
+    for name in eps:
+        try:
+            pack = load_pack(name)
+        except PackError as err:
+            print(f"{name:10} (cannot be used: {err})")
+            continue
+        checks = pack.checks()
+        print(f"{pack.name:10} {pack.title} — {len(checks)} checks, {sum(c.points for c in checks)} points; "
+              f"suite {pack.suite}; reference {pack.reference}")
+    return 0
+
+
 def cmd_up(args) -> int:
+    pack = load_pack(args.pack)
     lab = start_lab(LabConfig(backend=args.lab, provider=args.provider, vagrantfile=args.vagrantfile,
-                              allow_scripts=args.allow_scripts, keep=True))
-    print(f"lab {lab.run_id} is up. Try:\n  lvs-harness status\n  lvs-harness exec client -- curl -s "
-          f"{lab.topology.service.vip}\n  lvs-harness down")
+                              allow_scripts=args.allow_scripts, keep=True, pack=pack.name))
+    vip = lab.topology.services[0].vip if lab.topology.services else "<the VIP>"
+    client = lab.topology.clients[0].name if lab.topology.clients else "<host>"
+    print(f"lab {lab.run_id} ({pack.name}) is up. Try:\n  lvs-harness status\n  lvs-harness exec {client} -- curl -s "
+          f"{vip}\n  lvs-harness down")
     return 0
 
 
@@ -120,7 +149,7 @@ def cmd_clean(args) -> int:
 
 
 def cmd_import(args) -> int:
-    sub = load_submission(args.writeup)
+    sub = load_submission(args.writeup, load_pack(args.pack))
     print("\n".join(sub.summary()))
     out = write_folder(sub, args.out)
     print(f"wrote {out}/ (Vagrantfile, keepalived/<host>.conf, submission.json)")
@@ -135,6 +164,7 @@ def cmd_grade(args) -> int:
         raise HarnessError("-j must be 1 or more.")
     if args.retries < 0:
         raise HarnessError("--retries must be 0 or more.")
+    pack = load_pack(args.pack)          # an unknown pack is refused before anything is written
     prepare_out(args.out)
     backend, why = select_backend(args.lab)
     stderr_progress(f"lab backend: {backend} ({why})")
@@ -143,7 +173,7 @@ def cmd_grade(args) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     jobs = args.jobs or (1 if backend == "vagrant" else DEFAULT_JOBS)     # five VMs per submission on vagrant
     grader = Grader(args.out, backend=backend, timing=args.timing, allow_scripts=args.allow_scripts, jobs=jobs,
-                    provider=args.provider, retries=args.retries)
+                    provider=args.provider, retries=args.retries, pack=pack.name)
     entries = grader.grade(args.submissions)
     crashed = [e["submission"] for e in entries if e["outcome"] == "harness-failed"]
     print(f"\n{'submission':30} {'score':>7}  outcome")
@@ -161,13 +191,17 @@ def _interrupt(signum, frame):
 
 
 def cmd_demo(args) -> int:
-    """Bring the reference lab up, show it balancing and failing over, tear it down."""
-    vip = "172.28.128.200"
+    """Bring a pack's reference lab up, show it balancing and failing over, tear it down."""
+    pack = load_pack(args.pack)
     t0 = time.monotonic()
-    with start_lab(LabConfig(backend=args.lab)) as lab:
-        b1, b2 = (lab.hosts[h.name] for h in lab.topology.directors)
+    with start_lab(LabConfig(backend=args.lab, pack=pack.name)) as lab:
+        if len(lab.topology.directors) < 2 or not lab.topology.clients or not lab.topology.services:
+            raise HarnessError(f"pack {pack.name}'s lab has no two directors, client and virtual service to demo.")
+        vip = lab.topology.service.vip
+        b1, b2 = (lab.hosts[h.name] for h in lab.topology.directors[:2])
         client = lab.hosts[lab.topology.clients[0].name]
-        iface = vrrp.lab_interface(b1)
+        reals = len(lab.topology.reals)
+        iface = vrrp.lab_interface(b1, near=vip)
 
         def holder():
             return vrrp.vip_owners((b1, b2), vip)
@@ -178,21 +212,32 @@ def cmd_demo(args) -> int:
                 time.sleep(0.1)
             return time.monotonic() - start
 
-        wait(lambda: holder() == [b1.name] and b1.run("ipvsadm -Ln").stdout.count("Route") == 2, 20)
-        print(f"\nlab {lab.run_id} ({lab.NAME}) up, VIP {vip} on {', '.join(holder()) or 'nobody'} "
+        def in_table():
+            svc = ipvs.parse_list(b1.run("ipvsadm -Ln").stdout).service(vip, lab.topology.service.port)
+            return bool(svc) and len(svc.reals) == reals
+
+        wait(lambda: holder() == [b1.name] and in_table(), 20)
+        print(f"\nlab {lab.run_id} ({pack.name}, {lab.NAME}) up, VIP {vip} on {', '.join(holder()) or 'nobody'} "
               f"after {time.monotonic() - t0:.1f} s\n")
         print(b1.run("ipvsadm -Ln").stdout)
-        out = client.run(f"for i in $(seq 50); do curl -s -m 3 http://{vip}/; done").stdout.split()
-        print("50 requests from client:", {name: out.count(name) for name in sorted(set(out))})
+        url = f"http://{vip}:{lab.topology.service.port}/"
+        pages = real_pages([lab.hosts[r.name] for r in lab.topology.reals], lab.topology.service.port)
+        counts = Counter(a.real for a in identify(http_requests(client, url, count=50), pages))
+        print("50 requests from client:", dict(sorted(counts.items(), key=str)))
         b1.link_down(iface)
         took = wait(lambda: holder() == [b2.name], 15)
         print(f"{iface} down on {b1.name}: VIP on {', '.join(holder()) or 'nobody'} after {took:.1f} s")
-        out = client.run(f"for i in $(seq 10); do curl -s -m 3 http://{vip}/; done").stdout.split()
-        print("10 requests via the backup:", {name: out.count(name) for name in sorted(set(out))})
+        counts = Counter(a.real for a in identify(http_requests(client, url, count=10), pages))
+        print("10 requests via the backup:", dict(sorted(counts.items(), key=str)))
         b1.link_up(iface)
         took = wait(lambda: holder() == [b1.name], 15)
         print(f"{iface} up on {b1.name}: VIP back on {', '.join(holder()) or 'nobody'} after {took:.1f} s\n")
     return 0
+
+
+def _pack_option(parser) -> None:
+    parser.add_argument("--pack", default=None, metavar="NAME",
+                        help=f"the course pack (default {DEFAULT_PACK}; `lvs-harness packs` lists them)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -212,9 +257,12 @@ def build_parser() -> argparse.ArgumentParser:
     bbuild.add_argument("--force", action="store_true", help="rebuild even if a cached box exists")
     bbuild.set_defaults(func=cmd_box)
 
+    sub.add_parser("packs", help="list the installed course packs").set_defaults(func=cmd_packs)
+
     up = sub.add_parser("up", help="bring a lab up and keep it running")
     up.add_argument("--lab", choices=CHOICES, default="auto")
-    up.add_argument("--vagrantfile", type=Path, help="default: the shipped hw3.8 reference")
+    _pack_option(up)
+    up.add_argument("--vagrantfile", type=Path, help="default: the pack's reference")
     up.add_argument("--provider", choices=PROVIDERS, default="libvirt", help="--lab vagrant: the Vagrant provider")
     up.add_argument("--allow-scripts", action="store_true", help="netns: run this Vagrantfile's provisioners")
     up.set_defaults(func=cmd_up)
@@ -243,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp = sub.add_parser("import", help="read a submission (write-up or folder) and write its folder form")
     imp.add_argument("writeup", type=Path)
     imp.add_argument("-o", "--out", type=Path, required=True, help="a new (or empty) folder")
+    _pack_option(imp)
     imp.set_defaults(func=cmd_import)
 
     gr = sub.add_parser("grade", help="grade submissions, each in its own lab: reports, gradebook, index")
@@ -251,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     gr.add_argument("-j", "--jobs", type=int, default=None,
                     help=f"labs at once (default {DEFAULT_JOBS}, 1 on --lab vagrant; see bench/grade.py)")
     gr.add_argument("--lab", choices=CHOICES, default="auto")
+    _pack_option(gr)
     gr.add_argument("--provider", choices=PROVIDERS, default="libvirt", help="--lab vagrant: the Vagrant provider")
     gr.add_argument("--out", type=Path, default=Path("reports"), help="where reports go (default: reports/)")
     gr.add_argument("--timing", choices=("fast", "faithful"), default=None)
@@ -263,6 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="bring the reference lab up, show balancing and failover, tear it down")
     demo.add_argument("--lab", choices=CHOICES, default="auto")
+    _pack_option(demo)
     demo.set_defaults(func=cmd_demo)
     return parser
 

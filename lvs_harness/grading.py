@@ -1,6 +1,6 @@
 """``lvs-harness grade``: each submission in its own lab, up to N at once; reports and a gradebook.
 
-Every submission is graded by its own pytest process running the hw3.8 suite with
+Every submission is graded by its own pytest process running the pack's suite with
 ``--submission``, so each gets its own lab (its own UML guest, or its own namespace set)
 and a crash in one cannot touch the others. Out of ``OUT/`` come:
 
@@ -17,7 +17,7 @@ could not be started); *lab-crashed* (its lab stopped during the checks: graded 
 
 Example::
 
-    books = Grader(Path("reports"), jobs=2).grade([Path("alice.md"), Path("bob/")])
+    books = Grader(Path("reports"), jobs=2, pack="my-lab").grade([Path("alice.md"), Path("bob/")])
     books[0]["score"], books[0]["outcome"]          # 24, 'graded'
 """
 
@@ -39,10 +39,10 @@ import time
 from html import escape
 from pathlib import Path
 
-from .checks import collect, is_not_run, not_run
+from .checks import is_not_run, not_run
 from .errors import HarnessError
+from .packs import load_pack
 
-SUITE = "lvs_harness.suites.hw38"
 MARKER = ".lvs-harness-reports"
 DEFAULT_JOBS = 4               # labs at once (bench/grade.py measures the choice)
 DEFAULT_RETRIES = 1            # fresh-lab attempts after a run that ended in error
@@ -52,10 +52,9 @@ CSV_FIELDS = ("submission", "outcome", "score", "max_score", "check_id", "title"
 CHECK_LINE = re.compile(r"lvs-harness: check (?P<check>\w+): (?P<status>\w+)(?P<reason>.*)")
 
 
-def suite_checks() -> list[dict]:
-    """The suite's checks in order: id, title, points (from their ``check`` markers)."""
-    from importlib import import_module
-    return [c.as_dict() for c in collect(import_module(f"{SUITE}.test_hw38"))]
+def suite_checks(pack) -> list[dict]:
+    """The pack's checks in order: id, title, points, hint, hidden (from their ``check`` markers)."""
+    return [c.as_dict() for c in pack.checks()]
 
 
 def job_names(paths: list[Path]) -> list[str]:
@@ -83,13 +82,14 @@ def prepare_out(out: Path) -> None:
 class Grader:
     def __init__(self, out: Path, *, backend: str = "auto", timing: str | None = None, allow_scripts: bool = False,
                  jobs: int = 2, progress=None, timeout: float = JOB_TIMEOUT, provider: str = "libvirt",
-                 retries: int = DEFAULT_RETRIES):
+                 retries: int = DEFAULT_RETRIES, pack: str | None = None):
         self.out = Path(out).resolve()         # the jobs run in folders of their own
         self.backend, self.timing, self.allow_scripts = backend, timing, allow_scripts
         self.provider = provider
         self.jobs, self.timeout, self.retries = max(1, jobs), timeout, max(0, retries)
         self._say = progress or (lambda message: print(message, file=sys.stderr, flush=True))
-        self.checks = suite_checks()
+        self.pack = load_pack(pack)
+        self.checks = suite_checks(self.pack)
         self.entries: dict[str, dict] = {}
         self._procs: dict[str, subprocess.Popen] = {}
         self._lock = threading.Lock()
@@ -104,7 +104,8 @@ class Grader:
 
     # one submission ------------------------------------------------------------------
     def _argv(self, path: Path, name: str, work: Path, basetemp: Path, earlier: Path | None = None) -> list[str]:
-        argv = [sys.executable, "-m", "pytest", "--pyargs", SUITE, "-v", "-p", "no:cacheprovider",
+        argv = [sys.executable, "-m", "pytest", "--pyargs", self.pack.suite, "--pack", self.pack.name, "-v",
+                "-p", "no:cacheprovider",
                 "--basetemp", str(basetemp), "--submission", str(path.resolve()), "--student", name,
                 "--lab", self.backend, f"--html={work / 'report.html'}", "--self-contained-html",
                 f"--results-json={work / 'results.json'}"]
@@ -297,9 +298,10 @@ class Grader:
     # books -----------------------------------------------------------------------------
     def write_books(self, entries: list[dict]) -> None:
         _atomic_write(self.out / "gradebook.json", json.dumps(
-            {"suite": SUITE, "checks": self.checks, "submissions": entries}, indent=1, default=str))
+            {"pack": self.pack.name, "suite": self.pack.suite, "checks": self.checks, "submissions": entries},
+            indent=1, default=str))
         _atomic_write(self.out / "gradebook.csv", gradebook_csv(entries))
-        _atomic_write(self.out / "index.html", index_html(entries, self.checks))
+        _atomic_write(self.out / "index.html", index_html(entries, self.checks, self.pack.title))
 
 
 def verdict_differences(entry: dict, failed: dict[str, str]) -> list[str]:
@@ -364,7 +366,7 @@ def attempts_text(attempts: list[dict]) -> str:
 SYMBOLS = {"passed": ("✓", "#2ca02c"), "failed": ("✗", "#d62728"), "error": ("!", "#7f7f7f")}
 
 
-def index_html(entries: list[dict], checks: list[dict]) -> str:
+def index_html(entries: list[dict], checks: list[dict], title: str = "lvs-harness") -> str:
     head = "".join(f"<th class='check' title='{escape(c['title'])}'><span>{escape(c['id'])} ({c['points']})</span></th>"
                    for c in checks)
     rows, in_error = [], []
@@ -389,11 +391,11 @@ def index_html(entries: list[dict], checks: list[dict]) -> str:
     banner = (f"<p class='errors'><b>⚠ {len(in_error)} submission(s) have checks that could not be judged</b> "
               f"(the lab or the harness failed, not the student's work; their points are not given): "
               f"{escape(', '.join(in_error))}. Grade them again.</p>" if in_error else "")
-    return ("<!doctype html><html><head><meta charset='utf-8'><title>hw3.8 gradebook</title>"
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)} gradebook</title>"
             "<style>body{font-family:sans-serif}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
             "padding:4px 6px}th{background:#f4f4f4}th.check span{writing-mode:vertical-rl;transform:rotate(180deg);"
             "white-space:nowrap}td.reason{max-width:40em;font-size:90%}.flag,.errors{color:#b35900}</style></head><body>"
-            f"<h1>hw3.8 gradebook</h1><p>{len(entries)} submission(s), written {time.strftime('%Y-%m-%d %H:%M:%S')}. "
+            f"<h1>{escape(title)} gradebook</h1><p>{len(entries)} submission(s), written {time.strftime('%Y-%m-%d %H:%M:%S')}. "
             "✓ passed, ✗ failed, ! could not be judged (hover for the reason). "
             f"<a href='gradebook.csv'>CSV</a> · <a href='gradebook.json'>JSON</a></p>{banner}"
             f"<table><tr><th>Submission</th><th>Outcome</th><th>Score</th>{head}<th>Lab</th><th>Time</th>"

@@ -41,11 +41,23 @@ class VrrpInstance:
 
 
 @dataclasses.dataclass(frozen=True)
+class HealthCheck:
+    """A real_server's checker block (HTTP_GET, TCP_CHECK, …) with the settings that bound how
+    long a dead real stays in the table."""
+    kind: str
+    connect_port: int | None = None
+    connect_timeout: float = 5.0        # keepalived's default
+    retry: int = 1                      # `retry` (older: nb_get_retry); keepalived 2.x default 1
+    delay_before_retry: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
 class RealServerConf:
     address: str
     port: int
     weight: int = 1
     checks: tuple[str, ...] = ()   # HTTP_GET, TCP_CHECK, …
+    checkers: tuple[HealthCheck, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,12 +68,37 @@ class VirtualServerConf:
     lb_kind: str = ""
     protocol: str = "TCP"
     reals: tuple[RealServerConf, ...] = ()
+    delay_loop: float = 60.0            # keepalived's default: seconds between checks
+
+    def removal_bound(self, real: RealServerConf) -> float:
+        """The longest a dead ``real`` may stay in the IPVS table under its checkers: the check
+        interval, then the first try and ``retry`` more, each up to its connect timeout, with
+        ``delay_before_retry`` before each retry (the real dies just after a good check)."""
+        if not real.checkers:
+            return 0.0
+        return max(self.delay_loop + (1 + c.retry) * c.connect_timeout + c.retry * c.delay_before_retry
+                   for c in real.checkers)
+
+
+@dataclasses.dataclass(frozen=True)
+class SyncGroup:
+    """A ``vrrp_sync_group``: its instances change state together (one FAULT makes all BACKUP)."""
+    name: str
+    instances: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
 class KeepalivedConfig:
     instances: tuple[VrrpInstance, ...] = ()
     virtual_servers: tuple[VirtualServerConf, ...] = ()
+    sync_groups: tuple[SyncGroup, ...] = ()
+
+    def instance_for(self, vip: str) -> VrrpInstance | None:
+        """The vrrp_instance whose virtual_ipaddress holds ``vip``."""
+        return next((i for i in self.instances if vip in i.vips), None)
+
+    def group_of(self, instance: str) -> SyncGroup | None:
+        return next((g for g in self.sync_groups if instance in g.instances), None)
 
 
 def _statements(text: str) -> list:
@@ -105,7 +142,7 @@ def _first(block: list, key: str, default=None):
 
 def parse_config(text: str) -> KeepalivedConfig:
     """Parse the parts of keepalived.conf the checks need (unknown keywords are ignored)."""
-    instances, servers = [], []
+    instances, servers, groups = [], [], []
     for stmt in _statements(text):
         body = _block(stmt)
         if stmt[0] == "vrrp_instance":
@@ -120,11 +157,25 @@ def parse_config(text: str) -> KeepalivedConfig:
         elif stmt[0] == "virtual_server" and len(stmt) >= 4:
             # inside real_server, every sub-block is a health checker (HTTP_GET, TCP_CHECK, MISC_CHECK…)
             reals = tuple(RealServerConf(r[1], int(r[2]), int(_first(_block(r), "weight", 1)),
-                                         tuple(c[0] for c in _block(r) if isinstance(c[-1], list)))
+                                         tuple(c[0] for c in _block(r) if isinstance(c[-1], list)),
+                                         tuple(_checker(c) for c in _block(r) if isinstance(c[-1], list)))
                           for r in body if r[0] == "real_server" and len(r) >= 3)
             servers.append(VirtualServerConf(stmt[1], int(stmt[2]), _first(body, "lb_algo", ""),
-                                             _first(body, "lb_kind", ""), _first(body, "protocol", "TCP"), reals))
-    return KeepalivedConfig(tuple(instances), tuple(servers))
+                                             _first(body, "lb_kind", ""), _first(body, "protocol", "TCP"), reals,
+                                             float(_first(body, "delay_loop", 60))))
+        elif stmt[0] == "vrrp_sync_group" and len(stmt) >= 2:
+            members = next((tuple(w for line in _block(s) for w in line if isinstance(w, str))
+                            for s in body if s[0] == "group"), ())
+            groups.append(SyncGroup(stmt[1] if isinstance(stmt[1], str) else "", members))
+    return KeepalivedConfig(tuple(instances), tuple(servers), tuple(groups))
+
+
+def _checker(stmt: list) -> HealthCheck:
+    body = _block(stmt)
+    port = _first(body, "connect_port")
+    return HealthCheck(stmt[0], int(port) if port else None, float(_first(body, "connect_timeout", 5)),
+                       int(_first(body, "retry", _first(body, "nb_get_retry", 1))),
+                       float(_first(body, "delay_before_retry", 1)))
 
 
 FORWARD_FLAGS = {"DR": "-g", "NAT": "-m", "TUN": "-i"}

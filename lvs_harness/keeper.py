@@ -89,7 +89,9 @@ def main() -> None:
     raw = json.loads(sys.argv[1])
     config = LabConfig(backend=raw["backend"], provider=raw.get("provider", "libvirt"),
                        vagrantfile=Path(raw["vagrantfile"]) if raw["vagrantfile"] else None,
-                       allow_scripts=raw["allow_scripts"], roles=raw["roles"], service=VirtualService(**raw["service"]),
+                       allow_scripts=raw["allow_scripts"], roles=raw["roles"], pack=raw.get("pack"),
+                       services=tuple(VirtualService.from_dict(s) for s in raw.get("services", ())),
+                       daemons=raw.get("daemons"),
                        files=raw.get("files"), keep_ipvs=tuple(raw.get("keep_ipvs", ())),
                        progress=lambda m: print(f"lvs-harness: {m}", flush=True))
     try:

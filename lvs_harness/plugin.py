@@ -1,11 +1,17 @@
-"""The pytest plugin: ``--lab``, ``--vagrantfile``, ``--keep-lab``, ``--allow-scripts`` and the lab fixtures.
+"""The pytest plugin: options (``--lab``, ``--pack``, ``--vagrantfile``, ``--submission``, …) wired to
+the lab fixtures; nothing else lives here (submissions: :mod:`lvs_harness.submission`, the check
+model and its dependencies: :mod:`lvs_harness.checks`, results and reports: :mod:`lvs_harness.report`).
 
 Fixtures (all session-scoped, so one lab serves the whole run):
 
 - ``lab_config`` — a :class:`~lvs_harness.labs.LabConfig` built from the options;
-  override it in your conftest to change the Vagrantfile, roles or VIP for your lab;
+  override it in your conftest to change the Vagrantfile, roles or services for your lab;
 - ``lab`` — the running lab (torn down at the end unless ``--keep-lab``);
-- ``hosts`` (name -> Host), ``directors`` and ``reals`` (lists, by name), ``client``.
+- ``hosts`` (name -> Host), ``directors`` and ``reals`` (lists, by name), ``client``;
+- ``timing`` ('fast' or 'faithful') and ``measure`` (attach a measured value to the check).
+
+The pack (``--pack``; else the installed pack whose suite is being run; else none — a lab of
+your own) gives the reference Vagrantfile, roles, daemons, services and report charts.
 
 Example (a lab author's test)::
 
@@ -28,6 +34,7 @@ from .checks import Check, Outcomes, is_not_run
 from .errors import HarnessError, Refused, VagrantfileError
 from .labs import CHOICES, LabConfig, start_lab
 from .labs.vagrant import PROVIDERS
+from .packs import PackError, load_pack, pack_of_module
 from .report import RECORDER, HtmlHooks, Recorder
 from .submission import load_submission
 
@@ -40,8 +47,11 @@ def pytest_addoption(parser):
     group.addoption("--provider", choices=PROVIDERS, default="libvirt",
                     help="--lab vagrant: libvirt (default; lvs-harness's own box, VMs in a network namespace) or "
                          "virtualbox (the Vagrantfile's own box)")
+    group.addoption("--pack", default=None, metavar="NAME",
+                    help="the course pack (`lvs-harness packs` lists them); default: the pack whose suite runs, "
+                         "else the default pack for --submission")
     group.addoption("--vagrantfile", type=Path, default=None, metavar="PATH",
-                    help="the lab to build (a Vagrantfile or its folder); default: the shipped hw3.8 reference")
+                    help="the lab to build (a Vagrantfile or its folder); default: the pack's reference")
     group.addoption("--submission", type=Path, default=None, metavar="PATH",
                     help="a student's submission (markdown write-up or folder): its Vagrantfile and "
                          "keepalived configs, the reference's for what it lacks")
@@ -60,6 +70,7 @@ def pytest_addoption(parser):
 
 
 CHECK_OUTCOMES = pytest.StashKey[Outcomes]()
+PACK = pytest.StashKey["str | None"]()
 
 
 def pytest_configure(config):
@@ -77,9 +88,24 @@ def pytest_configure(config):
     attempts = config.getoption("--earlier-attempts")
     if attempts:
         recorder.info["earlier_attempts"] = json.loads(Path(attempts).read_text())
+    config.stash[PACK] = config.getoption("--pack")
     config.pluginmanager.register(recorder, "lvs-harness-recorder")
     if html:
         config.pluginmanager.register(HtmlHooks(recorder), "lvs-harness-html")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Without --pack, the pack is the installed one whose suite is being run (if any)."""
+    if config.stash[PACK] is None:
+        found = {pack_of_module(item.module.__name__) for item in items if getattr(item, "module", None)}
+        found.discard(None)
+        if len(found) == 1:
+            config.stash[PACK] = found.pop()
+    if config.stash[PACK] or config.getoption("--submission"):
+        try:
+            config.stash[RECORDER].pack = load_pack(config.stash[PACK])
+        except PackError as err:
+            raise pytest.UsageError(str(err)) from None
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -131,18 +157,18 @@ def _progress(config):
 @pytest.fixture(scope="session")
 def lab_config(pytestconfig, tmp_path_factory) -> LabConfig:
     opt = pytestconfig.getoption
+    pack = pytestconfig.stash[RECORDER].pack
     config = LabConfig(backend=opt("--lab"), provider=opt("--provider"), vagrantfile=opt("--vagrantfile"),
-                       keep=opt("--keep-lab"),
+                       keep=opt("--keep-lab"), pack=pack.name if pack else None,
                        allow_scripts=opt("--allow-scripts"), progress=_progress(pytestconfig))
     info = pytestconfig.stash[RECORDER].info
     if opt("--submission"):
         try:
-            sub = load_submission(opt("--submission"))
+            sub = load_submission(opt("--submission"), pack)
         except HarnessError as err:
             info["not_graded"] = "refused"
             pytest.fail(f"the submission could not be read: {err}", pytrace=False)
-        info["submission"] = {"source": str(sub.source), "parts": sub.parts(), "functions": sub.functions(),
-                              "notes": sub.notes}
+        info["submission"] = sub.report_info()
         config = sub.lab_config(config, tmp_path_factory.mktemp("submission"))
         if sub.vagrantfile and config.vagrantfile and not sub.source.is_dir():
             # errors name the write-up's block, not the copy the lab reads

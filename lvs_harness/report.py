@@ -23,7 +23,6 @@ from pathlib import Path
 
 import pytest
 
-from . import charts
 from .checks import Check, is_not_run
 from .commands import CommandResult
 from .errors import HarnessError, LabGone
@@ -39,6 +38,7 @@ class Recorder:
 
     def __init__(self, html: bool = False):
         self.html = html                         # add evidence and charts to pytest-html's rows
+        self.pack = None                         # the course pack (its title and charts), if any
         self.info: dict = {"started": time.time()}
         self.checks: dict[str, dict] = {}       # nodeid -> record
         self.aliases: dict[str, str] = {}       # a path in messages -> what to call it (a write-up's block)
@@ -88,10 +88,18 @@ class Recorder:
             if self.html:
                 from pytest_html import extras
                 measured = {k: v for k, v in item.user_properties if not k.startswith("check_")}
-                pictures = "".join(f"<div>{svg}</div>" for svg in charts.for_measured(measured))
+                pictures = "".join(f"<div>{svg}</div>" for svg in self.charts(measured))
                 evidence = _evidence_html(call, self._commands or [])
                 report.extras = [*getattr(report, "extras", []),
                                  extras.html(f"<div class='lvsh-evidence'>{pictures}{evidence}</div>")]
+
+    def charts(self, measured: dict) -> list[str]:
+        """The pack's charts for a check's measured values (none without a pack)."""
+        return self.pack.chart(measured) if self.pack else []
+
+    @property
+    def title(self) -> str:
+        return self.pack.title if self.pack else "lvs-harness"
 
     @staticmethod
     def _say(config, line: str) -> None:
@@ -108,7 +116,8 @@ class Recorder:
     # results --------------------------------------------------------------------------
     def results(self) -> dict:
         checks = list(self.checks.values())
-        return {**self.info, "finished": time.time(), "duration": round(time.time() - self.info["started"], 1),
+        return {**self.info, "pack": self.pack.name if self.pack else None, "title": self.title,
+                "finished": time.time(), "duration": round(time.time() - self.info["started"], 1),
                 "score": sum(c["score"] for c in checks), "max_score": sum(c["max_score"] for c in checks),
                 "checks": checks}
 
@@ -172,7 +181,7 @@ def _write_json(path: Path, data: dict) -> None:
 STATUS_COLOURS = {"passed": "#2ca02c", "failed": "#d62728", "error": "#7f7f7f"}
 
 
-def summary_html(results: dict) -> str:
+def summary_html(results: dict, charts_for=lambda measured: []) -> str:
     """The report's opening: who, score, how it was run, what was the student's, the charts."""
     rows = [("Student", results.get("student") or "—"),
             ("Score", f"{results['score']} / {results['max_score']}"),
@@ -189,7 +198,7 @@ def summary_html(results: dict) -> str:
                      + " — graded again in a fresh lab"))
     table = "".join(f"<tr><th style='text-align:left;padding-right:1em'>{escape(k)}</th><td>{escape(str(v))}</td></tr>"
                     for k, v in rows)
-    out = [f"<h2>hw3.8 grading</h2><table class='lvsh-summary'>{table}</table>"]
+    out = [f"<h2>{escape(results.get('title') or 'lab checks')} grading</h2><table class='lvsh-summary'>{table}</table>"]
     parts = results.get("submission", {}).get("parts", [])
     if parts:
         items = "".join(f"<li><b>{escape(p['part'])}</b>: {'student' if p['student'] else 'reference'} — "
@@ -209,7 +218,7 @@ def summary_html(results: dict) -> str:
                      for c in results["checks"])
     out.append("<table class='lvsh-checks' border='1' cellpadding='4' style='border-collapse:collapse'>"
                "<tr><th>Check</th><th>Status</th><th>Points</th><th>Reason</th></tr>" + checks + "</table>")
-    pictures = [svg for c in results["checks"] for svg in charts.for_measured(c["measured"])]
+    pictures = [svg for c in results["checks"] for svg in charts_for(c["measured"])]
     if pictures:
         out.append("<h3>Charts</h3>" + "".join(f"<div>{svg}</div>" for svg in pictures))
     return "".join(out)
@@ -223,10 +232,11 @@ class HtmlHooks:
 
     def pytest_html_report_title(self, report):
         student = self.recorder.info.get("student")
-        report.title = f"hw3.8 — {student}" if student else "hw3.8 lab checks"
+        title = self.recorder.title
+        report.title = f"{title} — {student}" if student else f"{title} lab checks"
 
     def pytest_html_results_summary(self, prefix, summary, postfix, session):
-        prefix.append(summary_html(self.recorder.results()))
+        prefix.append(summary_html(self.recorder.results(), self.recorder.charts))
 
     def pytest_html_results_table_header(self, cells):
         cells.insert(2, "<th>Points</th>")

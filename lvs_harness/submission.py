@@ -1,17 +1,17 @@
 """Student submissions: a folder, or a markdown write-up whose code blocks are the lab's files.
 
 A write-up's fenced blocks are attributed by the text just before them ("Vagrantfile:",
-"balancer1 keepalived.conf:") and by their content (``Vagrant.configure``, ``vrrp_instance``).
-Host names are matched tolerantly (the example says "balanser2"), shell-transcript residue
-is removed (a first line like ``root@balancer1:/home/vagrant# cat …``, which keepalived would
-reject), and every decision is recorded in ``notes``. Parts a submission lacks come from the
-reference lab, marked as such.
+"lb1 keepalived.conf:") and by their content (``Vagrant.configure``, ``vrrp_instance``).
+The directors a keepalived.conf may be for are the pack's; their names are matched
+tolerantly (a misspelling, "Lb 2"), shell-transcript residue is removed (a first line like
+``root@lb1:/home/vagrant# cat …``, which keepalived would reject), and every decision is
+recorded in ``notes``. Parts a submission lacks come from the pack's reference lab, marked as such.
 
 Example::
 
-    sub = load_submission(Path("write-up.md"))
+    sub = load_submission(Path("write-up.md"), pack="my-lab")     # a pack whose directors are lb1, lb2
     sub.vagrantfile.origin            # 'write-up.md, block 1 ("Vagrantfile:")'
-    sub.keepalived["balancer2"].notes  # ['host "balanser2" read as balancer2 (1 edit)', …]
+    sub.keepalived["lb2"].notes       # ['host "lb 2" read as lb2', …]
     write_folder(sub, Path("out/"))
 """
 
@@ -29,7 +29,6 @@ from . import keepalived
 from .errors import HarnessError
 from .vagrantfile import read_text
 
-DIRECTORS = ("balancer1", "balancer2")
 PROMPT = re.compile(r"^\s*(?:\S+@)?(?P<host>[\w.-]+):[^\n#$]*[#$] ")
 FENCE = re.compile(r"^(?P<fence>```|~~~)[^\n]*\n(?P<body>.*?)^(?P=fence)[ \t]*$", re.M | re.S)
 
@@ -53,6 +52,11 @@ class Submission:
     vagrantfile: Part | None = None
     keepalived: dict[str, Part] = dataclasses.field(default_factory=dict)
     notes: list[str] = dataclasses.field(default_factory=list)
+    pack: object = None             # the lvs_harness.packs.Pack it is read for (its directors, its reference)
+
+    @property
+    def directors(self) -> tuple[str, ...]:
+        return tuple(self.pack.directors) if self.pack else tuple(sorted(self.keepalived))
 
     def summary(self) -> list[str]:
         lines = [f"{self.name} ({self.source})"]
@@ -70,12 +74,12 @@ class Submission:
 
     def parts(self) -> list[dict]:
         """Which files of the lab are the student's and which the reference's, for the report."""
-        from .labs.base import reference_vagrantfile
         own = self.own_vagrantfile
+        reference = f"the reference ({Path(self.pack.reference).name})" if self.pack else "the reference"
         parts = [{"part": "Vagrantfile", "student": own,
-                  "source": self.vagrantfile.origin if own else f"the reference ({reference_vagrantfile().name})",
+                  "source": self.vagrantfile.origin if own else reference,
                   "notes": self.vagrantfile.notes if own else []}]
-        for host in DIRECTORS:
+        for host in self.directors:
             part = self.keepalived.get(host)
             if part is not None:
                 parts.append({"part": f"{host} keepalived.conf", "student": not part.from_reference,
@@ -101,10 +105,10 @@ class Submission:
         own = self.own_vagrantfile
         where = "the student's Vagrantfile" if own else "the reference Vagrantfile"
         out = [{"function": "topology (machines, networks, addresses)", "student": own, "how": where},
-               {"function": "real-server setup (nginx, VIP on lo, ARP suppression)", "student": own,
+               {"function": self.pack.real_setup if self.pack else "real-server setup", "student": own,
                 "how": f"{where}'s provisioners"}]
         kept = self.keeps_reference_ipvs()
-        for host in DIRECTORS:
+        for host in self.directors:
             part = self.keepalived.get(host)
             conf = keepalived.parse_config(part.text) if part is not None else None
             student_conf = part is not None and not part.from_reference
@@ -138,7 +142,13 @@ class Submission:
         for host in self.keeps_reference_ipvs():
             config.progress(f"{host}'s keepalived.conf defines no IPVS service: keeping the reference's")
         return dataclasses.replace(config, vagrantfile=vagrantfile or config.vagrantfile, files=files or None,
-                                   keep_ipvs=self.keeps_reference_ipvs())
+                                   keep_ipvs=self.keeps_reference_ipvs(),
+                                   pack=self.pack.name if self.pack else config.pack)
+
+    def report_info(self) -> dict:
+        """What the report and the gradebook say about the submission."""
+        return {"source": str(self.source), "parts": self.parts(), "functions": self.functions(),
+                "notes": self.notes, "pack": self.pack.name if self.pack else None}
 
 
 def edit_distance(a: str, b: str) -> int:
@@ -151,13 +161,13 @@ def edit_distance(a: str, b: str) -> int:
     return prev[-1]
 
 
-def match_host(text: str, hosts: tuple[str, ...] = DIRECTORS, max_edits: int = 2) -> tuple[str | None, str]:
+def match_host(text: str, hosts: tuple[str, ...], max_edits: int = 2) -> tuple[str | None, str]:
     """The host a piece of text names, tolerating misspellings and a spaced number ("Balancer 2");
     (host or None, how it was matched).
 
     Example::
 
-        match_host("balanser2 keepalived.conf")     # ('balancer2', 'host "balanser2" read as balancer2 (1 edit)')
+        match_host("lb-2 keepalived.conf", ("lb1", "lb2"))     # ('lb2', 'host "lb-2" read as lb2')
     """
     lowered = text.lower()
     words = [(w, w) for w in re.findall(r"[A-Za-z][\w-]*\d*", lowered)]
@@ -180,7 +190,7 @@ def match_host(text: str, hosts: tuple[str, ...] = DIRECTORS, max_edits: int = 2
 
 
 def _same_number(word: str, host: str) -> bool:
-    """balancer1 must not match balancer2: the trailing numbers must agree."""
+    """director1 must not match director2: the trailing numbers must agree."""
     return re.sub(r"\D", "", word) == re.sub(r"\D", "", host)
 
 
@@ -205,7 +215,7 @@ def _label(text: str, start: int) -> str:
     return ""
 
 
-def from_writeup(path: Path, hosts: tuple[str, ...] = DIRECTORS) -> Submission:
+def from_writeup(path: Path, hosts: tuple[str, ...]) -> Submission:
     text = _read_text(path)
     sub = Submission(name=path.stem, source=path)
     blocks = list(FENCE.finditer(text))
@@ -240,11 +250,11 @@ def from_writeup(path: Path, hosts: tuple[str, ...] = DIRECTORS) -> Submission:
     return sub
 
 
-def from_folder(path: Path, hosts: tuple[str, ...] = DIRECTORS) -> Submission:
+def from_folder(path: Path, hosts: tuple[str, ...]) -> Submission:
     files = [p for p in sorted(path.rglob("*")) if p.is_file() and not p.name.startswith(".")]
     if not files:
         raise SubmissionError(f"{path} is empty; a submission folder holds a Vagrantfile and/or keepalived "
-                              "configs (keepalived/balancer1.conf …), or a write-up (*.md)")
+                              "configs (keepalived/<director>.conf …), or a write-up (*.md)")
     sub = Submission(name=path.name, source=path)
     for f in files:
         rel = f.relative_to(path)
@@ -270,13 +280,26 @@ def from_folder(path: Path, hosts: tuple[str, ...] = DIRECTORS) -> Submission:
     return sub
 
 
-def load_submission(path: Path, hosts: tuple[str, ...] = DIRECTORS, reference: dict | None = None) -> Submission:
-    """Read a submission (folder or write-up); fill what it lacks from ``reference``
-    ({"Vagrantfile": text, host: keepalived text}), marking those parts as the reference's."""
+def load_submission(path: Path, pack=None, reference: dict | None = None) -> Submission:
+    """Read a submission (folder or write-up) for ``pack`` (a :class:`~lvs_harness.packs.Pack` or
+    its name; default: the default pack); fill what it lacks from ``reference`` ({"Vagrantfile":
+    text, host: keepalived text}), marking those parts as the reference's. A submission whose
+    keepalived configs name none of the pack's directors, and whose Vagrantfile (if any) does not
+    name them either, was written for another pack: it is refused with the pack's names."""
+    from .packs import load_pack
+    pack = pack if hasattr(pack, "directors") else load_pack(pack)
+    hosts = tuple(pack.directors)
     path = Path(path)
     if not path.exists():
         raise SubmissionError(f"{path} does not exist; pass a submission folder or a markdown write-up")
     sub = from_folder(path, hosts) if path.is_dir() else from_writeup(path, hosts)
+    sub.pack = pack
+    unmatched = [n for n in sub.notes if "for no known host" in n]
+    named = sub.vagrantfile is not None and any(match_host(sub.vagrantfile.text, (h,))[0] for h in hosts)
+    if unmatched and not sub.keepalived and not named:
+        raise SubmissionError(f"{path}: its keepalived configs name none of pack {pack.name}'s directors "
+                              f"({', '.join(hosts)}), so it was not written for this pack; grade it with the pack "
+                              "it was written for (--pack; `lvs-harness packs` lists them)")
     if sub.vagrantfile is None and not sub.keepalived:
         raise SubmissionError(f"{path} holds neither a Vagrantfile nor a keepalived config"
                               + "".join(f"; {note}" for note in sub.notes))

@@ -4,14 +4,15 @@ A topology is built from a Vagrantfile (see :mod:`lvs_harness.vagrantfile`): eac
 ``config.vm.define`` is a host, each ``private_network`` an interface (``eth1``,
 ``eth2``, … in order, as Vagrant numbers them after the NAT ``eth0``), each shell
 provisioner a script to run in that host. Machine names map to roles through glob
-patterns; the defaults fit the hw3.8 names, including the common misspelling
-``balanser``.
+patterns: a pack's own (hw3.8's include the common misspelling ``balanser``), else
+generic ones (director*, lb*, server*, web*, client* …). The virtual services come from the
+pack or the lab author, else from the running lab (see :mod:`lvs_harness.services`).
 
 Example::
 
     topo = Topology.from_vagrant(recorded, vagrantfile=Path("Vagrantfile"))
-    [d.name for d in topo.directors]      # ['balancer1', 'balancer2']
-    topo.host("server1").interfaces[0].ip  # '172.28.128.30/24'
+    [d.name for d in topo.directors]      # ['lb1', 'lb2']
+    topo.host("web1").interfaces[0].ip     # '10.77.0.31/24'
 """
 
 from __future__ import annotations
@@ -21,24 +22,45 @@ import fnmatch
 import ipaddress
 from pathlib import Path
 
-from .errors import VagrantfileError
+from .errors import LabError, VagrantfileError
 
 DIRECTOR, REAL, CLIENT, OTHER = "director", "real", "client", "other"
 
 DEFAULT_ROLES: dict[str, tuple[str, ...]] = {
-    DIRECTOR: ("balancer*", "balanser*", "director*", "lb*", "lvs*"),
+    DIRECTOR: ("balancer*", "director*", "lb*", "lvs*"),
     REAL: ("server*", "real*", "web*", "backend*", "nginx*"),
     CLIENT: ("client*",),
 }
 
 
+FORWARDS = {"DR": "Route", "NAT": "Masq", "TUN": "Tunnel"}     # keepalived lb_kind -> ipvsadm's word
+
+
 @dataclasses.dataclass(frozen=True)
 class VirtualService:
-    """The load-balanced service the homework asks for (hw3.8: 172.28.128.200:80/tcp)."""
+    """A load-balanced service: the VIP and port, and what is known of how it is served —
+    forwarding (``Route``, ``Masq``, ``Tunnel``: ipvsadm's words), scheduler, the reals'
+    weights ((address, weight) pairs) and the VRRP instance that carries the VIP. None / ():
+    not known. ``source`` says where it came from (the pack, the lab author, a director's config).
 
-    vip: str = "172.28.128.200"
+    Example::
+
+        VirtualService("10.77.0.100", 80, forward="Route", scheduler="wrr",
+                       weights=(("10.77.0.31", 3), ("10.77.0.32", 1)))
+    """
+
+    vip: str
     port: int = 80
     protocol: str = "tcp"
+    forward: str | None = None
+    scheduler: str | None = None
+    weights: tuple[tuple[str, int], ...] = ()
+    instance: str | None = None
+    source: str = ""
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "VirtualService":
+        return cls(**{**data, "weights": tuple(tuple(w) for w in data.get("weights", ()))})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,8 +104,20 @@ class HostSpec:
 @dataclasses.dataclass(frozen=True)
 class Topology:
     hosts: tuple[HostSpec, ...]
-    service: VirtualService = VirtualService()
+    services: tuple[VirtualService, ...] = ()
     source: str = ""
+
+    @property
+    def service(self) -> VirtualService:
+        """The lab's virtual service, for a lab with one (else the first of ``services``)."""
+        if not self.services:
+            raise LabError("this lab names no virtual service and none was found in it (no keepalived "
+                           "virtual_server, IPVS service or VRRP address on its directors); name it with "
+                           "LabConfig(services=(VirtualService(vip, port),)) or in the pack.")
+        return self.services[0]
+
+    def with_services(self, services) -> "Topology":
+        return dataclasses.replace(self, services=tuple(services))
 
     def host(self, name: str) -> HostSpec:
         for spec in self.hosts:
@@ -128,11 +162,11 @@ class Topology:
             hosts=tuple(HostSpec(name=h["name"], role=h["role"], hostname=h["hostname"],
                                  interfaces=tuple(Interface(**i) for i in h["interfaces"]),
                                  provisioners=tuple(prov(p) for p in h["provisioners"])) for h in data["hosts"]),
-            service=VirtualService(**data["service"]), source=data["source"])
+            services=tuple(VirtualService.from_dict(v) for v in data.get("services", ())), source=data["source"])
 
     @classmethod
     def from_vagrant(cls, recorded: dict, *, vagrantfile: Path, roles: dict | None = None,
-                     service: VirtualService | None = None) -> "Topology":
+                     services: tuple[VirtualService, ...] = ()) -> "Topology":
         """Build a topology from what ``vagrant_eval.rb`` recorded of a Vagrantfile."""
         where = str(vagrantfile)
         configs = recorded.get("configs") or []
@@ -141,7 +175,7 @@ class Topology:
                                    "wrap the machines in `Vagrant.configure(\"2\") do |config| … end`.")
         if not any(c["defines"] for c in configs):
             raise VagrantfileError(f"{where} names no machines; define each lab host with "
-                                   "`config.vm.define \"balancer1\" do |m| … end`.")
+                                   "`config.vm.define \"director1\" do |m| … end`.")
         # Vagrant merges every Vagrant.configure block: top-level settings apply to all machines,
         # and a machine defined again (in a later block) gets the later networks and provisioners too
         top = {"networks": [], "provisioners": [], "hostname": None}
@@ -167,11 +201,11 @@ class Topology:
                 provisioners=tuple(_provisioner(p, name, i + 1, vagrantfile) for i, p in enumerate(provs)
                                    if p.get("run") != "never"),
             ))
-        return cls(hosts=tuple(hosts), service=service or VirtualService(), source=where)
+        return cls(hosts=tuple(hosts), services=tuple(services), source=where)
 
 
 def role_for(name: str, roles: dict | None = None) -> str:
-    """The role of a machine name under ``roles`` (role -> glob patterns), else the hw3.8 defaults."""
+    """The role of a machine name under ``roles`` (role -> glob patterns), else the generic defaults."""
     table = roles or DEFAULT_ROLES
     for role, patterns in table.items():
         if isinstance(patterns, str):

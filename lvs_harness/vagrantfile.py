@@ -81,11 +81,11 @@ def evaluate(text: str, name: str, run: Runner) -> dict:
 
 
 def load_topology(path: Path, run: Runner, roles: dict | None = None,
-                  service: VirtualService | None = None) -> Topology:
+                  services: tuple[VirtualService, ...] = ()) -> Topology:
     """Read, evaluate and convert a Vagrantfile into a :class:`Topology`."""
     path = Path(path)
     if path.is_dir():
         path = path / "Vagrantfile"
     text = read_vagrantfile(path)
     recorded = evaluate(text, str(path), run)
-    return Topology.from_vagrant(recorded, vagrantfile=path, roles=roles, service=service)
+    return Topology.from_vagrant(recorded, vagrantfile=path, roles=roles, services=services)

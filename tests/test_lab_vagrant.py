@@ -79,7 +79,7 @@ def suite_run(tmp_path: Path) -> subprocess.Popen:
     Ctrl-C reaches every process of the foreground group: pytest and the vagrant it runs)."""
     vf = one_machine(tmp_path / "lab")
     return subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--pyargs",
-                             "lvs_harness.suites.hw38", "--lab", "vagrant", "--vagrantfile", str(vf), "--allow-scripts"],
+                             "lvs_harness.packs.hw38", "--lab", "vagrant", "--vagrantfile", str(vf), "--allow-scripts"],
                             cwd=tmp_path, stdout=(tmp_path / "pytest.out").open("w"), stderr=subprocess.STDOUT,
                             start_new_session=True)     # a file: nobody reads a pipe while vagrant works
 
@@ -101,7 +101,7 @@ def test_hw38_suite_passes_on_the_reference_lab_as_vms(tmp_path):
     before = {r.id for r in Run.all()}
     out = tmp_path / "results.json"
     proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--pyargs",
-                           "lvs_harness.suites.hw38", "--lab", "vagrant", "--timing", "fast",
+                           "lvs_harness.packs.hw38", "--lab", "vagrant", "--timing", "fast",
                            f"--results-json={out}"],       # fast: CI's budget (faithful adds the 120 s drain)
                           cwd=tmp_path, capture_output=True, text=True, timeout=1500)
     assert out.exists(), proc.stdout[-3000:] + proc.stderr[-2000:]

@@ -49,7 +49,7 @@ def test_missing_parts_come_from_the_reference_and_say_so(tmp_path):
     ("keepalived.conf", None, ""),
 ])
 def test_tolerant_host_matching(text, host, how):
-    assert match_host(text) == (host, how)
+    assert match_host(text, ("balancer1", "balancer2")) == (host, how)
 
 
 def test_transcript_residue():
@@ -93,12 +93,18 @@ def test_bad_writeups(tmp_path, content, message):
 
 def test_block_for_no_known_host_is_reported_not_guessed(tmp_path):
     md = tmp_path / "w.md"
-    md.write_text("Vagrantfile:\n```ruby\nVagrant.configure('2') do |c|\nend\n```\n"
+    md.write_text("Vagrantfile:\n```ruby\nVagrant.configure('2') do |c|\n  c.vm.define 'balancer1'\nend\n```\n"
                   "director3 keepalived.conf:\n```\nvrrp_instance VI_1 {\n}\n```\n")
     sub = load_submission(md)
     assert sub.keepalived == {}
     assert sub.notes == ["block 2 ('director3 keepalived.conf:') is a keepalived config for no known host "
                          "(balancer1, balancer2): not used"]
+
+
+def test_a_writeup_for_another_pack_is_refused_naming_the_pack(example):
+    """The hw3.8 example read for lvs-nat: none of its configs or machines are lvs-nat's directors."""
+    with pytest.raises(SubmissionError, match="name none of pack lvs-nat's directors .director1, director2.*--pack"):
+        load_submission(example, "lvs-nat")
 
 
 def test_empty_folder_and_missing_path(tmp_path):

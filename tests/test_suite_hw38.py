@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-import lvs_harness.suites.hw38.test_hw38 as suite
+import lvs_harness.packs.hw38.test_hw38 as suite
 from lvs_harness.labs import reference_vagrantfile
 
 pytestmark = pytest.mark.lab

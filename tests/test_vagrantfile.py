@@ -11,6 +11,7 @@ import pytest
 from lvs_harness import vagrantfile
 from lvs_harness.errors import VagrantfileError
 from lvs_harness.labs import reference_vagrantfile
+from lvs_harness.packs import load_pack
 from lvs_harness.labs.netns import sandbox_run
 from lvs_harness.topology import CLIENT, DIRECTOR, REAL, role_for
 from support import example_parts
@@ -76,7 +77,8 @@ def test_example_submission_topology(tmp_path):
 
 
 def test_roles_are_configurable_and_tolerant():
-    assert role_for("balanser2") == DIRECTOR
+    assert role_for("balanser2", load_pack("hw38").roles) == DIRECTOR   # the pack's patterns
+    assert role_for("balanser2") == "other" and role_for("director2") == DIRECTOR   # the generic ones
     assert role_for("Server1") == REAL
     assert role_for("db1") == "other"
     roles = {DIRECTOR: ("lvs-*",), REAL: ("web-*",), CLIENT: ("probe",)}

@@ -27,10 +27,10 @@ from .namespaces import Namespaces
 PROVISION_TIMEOUT = 600
 
 
-def reference_vagrantfile() -> Path:
-    """The reference solution of hw3.8 shipped with lvs-harness (the repository's Vagrantfile)."""
-    from importlib import resources
-    return Path(str(resources.files("lvs_harness.data").joinpath("Vagrantfile")))
+def reference_vagrantfile(pack: str | None = None) -> Path:
+    """The reference Vagrantfile of ``pack`` (default: the default pack's)."""
+    from ..packs import load_pack
+    return Path(load_pack(pack).reference)
 
 
 def stderr_progress(message: str) -> None:
@@ -50,18 +50,57 @@ class LabConfig:
 
     backend: str = "auto"
     provider: str = "libvirt"                # vagrant lab: libvirt (here, CI) or virtualbox (graders' laptops)
-    vagrantfile: Path | None = None          # None: the shipped reference
+    vagrantfile: Path | None = None          # None: the pack's reference
     keep: bool = False                       # outlive this process (held by a keeper process)
-    roles: dict | None = None                # role -> glob patterns; None: hw3.8 defaults
-    service: VirtualService = VirtualService()
+    pack: str | None = None                  # the course pack (None: the default pack's reference lab, or
+                                             # a lab of your own when you give `vagrantfile`)
+    roles: dict | None = None                # role -> glob patterns; None: the pack's, else generic ones
+    services: tuple[VirtualService, ...] = ()   # the virtual services; (): the pack's, else read from the lab
+    daemons: dict | None = None              # role -> daemons started at bring-up; None: the pack's
     allow_scripts: bool = False              # run provisioners of a non-reference Vagrantfile on netns
     files: dict | None = None                # {host: {path: text}} written after provisioning (e.g. keepalived.conf)
     keep_ipvs: tuple[str, ...] = ()          # hosts that keep the IPVS service of the keepalived.conf `files` replace
     progress: Callable[[str], None] = stderr_progress
 
     @property
+    def the_pack(self):
+        """The pack this lab belongs to: the one named, else (for the reference lab) the default."""
+        from ..packs import load_pack
+        return load_pack(self.pack) if self.pack or not self.vagrantfile else None
+
+    @property
+    def role_patterns(self) -> dict | None:
+        pack = self.the_pack
+        return self.roles or (pack.roles if pack else None)
+
+    @property
+    def service_list(self) -> tuple[VirtualService, ...]:
+        """The services named by the lab author, else by the pack (a lab of your own gets none
+        from any pack: its services are read from the running lab)."""
+        pack = self.the_pack
+        return tuple(self.services) or (tuple(pack.services) if pack else ())
+
+    @property
+    def daemon_map(self) -> dict:
+        pack = self.the_pack
+        if self.daemons is not None:
+            return self.daemons
+        from ..packs import DEFAULT_DAEMONS
+        return pack.daemons if pack else DEFAULT_DAEMONS
+
+    @property
+    def unit_map(self) -> dict:
+        pack = self.the_pack
+        return dict(pack.units) if pack else {}
+
+    @property
+    def reference_path(self) -> Path:
+        from ..packs import load_pack
+        return Path(load_pack(self.pack).reference)
+
+    @property
     def vagrantfile_path(self) -> Path:
-        return Path(self.vagrantfile) if self.vagrantfile else reference_vagrantfile()
+        return Path(self.vagrantfile) if self.vagrantfile else self.reference_path
 
     @property
     def vagrantfile_file(self) -> Path:
@@ -71,15 +110,50 @@ class LabConfig:
 
     @property
     def trusted(self) -> bool:
-        """May this machine run the Vagrantfile's code: the shipped reference, or ``allow_scripts``."""
-        return self.allow_scripts or self.vagrantfile_path.resolve() == reference_vagrantfile().resolve()
+        """May this machine run the Vagrantfile's code: the pack's reference, or ``allow_scripts``."""
+        return self.allow_scripts or self.vagrantfile_file.resolve() == self.reference_path.resolve()
 
 
 def name_real_pages(hosts: dict[str, Host], topology: Topology) -> None:
-    """Each real's page names it (the client's probes tell the reals apart by it), unless one is there."""
+    """Each real's page names it, unless one is there (a readable page; which real answered is
+    told apart by each real's own page, whatever it says: see :mod:`lvs_harness.probes.client`)."""
     for spec in topology.reals:
         hosts[spec.name].check(f"[ -e /var/www/html/index.html ] || echo {shlex.quote(spec.name)} "
                                "> /var/www/html/index.html")
+
+
+# daemons started once the configs are in place (after provisioning and the submission's files)
+DIRECTOR_DAEMONS = ("keepalived",)
+UNITS_DIR = "/etc/lvs-harness/units"
+
+
+def role_daemons(topology: Topology, daemons: dict) -> dict[str, list[str]]:
+    """{host: daemons to start}, from role -> daemons (a pack's, or the lab author's)."""
+    return {h.name: list(daemons.get(h.role, ())) for h in topology.hosts if daemons.get(h.role)}
+
+
+def describe(daemons: dict[str, list[str]]) -> str:
+    by_name: dict[str, list[str]] = {}
+    for host, names in daemons.items():
+        for name in names:
+            by_name.setdefault(name, []).append(host)
+    return "; ".join(f"{name} on {', '.join(hosts)}" for name, hosts in by_name.items())
+
+
+def install_units(hosts: dict[str, Host], units: dict) -> None:
+    """Give every host the pack's own daemons ({name: command line}): the lab's systemctl runs
+    ``/etc/lvs-harness/units/NAME`` in the foreground under its own pid file."""
+    for name, command in units.items():
+        for host in hosts.values():
+            host.write_file(f"{UNITS_DIR}/{name}", f"exec {command}\n")
+
+
+def discover_services(topology: Topology, hosts: dict[str, Host]) -> Topology:
+    """``topology`` with its services read from the running lab when nobody named them."""
+    if topology.services:
+        return topology
+    from ..services import read_services
+    return topology.with_services(read_services([hosts[d.name] for d in topology.directors]))
 
 
 KEEPALIVED_DIR = "/etc/keepalived/"
@@ -176,15 +250,20 @@ class NamespacedLab:
     def _bring_up(self, provision: bool = True) -> None:
         cfg = self.config
         with self._timed("evaluate", f"evaluating {cfg.vagrantfile_path}"):
-            self.topology = load_topology(cfg.vagrantfile_path, self._sandbox_run, cfg.roles, cfg.service)
+            self.topology = load_topology(cfg.vagrantfile_path, self._sandbox_run, cfg.role_patterns,
+                                          cfg.service_list)
         self.run.set(hosts=self.topology.names, ns_prefix=self.ns.prefix)
         with self._timed("namespaces", f"creating hosts {', '.join(self.topology.names)}"):
             self._root_check(["bash", "-c", self.ns.build_script(self.topology)], "build the lab namespaces")
         self.hosts = host_map(self.topology.hosts, self._execute)
-        with self._timed("daemons", "starting nginx on the reals"):
+        daemons = role_daemons(self.topology, cfg.daemon_map)
+        install_units(self.hosts, cfg.unit_map)
+        early = {h: [d for d in ds if d not in DIRECTOR_DAEMONS] for h, ds in daemons.items()}
+        with self._timed("daemons", f"starting {describe(early) or 'no daemons'}"):
             name_real_pages(self.hosts, self.topology)
-            for spec in self.topology.reals:
-                self.hosts[spec.name].check("systemctl start nginx")
+            for host, names in early.items():
+                for name in names:
+                    self.hosts[host].check(f"systemctl start {name}")
         if provision:
             with self._timed("provision", "running the Vagrantfile's provisioners"):
                 self._provision()
@@ -192,15 +271,18 @@ class NamespacedLab:
             self.hosts[host].run("systemctl stop keepalived")   # started below with the new config
             for command in after:
                 self.hosts[host].check(command)
-        with self._timed("keepalived", "starting keepalived on the directors"):
-            for spec in self.topology.directors:
-                self.hosts[spec.name].run("systemctl start keepalived")
+        late = {h: [d for d in ds if d in DIRECTOR_DAEMONS] for h, ds in daemons.items()}
+        with self._timed("keepalived", f"starting {describe(late) or 'no daemons'}"):
+            for host, names in late.items():
+                for name in names:
+                    self.hosts[host].run(f"systemctl start {name}")
+        self.topology = discover_services(self.topology, self.hosts)
 
     def _provision(self) -> None:
         """Each machine's provisioners in Vagrantfile order, as `vagrant up` runs them.
 
-        (Running hosts side by side was measured slower: the guest has one CPU, and
-        balancer1's keepalived then started later.)
+        (Running hosts side by side was measured slower: the guest has one CPU, and the
+        first director's keepalived then started later.)
         """
         for spec in self.topology.hosts:
             for n, prov in enumerate(spec.provisioners):

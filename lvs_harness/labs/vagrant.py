@@ -37,7 +37,7 @@ from ..hosts import host_map
 from ..runs import MARKER, Run, kill_marked
 from ..vagrantfile import load_topology
 from . import libvirt_ns
-from .base import LabConfig, ProvisionResult, name_real_pages, write_files
+from .base import LabConfig, ProvisionResult, discover_services, name_real_pages, write_files
 from .box import BOX_NAME, ensure_box
 from .image import cache_root
 from .netns import _local, sandbox_run
@@ -175,7 +175,8 @@ class VagrantLab:
             raise Refused(f"Vagrant would run the code and provisioners of {config.vagrantfile_path} as root on this "
                           "machine; use --lab uml (they run inside a guest there), or pass --allow-scripts if you "
                           "trust that Vagrantfile.")
-        topology = load_topology(config.vagrantfile_file, sandbox_run, config.roles, config.service)  # fails early
+        topology = load_topology(config.vagrantfile_file, sandbox_run, config.role_patterns,
+                                 config.service_list)  # fails early
         run = Run.create(cls.NAME, keep=config.keep)
         lab = cls(config, run)
         lab.topology = topology
@@ -242,6 +243,7 @@ class VagrantLab:
             for command in after:
                 self.hosts[host].check(command)
             self.hosts[host].run("systemctl start keepalived")
+        self.topology = discover_services(self.topology, self.hosts)
 
     @contextlib.contextmanager
     def _stderr(self):

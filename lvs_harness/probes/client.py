@@ -10,13 +10,18 @@ makes its traffic. The prober runs ``lanes`` curls, each paced at one request pe
 ``interval`` seconds even while some hang until their timeout in an outage: the outage is
 measured to ``interval``'s resolution (its traffic is only judged answered or not).
 
-The reals' pages name the real (the lab writes the machine name into index.html unless a
-provisioner wrote its own page), so the first word of the body says who answered.
+Which real answered is told by the page: :func:`real_pages` fetches each real's own page on
+the real itself, and :func:`identify` matches every answer's whole body against them — whatever
+the pages say ("Hello from web1", a shared header). Where two reals serve the same page, the
+body cannot tell them apart: ``real`` stays None and :func:`distinct` says so (count the
+connections in IPVS instead). The lab writes the machine name into index.html unless a
+provisioner wrote a page of its own.
 
 Example::
 
-    answers = http_requests(client, "http://172.28.128.200/", count=50)
-    Counter(a.real for a in answers)                  # {'server1': 25, 'server2': 25}
+    pages = real_pages(reals, port=80)                # {'web1': 'Hello from web1', 'web2': 'Hello from web2'}
+    answers = identify(http_requests(client, "http://10.77.0.100/", count=50), pages)
+    Counter(a.real for a in answers)                  # {'web1': 25, 'web2': 25}
     with Prober(client, "http://172.28.128.200/") as prober:
         director.link_down("eth1"); ...
     prober.outage()                                   # (start, seconds) of the longest client-visible gap
@@ -37,7 +42,8 @@ ONE_REQUEST = (
     "out=$(curl -s -m \"$TIMEOUT\" -w $'\\n%{http_code} %{time_total}' \"$URL\"); rc=$?; "
     "last=${out##*$'\\n'}; first=${out%%$'\\n'*}; [ \"$first\" = \"$out\" ] && first=; "
     "set -- $last; first=${first#\"${first%%[![:space:]]*}\"}; first=${first%%[[:space:]]*}; "
-    "echo \"$EPOCHREALTIME $rc ${1:-000} ${2:-0} ${first:--}\""
+    "body=${out%$'\\n'*}; [ \"$body\" = \"$out\" ] && body=; "
+    "echo \"$EPOCHREALTIME $rc ${1:-000} ${2:-0} ${first:--}${body:+ ${body//[[:space:]]/ }}\""
 )
 # Reads curl's output (each body, then the -w line) and prints one line per request:
 # "<epoch at its end> <curl rc> <http code> <time_total> <first word of the body>". bash builtins
@@ -63,9 +69,10 @@ def curl_command(url: str, count: int, timeout: float, per_second: float | None 
 class Request:
     time: float          # when it was sent (epoch seconds, the client's clock)
     status: int          # HTTP status, 0 when no answer
-    real: str | None     # first word of the page: the real that answered
+    real: str | None     # the real that answered (see identify); before it, the page's first word
     latency: float       # seconds (curl's time_total)
     curl_rc: int = 0     # curl's exit status: 0 ok, 7 refused, 28 timed out …
+    page: str | None = None   # the body, whitespace collapsed (bursts only)
 
     @property
     def ok(self) -> bool:
@@ -81,7 +88,8 @@ def parse_requests(text: str) -> list[Request]:
             continue
         end, latency = float(fields[0].replace(",", ".")), float(fields[3].replace(",", "."))
         real = fields[4] if len(fields) > 4 and fields[4] != "-" else None
-        out.append(Request(round(end - latency, 6), int(fields[2]), real, latency, int(fields[1])))
+        page = " ".join(fields[5:]) if len(fields) > 5 else None
+        out.append(Request(round(end - latency, 6), int(fields[2]), real, latency, int(fields[1]), page))
     return sorted(out, key=lambda r: r.time)
 
 
@@ -90,6 +98,38 @@ def http_requests(client, url: str, count: int = 50, timeout: float = 2.0) -> li
     script = f"URL={shlex.quote(url)} TIMEOUT={timeout:g}; for i in $(seq {int(count)}); do {ONE_REQUEST}; done"
     r = client.check(f"bash -c {shlex.quote(script)}", timeout=count * (timeout + 2) + 30)
     return parse_requests(r.stdout)
+
+
+def normalize(page: str) -> str:
+    return " ".join(page.split())
+
+
+def real_pages(reals, port: int = 80, path: str = "/") -> dict[str, str]:
+    """Each real's own page ({name: body, whitespace collapsed}), fetched on the real itself
+    (its loopback, else its own addresses): what an answer from it looks like."""
+    script = (f"for a in 127.0.0.1 $(ip -o -4 addr show scope global | awk '{{print $4}}' | cut -d/ -f1); do "
+              f"curl -s -f -m 3 http://$a:{int(port)}{shlex.quote(path)} && exit 0; done; exit 1")
+    pages = {}
+    for r in reals:
+        res = r.run(script, timeout=30)
+        if res.ok:
+            pages[r.name] = normalize(res.stdout)
+    return pages
+
+
+def distinct(pages: dict[str, str]) -> bool:
+    """Do the reals' pages tell them apart (every real's page is its own)?"""
+    return len(set(pages.values())) == len(pages) > 0
+
+
+def identify(answers: list[Request], pages: dict[str, str]) -> list[Request]:
+    """``answers`` with ``real`` set from the body: the real whose own page it is, None when no
+    real's page matches or two reals serve the same page."""
+    owners: dict[str, list[str]] = {}
+    for name, page in pages.items():
+        owners.setdefault(page, []).append(name)
+    return [dataclasses.replace(a, real=(owners.get(a.page) or [None, None])[0]
+                                if len(owners.get(a.page) or ()) == 1 else None) for a in answers]
 
 
 class Prober:

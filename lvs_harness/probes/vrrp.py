@@ -111,6 +111,22 @@ def lab_interface(host, addresses: dict[str, list[str]] | None = None, near: str
     return host.spec.interfaces[0].name if host.spec.interfaces else "eth1"
 
 
+def interface_toward(addresses: dict[str, list[str]], address: str) -> str | None:
+    """The interface whose IPv4 network holds ``address`` (a host with two lab networks: the one
+    toward the client, the one toward the reals), or None.
+
+    Example::
+
+        interface_toward(read_addresses(director), "10.70.2.254")     # 'eth2'
+    """
+    want = ipaddress.ip_address(address)
+    for name, cidrs in addresses.items():
+        if name != "lo" and any(":" not in c and ipaddress.ip_interface(c).network.prefixlen < 32
+                                and want in ipaddress.ip_interface(c).network for c in cidrs):
+            return name
+    return None
+
+
 def owners(addresses_by_host: dict[str, dict[str, list[str]]], vip: str) -> list[str]:
     """The hosts whose addresses put ``vip`` on an interface other than lo."""
     return [name for name, addrs in addresses_by_host.items() if [i for i in holds(addrs, vip) if i != "lo"]]

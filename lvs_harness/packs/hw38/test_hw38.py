@@ -1,6 +1,6 @@
 """The hw3.8 homework, one pytest test per check, in order, each with a stable id and points.
 
-Run: ``pytest --lab uml --pyargs lvs_harness.suites.hw38 [--vagrantfile STUDENT/] [--timing faithful]``.
+Run: ``pytest --lab uml --pyargs lvs_harness.packs.hw38 [--submission STUDENT.md] [--timing faithful]``.
 A check that cannot run because one it needs failed fails with the reason (not as an error).
 Measured values are attached to each test's report (the ``measure`` fixture).
 """
@@ -20,7 +20,7 @@ from lvs_harness.baseline import SteadyState, Unsteady, intended_master, link_is
 from lvs_harness.checks import Check, not_run
 from lvs_harness.errors import HarnessError
 from lvs_harness.probes import arp, ipvs, vrrp
-from lvs_harness.probes.client import Prober, http_requests
+from lvs_harness.probes.client import Prober, distinct, http_requests, identify, real_pages
 
 FAST_TCPFIN = 5           # seconds, --timing fast
 KEEPALIVED = {"config_valid": "needs a valid keepalived config"}
@@ -50,6 +50,7 @@ class Scenario:
         self.steady = SteadyState(directors, self.vip, self.lab_if, self.master, on_action=self.event,
                                   insts=self.insts)
         self.macs = arp.mac_table(lab.hosts.values())
+        self.pages = real_pages(reals, self.port)         # which real answered: by its own page
         self.watch = vrrp.OwnershipMonitor(directors, self.vip)
         self.watch_source = "the kernel's address events on each director (ip -ts monitor)"
         self.epoch = 0                                # counts changes to the lab (breaks, restores)
@@ -104,7 +105,7 @@ class Scenario:
         return ipvs.read_stats(director)
 
     def requests(self, count: int):
-        answers = http_requests(self.client, self.url, count=count)
+        answers = identify(http_requests(self.client, self.url, count=count), self.pages)
         self.last_traffic = time.monotonic()
         return answers
 
@@ -260,9 +261,17 @@ def test_ipvs_service(hw, measure):
 @pytest.mark.check(id="traffic_via_vip", points=2, title=f"{REQUESTS} requests to the VIP: all 200, both reals "
                    "answer", needs=KEEPALIVED, state=TRAFFIC)
 def test_traffic_via_vip(hw, measure):
-    answers, _, _ = hw.traffic()
+    answers, before, director = hw.traffic()
     statuses = Counter(r.status for r in answers)
-    by_real = Counter(r.real for r in answers if r.ok)
+    if distinct(hw.pages) or not hw.lab.ipvs:
+        by_real = Counter(r.real for r in answers if r.ok)
+        measure("by_real_from", "each real's own page")
+    else:      # the reals serve the same page: count each real's connections in IPVS instead
+        names = {a.split("/")[0]: r.name for r in hw.reals for a in vrrp.read_addresses(r).get(hw.lab_if[r.name], [])}
+        split = assert_rr_balanced(director, hw.vip, hw.port, expected_total=REQUESTS, since=before,
+                                   tolerance=REQUESTS).value
+        by_real = Counter({names.get(k.rsplit(":", 1)[0], k): v for k, v in split.items() if v})
+        measure("by_real_from", "IPVS connection counters (the reals serve the same page)")
     measure("statuses", dict(statuses))
     measure("by_real", dict(by_real))
     assert statuses == {200: REQUESTS}, f"statuses {dict(statuses)}"

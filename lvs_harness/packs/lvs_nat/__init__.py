@@ -1,0 +1,26 @@
+"""LVS-NAT: two keepalived directors with an external VIP and an internal gateway VIP in one
+VRRP sync group, IPVS NAT with weighted round robin and HTTP health checks to three nginx reals.
+
+Run its suite: ``pytest --lab uml --pyargs lvs_harness.packs.lvs_nat [--submission write-up.md]``;
+grade with it: ``lvs-harness grade --pack lvs-nat write-up.md``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import Pack
+from .charts import for_measured
+
+PACK = Pack(
+    name="lvs-nat",
+    title="LVS-NAT",
+    suite=__name__,
+    reference=Path(__file__).with_name("Vagrantfile"),
+    directors=("director1", "director2"),
+    roles={"director": ("director*", "lb*", "lvs*"), "real": ("web*", "real*", "server*"), "client": ("client*",)},
+    daemons={"real": ("nginx",), "director": ("keepalived",)},
+    services=(),          # read from the lab: the external VIP and port of the directors' virtual_server
+    charts=for_measured,
+    real_setup="real-server setup (nginx, default route via the gateway VIP)",
+)

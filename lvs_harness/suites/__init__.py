@@ -1,1 +1,0 @@
-"""Shipped homework suites; run one with ``pytest --pyargs lvs_harness.suites.<name>``."""
