@@ -134,3 +134,34 @@ class Outcomes:
     @staticmethod
     def reason(need: Need) -> str:
         return not_run(f"{need.reason} (check {need.check} failed)")
+
+
+class Dependencies:
+    """The pytest side of the dependency engine (registered by the plugin): label each check's
+    report, fail a check whose needed check failed before its fixtures run (a blocked check costs
+    nothing: its fixtures might otherwise wait for a VIP that never comes), record outcomes."""
+
+    def __init__(self):
+        self.outcomes = Outcomes()
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item):
+        check = Check.of(item)
+        if check:
+            for key in ("id", "points", "title"):
+                item.user_properties.append((f"check_{key}", getattr(check, key)))
+            need = self.outcomes.blocked(check)
+            if need:
+                item.user_properties.append(("check_blocked_by", need.check))
+                pytest.fail(self.outcomes.reason(need), pytrace=False)
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        outcome = yield
+        report = outcome.get_result()
+        check = Check.of(item)
+        # a check counts as failed for those that need it when it ran and failed, or was itself
+        # not run; not when its setup broke (the lab did not start: the others say so themselves)
+        blocked = report.when == "setup" and report.failed and is_not_run(report.longrepr)
+        if check and (report.when == "call" or blocked or (report.when == "teardown" and report.failed)):
+            self.outcomes.record(check.id, not report.failed)

@@ -21,10 +21,9 @@ from pathlib import Path
 
 from .errors import HarnessError
 from .grading import DEFAULT_JOBS, DEFAULT_RETRIES, Grader, prepare_out
-from .labs import CHOICES, LabConfig, clean, remote, select_backend, start_lab
+from .labs import CHOICES, PROVIDERS, LabConfig, clean, remote, select_backend, start_lab
 from .labs.base import stderr_progress
 from .labs.image import ensure_image
-from .labs.vagrant import PROVIDERS
 from .packs import DEFAULT_PACK, PackError, load_pack
 from .probes import ipvs, vrrp
 from .probes.client import http_requests, identify, real_pages

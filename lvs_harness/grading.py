@@ -42,6 +42,7 @@ from pathlib import Path
 from .checks import is_not_run, not_run
 from .errors import HarnessError
 from .packs import load_pack
+from .report import read_event
 
 MARKER = ".lvs-harness-reports"
 DEFAULT_JOBS = 4               # labs at once (bench/grade.py measures the choice)
@@ -49,7 +50,6 @@ DEFAULT_RETRIES = 1            # fresh-lab attempts after a run that ended in er
 JOB_TIMEOUT = 20 * 60          # seconds: a submission's run taking longer is stopped (harness-failed)
 CSV_FIELDS = ("submission", "outcome", "score", "max_score", "check_id", "title", "status", "check_score",
               "check_max_score", "reason", "measured", "attempts")
-CHECK_LINE = re.compile(r"lvs-harness: check (?P<check>\w+): (?P<status>\w+)(?P<reason>.*)")
 
 
 def suite_checks(pack) -> list[dict]:
@@ -108,7 +108,7 @@ class Grader:
                 "-p", "no:cacheprovider",
                 "--basetemp", str(basetemp), "--submission", str(path.resolve()), "--student", name,
                 "--lab", self.backend, f"--html={work / 'report.html'}", "--self-contained-html",
-                f"--results-json={work / 'results.json'}"]
+                f"--results-json={work / 'results.json'}", "--events"]
         if self.timing:
             argv.append(f"--timing={self.timing}")
         if self.backend == "vagrant":
@@ -195,18 +195,27 @@ class Grader:
             proc.kill()
 
     def _relay(self, label: str, line: str) -> None:
-        line = line.rstrip()
-        if line.startswith("lvs-harness: lab ") and " is up " in line:
+        """Say what a grading run's events tell (report.emit): its lab up, a check not passed, the
+        lab crashed; before the lab is up on vagrant, the minutes of `vagrant up` as they pass."""
+        event = read_event(line.rstrip())
+        if event is None:
+            if self.backend == "vagrant" and label not in self._up and "Machine booted and ready" in line:
+                self.progress(f"{label}: {line.strip().removeprefix('==> ')}")     # vagrant's own output
+            return
+        kind = event["event"]
+        if kind == "lab_up":
             self._up.add(label)
-            self.progress(f"{label}: {line.removeprefix('lvs-harness: ')}")
-        elif self.backend == "vagrant" and label not in self._up and (
-                line.startswith("lvs-harness: vagrant up") or "Machine booted and ready" in line):
-            # minutes of `vagrant up`: say when it starts and as each machine is ready
-            self.progress(f"{label}: {line.removeprefix('lvs-harness:').strip().removeprefix('==> ')}")
-        elif ((m := CHECK_LINE.match(line)) and m["status"] != "passed" and label in self._up
-              and not is_not_run(m["reason"].removeprefix(" — "))):
+            timings = ", ".join(f"{k} {v:.1f} s" for k, v in event.get("timings", {}).items())
+            self.progress(f"{label}: lab {event.get('run_id')} is up" + (f" ({timings})" if timings else ""))
+        elif kind == "progress" and self.backend == "vagrant" and label not in self._up:
+            self.progress(f"{label}: {event.get('message', '')}")
+        elif kind == "lab_crashed":
+            self.progress(f"{label}: the lab crashed {event.get('reason', '')[:160]}")
+        elif (kind == "check" and event.get("status") != "passed" and label in self._up
+              and not is_not_run(event.get("reason", ""))):
             # (before the lab is up every check errors for one reason, reported when the run ends)
-            self.progress(f"{label}: {m['check']} {m['status']}{m['reason'][:160]}")
+            reason = event.get("reason", "")
+            self.progress(f"{label}: {event.get('id')} {event.get('status')}" + (f" — {reason[:160]}" if reason else ""))
 
     def _entry(self, path: Path, name: str, work: Path, rc: int | None, tail: list[str], seconds: float) -> dict:
         try:

@@ -41,7 +41,7 @@ def _handle(lab, message: dict) -> dict:
             addrs = [f"{f[1]} {f[3]}" for f in (line.split() for line in out.splitlines()) if len(f) > 3]
             hosts.append({"name": spec.name, "role": spec.role, "addresses": addrs})
         return {"run_id": lab.run_id, "backend": lab.NAME, "hosts": hosts, "ipvs": lab.ipvs,
-                "one_clock": lab.one_clock,
+                "one_clock": lab.one_clock, "timings": lab.timings,
                 "vagrantfile": str(lab.config.vagrantfile_path), "topology": dataclasses.asdict(lab.topology),
                 "provisioning": [{"host": p.host, "origin": p.origin, "result": dataclasses.asdict(p.result)}
                                  for p in lab.provisioning]}

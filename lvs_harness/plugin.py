@@ -30,12 +30,11 @@ from pathlib import Path
 
 import pytest
 
-from .checks import Check, Outcomes, is_not_run
+from .checks import Dependencies
 from .errors import HarnessError, Refused, VagrantfileError
-from .labs import CHOICES, LabConfig, start_lab
-from .labs.vagrant import PROVIDERS
+from .labs import CHOICES, PROVIDERS, LabConfig, start_lab
 from .packs import PackError, load_pack, pack_of_module
-from .report import RECORDER, HtmlHooks, Recorder
+from .report import RECORDER, HtmlHooks, Recorder, emit
 from .submission import load_submission
 
 
@@ -67,9 +66,10 @@ def pytest_addoption(parser):
     group.addoption("--student", default=None, help="the name shown in reports (default: the submission's name)")
     # lvs-harness grade, on a retry: the earlier attempts (JSON), shown in the report's summary
     group.addoption("--earlier-attempts", default=None, metavar="PATH", help=argparse.SUPPRESS)
+    # lvs-harness grade: structured progress (JSON lines, see report.emit) on the output
+    group.addoption("--events", action="store_true", default=False, help=argparse.SUPPRESS)
 
 
-CHECK_OUTCOMES = pytest.StashKey[Outcomes]()
 PACK = pytest.StashKey["str | None"]()
 
 
@@ -79,7 +79,7 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "check(id, points, title, needs=(), state=None, hint='', hidden=False): a "
                             "graded check (lvs_harness.checks.Check); `needs` names checks whose failure makes this "
                             "one fail with a reason instead of running, `state` the lab state it starts from")
-    config.stash[CHECK_OUTCOMES] = Outcomes()
+    config.pluginmanager.register(Dependencies(), "lvs-harness-dependencies")
     html = config.pluginmanager.hasplugin("html") and bool(config.getoption("htmlpath", None))
     recorder = config.stash[RECORDER] = Recorder(html=html)
     submission = config.getoption("--submission")
@@ -108,33 +108,6 @@ def pytest_collection_modifyitems(session, config, items):
             raise pytest.UsageError(str(err)) from None
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_setup(item):
-    """Label a check's report; fail it before its fixtures run when a check it needs failed
-    (a blocked check costs nothing: its fixtures might otherwise wait for a VIP that never comes)."""
-    check = Check.of(item)
-    if check:
-        for key in ("id", "points", "title"):
-            item.user_properties.append((f"check_{key}", getattr(check, key)))
-        outcomes = item.config.stash[CHECK_OUTCOMES]
-        need = outcomes.blocked(check)
-        if need:
-            item.user_properties.append(("check_blocked_by", need.check))
-            pytest.fail(outcomes.reason(need), pytrace=False)
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    report = outcome.get_result()
-    check = Check.of(item)
-    # a check counts as failed for those that need it when it ran and failed, or was itself
-    # not run; not when its setup broke (the lab did not start: the others say so themselves)
-    blocked = report.when == "setup" and report.failed and is_not_run(report.longrepr)
-    if check and (report.when == "call" or blocked or (report.when == "teardown" and report.failed)):
-        item.config.stash[CHECK_OUTCOMES].record(check.id, not report.failed)
-
-
 def _interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -146,7 +119,9 @@ def _progress(config):
     def write(message: str) -> None:
         if reporter is None:
             return
-        if capture is not None:
+        if config.getoption("--events"):
+            emit(config, "progress", message=message)
+        elif capture is not None:
             with capture.global_and_fixture_disabled():
                 reporter.write_line(f"lvs-harness: {message}")
         else:
@@ -156,6 +131,15 @@ def _progress(config):
 
 @pytest.fixture(scope="session")
 def lab_config(pytestconfig, tmp_path_factory) -> LabConfig:
+    """How the session's lab is built: backend, pack, Vagrantfile, the submission's files.
+    Override it in a conftest for a lab of your own.
+
+    Example::
+
+        @pytest.fixture(scope="session")
+        def lab_config(lab_config):
+            return dataclasses.replace(lab_config, vagrantfile=Path(__file__).with_name("Vagrantfile"))
+    """
     opt = pytestconfig.getoption
     pack = pytestconfig.stash[RECORDER].pack
     config = LabConfig(backend=opt("--lab"), provider=opt("--provider"), vagrantfile=opt("--vagrantfile"),
@@ -181,6 +165,15 @@ def lab_config(pytestconfig, tmp_path_factory) -> LabConfig:
 
 @pytest.fixture(scope="session")
 def lab(lab_config, pytestconfig):
+    """The running lab (a :class:`~lvs_harness.labs.Lab`), one per session, torn down at the end
+    (kept with --keep-lab). A lab that cannot start fails every test that uses it, in one sentence.
+
+    Example::
+
+        def test_two_directors(lab):
+            assert len(lab.topology.directors) == 2
+            assert lab.topology.service.port == 80
+    """
     recorder = pytestconfig.stash[RECORDER]
     t0 = time.monotonic()
     try:
@@ -192,6 +185,8 @@ def lab(lab_config, pytestconfig):
         recorder.info["not_graded"] = "refused" if isinstance(err, (Refused, VagrantfileError)) else "lab-failed"
         pytest.fail(f"the lab could not be started: {text}", pytrace=False)
     recorder.info.update(backend=instance.NAME, run_id=instance.run_id, lab_seconds=round(time.monotonic() - t0, 1))
+    emit(pytestconfig, "lab_up", run_id=instance.run_id, backend=instance.NAME,
+         timings={k: round(v, 1) for k, v in getattr(instance, "timings", {}).items()})
     if instance.NAME == "vagrant":
         recorder.info["provider"] = lab_config.provider
     recorder.watch(instance.hosts.values())
@@ -201,21 +196,49 @@ def lab(lab_config, pytestconfig):
 
 @pytest.fixture(scope="session")
 def hosts(lab):
+    """{name: :class:`~lvs_harness.hosts.Host`} of every lab host.
+
+    Example::
+
+        def test_forwarding(hosts):
+            assert hosts["lb1"].check("sysctl -n net.ipv4.ip_forward").stdout.strip() == "1"
+    """
     return lab.hosts
 
 
 @pytest.fixture(scope="session")
 def directors(lab):
+    """The hosts whose role is director, by name (roles: the pack's patterns or the lab config's).
+
+    Example::
+
+        def test_keepalived_everywhere(directors):
+            assert all(d.is_active("keepalived") for d in directors)
+    """
     return [lab.hosts[h.name] for h in lab.topology.directors]
 
 
 @pytest.fixture(scope="session")
 def reals(lab):
+    """The real servers, by name.
+
+    Example::
+
+        def test_pages(reals):
+            assert all(r.check("curl -s -o /dev/null -w '%{http_code}' 127.0.0.1").stdout == "200" for r in reals)
+    """
     return [lab.hosts[h.name] for h in lab.topology.reals]
 
 
 @pytest.fixture(scope="session")
 def client(lab):
+    """The first client host (the one that sends requests to the VIP).
+
+    Example::
+
+        def test_answers(client, lab):
+            assert client.check(f"curl -s {lab.topology.service.vip}").stdout
+    """
     clients = lab.topology.clients
     if not clients:
         pytest.fail(f"the lab has no client host (machine names: {', '.join(lab.topology.names)}); "

@@ -28,6 +28,7 @@ from .commands import CommandResult
 from .errors import HarnessError, LabGone
 
 RECORDER = pytest.StashKey["Recorder"]()
+EVENT = "lvs-harness-event "     # a line of the run's output that is one JSON event (see emit)
 REASON_CHARS = 600
 OUTPUT_CHARS = 2000
 MAX_COMMANDS = 150
@@ -75,13 +76,13 @@ class Recorder:
             record["status"], record["reason"] = _verdict(report, call)
         if call.excinfo and isinstance(call.excinfo.value, LabGone) and "lab_crashed" not in self.info:
             self.info["lab_crashed"] = f"during check {record['id']}: {call.excinfo.value}"
+            emit(item.config, "lab_crashed", reason=self.info["lab_crashed"])
         if call.when == "teardown":
             record["measured"] = {k: v for k, v in item.user_properties if not k.startswith("check_")}
             record["score"] = record["max_score"] if record["status"] == "passed" else 0
             self._commands = None
-            if item.config.getoption("--results-json"):
-                self._say(item.config, f"check {record['id']}: {record['status']}"
-                          + (f" — {record['reason'].splitlines()[0]}" if record["reason"] else ""))
+            emit(item.config, "check", id=record["id"], status=record["status"],
+                 reason=record["reason"].splitlines()[0] if record["reason"] else "")
             return
         if decided and (call.when == "call" or report.outcome != "passed"):
             report.lvsh_check = record
@@ -101,13 +102,6 @@ class Recorder:
     def title(self) -> str:
         return self.pack.title if self.pack else "lvs-harness"
 
-    @staticmethod
-    def _say(config, line: str) -> None:
-        reporter = config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
-            reporter.ensure_newline()
-            reporter.write_line(f"lvs-harness: {line}")
-
     def pytest_sessionfinish(self, session):
         path = session.config.getoption("--results-json")
         if path:
@@ -120,6 +114,39 @@ class Recorder:
                 "finished": time.time(), "duration": round(time.time() - self.info["started"], 1),
                 "score": sum(c["score"] for c in checks), "max_score": sum(c["max_score"] for c in checks),
                 "checks": checks}
+
+
+def emit(config, event: str, **fields) -> None:
+    """Write one structured event line (``lvs-harness-event {"event": …}``) to the run's output,
+    for ``lvs-harness grade`` (which asks for them with --events) to read; nothing otherwise.
+
+    Events: ``progress`` (message), ``lab_up`` (run_id, backend, timings), ``check`` (id, status,
+    reason), ``lab_crashed`` (reason)."""
+    if not config.getoption("--events", False):
+        return
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return
+    line = EVENT + json.dumps({"event": event, **fields}, default=str)
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.ensure_newline()
+            reporter.write_line(line)
+    else:
+        reporter.ensure_newline()
+        reporter.write_line(line)
+
+
+def read_event(line: str) -> dict | None:
+    """The event a line of a run's output carries, or None."""
+    if not line.startswith(EVENT):
+        return None
+    try:
+        event = json.loads(line[len(EVENT):])
+    except ValueError:
+        return None
+    return event if isinstance(event, dict) and "event" in event else None
 
 
 def _verdict(report, call) -> tuple[str, str]:

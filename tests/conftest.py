@@ -1,7 +1,8 @@
-"""The graded batch shared by tests/test_corpus.py and tests/test_grade.py: one `lvs-harness grade`
-run, four labs at a time, over the self-test corpus (tests/data/submissions/), the real example
-write-up, the repository's example, and one submission per kind of bad input — one batch, so
-the lab-heavy part of the tests costs one parallel run."""
+"""The graded batches shared by tests/test_corpus.py and tests/test_grade.py: one `lvs-harness grade`
+run, four labs at a time, over the hw3.8 self-test corpus (tests/data/submissions/), the real
+example write-up, the repository's example, and one submission per kind of bad input; and one
+`lvs-harness grade --pack lvs-nat` run over examples/lvs-nat-writeup.md and its corpus
+(tests/data/lvs-nat/) — so the lab-heavy part of the tests costs two parallel runs."""
 
 from __future__ import annotations
 
@@ -19,11 +20,24 @@ from support import EXAMPLE
 REPO = Path(__file__).resolve().parents[1]
 WRITEUP = REPO / "examples" / "hw38-writeup.md"
 CORPUS = Path(__file__).parent / "data" / "submissions"
+NAT_WRITEUP = REPO / "examples" / "lvs-nat-writeup.md"
+NAT_CORPUS = Path(__file__).parent / "data" / "lvs-nat"
 BATCH_JOBS = 4
 
 
-def corpus() -> list[Path]:
-    return sorted(CORPUS.glob("*.md"))
+def corpus(folder: Path = CORPUS) -> list[Path]:
+    return sorted(folder.glob("*.md"))
+
+
+def grade_batch(root: Path, subs: list[Path], *args: str) -> dict:
+    """One `lvs-harness grade` run over ``subs`` into root/reports: process, gradebook, entries."""
+    out = root / "reports"
+    proc = subprocess.run([sys.executable, "-m", "lvs_harness.cli", "grade", *map(str, subs), "-j", str(BATCH_JOBS),
+                           "--lab", "uml", "--out", "reports", *args],      # relative, as in the quick start
+                          cwd=root, capture_output=True, text=True, timeout=1800)
+    book = json.loads((out / "gradebook.json").read_text()) if (out / "gradebook.json").exists() else None
+    return {"proc": proc, "out": out, "book": book,
+            "by_name": {e["submission"]: e for e in (book or {}).get("submissions", [])}}
 
 
 def bad_inputs(root: Path) -> dict[str, Path]:
@@ -61,11 +75,12 @@ def graded(tmp_path_factory):
         pytest.skip(f"the example submission is not at {EXAMPLE}")
     root = tmp_path_factory.mktemp("batch")
     subs = [EXAMPLE, WRITEUP, *bad_inputs(root).values(), *corpus()]
-    out = root / "reports"
     runs_before = {r.id for r in Run.all()}
-    proc = subprocess.run([sys.executable, "-m", "lvs_harness.cli", "grade", *map(str, subs), "-j", str(BATCH_JOBS),
-                           "--lab", "uml", "--out", "reports"],      # relative, as in the quick start
-                          cwd=root, capture_output=True, text=True, timeout=1800)
-    book = json.loads((out / "gradebook.json").read_text()) if (out / "gradebook.json").exists() else None
-    return {"proc": proc, "out": out, "book": book, "runs_before": runs_before,
-            "by_name": {e["submission"]: e for e in (book or {}).get("submissions", [])}}
+    return {**grade_batch(root, subs), "runs_before": runs_before}
+
+
+@pytest.fixture(scope="session")
+def graded_nat(tmp_path_factory):
+    """The lvs-nat batch: its example write-up and its corpus, graded with --pack lvs-nat."""
+    root = tmp_path_factory.mktemp("nat-batch")
+    return grade_batch(root, [NAT_WRITEUP, *corpus(NAT_CORPUS)], "--pack", "lvs-nat")

@@ -16,7 +16,7 @@ import pytest
 
 from lvs_harness.errors import LabError
 from lvs_harness.labs import LabConfig, reference_vagrantfile, start_lab
-from lvs_harness.labs.netns import sandbox_run
+from lvs_harness.labs.local import sandbox_run
 from lvs_harness.vagrantfile import load_topology
 from lvs_harness.runs import Run
 from support import wait_until

@@ -1,6 +1,7 @@
-"""The self-test corpus, graded in one batch (tests/conftest.py): every check of every write-up
-gets the verdict tests/data/submissions/expected.toml gives it — the correct variants full marks,
-each broken one exactly the checks it should fail, for the reason it should."""
+"""The self-test corpora, graded in one batch per pack (tests/conftest.py): every check of every
+write-up gets the verdict its expected.toml gives it (tests/data/submissions/ for hw3.8,
+tests/data/lvs-nat/ for lvs-nat) — the correct variants full marks, each broken one exactly the
+checks it should fail, for the reason it should."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ import tomllib
 
 import pytest
 
-from conftest import CORPUS, corpus
+from conftest import CORPUS, NAT_CORPUS, corpus
 from lvs_harness.grading import verdict_differences
 
 pytestmark = pytest.mark.lab
 EXPECTED = tomllib.loads((CORPUS / "expected.toml").read_text())
+NAT_EXPECTED = tomllib.loads((NAT_CORPUS / "expected.toml").read_text())
 
 
 def test_expectations_cover_the_corpus():
@@ -38,3 +40,28 @@ def test_configs_only_gets_the_reference_ipvs_service(graded):
     assert "the reference's virtual_server" in functions["IPVS service on balancer1"]["how"]
     assert functions["VRRP on balancer2 (keepalived vrrp_instance)"]["student"]
     assert not functions["topology (machines, networks, addresses)"]["student"]
+
+
+def test_nat_expectations_cover_its_corpus():
+    assert sorted(NAT_EXPECTED) == sorted(p.stem for p in corpus(NAT_CORPUS))
+    assert sum(bool(e["failed"]) for e in NAT_EXPECTED.values()) >= 4      # the issue's four broken kinds
+
+
+def test_nat_example_scores_full_marks_with_its_charts(graded_nat):
+    entry = graded_nat["by_name"].get("lvs-nat-writeup")
+    assert entry is not None, graded_nat["proc"].stdout[-2000:] + graded_nat["proc"].stderr[-2000:]
+    assert entry["outcome"] == "graded", entry["reason"]
+    assert verdict_differences(entry, {}) == []
+    assert entry["score"] == entry["max_score"] == 20
+    assert graded_nat["book"]["pack"] == "lvs-nat"
+    report = (graded_nat["out"] / entry["report"]).read_text()
+    assert "LVS-NAT grading" in report and "hw3.8" not in report
+    assert "Requests per real the weights call for" in report and "Who held 10.70.2.254" in report
+
+
+@pytest.mark.parametrize("name", sorted(NAT_EXPECTED))
+def test_every_nat_verdict_is_as_expected(graded_nat, name):
+    entry = graded_nat["by_name"].get(name)
+    assert entry is not None, graded_nat["proc"].stdout[-2000:] + graded_nat["proc"].stderr[-2000:]
+    assert entry["outcome"] == "graded", entry["reason"]
+    assert verdict_differences(entry, NAT_EXPECTED[name]["failed"]) == []

@@ -74,7 +74,7 @@ def test_good_submissions_score_full_marks(graded):
 
 @pytest.mark.parametrize("name, words", [
     ("nocode", "has no fenced code blocks"),
-    ("nohost", "is a keepalived config for no known host"),
+    ("nohost", "name none of pack hw38's directors (balancer1, balancer2)"),
     ("emptydir", "is empty"),
     ("binary", "is a binary file"),
     ("huge", "over the 1000000-byte limit"),
@@ -171,6 +171,8 @@ def test_a_run_that_ends_in_error_is_graded_again_in_a_fresh_lab(tmp_path):
     assert all(a["outcome"] == "harness-failed" for a in entry["attempts"]), entry["attempts"]
     assert any("attempt 1 ended in error (harness-failed" in line and "grading it again in a fresh lab" in line
                for line in lines), lines
+    # the runs' structured events (report.emit) are relayed: each attempt's lab came up
+    assert sum(": lab " in line and " is up (" in line for line in lines) == 2, lines
     book = json.loads((tmp_path / "reports" / "gradebook.json").read_text())
     assert len(book["submissions"][0]["attempts"]) == 2
     rows = list(csv.DictReader((tmp_path / "reports" / "gradebook.csv").open()))

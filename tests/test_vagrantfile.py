@@ -12,7 +12,7 @@ from lvs_harness import vagrantfile
 from lvs_harness.errors import VagrantfileError
 from lvs_harness.labs import reference_vagrantfile
 from lvs_harness.packs import load_pack
-from lvs_harness.labs.netns import sandbox_run
+from lvs_harness.labs.local import sandbox_run
 from lvs_harness.topology import CLIENT, DIRECTOR, REAL, role_for
 from support import example_parts
 

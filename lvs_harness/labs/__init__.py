@@ -4,22 +4,34 @@ Example::
 
     from lvs_harness.labs import LabConfig, start_lab
     with start_lab(LabConfig(backend="auto")) as lab:
-        print(lab.NAME, lab.hosts["balancer1"].check("hostname").stdout)
+        print(lab.NAME, [h.name for h in lab.topology.directors])
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+import importlib
+
 from ..errors import HarnessError, LabError
 from ..runs import Run
 from ..vagrantfile import read_vagrantfile
-from . import netns, remote, uml, vagrant
-from .base import Lab, LabConfig, ProvisionResult, reference_vagrantfile
+from .base import PROVIDERS, Lab, LabBase, LabConfig, ProvisionResult, reference_vagrantfile
 
-BACKENDS = {"uml": uml, "netns": netns, "vagrant": vagrant}
-CHOICES = ("auto", "uml", "netns", "vagrant")
-_LABS = {"uml": uml.UmlLab, "netns": netns.NetnsLab, "vagrant": vagrant.VagrantLab}
+# name -> the module holding the backend (its Lab class, available(), cleanup(run)); imported only
+# when that backend is asked for, so `--lab uml` never imports python-vagrant
+BACKENDS = {"uml": ("lvs_harness.labs.uml", "UmlLab"), "netns": ("lvs_harness.labs.netns", "NetnsLab"),
+            "vagrant": ("lvs_harness.labs.vagrant", "VagrantLab")}
+CHOICES = ("auto", *BACKENDS)
+
+
+def backend_module(name: str):
+    return importlib.import_module(BACKENDS[name][0])
+
+
+def backend_class(name: str) -> type[LabBase]:
+    module, cls = BACKENDS[name]
+    return getattr(importlib.import_module(module), cls)
 
 
 def select_backend(name: str) -> tuple[str, str]:
@@ -28,10 +40,10 @@ def select_backend(name: str) -> tuple[str, str]:
         raise LabError(f"unknown lab backend {name!r}; choose one of {', '.join(CHOICES)}.")
     if name != "auto":
         return name, "chosen with --lab"
-    ok, why = netns.available()
+    ok, why = backend_module("netns").available()
     if ok:
         return "netns", why
-    ok_uml, why_uml = uml.available()
+    ok_uml, why_uml = backend_module("uml").available()
     if ok_uml:
         return "uml", f"{why}, so using the {why_uml}"
     raise LabError(f"no lab backend can run here: {why}, and {why_uml}")
@@ -51,17 +63,17 @@ def start_lab(config: LabConfig | None = None, provision: bool = True) -> Lab:
     clean(stale_only=True, progress=config.progress)
     config = dataclasses.replace(config, backend=backend)
     if config.keep:
+        from . import remote
         run_id = remote.spawn(dataclasses.replace(config, keep=False), provision=provision)
         return remote.RemoteLab(Run.load(run_id), keep=True, progress=config.progress)
-    return _LABS[backend].start(config, provision=provision)
+    return backend_class(backend).start(config, provision=provision)
 
 
 def cleanup_run(run: Run) -> None:
-    module = BACKENDS.get(run.backend)
-    if module is None:
+    if run.backend not in BACKENDS:
         raise HarnessError(f"run {run.id} was made by an unknown backend {run.backend!r}; "
                            f"remove {run.dir} by hand.")
-    module.cleanup(run)
+    backend_module(run.backend).cleanup(run)
 
 
 def clean(stale_only: bool = True, progress=None, run_id: str | None = None) -> list[str]:
@@ -79,5 +91,5 @@ def clean(stale_only: bool = True, progress=None, run_id: str | None = None) -> 
     return removed
 
 
-__all__ = ["Lab", "LabConfig", "ProvisionResult", "start_lab", "select_backend", "clean", "cleanup_run",
-           "reference_vagrantfile"]
+__all__ = ["Lab", "LabBase", "LabConfig", "ProvisionResult", "PROVIDERS", "start_lab", "select_backend", "clean",
+           "cleanup_run", "reference_vagrantfile", "backend_class"]

@@ -1,8 +1,8 @@
-"""What every lab backend offers, and the bring-up shared by the namespace-based ones.
+"""What every lab backend offers (:class:`Lab`), the one lifecycle they share
+(:class:`LabBase`), and the bring-up shared by the namespace-based ones (:class:`NamespacedLab`).
 
-A backend is a class with ``NAME`` and ``start(config) -> Lab``; a started lab has
-``run_id``, ``topology``, ``hosts`` (name -> :class:`~lvs_harness.hosts.Host`),
-``provisioning`` (what each provisioner did) and ``close()``.
+A backend is a :class:`LabBase` subclass with ``NAME`` whose ``start(config)`` returns a running
+:class:`Lab`; ``lvs_harness.labs`` finds it by name in its registry (imported only when asked for).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from ..vagrantfile import load_topology
 from .namespaces import Namespaces
 
 PROVISION_TIMEOUT = 600
+PROVIDERS = ("libvirt", "virtualbox")    # --lab vagrant
 
 
 def reference_vagrantfile(pack: str | None = None) -> Path:
@@ -190,40 +191,104 @@ class ProvisionResult:
 
 
 class Lab(Protocol):
-    NAME: str
-    run_id: str
-    topology: Topology
-    hosts: dict[str, Host]
-    provisioning: list[ProvisionResult]
-    ipvs: bool          # does the lab's kernel have IPVS (False: netns on a kernel without it)
-    one_clock: bool     # do all hosts share one clock (one kernel), so their timestamps compare to the µs
+    """Everything the plugin, the keeper, the suites and ``grade`` use of a running lab.
 
-    def close(self) -> None: ...
+    Example::
 
-
-class NamespacedLab:
-    """Bring-up shared by ``uml`` and ``netns``: evaluate, build namespaces, start daemons, provision.
-
-    Subclasses provide ``_root_run(argv, input, timeout, env)`` (root in the outer system),
-    ``_sandbox_run(argv, input)`` (where the untrusted Vagrantfile is evaluated) and
-    ``_teardown()``, and may add ``_preflight`` checks and a ``_boot`` step.
+        with start_lab(LabConfig(pack="lvs-nat")) as lab:          # a Lab; closed on leaving the block
+            lab.NAME, lab.run_id, lab.topology.service.vip           # 'uml', '3f9a1c', '10.70.1.100'
+            lab.hosts["client"].check("curl -s 10.70.1.100").stdout
     """
 
-    NAME = "?"
-    GUEST_ENV: dict = {}
+    NAME: str                   # the backend: uml, netns, vagrant
+    config: LabConfig           # how it was asked for
+    run: Run                    # its run (state folder, owner), by id
+    run_id: str
+    topology: Topology          # hosts, roles, interfaces, services
+    hosts: dict[str, Host]      # name -> Host (commands, files, links, daemons)
+    provisioning: list[ProvisionResult]   # what each provisioner did
+    timings: dict[str, float]   # bring-up steps -> seconds
+    ipvs: bool                  # does the lab's kernel have IPVS (False: netns on a kernel without it)
+    one_clock: bool             # do all hosts share one clock (one kernel), so their timestamps compare to the µs
 
-    def __init__(self, config: LabConfig, run: Run, ns_state: str):
+    def close(self) -> None: ...
+    def __enter__(self) -> "Lab": ...
+    def __exit__(self, *exc) -> None: ...
+
+
+class LabBase:
+    """The lifecycle every backend shares: ``start`` (refuse early, create the run, bring up, and
+    on any failure — Ctrl-C included — remove what was made), a context manager, and an
+    idempotent ``close``. Subclasses give ``_preflight``, ``_up`` and ``_teardown``."""
+
+    NAME = "?"
+
+    def __init__(self, config: LabConfig, run: Run):
         self.config = config
         self.run = run
         self.run_id = run.id
-        self.ns = Namespaces(prefix=f"lvsh-{run.id}", state=ns_state, run_id=run.id, env=self.GUEST_ENV)
         self.topology: Topology | None = None
         self.hosts: dict[str, Host] = {}
         self.provisioning: list[ProvisionResult] = []
         self.timings: dict[str, float] = {}
-        self.ipvs = True  # does the lab's kernel have IPVS? (netns on a kernel without it: False)
-        self.one_clock = True  # every host is a namespace of one kernel
+        self.ipvs = True
+        self.one_clock = True
         self._closed = False
+
+    @classmethod
+    def start(cls, config: LabConfig, provision: bool = True):
+        """Bring a lab up; on any failure (Ctrl-C included) remove what was made and re-raise."""
+        cls._preflight(config, provision)
+        run = Run.create(cls.NAME, keep=config.keep)
+        lab = cls(config, run)
+        try:
+            lab._up(provision)
+        except BaseException:
+            lab.close()
+            raise
+        config.progress(f"lab {run.id} is up ({', '.join(f'{k} {v:.1f} s' for k, v in lab.timings.items())})")
+        return lab
+
+    @classmethod
+    def _preflight(cls, config: LabConfig, provision: bool) -> None:
+        """Refuse early, with the fix, what cannot work (before anything is created)."""
+
+    def _up(self, provision: bool) -> None:
+        raise NotImplementedError
+
+    def _teardown(self) -> None:
+        raise NotImplementedError
+
+    def _closed_error(self, host: str, command: str) -> LabError:
+        return LabError(f"the lab {self.run_id} is closed; start a new one to run `{command}` on {host}")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self) -> None:
+        """Tear the lab down: every process, namespace, machine and file the run made (once)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._teardown()
+
+
+class NamespacedLab(LabBase):
+    """Bring-up shared by ``uml`` and ``netns``: evaluate, build namespaces, start daemons, provision.
+
+    Subclasses provide ``_root_run(argv, input, timeout, env)`` (root in the outer system),
+    ``_sandbox_run(argv, input)`` (where the untrusted Vagrantfile is evaluated) and
+    ``_teardown()``, and may add ``_preflight`` checks and a ``_boot`` step (see :class:`LabBase`).
+    """
+
+    GUEST_ENV: dict = {}
+
+    def __init__(self, config: LabConfig, run: Run, ns_state: str):
+        super().__init__(config, run)       # one_clock: every host is a namespace of one kernel
+        self.ns = Namespaces(prefix=f"lvsh-{run.id}", state=ns_state, run_id=run.id, env=self.GUEST_ENV)
 
     # to be provided ------------------------------------------------------------
     def _root_run(self, argv: list, input: bytes | None, timeout: float, env: dict | None = None) -> CommandResult:
@@ -308,7 +373,7 @@ class NamespacedLab:
     # commands ----------------------------------------------------------------------
     def _execute(self, host: str, command: str, *, timeout: float, input: bytes | None) -> CommandResult:
         if self._closed:
-            raise LabError(f"the lab {self.run_id} is closed; start a new one to run `{command}` on {host}")
+            raise self._closed_error(host, command)
         t0 = time.monotonic()
         res = self._root_run(self.ns.enter_argv(host, command), input, timeout, self.ns.env)
         return CommandResult(command=command, rc=res.rc, stdout=res.stdout, stderr=res.stderr,
@@ -320,41 +385,9 @@ class NamespacedLab:
             raise LabError(f"could not {what} ({res.rc}): {(res.stderr or res.stdout).strip()[-800:]}")
         return res
 
-    # context manager -------------------------------------------------------------------
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    @classmethod
-    def start(cls, config: LabConfig, provision: bool = True):
-        """Bring a lab up; on any failure (Ctrl-C included) remove what was made and re-raise."""
-        cls._preflight(config, provision)
-        run = Run.create(cls.NAME, keep=config.keep)
-        lab = cls(config, run)
-        try:
-            lab._boot()
-            lab._bring_up(provision=provision)
-        except BaseException:
-            lab.close()
-            raise
-        config.progress(f"lab {run.id} is up ({', '.join(f'{k} {v:.1f} s' for k, v in lab.timings.items())})")
-        return lab
-
-    @classmethod
-    def _preflight(cls, config: LabConfig, provision: bool) -> None:
-        """Refuse early, with the fix, what cannot work (before anything is created)."""
+    def _up(self, provision: bool) -> None:
+        self._boot()
+        self._bring_up(provision=provision)
 
     def _boot(self) -> None:
         """Start whatever holds the hosts (the UML guest); nothing for netns."""
-
-    def _teardown(self) -> None:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        """Tear the lab down: every process, namespace and file the run made."""
-        if self._closed:
-            return
-        self._closed = True
-        self._teardown()

@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
-import time
 
 from .. import keepalived
-from ..commands import TIMEOUT_RC, CommandResult, timeout_note
+from ..commands import CommandResult
 from ..errors import LabError, Refused
 from ..runs import Run, kill_marked
 from .base import LabConfig, NamespacedLab
+from .local import run_local, sandbox_run
 from .namespaces import Namespaces
 
 REQUIRED = (("ip", "iproute2"), ("nsenter", "util-linux"), ("unshare", "util-linux"), ("setpriv", "util-linux"),
@@ -48,40 +47,6 @@ def available() -> tuple[bool, str]:
     if not ipvs_available():
         return False, "this kernel has no IPVS (ip_vs)"
     return True, "namespaces on this machine's kernel, which has IPVS"
-
-
-def _local(argv: list, input: bytes | None, timeout: float, env: dict | None = None) -> CommandResult:
-    """Run argv here; on timeout kill its whole process group and return rc 124."""
-    t0 = time.monotonic()
-    argv = [str(a) for a in argv]
-    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                            start_new_session=True)
-    try:
-        out, err = proc.communicate(input or b"", timeout=timeout)
-        rc = proc.returncode
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        rc, err = TIMEOUT_RC, err + timeout_note(timeout).encode()
-    return CommandResult(" ".join(argv), rc, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"),
-                         time.monotonic() - t0)
-
-
-SANDBOX_MOUNTS = (
-    "mount --make-rprivate / && mount --bind / / && mount -o remount,bind,ro / && "
-    "for d in /tmp /var/tmp /dev/shm /run; do mount -t tmpfs -o size=16m tmpfs $d; done && "
-    'exec setpriv --reuid=nobody --regid=nogroup --clear-groups --inh-caps=-all -- "$@"'
-)
-
-
-def sandbox_run(argv: list, input: bytes | None, timeout: float = 60) -> CommandResult:
-    """Run untrusted ``argv`` on this machine as nobody, with no network, a read-only root and
-    empty /tmp, /var/tmp, /dev/shm and /run (used to evaluate Vagrantfiles for the netns lab)."""
-    if os.geteuid() != 0:
-        raise LabError("evaluating a Vagrantfile on this machine needs root (for its sandbox); run with sudo "
-                       "or use --lab uml.")
-    return _local(["unshare", "--net", "--ipc", "--uts", "--pid", "--fork", "--kill-child", "--mount",
-                   "--mount-proc", "--", "sh", "-c", SANDBOX_MOUNTS, "sandbox", *argv], input, timeout)
 
 
 class NetnsLab(NamespacedLab):
@@ -112,7 +77,7 @@ class NetnsLab(NamespacedLab):
                            "--allow-scripts if you trust them.")
 
     def _root_run(self, argv, input, timeout, env=None) -> CommandResult:
-        return _local(argv, input, timeout, env)
+        return run_local(argv, input, timeout, env)
 
     def _sandbox_run(self, argv, input) -> CommandResult:
         return sandbox_run(argv, input)
@@ -129,6 +94,6 @@ def cleanup(run: Run) -> None:
     if os.path.isdir("/run/netns"):
         hosts = sorted(set(hosts) | {n[len(ns.prefix) + 1:] for n in os.listdir("/run/netns")
                                      if n.startswith(ns.prefix + "-") and n != ns.switch})
-    _local(["bash", "-c", ns.destroy_script(hosts)], None, 60)
+    run_local(["bash", "-c", ns.destroy_script(hosts)], None, 60)
     kill_marked(run.id)
     shutil.rmtree(run.dir, ignore_errors=True)

@@ -21,13 +21,14 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from ..commands import CommandResult
 from ..errors import HarnessError, LabError
 from ..hosts import host_map
 from ..runs import Run
 from ..topology import Topology
-from .base import LabConfig, ProvisionResult
+from .base import LabBase, LabConfig, ProvisionResult
 
 SOCKET = "keeper.sock"
 
@@ -80,45 +81,37 @@ def spawn(config: LabConfig, provision: bool = True) -> str:
     raise LabError(f"the lab keeper exited ({proc.wait()}) before the lab was up")
 
 
-class RemoteLab:
+class RemoteLab(LabBase):
     """A lab held by a keeper, with the same topology and hosts API as an in-process lab."""
 
     def __init__(self, run: Run, keep: bool, progress=lambda m: None):
-        self.run = run
-        self.run_id = run.id
-        self.keep = keep
-        self.progress = progress
         status = request(run, {"op": "status"}, timeout=60)
         self.NAME = status["backend"]
+        super().__init__(LabConfig(backend=self.NAME, vagrantfile=Path(status["vagrantfile"]), keep=keep,
+                                   progress=progress), run)
+        self.keep = keep
         self.ipvs = status["ipvs"]
         self.one_clock = status.get("one_clock", False)
+        self.timings = status.get("timings", {})
         self.topology = Topology.from_dict(status["topology"])
         self.hosts = host_map(self.topology.hosts, self._execute)
         self.provisioning = [ProvisionResult(p["host"], p["origin"], CommandResult(**p["result"]))
                              for p in status["provisioning"]]
-        self._closed = False
 
     def _execute(self, host: str, command: str, *, timeout: float, input: bytes | None) -> CommandResult:
+        if self._closed:
+            raise self._closed_error(host, command)
         t0 = time.monotonic()
         reply = request(self.run, {"op": "exec", "host": host, "command": command, "timeout": timeout,
                                    "input": base64.b64encode(input or b"").decode()}, timeout=timeout + 60)
         return CommandResult(command, reply["rc"], reply["stdout"], reply["stderr"], time.monotonic() - t0)
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+    def _teardown(self) -> None:
         if self.keep:
-            self.progress(f"lab {self.run_id} kept: `lvs-harness exec HOST -- CMD`, `lvs-harness status`, "
-                          f"`lvs-harness down --run {self.run_id}`")
+            self.config.progress(f"lab {self.run_id} kept: `lvs-harness exec HOST -- CMD`, `lvs-harness status`, "
+                                 f"`lvs-harness down --run {self.run_id}`")
             return
         stop(self.run)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def stop(run: Run, timeout: float = 60) -> None:

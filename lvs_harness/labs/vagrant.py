@@ -37,14 +37,13 @@ from ..hosts import host_map
 from ..runs import MARKER, Run, kill_marked
 from ..vagrantfile import load_topology
 from . import libvirt_ns
-from .base import LabConfig, ProvisionResult, discover_services, name_real_pages, write_files
+from .base import PROVIDERS, LabBase, LabConfig, discover_services, name_real_pages, write_files
 from .box import BOX_NAME, ensure_box
 from .image import cache_root
-from .netns import _local, sandbox_run
+from .local import run_local, sandbox_run
 
 BOOT_TIMEOUT = 600       # seconds a machine may take to get its address under `vagrant up` (libvirt)
 SSH_TIMEOUT = 300        # seconds for a machine to answer ssh once `vagrant up` is done
-PROVIDERS = ("libvirt", "virtualbox")
 WRAPPER_NAME = "Vagrantfile.lvs-harness"
 WRAPPER = """# lvs-harness: this run's view of {source}
 module LvsHarnessRun
@@ -143,21 +142,13 @@ def vagrant_command(provider: str) -> str:
     return "#!/bin/sh\nexec vagrant \"$@\"\n"
 
 
-class VagrantLab:
+class VagrantLab(LabBase):
     NAME = "vagrant"
 
     def __init__(self, config: LabConfig, run: Run):
-        self.config = config
-        self.run = run
-        self.run_id = run.id
+        super().__init__(config, run)
         self.dir = run.dir / f"lvsh-{run.id}"
-        self.topology = None
-        self.hosts = {}
-        self.provisioning: list[ProvisionResult] = []
-        self.timings: dict[str, float] = {}
-        self.ipvs = True
         self.one_clock = False     # each VM keeps its own clock
-        self._closed = False
         self.provider = config.provider
         self._env = vagrant_env(run.id, self.provider)
         self.vagrant = python_vagrant.Vagrant(root=str(self.dir), env=self._env, quiet_stdout=False,
@@ -167,7 +158,7 @@ class VagrantLab:
 
     # bring-up -------------------------------------------------------------------------
     @classmethod
-    def start(cls, config: LabConfig, provision: bool = True) -> "VagrantLab":
+    def _preflight(cls, config: LabConfig, provision: bool) -> None:
         problem = provider_problem(config.provider)
         if problem:
             raise LabError(problem)
@@ -175,23 +166,17 @@ class VagrantLab:
             raise Refused(f"Vagrant would run the code and provisioners of {config.vagrantfile_path} as root on this "
                           "machine; use --lab uml (they run inside a guest there), or pass --allow-scripts if you "
                           "trust that Vagrantfile.")
-        topology = load_topology(config.vagrantfile_file, sandbox_run, config.role_patterns,
-                                 config.service_list)  # fails early
-        run = Run.create(cls.NAME, keep=config.keep)
-        lab = cls(config, run)
-        lab.topology = topology
-        try:
-            lab._up(provision)
-        except BaseException:
-            lab.close()
-            raise
-        config.progress(f"lab {run.id} is up ({', '.join(f'{k} {v:.1f} s' for k, v in lab.timings.items())})")
-        return lab
+        load_topology(config.vagrantfile_file, sandbox_run, config.role_patterns, config.service_list)  # fails early
+
+    def _up(self, provision: bool) -> None:
+        self.topology = load_topology(self.config.vagrantfile_file, sandbox_run, self.config.role_patterns,
+                                      self.config.service_list)
+        self._vagrant_lab_up(provision)
 
     def _timed(self, key: str, t0: float) -> None:
         self.timings[key] = time.monotonic() - t0
 
-    def _up(self, provision: bool) -> None:
+    def _vagrant_lab_up(self, provision: bool) -> None:
         progress = self.config.progress
         t0 = time.monotonic()
         if self.provider == "libvirt":
@@ -338,7 +323,7 @@ class VagrantLab:
     # commands -------------------------------------------------------------------------------
     def _execute(self, host: str, command: str, *, timeout: float, input: bytes | None) -> CommandResult:
         if self._closed:
-            raise LabError(f"the lab {self.run_id} is closed; start a new one to run `{command}` on {host}")
+            raise self._closed_error(host, command)
         t0 = time.monotonic()
         argv = [
             "ssh", "-F", str(self.run.dir / "ssh_config"), "-o", "ControlMaster=auto",
@@ -347,23 +332,13 @@ class VagrantLab:
             "sudo -n sh -c " + shlex.quote(command)]
         if self.provider == "libvirt":
             argv = libvirt_ns.in_netns(argv)
-        res = _local(argv, input, timeout, self._env)
+        res = run_local(argv, input, timeout, self._env)
         if res.rc == 255 and not res.stdout:
             raise LabError(f"ssh to {host} failed: {res.stderr.strip()[-300:]}")
         return CommandResult(command=command, rc=res.rc, stdout=res.stdout, stderr=res.stderr,
                              duration=time.monotonic() - t0)
 
-    # teardown ----------------------------------------------------------------------------------
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+    def _teardown(self) -> None:
         cleanup(self.run, progress=self.config.progress)
 
 

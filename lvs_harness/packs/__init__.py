@@ -144,7 +144,7 @@ def _validated(pack: Pack) -> Pack:
     except PackError:
         raise
     except CheckError as err:
-        raise PackError(f"pack {pack.name}: {err}") from None
+        raise PackError(str(err)) from None
     except Exception as err:
         raise PackError(f"pack {pack.name}'s suite {pack.suite} could not be imported "
                         f"({type(err).__name__}: {err}).") from None

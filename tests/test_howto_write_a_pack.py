@@ -1,0 +1,205 @@
+"""How to write a pack — the README's "Write a pack" section, as a test that runs it.
+
+A pack is a Python package: a ``PACK`` (what the lab is), a reference Vagrantfile (the lab), and a
+suite (pytest tests carrying ``@pytest.mark.check``). Nothing is installed: the pack lives in a
+folder on ``PYTHONPATH`` and is named with ``--pack``. (Installed packs register an entry point in
+the group ``lvs_harness.packs`` instead, and then appear in ``lvs-harness packs``.)
+
+This one — "tinylab" — has one director and one real, names none of hw3.8's hosts or addresses,
+runs a plain Ruby HTTP server instead of nginx (a daemon of its own, ``units``), lets the harness
+read its virtual service from the director's keepalived.conf, and has one check. The test grades
+a student's write-up with it, and a broken one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.lab
+
+# 1. The lab: a Vagrantfile, the single source of truth (`vagrant up` builds it as VMs too).
+VAGRANTFILE = '''
+VIP = "10.99.0.100"
+Vagrant.configure("2") do |config|
+  config.vm.box = "bento/ubuntu-20.04"
+  config.vm.define "lb1" do |m|
+    m.vm.network "private_network", ip: "10.99.0.10", virtualbox__intnet: "tiny"
+    m.vm.provision "shell", inline: <<-SHELL
+      cat > /etc/keepalived/keepalived.conf <<'CONF'
+vrrp_instance VI_1 {
+    state MASTER
+    interface eth1
+    virtual_router_id 99
+    priority 100
+    virtual_ipaddress {
+        #{VIP}/24 dev eth1
+    }
+}
+virtual_server #{VIP} 80 {
+    lb_algo rr
+    lb_kind DR
+    protocol TCP
+    real_server 10.99.0.21 80 {
+        weight 1
+    }
+}
+CONF
+    SHELL
+  end
+  config.vm.define "web1" do |m|
+    m.vm.network "private_network", ip: "10.99.0.21", virtualbox__intnet: "tiny"
+    m.vm.provision "shell", inline: <<-SHELL
+      echo "Hello from the tiny lab" > /var/www/html/index.html
+      ip addr add #{VIP}/32 dev lo
+      sysctl -w net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2
+    SHELL
+  end
+  config.vm.define "client" do |m|
+    m.vm.network "private_network", ip: "10.99.0.50", virtualbox__intnet: "tiny"
+  end
+end
+'''
+
+# 2. The pack: what the harness needs to know about the lab. `services` is left out: the
+# harness reads the VIP and port from the director's keepalived.conf once the lab is up.
+PACK = '''
+from pathlib import Path
+from lvs_harness.packs import Pack
+
+SERVER = ("ruby -rsocket -e 's = TCPServer.new(\\"0.0.0.0\\", 80); loop { c = s.accept; "
+          "while (l = c.gets) && l != \\"\\\\r\\\\n\\"; end; b = File.read(\\"/var/www/html/index.html\\"); "
+          "c.write(\\"HTTP/1.0 200 OK\\\\r\\\\nContent-Length: #{b.bytesize}\\\\r\\\\n\\\\r\\\\n#{b}\\"); c.close }'")
+
+PACK = Pack(
+    name="tinylab",
+    title="Tiny lab",
+    suite=__name__,                                   # this package's test_*.py are the checks
+    reference=Path(__file__).with_name("Vagrantfile"),
+    directors=("lb1",),                               # a write-up hands in lb1's keepalived.conf
+    roles={"director": ("lb*",), "real": ("web*",), "client": ("client*",)},
+    daemons={"real": ("pages",), "director": ("keepalived",)},
+    units={"pages": SERVER},                          # a daemon of the pack's own: no nginx here
+)
+'''
+
+# 3. The suite: checks are pytest tests with a stable id and points, using the harness's fixtures.
+SUITE = '''
+import pytest
+from lvs_harness.assertions import assert_vip_on
+from lvs_harness.probes import ipvs
+from lvs_harness.probes.client import http_requests, identify, real_pages
+
+
+@pytest.mark.check(id="answers", points=2, title="five requests to the VIP are answered by web1 through lb1",
+                   hint="Is the VIP on lb1, and is web1 the real of its virtual_server?")
+def test_answers(lab, directors, reals, client, measure):
+    service = lab.topology.service                    # read from lb1's keepalived.conf
+    director = directors[0]
+    assert_vip_on(director, service.vip)
+    before = ipvs.read_stats(director)
+    answers = identify(http_requests(client, f"http://{service.vip}:{service.port}/", count=5),
+                       real_pages(reals, service.port))
+    measure("by_real", {a.real: sum(b.real == a.real for b in answers) for a in answers})
+    assert [a.real for a in answers] == ["web1"] * 5, [(a.status, a.real) for a in answers]
+    after = ipvs.read_stats_settled(director)
+    counted = sum(s.conns for s in after) - sum(s.conns for s in before)
+    assert counted == 5, f"IPVS on {director.name} counted {counted} connections for 5 requests"
+'''
+
+# 4. A student's write-up: only lb1's keepalived.conf (the reference supplies the rest) ...
+WRITEUP = '''# Tiny lab
+
+lb1 keepalived.conf:
+
+```
+vrrp_instance VI_1 {
+    state MASTER
+    interface eth1
+    virtual_router_id 99
+    priority 100
+    virtual_ipaddress {
+        10.99.0.100/24 dev eth1
+    }
+}
+virtual_server 10.99.0.100 80 {
+    lb_algo rr
+    lb_kind DR
+    protocol TCP
+    real_server 10.99.0.21 80 {
+        weight 1
+    }
+}
+```
+'''
+# ... and a broken one: the real server's address is wrong, so nothing answers through lb1.
+BROKEN = WRITEUP.replace("real_server 10.99.0.21 80", "real_server 10.99.0.22 80")
+
+
+def write_pack(root: Path) -> Path:
+    pack = root / "packs" / "tinylab"
+    pack.mkdir(parents=True)
+    (pack / "Vagrantfile").write_text(VAGRANTFILE)
+    (pack / "__init__.py").write_text(textwrap.dedent(PACK))
+    (pack / "test_tinylab.py").write_text(textwrap.dedent(SUITE))
+    return root / "packs"
+
+
+def test_a_pack_written_from_scratch_grades_a_submission(tmp_path):
+    packs = write_pack(tmp_path)
+    (tmp_path / "alice.md").write_text(WRITEUP)
+    (tmp_path / "bob.md").write_text(BROKEN)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(packs), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run([sys.executable, "-m", "lvs_harness.cli", "grade", "--pack", "tinylab", "alice.md", "bob.md",
+                           "--lab", "uml", "-j", "2", "--out", "reports"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    book = json.loads((tmp_path / "reports" / "gradebook.json").read_text())
+    assert book["pack"] == "tinylab" and [c["id"] for c in book["checks"]] == ["answers"]
+    alice, bob = book["submissions"]
+    assert (alice["outcome"], alice["score"], alice["max_score"]) == ("graded", 2, 2), alice["checks"]
+    assert alice["checks"][0]["measured"]["by_real"] == {"web1": 5}
+    assert (bob["outcome"], bob["score"]) == ("graded", 0) and bob["checks"][0]["status"] == "failed", bob["checks"]
+    report = (tmp_path / "reports" / "alice" / "report.html").read_text()
+    assert "Tiny lab grading" in report and "lb1 keepalived.conf" in report
+
+
+def test_packs_lists_a_pack_and_refuses_bad_ones_in_one_sentence(tmp_path):
+    """Bad packs: unknown, failing to import, no reference Vagrantfile, a check id twice."""
+    packs = write_pack(tmp_path)
+    broken = {
+        "noimport": "import not_a_module_anywhere\n",
+        "noref": PACK.replace('with_name("Vagrantfile")', 'with_name("Missing")').replace('"tinylab"', '"noref"'),
+        "twice": PACK.replace('"tinylab"', '"twice"'),
+    }
+    for name, text in broken.items():
+        (packs / name).mkdir()
+        (packs / name / "__init__.py").write_text(textwrap.dedent(text))
+        (packs / name / "Vagrantfile").write_text(VAGRANTFILE)
+    (packs / "twice" / "test_twice.py").write_text(textwrap.dedent(SUITE) + textwrap.dedent(SUITE).replace(
+        "def test_answers", "def test_answers_again"))
+    env = {**os.environ, "PYTHONPATH": str(packs)}
+
+    def grade(pack: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "lvs_harness.cli", "grade", "--pack", pack, "x.md",
+                               "--out", "reports"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    (tmp_path / "x.md").write_text(WRITEUP)
+    expected = {
+        "nosuchpack": "no pack named 'nosuchpack'; installed packs: hw38, lvs-nat",
+        "noimport": "pack noimport could not be loaded (it imports not_a_module_anywhere, which is missing)",
+        "noref": "pack noref has no reference Vagrantfile",
+        "twice": "declares check id 'answers' twice",
+    }
+    for pack, words in expected.items():
+        res = grade(pack)
+        assert res.returncode == 2 and words in res.stderr, (pack, res.stderr)
+        assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert not (tmp_path / "reports").exists()        # refused before anything was written
+    listed = subprocess.run([sys.executable, "-m", "lvs_harness.cli", "packs"], capture_output=True, text=True, env=env)
+    assert listed.returncode == 0 and "hw38" in listed.stdout and "lvs-nat" in listed.stdout, listed.stdout
