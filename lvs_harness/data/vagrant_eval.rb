@@ -1,11 +1,11 @@
-# Evaluates a Vagrantfile (read from stdin) against a recording stand-in for Vagrant's
+# Evaluates a Vagrantfile (read from stdin, after this script) against a recording stand-in for Vagrant's
 # configuration DSL and prints what it recorded as JSON. It runs where untrusted code may
 # run (inside the lab guest, as nobody): it never touches a provider or the network.
 # Usage: ruby vagrant_eval.rb DISPLAY_NAME < Vagrantfile
 require 'json'
 
 module LvsHarness
-  # Swallows any call chain we do not model (provider blocks, ssh settings, triggers…).
+  # Swallows any call chain we do not model (provider blocks, ssh settings, triggers...).
   class Anything < BasicObject
     def method_missing(*_args, **_kw, &blk)
       blk&.call(Anything.new, Anything.new)
@@ -18,7 +18,7 @@ module LvsHarness
     def to_ary = []
   end
 
-  # Settings we do not model (vm.provider options, ssh, triggers…) are accepted and ignored.
+  # Settings we do not model (vm.provider options, ssh, triggers...) are accepted and ignored.
   module IgnoresTheRest
     def method_missing(*_args, **_kw, &blk)
       blk&.call(Anything.new)
@@ -114,7 +114,7 @@ module Vagrant
 end
 
 name = ARGV[0] || 'Vagrantfile'
-source = $stdin.read
+source = $lvsh_source   # the Vagrantfile, after this script on stdin (see vagrantfile.evaluate)
 begin
   eval(source, TOPLEVEL_BINDING, name, 1) # rubocop:disable Security/Eval
 rescue ScriptError, StandardError => e

@@ -4,7 +4,7 @@ lvs-harness's own box, software emulation) or VirtualBox (the Vagrantfile's own 
 python-vagrant drives ``vagrant up`` (its output streamed as progress), ``ssh-config`` once per
 machine and ``destroy``; hosts are reached over ssh (one persistent ControlMaster connection per
 host, ``sudo``), with the same :class:`~lvs_harness.hosts.Host` API as the embedded labs, so the
-hw3.8 suite runs unchanged. On libvirt everything happens inside the network namespace of
+pack suites run unchanged. On libvirt everything happens inside the network namespace of
 :mod:`.libvirt_ns`. Each run works in its own folder ``/run/lvs-harness/<id>/lvsh-<id>/``, so its
 libvirt domains are named ``lvsh-<id>_<machine>``; a wrapper Vagrantfile gives each lab segment a
 network ``lvsh-<id>-<n>`` (VirtualBox: an internal network of that run), so two runs on one
