@@ -81,6 +81,7 @@ def graded(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def graded_nat(tmp_path_factory):
-    """The lvs-nat batch: its example write-up and its corpus, graded with --pack lvs-nat."""
+    """The lvs-nat batch: its example write-up and its corpus, graded with --pack lvs-nat, and the
+    hw3.8 example write-up, which is not an lvs-nat submission."""
     root = tmp_path_factory.mktemp("nat-batch")
-    return grade_batch(root, [NAT_WRITEUP, *corpus(NAT_CORPUS)], "--pack", "lvs-nat")
+    return grade_batch(root, [NAT_WRITEUP, *corpus(NAT_CORPUS), WRITEUP], "--pack", "lvs-nat")

@@ -65,3 +65,10 @@ def test_every_nat_verdict_is_as_expected(graded_nat, name):
     assert entry is not None, graded_nat["proc"].stdout[-2000:] + graded_nat["proc"].stderr[-2000:]
     assert entry["outcome"] == "graded", entry["reason"]
     assert verdict_differences(entry, NAT_EXPECTED[name]["failed"]) == []
+
+
+def test_a_writeup_for_another_pack_is_refused_saying_so(graded_nat):
+    entry = graded_nat["by_name"]["hw38-writeup"]
+    assert entry["outcome"] == "refused" and entry["score"] == 0
+    assert "name none of pack lvs-nat's directors (director1, director2)" in entry["reason"], entry["reason"]
+    assert "Traceback" not in (graded_nat["out"] / "hw38-writeup" / "pytest.log").read_text()

@@ -241,7 +241,9 @@ def test_ipvs_nat_service(nat, measure):
             assert_ipvs_service(d, nat.vip, nat.port, scheduler="wrr", reals=sorted(weights), forward="Masq",
                                 weights=weights)
         except LabAssertionError as err:
-            failures[d.name] = err.got
+            missing = sorted(set(weights) - nat.in_table(d))
+            failures[d.name] = err.got + (
+                f"; not in the table: {', '.join(missing)}" if missing else "")
     measure("failures", failures)
     assert not failures, "; ".join(f"{k}: {v}" for k, v in failures.items())
     assert len(set(weights.values())) > 1, f"every real has weight {next(iter(weights.values()))}: the lab asks " \
