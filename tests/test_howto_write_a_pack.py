@@ -168,6 +168,12 @@ def test_a_pack_written_from_scratch_grades_a_submission(tmp_path):
     assert (bob["outcome"], bob["score"]) == ("graded", 0) and bob["checks"][0]["status"] == "failed", bob["checks"]
     report = (tmp_path / "reports" / "alice" / "report.html").read_text()
     assert "Tiny lab grading" in report and "lb1 keepalived.conf" in report
+    # its checks on its own reference lab, from pytest: the pack is found from the suite being run
+    run = subprocess.run([sys.executable, "-m", "pytest", "--pyargs", "tinylab", "--lab", "uml", "-p", "no:cacheprovider",
+                          "-q", f"--results-json={tmp_path / 'ref.json'}"], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0 and "1 passed" in run.stdout, run.stdout[-3000:]
+    assert json.loads((tmp_path / "ref.json").read_text())["pack"] == "tinylab"
 
 
 def test_packs_lists_a_pack_and_refuses_bad_ones_in_one_sentence(tmp_path):

@@ -31,7 +31,7 @@ from ..runs import MARKER, Run, kill_marked
 from .base import LabConfig, NamespacedLab
 from .confine import hide_xstate, landlock, landlock_abi
 from .guest_agent import GuestAgent
-from .image import ensure_image, image_path, uml_kernel
+from .image import ensure_image, uml_kernel
 
 GUEST_MEM = "256M"
 BOOT_TIMEOUT = 60
@@ -147,7 +147,7 @@ class UmlLab(NamespacedLab):
 
     def __init__(self, config: LabConfig, run: Run):
         super().__init__(config, run, ns_state=f"{GUEST_STATE}/ns")
-        self.guest = Guest(run, image_path(), progress=config.progress)
+        self.guest = Guest(run, ensure_image(config.progress), progress=config.progress)
 
     @classmethod
     def _preflight(cls, config: LabConfig, provision: bool) -> None:

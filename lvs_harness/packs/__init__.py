@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib
+import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Callable
@@ -90,6 +91,7 @@ def _suite_modules(package) -> list[str]:
     return [f"{package.__name__}.{p.stem}" for p in sorted(folder.glob("test_*.py"))]
 
 
+@functools.cache
 def _entry_points() -> dict[str, metadata.EntryPoint]:
     return {ep.name: ep for ep in metadata.entry_points(group=GROUP)}
 
@@ -152,11 +154,18 @@ def _validated(pack: Pack) -> Pack:
 
 
 def pack_of_module(module_name: str) -> str | None:
-    """The installed pack whose suite holds ``module_name`` (a collected test module), if any."""
+    """The pack whose suite holds ``module_name`` (a collected test module), if any: an installed
+    pack's name, else the name of the package above it that carries a ``PACK`` (a pack that is not
+    installed, which ``load_pack`` then imports by that name)."""
     for name, ep in _entry_points().items():
         suite = ep.value.split(":")[0]
         if module_name == suite or module_name.startswith(suite + "."):
             return name
+    parts = module_name.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        package = sys.modules.get(".".join(parts[:i]))
+        if isinstance(getattr(package, "PACK", None), Pack):
+            return package.__name__
     return None
 
 

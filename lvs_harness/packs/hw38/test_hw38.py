@@ -167,7 +167,9 @@ def baseline(request, hw, measure):
                         pytrace=False)
 
 
-@pytest.mark.check(id="config_valid", points=1, title="keepalived accepts each director's configuration")
+@pytest.mark.check(id="config_valid", points=1, title="keepalived accepts each director's configuration",
+                   hint="Run `keepalived --config-test -f /etc/keepalived/keepalived.conf` on each director and read "
+                        "the first line it rejects; a pasted shell prompt or an unbalanced brace is the usual cause.")
 def test_config_valid(hw, measure):
     errors = {}
     for d in hw.directors:
@@ -178,7 +180,9 @@ def test_config_valid(hw, measure):
     assert not errors, "keepalived --config-test rejects: " + "; ".join(f"{k}: {v}" for k, v in errors.items())
 
 
-@pytest.mark.check(id="directors_separate", points=1, title="no director is also a real server")
+@pytest.mark.check(id="directors_separate", points=1, title="no director is also a real server",
+                   hint="Compare the directors' addresses with the real_server addresses in your virtual_server (or "
+                        "ipvsadm rules).")
 def test_directors_separate(hw, measure):
     director_ips = {a.split("/")[0] for d in hw.directors
                     for a in vrrp.read_addresses(d).get(hw.lab_if[d.name], [])}
@@ -200,6 +204,8 @@ def _left_to_settle(director) -> float:
 
 
 @pytest.mark.check(id="vip_on_master", points=2, title="only the higher-priority director holds the VIP",
+                   hint="Look at `priority`, `state` and `virtual_router_id` on both directors, and at `ip -br addr` "
+                        "on each: only one may show the VIP.",
                    needs=KEEPALIVED)
 def test_vip_on_master(hw, measure):
     measure("priorities", hw.priorities)
@@ -217,7 +223,9 @@ def test_vip_on_master(hw, measure):
 
 
 @pytest.mark.check(id="vip_by_keepalived", points=2, title="the VIP is keepalived's: stopping it on the master "
-                   "moves the VIP", needs=KEEPALIVED, state=STEADY)
+                   "moves the VIP",
+                   hint="The VIP must come and go with keepalived (virtual_ipaddress), not be added by hand or by a "
+                        "provisioner.", needs=KEEPALIVED, state=STEADY)
 def test_vip_by_keepalived(hw, measure):
     holder, backup = hw.holder, hw.backup_for(hw.holder)
     hw.changed()
@@ -231,7 +239,9 @@ def test_vip_by_keepalived(hw, measure):
         hw.event(holder, f"keepalived started on {holder.name}")
 
 
-@pytest.mark.check(id="real_dr_ready", points=2, title="each real has the VIP on lo and ARP suppression")
+@pytest.mark.check(id="real_dr_ready", points=2, title="each real has the VIP on lo and ARP suppression",
+                   hint="On each real: `ip addr show lo` should list the VIP as /32, and `sysctl "
+                        "net.ipv4.conf.all.arp_ignore net.ipv4.conf.all.arp_announce` should say 1 and 2.")
 def test_real_dr_ready(hw, measure):
     problems = {}
     for r in hw.reals:
@@ -244,6 +254,8 @@ def test_real_dr_ready(hw, measure):
 
 
 @pytest.mark.check(id="ipvs_service", points=2, title="each director has the IPVS service: rr, DR, both reals",
+                   hint="Run `ipvsadm -Ln` on both directors, the backup too: the VIP:80 service with rr, both "
+                        "reals, Route.",
                    needs=KEEPALIVED)
 def test_ipvs_service(hw, measure):
     if not hw.lab.ipvs:
@@ -259,7 +271,9 @@ def test_ipvs_service(hw, measure):
 
 
 @pytest.mark.check(id="traffic_via_vip", points=2, title=f"{REQUESTS} requests to the VIP: all 200, both reals "
-                   "answer", needs=KEEPALIVED, state=TRAFFIC)
+                   "answer",
+                   hint="From the client, `curl` the VIP several times: which reals answer, and does every request "
+                        "succeed?", needs=KEEPALIVED, state=TRAFFIC)
 def test_traffic_via_vip(hw, measure):
     answers, before, director = hw.traffic()
     statuses = Counter(r.status for r in answers)
@@ -279,7 +293,9 @@ def test_traffic_via_vip(hw, measure):
 
 
 @pytest.mark.check(id="vip_arp_to_director", points=1, title="the client's ARP for the VIP reaches the active "
-                   "director only", needs=KEEPALIVED, state=STEADY)
+                   "director only",
+                   hint="On the client, `arping` the VIP: if a real answers too, its ARP suppression is missing.",
+                   needs=KEEPALIVED, state=STEADY)
 def test_vip_arp_to_director(hw, measure):
     owner = hw.holder.name
     answer = hw.arp()
@@ -290,6 +306,8 @@ def test_vip_arp_to_director(hw, measure):
 
 
 @pytest.mark.check(id="rr_balanced", points=2, title="round robin: an even split on the active director",
+                   hint="`ipvsadm -Ln --stats` after a batch of requests: with rr each real gets the same number of "
+                        "connections.",
                    needs=KEEPALIVED, state=TRAFFIC)
 def test_rr_balanced(hw, measure):
     if not hw.lab.ipvs:
@@ -301,7 +319,9 @@ def test_rr_balanced(hw, measure):
 
 
 @pytest.mark.check(id="inactconn_drains", points=2, title="question 1: inactive connections linger, then drain "
-                   "within the FIN_WAIT timeout", needs=KEEPALIVED, state=TRAFFIC)
+                   "within the FIN_WAIT timeout",
+                   hint="Watch `ipvsadm -Ln` after some requests and compare with `ipvsadm -Ln --timeout` (the "
+                        "tcpfin value).", needs=KEEPALIVED, state=TRAFFIC)
 def test_inactconn_drains(hw, measure):
     if not hw.lab.ipvs:
         pytest.skip("this lab's kernel has no IPVS")
@@ -359,7 +379,9 @@ def _measure_probes(measure, prober) -> None:
 
 
 @pytest.mark.check(id="failover", points=3, title="the master's lab link down: the backup takes the VIP and "
-                   "traffic flows, balanced", needs=KEEPALIVED, state=TRAFFIC)
+                   "traffic flows, balanced",
+                   hint="Take the master's lab interface down (`ip link set eth1 down`) and watch the backup's "
+                        "keepalived log and `ip addr`.", needs=KEEPALIVED, state=TRAFFIC)
 def test_failover(hw, measure):
     holder, backup = hw.holder, hw.backup_for(hw.holder)
     prober = Prober(hw.client, hw.url)
@@ -390,7 +412,9 @@ def test_failover(hw, measure):
 
 
 @pytest.mark.check(id="failback", points=2, title="the master's lab link up again: the VIP returns to it, the "
-                   "backup is BACKUP again", needs=KEEPALIVED, state=STEADY)
+                   "backup is BACKUP again",
+                   hint="After the link comes back, the higher-priority director should preempt; `nopreempt` or "
+                        "equal priorities keep the VIP away.", needs=KEEPALIVED, state=STEADY)
 def test_failback(hw, measure):
     holder, backup = hw.holder, hw.backup_for(hw.holder)
     measure("intended_master", hw.master_why)
@@ -423,7 +447,9 @@ def test_failback(hw, measure):
 
 
 @pytest.mark.check(id="no_split_brain", points=2, title="never two VIP owners across the scenario (beyond a "
-                   "preemption handover)", needs=KEEPALIVED)
+                   "preemption handover)",
+                   hint="Both directors must use the same virtual_router_id on the same network and hear each "
+                        "other's adverts.", needs=KEEPALIVED)
 def test_no_split_brain(hw, measure):
     """Who held the VIP, across the whole scenario, from the kernel's address events on each
     director (or, where a lab gives none, sampled every 0.25 s). During a preemption both hold it

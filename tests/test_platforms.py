@@ -1,0 +1,121 @@
+"""Grading where course staff are, on real labs: a cohort graded as shards then merged equals one
+run, --resume skips what is graded, Gradescope's run_autograder in an /autograder layout, and a
+student's self-check. They use the tutorial's one-check pack (tests/test_howto_write_a_pack.py),
+whose lab comes up in seconds, so six submissions cost what one hw3.8 run does."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from lvs_harness.labs.image import ensure_image
+from test_howto_write_a_pack import BROKEN, WRITEUP, write_pack
+
+pytestmark = pytest.mark.lab
+SCHEMAS = Path(__file__).parent / "data" / "schemas"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A folder with the tiny pack on PYTHONPATH and six write-ups, three of them broken."""
+    root = tmp_path_factory.mktemp("tiny")
+    packs = write_pack(root)
+    subs = []
+    for i in range(6):
+        path = root / f"student{i}.md"
+        path.write_text(WRITEUP if i % 2 == 0 else BROKEN)
+        subs.append(path)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(packs), os.environ.get("PYTHONPATH")]))}
+    return {"root": root, "subs": subs, "env": env}
+
+
+def cli(tiny, *args, timeout=900) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lvs_harness.cli", *args], cwd=tiny["root"], env=tiny["env"],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def verdicts(out: Path) -> dict:
+    book = json.loads((out / "gradebook.json").read_text())
+    return {e["submission"]: (e["outcome"], e["score"], [(c["id"], c["status"], c["score"]) for c in e["checks"]])
+            for e in book["submissions"]}
+
+
+def test_three_shards_merged_equal_one_run_and_resume_skips_them(tiny):
+    names = [str(p) for p in tiny["subs"]]
+    shards = [subprocess.Popen([sys.executable, "-m", "lvs_harness.cli", "grade", "--pack", "tinylab", *names,
+                                "--lab", "uml", "-j", "1", "--shard", f"{k}/3", "--out", f"shard-{k}"],
+                               cwd=tiny["root"], env=tiny["env"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True) for k in (1, 2, 3)]
+    whole = cli(tiny, "grade", "--pack", "tinylab", *names, "--lab", "uml", "-j", "3", "--out", "whole",
+                "--format", "junit")
+    outputs = [p.communicate(timeout=900)[0] for p in shards]
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    assert all(p.returncode == 0 for p in shards), outputs
+    graded = [set(verdicts(tiny["root"] / f"shard-{k}")) for k in (1, 2, 3)]
+    assert sum(map(len, graded)) == 6 and set.union(*graded) == {p.stem for p in tiny["subs"]}
+    merged = cli(tiny, "merge", "shard-1", "shard-2", "shard-3", "--out", "merged")
+    assert merged.returncode == 0, merged.stderr
+    assert verdicts(tiny["root"] / "merged") == verdicts(tiny["root"] / "whole")
+    scores = {name: v[1] for name, v in verdicts(tiny["root"] / "whole").items()}
+    assert scores == {f"student{i}": 2 if i % 2 == 0 else 0 for i in range(6)}
+    for name in scores:
+        assert (tiny["root"] / "merged" / name / "report.html").is_file()
+        assert (tiny["root"] / "whole" / name / "junit.xml").is_file()
+    assert (tiny["root"] / "merged" / "grades.csv").read_text() == (tiny["root"] / "whole" / "grades.csv").read_text()
+    # the same inputs again with --resume: nothing is graded again
+    again = cli(tiny, "grade", "--pack", "tinylab", *names, "--lab", "uml", "--out", "whole", "--resume", timeout=120)
+    assert again.returncode == 0 and "--resume: skipped 6 submission(s)" in again.stderr, again.stderr[-2000:]
+    assert "started" not in again.stderr
+
+
+def test_run_autograder_in_an_autograder_layout(tiny, tmp_path):
+    zip_path = tmp_path / "autograder.zip"
+    built = cli(tiny, "gradescope", "build", "--pack", "tinylab", "--out", str(zip_path),
+                "--image-url", "file:///srv/lvs-harness/rootfs.img", timeout=300)
+    assert built.returncode == 0, built.stderr
+    with zipfile.ZipFile(zip_path) as z:
+        names = z.namelist()
+        assert {"setup.sh", "run_autograder"} <= set(names) and any(n.endswith(".whl") for n in names)
+        assert (z.getinfo("run_autograder").external_attr >> 16) & 0o111
+        setup = z.read("setup.sh").decode()
+        z.extract("run_autograder", tmp_path)
+    assert "/srv/lvs-harness/rootfs.img" in setup and "mmdebstrap" not in setup
+    assert subprocess.run(["bash", "-n", "-c", setup]).returncode == 0
+    script = tmp_path / "run_autograder"
+    script.chmod(0o755)
+    env = {**tiny["env"], "LVS_HARNESS_PYTHON": sys.executable, "LVS_HARNESS_IMAGE": str(ensure_image(print))}
+    results = {}
+    for case, files in (("alice", {"write-up.md": WRITEUP}), ("empty", {"notes.txt": "I will hand it in later"})):
+        root = tmp_path / case
+        for sub in ("submission", "results", "source"):
+            (root / sub).mkdir(parents=True)
+        for name, text in files.items():
+            (root / "submission" / name).write_text(text)
+        run = subprocess.run([str(script)], cwd=root, env={**env, "AUTOGRADER_ROOT": str(root)}, capture_output=True,
+                             text=True, timeout=600)
+        assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+        results[case] = json.loads((root / "results" / "results.json").read_text())
+        jsonschema.validate(results[case], json.loads((SCHEMAS / "gradescope-results.schema.json").read_text()))
+    assert results["alice"]["score"] == 2 and results["alice"]["tests"][0]["status"] == "passed"
+    assert results["empty"]["score"] == 0 and "nothing to grade" in results["empty"]["output"]
+    assert "markdown write-up" in results["empty"]["output"]
+
+
+def test_a_student_checks_their_own_lab(tiny):
+    good = cli(tiny, "check", "--pack", "tinylab", str(tiny["subs"][0]), "--lab", "uml", "--out", "self-good")
+    assert good.returncode == 0, good.stdout[-2000:] + good.stderr[-2000:]
+    assert "✓ answers: five requests to the VIP" in good.stdout and "1 of 1 checks passed" in good.stdout
+    bad = cli(tiny, "check", "--pack", "tinylab", str(tiny["subs"][1]), "--lab", "uml", "--out", "self-bad")
+    assert bad.returncode == 1, bad.stdout[-2000:] + bad.stderr[-2000:]
+    assert "✗ answers" in bad.stdout and "hint: Is the VIP on lb1" in bad.stdout
+    assert "report: self-bad/student1/report.html" in bad.stdout
+    report = (tiny["root"] / "self-bad" / "student1" / "report.html").read_text()
+    assert "Hint: Is the VIP on lb1" in report
+    assert "Traceback" not in report and "def test_answers" not in report and "assert [a.real" not in report
