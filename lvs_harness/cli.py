@@ -87,13 +87,14 @@ def cmd_packs(args) -> int:
 
 
 def cmd_up(args) -> int:
-    pack = load_pack(args.pack)
+    # a Vagrantfile of your own belongs to no pack unless you name one: it gets no pack's VIP
+    pack = load_pack(args.pack) if args.pack or not args.vagrantfile else None
     lab = start_lab(LabConfig(backend=args.lab, provider=args.provider, vagrantfile=args.vagrantfile,
-                              allow_scripts=args.allow_scripts, keep=True, pack=pack.name))
+                              allow_scripts=args.allow_scripts, keep=True, pack=pack.name if pack else None))
     vip = lab.topology.services[0].vip if lab.topology.services else "<the VIP>"
     client = lab.topology.clients[0].name if lab.topology.clients else "<host>"
-    print(f"lab {lab.run_id} ({pack.name}) is up. Try:\n  lvs-harness status\n  lvs-harness exec {client} -- curl -s "
-          f"{vip}\n  lvs-harness down")
+    print(f"lab {lab.run_id} is up. Try:\n  lvs-harness status\n  lvs-harness exec {client} -- curl -s "
+          f"{vip}\n  lvs-harness down" + (f"\n(pack {pack.name})" if pack else ""))
     return 0
 
 

@@ -10,7 +10,7 @@ machine's cached one), or setup.sh fetches it from a URL the instructor gives (`
 
 Example::
 
-    build(Path("autograder.zip"), pack="hw38")          # setup.sh, run_autograder, the wheel, rootfs.img
+    build(Path("autograder.zip"), pack="hw38")          # setup.sh, run_autograder, lvs-harness/, rootfs.img
     run(Path("/autograder"), pack="hw38")               # → /autograder/results/results.json
 """
 
@@ -20,8 +20,6 @@ import json
 import os
 import shlex
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 import traceback
@@ -43,7 +41,7 @@ cd /autograder/source
 apt-get update -q
 DEBIAN_FRONTEND=noninteractive apt-get install -y -q user-mode-linux python3-venv curl
 python3 -m venv /autograder/source/venv
-/autograder/source/venv/bin/pip install -q ./{wheel}
+/autograder/source/venv/bin/pip install -q ./lvs-harness
 {fetch}
 """
 
@@ -61,7 +59,7 @@ ask your instructor to look at its log.", "tests": []}}' > "$ROOT/results/result
 
 
 def source_root() -> Path:
-    """The source checkout lvs-harness runs from (its wheel goes into the zip)."""
+    """The source checkout lvs-harness runs from (it goes into the zip)."""
     root = Path(__file__).resolve().parents[1]
     if not (root / "pyproject.toml").is_file():
         raise HarnessError("`gradescope build` packs lvs-harness from its source checkout, and this installation "
@@ -71,7 +69,7 @@ def source_root() -> Path:
 
 def build(out: Path, pack: str | None = None, image: Path | None = None, image_url: str | None = None,
           progress=lambda m: None) -> Path:
-    """Write the autograder zip: setup.sh, run_autograder, the lvs-harness wheel and the guest image
+    """Write the autograder zip: setup.sh, run_autograder, lvs-harness's source and the guest image
     (or a setup.sh that fetches it from ``image_url``). Written beside ``out`` and renamed into place."""
     pack_ = load_pack(pack)
     if image is None and not image_url:
@@ -81,33 +79,29 @@ def build(out: Path, pack: str | None = None, image: Path | None = None, image_u
         raise HarnessError(f"no guest image at {image}; pass --image the rootfs.img `lvs-harness image build` "
                            "printed, or --image-url.")
     from .grading import harness_version
-    with tempfile.TemporaryDirectory() as tmp:
-        progress("building the lvs-harness wheel")
-        res = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                              "-w", tmp, str(source_root())], capture_output=True, text=True)
-        wheels = list(Path(tmp).glob("lvs_harness-*.whl"))
-        if res.returncode != 0 or not wheels:
-            raise HarnessError(f"could not build the lvs-harness wheel: {(res.stderr or res.stdout).strip()[-400:]}")
-        fetch = (f"curl -fsSL {shlex.quote(image_url)} -o /autograder/source/rootfs.img" if image_url
-                 else "test -s /autograder/source/rootfs.img")
-        out = Path(out)
-        partial = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-        try:
-            with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as z:
-                for name, text in (("setup.sh", SETUP.format(version=harness_version(), wheel=wheels[0].name,
-                                                             fetch=fetch)),
-                                   ("run_autograder", RUN.format(pack=shlex.quote(pack_.name)))):
-                    info = zipfile.ZipInfo(name, date_time=time.localtime()[:6])
-                    info.external_attr = 0o755 << 16
-                    info.compress_type = zipfile.ZIP_DEFLATED
-                    z.writestr(info, text)
-                z.write(wheels[0], wheels[0].name)
-                if image is not None:
-                    progress(f"adding the guest image ({Path(image).stat().st_size // 2**20} MiB)")
-                    z.write(image, "rootfs.img")
-            os.replace(partial, out)
-        finally:
-            partial.unlink(missing_ok=True)
+    src = source_root()
+    sources = [src / "pyproject.toml", src / "README.md",
+               *(p for p in sorted((src / "lvs_harness").rglob("*")) if p.is_file() and "__pycache__" not in p.parts)]
+    fetch = (f"curl -fsSL {shlex.quote(image_url)} -o /autograder/source/rootfs.img" if image_url
+             else "test -s /autograder/source/rootfs.img")
+    out = Path(out)
+    partial = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as z:
+            for name, text in (("setup.sh", SETUP.format(version=harness_version(), fetch=fetch)),
+                               ("run_autograder", RUN.format(pack=shlex.quote(pack_.name)))):
+                info = zipfile.ZipInfo(name, date_time=time.localtime()[:6])
+                info.external_attr = 0o755 << 16
+                info.compress_type = zipfile.ZIP_DEFLATED
+                z.writestr(info, text)
+            for path in sources:       # lvs-harness itself, installed by setup.sh
+                z.write(path, f"lvs-harness/{path.relative_to(src)}")
+            if image is not None:
+                progress(f"adding the guest image ({Path(image).stat().st_size // 2**20} MiB)")
+                z.write(image, "rootfs.img")
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
     return out
 
 

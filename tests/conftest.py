@@ -1,8 +1,8 @@
-"""The graded batches shared by tests/test_corpus.py and tests/test_grade.py: one `lvs-harness grade`
-run, four labs at a time, over the hw3.8 self-test corpus (tests/data/submissions/), the real
-example write-up, the repository's example, and one submission per kind of bad input; and one
-`lvs-harness grade --pack lvs-nat` run over examples/lvs-nat-writeup.md and its corpus
-(tests/data/lvs-nat/) — so the lab-heavy part of the tests costs two parallel runs."""
+"""The graded batches shared by tests/test_corpus.py and tests/test_grade.py, run side by side: one
+`lvs-harness grade` over the hw3.8 self-test corpus (tests/data/submissions/), the real example
+write-up, the repository's example, and one submission per kind of bad input; and one
+`lvs-harness grade --pack lvs-nat` over examples/lvs-nat-writeup.md and its corpus
+(tests/data/lvs-nat/) — so the lab-heavy part of the tests costs one parallel run."""
 
 from __future__ import annotations
 
@@ -29,14 +29,19 @@ def corpus(folder: Path = CORPUS) -> list[Path]:
     return sorted(folder.glob("*.md"))
 
 
-def grade_batch(root: Path, subs: list[Path], *args: str) -> dict:
-    """One `lvs-harness grade` run over ``subs`` into root/reports: process, gradebook, entries."""
+def start_batch(root: Path, subs: list[Path], jobs: int, *args: str) -> subprocess.Popen:
+    """One `lvs-harness grade` run over ``subs`` into root/reports, started."""
+    return subprocess.Popen([sys.executable, "-m", "lvs_harness.cli", "grade", *map(str, subs), "-j", str(jobs),
+                             "--lab", "uml", "--out", "reports", *args],      # relative, as in the quick start
+                            cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish_batch(root: Path, proc: subprocess.Popen) -> dict:
+    """The finished batch: its process (stdout, stderr, returncode), gradebook and entries by name."""
+    stdout, stderr = proc.communicate(timeout=1800)
     out = root / "reports"
-    proc = subprocess.run([sys.executable, "-m", "lvs_harness.cli", "grade", *map(str, subs), "-j", str(BATCH_JOBS),
-                           "--lab", "uml", "--out", "reports", *args],      # relative, as in the quick start
-                          cwd=root, capture_output=True, text=True, timeout=1800)
     book = json.loads((out / "gradebook.json").read_text()) if (out / "gradebook.json").exists() else None
-    return {"proc": proc, "out": out, "book": book,
+    return {"proc": subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr), "out": out, "book": book,
             "by_name": {e["submission"]: e for e in (book or {}).get("submissions", [])}}
 
 
@@ -69,19 +74,35 @@ def bad_inputs(root: Path) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
-def graded(tmp_path_factory):
-    """The batch's process, output folder, gradebook and entries by submission name."""
+def batches(tmp_path_factory):
+    """Both batches, side by side: hw3.8's (the example, the repository's write-up, the bad inputs,
+    the corpus) three labs at a time and lvs-nat's (its example write-up and corpus, and the hw3.8
+    write-up, which is not an lvs-nat submission) one at a time — four labs at once, as one batch
+    of -j 4 would run, and about as long as the larger alone."""
     if not EXAMPLE.is_file():
         pytest.skip(f"the example submission is not at {EXAMPLE}")
-    root = tmp_path_factory.mktemp("batch")
-    subs = [EXAMPLE, WRITEUP, *bad_inputs(root).values(), *corpus()]
     runs_before = {r.id for r in Run.all()}
-    return {**grade_batch(root, subs), "runs_before": runs_before}
+    hw38, nat = tmp_path_factory.mktemp("batch"), tmp_path_factory.mktemp("nat-batch")
+    procs = {"hw38": (hw38, start_batch(hw38, [EXAMPLE, WRITEUP, *bad_inputs(hw38).values(), *corpus()],
+                                        BATCH_JOBS - 1)),
+             "lvs-nat": (nat, start_batch(nat, [NAT_WRITEUP, *corpus(NAT_CORPUS), WRITEUP], 1, "--pack", "lvs-nat"))}
+    try:
+        done = {name: finish_batch(root, proc) for name, (root, proc) in procs.items()}
+    except BaseException:
+        for _, proc in procs.values():
+            proc.terminate()
+        raise
+    done["hw38"]["runs_before"] = runs_before
+    return done
 
 
 @pytest.fixture(scope="session")
-def graded_nat(tmp_path_factory):
-    """The lvs-nat batch: its example write-up and its corpus, graded with --pack lvs-nat, and the
-    hw3.8 example write-up, which is not an lvs-nat submission."""
-    root = tmp_path_factory.mktemp("nat-batch")
-    return grade_batch(root, [NAT_WRITEUP, *corpus(NAT_CORPUS), WRITEUP], "--pack", "lvs-nat")
+def graded(batches):
+    """hw3.8's batch: process, output folder, gradebook and entries by submission name."""
+    return batches["hw38"]
+
+
+@pytest.fixture(scope="session")
+def graded_nat(batches):
+    """lvs-nat's batch (its example write-up, its corpus, and the hw3.8 write-up)."""
+    return batches["lvs-nat"]

@@ -156,9 +156,15 @@ def test_a_pack_written_from_scratch_grades_a_submission(tmp_path):
     (tmp_path / "alice.md").write_text(WRITEUP)
     (tmp_path / "bob.md").write_text(BROKEN)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(packs), os.environ.get("PYTHONPATH")]))}
+    # its checks on its own reference lab, from pytest (the pack is found from the suite being run),
+    # side by side with grading two write-ups with it
+    ref = subprocess.Popen([sys.executable, "-m", "pytest", "--pyargs", "tinylab", "--lab", "uml", "-p",
+                            "no:cacheprovider", "-q", f"--results-json={tmp_path / 'ref.json'}"], cwd=tmp_path, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     proc = subprocess.run([sys.executable, "-m", "lvs_harness.cli", "grade", "--pack", "tinylab", "alice.md", "bob.md",
                            "--lab", "uml", "-j", "2", "--out", "reports"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=900)
+    ref_out = ref.communicate(timeout=600)[0]
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     book = json.loads((tmp_path / "reports" / "gradebook.json").read_text())
     assert book["pack"] == "tinylab" and [c["id"] for c in book["checks"]] == ["answers"]
@@ -168,11 +174,7 @@ def test_a_pack_written_from_scratch_grades_a_submission(tmp_path):
     assert (bob["outcome"], bob["score"]) == ("graded", 0) and bob["checks"][0]["status"] == "failed", bob["checks"]
     report = (tmp_path / "reports" / "alice" / "report.html").read_text()
     assert "Tiny lab grading" in report and "lb1 keepalived.conf" in report
-    # its checks on its own reference lab, from pytest: the pack is found from the suite being run
-    run = subprocess.run([sys.executable, "-m", "pytest", "--pyargs", "tinylab", "--lab", "uml", "-p", "no:cacheprovider",
-                          "-q", f"--results-json={tmp_path / 'ref.json'}"], cwd=tmp_path, env=env, capture_output=True,
-                         text=True, timeout=600)
-    assert run.returncode == 0 and "1 passed" in run.stdout, run.stdout[-3000:]
+    assert ref.returncode == 0 and "1 passed" in ref_out, ref_out[-3000:]
     assert json.loads((tmp_path / "ref.json").read_text())["pack"] == "tinylab"
 
 

@@ -82,7 +82,8 @@ def test_run_autograder_in_an_autograder_layout(tiny, tmp_path):
     assert built.returncode == 0, built.stderr
     with zipfile.ZipFile(zip_path) as z:
         names = z.namelist()
-        assert {"setup.sh", "run_autograder"} <= set(names) and any(n.endswith(".whl") for n in names)
+        assert {"setup.sh", "run_autograder", "lvs-harness/pyproject.toml",
+                "lvs-harness/lvs_harness/cli.py"} <= set(names)
         assert (z.getinfo("run_autograder").external_attr >> 16) & 0o111
         setup = z.read("setup.sh").decode()
         z.extract("run_autograder", tmp_path)
@@ -109,13 +110,17 @@ def test_run_autograder_in_an_autograder_layout(tiny, tmp_path):
 
 
 def test_a_student_checks_their_own_lab(tiny):
-    good = cli(tiny, "check", "--pack", "tinylab", str(tiny["subs"][0]), "--lab", "uml", "--out", "self-good")
-    assert good.returncode == 0, good.stdout[-2000:] + good.stderr[-2000:]
-    assert "✓ answers: five requests to the VIP" in good.stdout and "1 of 1 checks passed" in good.stdout
-    bad = cli(tiny, "check", "--pack", "tinylab", str(tiny["subs"][1]), "--lab", "uml", "--out", "self-bad")
-    assert bad.returncode == 1, bad.stdout[-2000:] + bad.stderr[-2000:]
-    assert "✗ answers" in bad.stdout and "hint: Is the VIP on lb1" in bad.stdout
-    assert "report: self-bad/student1/report.html" in bad.stdout
+    runs = {name: subprocess.Popen([sys.executable, "-m", "lvs_harness.cli", "check", "--pack", "tinylab",
+                                    str(tiny["subs"][i]), "--lab", "uml", "--out", f"self-{name}"], cwd=tiny["root"],
+                                   env=tiny["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for name, i in (("good", 0), ("bad", 1))}
+    (good_out, good_err), (bad_out, bad_err) = (runs[n].communicate(timeout=600) for n in ("good", "bad"))
+    assert runs["good"].returncode == 0, good_out[-2000:] + good_err[-2000:]
+    assert "✓ answers: five requests to the VIP" in good_out and "1 of 1 checks passed" in good_out
+    assert runs["bad"].returncode == 1, bad_out[-2000:] + bad_err[-2000:]
+    assert "✗ answers" in bad_out and "hint: Is the VIP on lb1" in bad_out
+    assert "report: self-bad/student1/report.html" in bad_out
+    assert "lab " in bad_err and " is up" in bad_err            # progress while the lab came up (plain lines)
     report = (tiny["root"] / "self-bad" / "student1" / "report.html").read_text()
     assert "Hint: Is the VIP on lb1" in report
     assert "Traceback" not in report and "def test_answers" not in report and "assert [a.real" not in report
