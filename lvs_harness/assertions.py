@@ -234,6 +234,22 @@ def assert_ipvs_service(director, vip: str, port: int, *, scheduler: str = "rr",
                  interval=interval)
 
 
+def _conns(stats, key: str, by_address: bool = False) -> dict:
+    """{"total": the service's connections, real ("addr:port", or "addr"): its connections}."""
+    for s in stats or []:
+        if s.key == key:
+            return {"total": s.conns, **{(r.rsplit(":", 1)[0] if by_address else r): c["Conns"]
+                                         for r, c in s.reals.items()}}
+    return {"total": 0}
+
+
+def _conns_since(director, key: str, since, by_address: bool = False) -> tuple[dict, str]:
+    """How much each of the service's counters grew since ``since`` (read_stats), and the raw text."""
+    text = director.run("ipvsadm -Ln --stats --exact").stdout
+    base, now = _conns(since, key, by_address), _conns(ipvs.parse_counters(text), key, by_address)
+    return {k: v - base.get(k, 0) for k, v in now.items()}, text
+
+
 def split_tolerance(requests: int) -> int:
     """How far a real's count may be from its weighted share after ``requests`` requests: 5 % of
     them, at least 1. (wrr and rr give every real its exact share over whole cycles of the
@@ -263,18 +279,8 @@ def assert_weighted_split(director, vip: str, port: int, *, expected_total: int,
     total_weight = sum(weights.values()) or 1
     shares = {a: expected_total * w / total_weight for a, w in weights.items()}
 
-    def conns(stats) -> dict:
-        for s in stats or []:
-            if s.key == key:
-                return {"total": s.conns, **{r.rsplit(":", 1)[0]: c["Conns"] for r, c in s.reals.items()}}
-        return {"total": 0}
-
-    base = conns(since)
-
     def observe():
-        text = director.run("ipvsadm -Ln --stats --exact").stdout
-        now = conns(ipvs.parse_counters(text))
-        delta = {k: v - base.get(k, 0) for k, v in now.items()}
+        delta, text = _conns_since(director, key, since, by_address=True)
         per_real = {k: v for k, v in delta.items() if k != "total" and (v or k in shares)}
         ok = delta["total"] == expected_total and set(per_real) <= set(shares) and all(
             abs(per_real.get(a, 0) - share) <= tolerance for a, share in shares.items())
@@ -299,18 +305,8 @@ def assert_rr_balanced(director, vip: str, port: int, *, expected_total: int, to
     """
     key = ipvs.Service("TCP", vip, port).key
 
-    def conns(stats) -> dict:
-        for s in stats or []:
-            if s.key == key:
-                return {"total": s.conns, **{r: c["Conns"] for r, c in s.reals.items()}}
-        return {"total": 0}
-
-    base = conns(since)
-
     def observe():
-        text = director.run("ipvsadm -Ln --stats --exact").stdout
-        now = conns(ipvs.parse_counters(text))
-        delta = {k: v - base.get(k, 0) for k, v in now.items()}
+        delta, text = _conns_since(director, key, since)
         per_real = {k: v for k, v in delta.items() if k != "total"}
         share = expected_total / max(len(per_real), 1)
         ok = delta["total"] == expected_total and bool(per_real) and all(
