@@ -6,7 +6,8 @@ whose output says what happened.
 
 Gradescope builds its autograder image without privileges, so the guest image cannot be built
 there (mmdebstrap needs root): the zip carries a prebuilt image (``--image``, default this
-machine's cached one), or setup.sh fetches it from a URL the instructor gives (``--image-url``).
+machine's cached one), or setup.sh fetches it from a URL the instructor gives (``--image-url``);
+the UML kernel its modules belong to (``linux.uml``) is always in the zip.
 
 Example::
 
@@ -28,6 +29,7 @@ from pathlib import Path
 
 from . import exports
 from .errors import HarnessError
+from .labs.image import uml_kernel
 from .packs import load_pack
 
 EXPECTED = ("a markdown write-up (*.md) whose code blocks are the lab's files, each labelled on the line "
@@ -39,16 +41,19 @@ SETUP = """#!/usr/bin/env bash
 set -euo pipefail
 cd /autograder/source
 apt-get update -q
-DEBIAN_FRONTEND=noninteractive apt-get install -y -q user-mode-linux python3-venv curl
+DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv curl
 python3 -m venv /autograder/source/venv
 /autograder/source/venv/bin/pip install -q ./lvs-harness
 {fetch}
+# the guest runs as nobody: it must read its image
+chmod a+rx /autograder /autograder/source && chmod a+r /autograder/source/rootfs.img
 """
 
 RUN = """#!/usr/bin/env bash
 # Gradescope runs this per submission; it writes $ROOT/results/results.json whatever happens.
 ROOT=${{AUTOGRADER_ROOT:-/autograder}}
 export LVS_HARNESS_IMAGE=${{LVS_HARNESS_IMAGE:-$ROOT/source/rootfs.img}}
+export LVS_HARNESS_UML_KERNEL=${{LVS_HARNESS_UML_KERNEL:-$ROOT/source/linux.uml}}   # the image's modules are its
 PY=${{LVS_HARNESS_PYTHON:-$ROOT/source/venv/bin/python}}
 "$PY" -m lvs_harness.cli gradescope run --root "$ROOT" --pack {pack} || {{
   mkdir -p "$ROOT/results"
@@ -96,6 +101,11 @@ def build(out: Path, pack: str | None = None, image: Path | None = None, image_u
                 z.writestr(info, text)
             for path in sources:       # lvs-harness itself, installed by setup.sh
                 z.write(path, f"lvs-harness/{path.relative_to(src)}")
+            kernel = Path(uml_kernel()[0])     # the image carries this kernel's modules: ship the two together
+            info = zipfile.ZipInfo("linux.uml", date_time=time.localtime()[:6])
+            info.external_attr = 0o755 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            z.writestr(info, kernel.read_bytes())
             if image is not None:
                 progress(f"adding the guest image ({Path(image).stat().st_size // 2**20} MiB)")
                 z.write(image, "rootfs.img")

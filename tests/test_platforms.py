@@ -82,8 +82,10 @@ def test_run_autograder_in_an_autograder_layout(tiny, tmp_path):
     assert built.returncode == 0, built.stderr
     with zipfile.ZipFile(zip_path) as z:
         names = z.namelist()
-        assert {"setup.sh", "run_autograder", "lvs-harness/pyproject.toml",
-                "lvs-harness/lvs_harness/cli.py"} <= set(names)
+        assert {"setup.sh", "run_autograder", "lvs-harness/pyproject.toml", "lvs-harness/lvs_harness/cli.py",
+                "linux.uml"} <= set(names)
+        assert (z.getinfo("linux.uml").external_attr >> 16) & 0o111
+        z.extract("linux.uml", tmp_path / "alice" / "source")
         assert (z.getinfo("run_autograder").external_attr >> 16) & 0o111
         setup = z.read("setup.sh").decode()
         z.extract("run_autograder", tmp_path)
@@ -92,11 +94,12 @@ def test_run_autograder_in_an_autograder_layout(tiny, tmp_path):
     script = tmp_path / "run_autograder"
     script.chmod(0o755)
     env = {**tiny["env"], "LVS_HARNESS_PYTHON": sys.executable, "LVS_HARNESS_IMAGE": str(ensure_image(print))}
+    (tmp_path / "alice" / "source" / "linux.uml").chmod(0o755)    # the kernel run_autograder uses (its default)
     results = {}
     for case, files in (("alice", {"write-up.md": WRITEUP}), ("empty", {"notes.txt": "I will hand it in later"})):
         root = tmp_path / case
         for sub in ("submission", "results", "source"):
-            (root / sub).mkdir(parents=True)
+            (root / sub).mkdir(parents=True, exist_ok=True)
         for name, text in files.items():
             (root / "submission" / name).write_text(text)
         run = subprocess.run([str(script)], cwd=root, env={**env, "AUTOGRADER_ROOT": str(root)}, capture_output=True,

@@ -71,7 +71,6 @@ class Pack:
     services: tuple[VirtualService, ...] = ()
     charts: Callable[[dict], list[str]] | None = None
     real_setup: str = "real-server setup"
-    examples: tuple[Path, ...] = ()
 
     def checks(self) -> list[Check]:
         """The suite's checks in order (ids checked unique across its modules)."""
