@@ -142,6 +142,7 @@ def test_no_vagrant_binary_is_one_sentence_with_the_fix(monkeypatch):
 def test_two_runs_at_once_have_their_own_machines_networks_and_addresses(tmp_path):
     """Two graders on one host, the same Vagrantfile (same machine names and addresses) at once."""
     vf = one_machine(tmp_path / "lab")
+    before = {r.id for r in Run.all()}
     ups = [subprocess.Popen([*CLI, "up", "--lab", "vagrant", "--vagrantfile", str(vf), "--allow-scripts"],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
            for _ in range(2)]
@@ -172,8 +173,8 @@ def test_two_runs_at_once_have_their_own_machines_networks_and_addresses(tmp_pat
         assert down.returncode == 0, down.stdout + down.stderr
         assert not [d for d in domains() if d.startswith(f"lvsh-{a}_")]
         assert f"lvsh-{b}_client" in libvirt_ns.virsh("list", "--name").stdout.split()    # B still running
-    finally:
-        for run_id in ids:
+    finally:      # every run this test made, by its id (also when its output could not be read)
+        for run_id in ids + sorted({r.id for r in Run.all()} - before - set(ids)):
             subprocess.run([*CLI, "down", "--run", run_id], capture_output=True, timeout=300)
     for run_id in ids:
         nothing_left(run_id)
