@@ -70,6 +70,19 @@ def nothing_left(run_id: str) -> None:
     assert not (state_root() / run_id).exists()
 
 
+def qemu_of(run_id: str) -> list[int]:
+    """The qemu processes running a machine of ``run_id`` (its domains are named lvsh-<id>_<machine>)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().startswith("qemu") and \
+                    f"guest=lvsh-{run_id}_".encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(int(pid))
+        except OSError:
+            continue
+    return found
+
+
 def domains() -> list[str]:
     return libvirt_ns.virsh("list", "--all", "--name", check=False).stdout.split()
 
@@ -173,6 +186,13 @@ def test_two_runs_at_once_have_their_own_machines_networks_and_addresses(tmp_pat
         assert down.returncode == 0, down.stdout + down.stderr
         assert not [d for d in domains() if d.startswith(f"lvsh-{a}_")]
         assert f"lvsh-{b}_client" in libvirt_ns.virsh("list", "--name").stdout.split()    # B still running
+        # libvirtd stopped under B (as `lvs-harness clean --libvirt` does): its VM keeps running, and
+        # taking B down must start libvirt again to destroy it, not leave a qemu with no record
+        libvirt_ns.stop()
+        assert qemu_of(b), "the VM should outlive libvirtd"
+        down = subprocess.run([*CLI, "down", "--run", b], capture_output=True, text=True, timeout=300)
+        assert down.returncode == 0, down.stdout + down.stderr
+        assert qemu_of(b) == [] and leftovers({b}) == []
     finally:      # every run this test made, by its id (also when its output could not be read)
         for run_id in ids + sorted({r.id for r in Run.all()} - before - set(ids)):
             subprocess.run([*CLI, "down", "--run", run_id], capture_output=True, timeout=300)

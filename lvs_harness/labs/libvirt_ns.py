@@ -85,7 +85,9 @@ def _foreign_libvirtd() -> list[int]:
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            if Path(f"/proc/{pid}/comm").read_text().strip() == "libvirtd" and int(pid) not in ours:
+            # (a libvirtd that just exited stays in /proc as a zombie for a moment: not a running one)
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "libvirtd" and int(pid) not in ours \
+                    and is_alive(int(pid)):
                 found.append(int(pid))
         except OSError:
             pass

@@ -342,6 +342,21 @@ class VagrantLab(LabBase):
         cleanup(self.run, progress=self.config.progress)
 
 
+def destroy_libvirt_objects(run_id: str) -> None:
+    """Destroy and undefine the libvirt domains (with their storage) and networks named for ``run_id``."""
+    if not (Path(f"/run/netns/{libvirt_ns.NETNS}").exists() and libvirt_ns.SOCKET.exists()):
+        return
+    prefix = f"lvsh-{run_id}"
+    domains = libvirt_ns.virsh("list", "--all", "--name", check=False).stdout.split()
+    for dom in (d for d in domains if d.startswith(prefix + "_")):
+        libvirt_ns.virsh("destroy", dom, check=False)
+        libvirt_ns.virsh("undefine", dom, "--remove-all-storage", check=False)
+    networks = libvirt_ns.virsh("net-list", "--all", "--name", check=False).stdout.split()
+    for net in (n for n in networks if n.startswith(prefix + "-")):
+        libvirt_ns.virsh("net-destroy", net, check=False)
+        libvirt_ns.virsh("net-undefine", net, check=False)
+
+
 UP_FAILURES = (   # (what vagrant says, what it means for the user)
     (r"The box '(?P<box>[^']+)' could not be found or could not be accessed in the remote catalog",
      "box '{box}' is not installed in Vagrant and cannot be downloaded here: add it with `vagrant box add "
@@ -367,24 +382,26 @@ def up_failure(returncode: int, said: list[str], provider: str) -> str:
 
 
 def cleanup(run: Run, progress=None) -> None:
-    """Destroy a vagrant run's machines and networks (by its id), end its ssh connections, remove its folder."""
+    """Destroy a vagrant run's machines and networks (by its id), end its ssh connections, remove its folder.
+
+    Its machines outlive libvirtd (qemu keeps running when the daemon stops): a run that has machines
+    starts lvs-harness's libvirt daemons again first, else they would be left running with no record."""
     provider = run.data.get("provider", "libvirt")
     workdir = run.dir / f"lvsh-{run.id}"
     kill_marked(run.id)        # a `vagrant up` a killed run left going would go on creating machines
+    if provider == "libvirt" and (workdir / ".vagrant").exists():
+        try:
+            with libvirt_ns.lock():
+                libvirt_ns.ensure(progress or (lambda message: None))
+        except LabError as err:
+            if progress:
+                progress(f"run {run.id}: libvirt could not be started to destroy its machines ({err})")
     if (workdir / ".vagrant").exists() and (run.dir / "bin" / "vagrant").exists():
         if progress:
             progress(f"vagrant destroy (run {run.id})")
         subprocess.run([str(run.dir / "bin" / "vagrant"), "destroy", "-f"], cwd=workdir, capture_output=True,
                        env=vagrant_env(run.id, provider), timeout=600)
-    if provider == "libvirt" and Path(f"/run/netns/{libvirt_ns.NETNS}").exists() and libvirt_ns.SOCKET.exists():
-        prefix = f"lvsh-{run.id}"
-        domains = libvirt_ns.virsh("list", "--all", "--name", check=False).stdout.split()
-        for dom in (d for d in domains if d.startswith(prefix + "_")):
-            libvirt_ns.virsh("destroy", dom, check=False)
-            libvirt_ns.virsh("undefine", dom, "--remove-all-storage", check=False)
-        networks = libvirt_ns.virsh("net-list", "--all", "--name", check=False).stdout.split()
-        for net in (n for n in networks if n.startswith(prefix + "-")):
-            libvirt_ns.virsh("net-destroy", net, check=False)
-            libvirt_ns.virsh("net-undefine", net, check=False)
+    if provider == "libvirt":
+        destroy_libvirt_objects(run.id)
     kill_marked(run.id)
     shutil.rmtree(run.dir, ignore_errors=True)
