@@ -374,6 +374,10 @@ class NamespacedLab(LabBase):
     def _execute(self, host: str, command: str, *, timeout: float, input: bytes | None) -> CommandResult:
         if self._closed:
             raise self._closed_error(host, command)
+        return self._host_run(host, command, input, timeout)
+
+    def _host_run(self, host: str, command: str, input: bytes | None, timeout: float) -> CommandResult:
+        """Run ``command`` with /bin/sh as root in ``host`` (a backend may have a faster way)."""
         t0 = time.monotonic()
         res = self._root_run(self.ns.enter_argv(host, command), input, timeout, self.ns.env)
         return CommandResult(command=command, rc=res.rc, stdout=res.stdout, stderr=res.stderr,

@@ -135,9 +135,10 @@ class GuestAgent:
         script = 'exec 0<"$0.in"; rm -f "$0.in"; exec xargs -0 -a "$0.argv" sh -c \'rm -f "$0"; exec "$@"\' "$0.argv"'
         return {"path": "/bin/sh", "arg": ["-c", script, base], "capture-output": True}
 
-    def start(self, argv: list[str]) -> int:
+    def start(self, argv: list[str], env: dict | None = None) -> int:
         """Start argv in the guest without waiting for it; return its guest pid."""
-        return self._request("guest-exec", timeout=5, path=argv[0], arg=list(argv[1:]))["pid"]
+        extra = {"env": [f"{k}={v}" for k, v in env.items()]} if env is not None else {}
+        return self._request("guest-exec", timeout=5, path=argv[0], arg=list(argv[1:]), **extra)["pid"]
 
     def exec(self, argv: list[str], input: bytes | None = None, timeout: float = 60,
              env: dict | None = None) -> tuple[int, str, str]:

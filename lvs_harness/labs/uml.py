@@ -25,16 +25,18 @@ import subprocess
 import time
 from pathlib import Path
 
-from ..commands import CommandResult
+from ..commands import TIMEOUT_RC, CommandResult, timeout_note
 from ..errors import HarnessError, LabError
 from ..runs import MARKER, Run, kill_marked
 from .base import LabConfig, NamespacedLab
 from .confine import hide_xstate, landlock, landlock_abi
+from .channel import AGENT_PATH, HostChannel, agent_argv, agent_script
 from .guest_agent import GuestAgent
 from .image import UML_KERNEL, ensure_image, uml_kernel
 
 GUEST_MEM = "256M"
 BOOT_TIMEOUT = 60
+CHANNEL_TIMEOUT = 20
 GUEST_STATE = "/run/lvsh"
 # UML runs with XSTATE hidden (see hide_xstate), so only the FXSR part of the FPU state
 # (x87 + xmm) survives a guest process being interrupted. glibc would pick AVX/AVX-512
@@ -56,6 +58,7 @@ class Guest:
         self.mem = mem
         self.proc: subprocess.Popen | None = None
         self.agent: GuestAgent | None = None
+        self.channel_sock: socket.socket | None = None
         self.console = run.dir / "console.log"
 
     def boot(self) -> float:
@@ -82,8 +85,10 @@ class Guest:
             self.progress("warning: this kernel has no Landlock, so code run as root in the guest can read "
                           "world-readable host files through hostfs (UML's hostfs= does not stop '..')")
         here, there = socket.socketpair()
+        self.channel_sock, channel_end = socket.socketpair()     # the host agent's line (see .channel)
         argv = [kernel, f"mem={self.mem}", f"ubd0={work}/cow,{self.image}", "root=/dev/ubda", "rw",
                 "init=/sbin/lvsh-init", "con=null", "con0=null,fd:1", "ssl=null", f"ssl1=fd:{there.fileno()}",
+                f"ssl2=fd:{channel_end.fileno()}",
                 f"umid=lvsh-{run.id}", f"uml_dir={work}", f"hostfs={hostfs}",
                 f"GLIBC_TUNABLES={GUEST_GLIBC_TUNABLES}"]
         env = {"PATH": "/usr/bin:/bin", "TMPDIR": str(shm), "HOME": str(work), MARKER: run.id}
@@ -91,11 +96,12 @@ class Guest:
         with open(self.console, "wb") as console:
             self.proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT, env=env,
-                pass_fds=[there.fileno()], start_new_session=True, user=uid, group=gid,
+                pass_fds=[there.fileno(), channel_end.fileno()], start_new_session=True, user=uid, group=gid,
                 cwd=work,   # UML's COW code chdirs around; a cwd nobody cannot enter made it fail (EINVAL)
                 extra_groups=[] if uid is not None else None,
                 preexec_fn=lambda: self._confine(kernel, [str(work), str(shm)], hostfs))
         there.close()
+        channel_end.close()
         run.add("process_group", pgid=self.proc.pid)
         self.agent = GuestAgent(here)
         try:
@@ -152,6 +158,7 @@ class UmlLab(NamespacedLab):
     def __init__(self, config: LabConfig, run: Run):
         super().__init__(config, run, ns_state=f"{GUEST_STATE}/ns")
         self.guest = Guest(run, ensure_image(config.progress), progress=config.progress)
+        self.channel: HostChannel | None = None
 
     @classmethod
     def _preflight(cls, config: LabConfig, provision: bool) -> None:
@@ -160,6 +167,30 @@ class UmlLab(NamespacedLab):
     def _boot(self) -> None:
         with self._timed("boot", "booting the UML guest"):
             self.guest.boot()
+            self._start_channel()
+
+    def _start_channel(self) -> None:
+        """The host agent (see :mod:`.channel`): every lab host's commands go through it; where it
+        cannot start (an image without perl), they go through qemu-ga and nsenter, and it says so."""
+        guest = self.guest
+        try:
+            guest.agent.write_file(AGENT_PATH, agent_script())
+            channel = HostChannel(guest.channel_sock)
+            guest.agent.start(agent_argv(self.ns.prefix, self.ns.state), env=self.ns.env)
+            channel.wait_ready(CHANNEL_TIMEOUT, alive=lambda: guest.proc.poll() is None)
+        except LabError as err:
+            self.config.progress(f"warning: {err}; lab commands go through the guest agent instead (slower)")
+            return
+        self.channel = channel
+
+    def _host_run(self, host: str, command: str, input: bytes | None, timeout: float) -> CommandResult:
+        if self.channel is None:
+            return super()._host_run(host, command, input, timeout)
+        t0 = time.monotonic()
+        rc, out, err, timed_out = self.channel.run(host, command, input, timeout)
+        if timed_out:
+            rc, err = TIMEOUT_RC, err + timeout_note(timeout)
+        return CommandResult(command=command, rc=rc, stdout=out, stderr=err, duration=time.monotonic() - t0)
 
     def _root_run(self, argv, input, timeout, env=None) -> CommandResult:
         return self.guest.exec(argv, input, timeout, env)
@@ -170,6 +201,8 @@ class UmlLab(NamespacedLab):
                                 "--regid=nogroup", "--clear-groups", "--", *argv], input, 60)
 
     def _teardown(self) -> None:
+        if self.channel is not None:
+            self.channel.close()
         self.guest.stop()
         cleanup(self.run)
 

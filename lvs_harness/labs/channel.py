@@ -1,0 +1,177 @@
+"""A long-lived command channel into the lab hosts of a UML guest (``data/host-agent.pl``).
+
+qemu-guest-agent runs a command as a new process that then ``nsenter``s the host and starts
+``sh``, and the harness polls for its end: three execs and a dozen serial round trips per
+command. The host agent is one Perl process in the guest on its own serial line
+(``/dev/ttyS2``); per command it forks, ``setns``es into the host's namespaces and execs
+``/bin/sh -c`` once, and pushes the result back the moment the command ends. Commands from
+several threads overlap (each request and reply carries an id).
+
+Example::
+
+    channel = HostChannel(sock)
+    channel.wait_ready(timeout=10, alive=lambda: proc.poll() is None)
+    rc, out, err, timed_out = channel.run("balancer1", "ipvsadm -Ln", None, timeout=10)
+"""
+
+from __future__ import annotations
+
+import itertools
+import socket
+import threading
+from importlib import resources
+from typing import Callable
+
+from ..errors import LabError, LabGone
+
+AGENT_PATH = "/run/lvsh-host-agent.pl"
+TTY = "/dev/ttyS2"
+SPOOL = "/run/lvsh-agent"
+LOG = "/run/lvsh-agent.log"          # the agent's own errors (in the guest)
+WINDOW = 2048         # bytes sent and not yet acknowledged by the agent (see host-agent.pl)
+CHUNK = 1024
+MARGIN = 15.0          # s past a command's timeout before the harness stops waiting for the agent's kill
+
+GONE = ("the lab's command channel has closed (the guest stopped or crashed, e.g. by a command of the "
+        "submission); nothing more can run in this lab")
+
+
+def agent_script() -> bytes:
+    return resources.files("lvs_harness.data").joinpath("host-agent.pl").read_bytes()
+
+
+def agent_argv(prefix: str, state: str) -> list[str]:
+    """What starts the agent in the guest (as root, detached): raw mode on its line, then perl."""
+    return ["/bin/sh", "-c", f'stty -F {TTY} raw -echo && exec perl "$0" {TTY} "$1" "$2" {SPOOL} 2>>{LOG}',
+            AGENT_PATH, prefix, state]
+
+
+class _Pending:
+    __slots__ = ("done", "result")
+
+    def __init__(self):
+        self.done = threading.Event()
+        self.result: tuple[int, str, str, bool] | None = None
+
+
+class HostChannel:
+    def __init__(self, sock: socket.socket):
+        self._sock = sock
+        self._send_lock = threading.Lock()
+        self._credit = threading.Condition()
+        self._unacked = 0
+        self._ids = itertools.count(1)
+        self._pending: dict[int, _Pending] = {}
+        self._ready = threading.Event()
+        self._gone = False
+        self.agent_pid: int | None = None
+        self._reader = threading.Thread(target=self._read_loop, name="lvsh-channel", daemon=True)
+        self._reader.start()
+
+    # the reader -------------------------------------------------------------------
+    def _read_loop(self) -> None:
+        buf = b""
+        try:
+            while True:
+                while b"\n" not in buf:
+                    chunk = self._sock.recv(262144)
+                    if not chunk:
+                        return
+                    buf += chunk
+                head, buf = buf.split(b"\n", 1)
+                fields = head.split()
+                if not fields:
+                    continue
+                if fields[0] == b"A" and len(fields) == 2:
+                    with self._credit:
+                        self._unacked = max(0, self._unacked - int(fields[1]))
+                        self._credit.notify_all()
+                    continue
+                if fields[0] == b"READY":
+                    self.agent_pid = int(fields[1])
+                    self._ready.set()
+                    continue
+                if fields[0] != b"R" or len(fields) != 6:
+                    continue     # line noise before the agent set its line raw
+                rid, rc, timed_out, n_out, n_err = (int(f) for f in fields[1:])
+                while len(buf) < n_out + n_err:
+                    chunk = self._sock.recv(262144)
+                    if not chunk:
+                        return
+                    buf += chunk
+                out, err, buf = buf[:n_out], buf[n_out:n_out + n_err], buf[n_out + n_err:]
+                pending = self._pending.pop(rid, None)
+                if pending is not None:
+                    pending.result = (rc, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"),
+                                      bool(timed_out))
+                    pending.done.set()
+        except OSError:
+            return
+        finally:
+            self._gone = True
+            for pending in list(self._pending.values()):
+                pending.done.set()
+            self._ready.set()
+            with self._credit:
+                self._credit.notify_all()
+
+    # the API ----------------------------------------------------------------------
+    def wait_ready(self, timeout: float, alive: Callable[[], bool]) -> None:
+        """Block until the agent said READY on its line (or raise LabError)."""
+        waited = 0.0
+        while not self._ready.wait(0.05):
+            waited += 0.05
+            if not alive() or waited > timeout:
+                break
+        if self.agent_pid is None:
+            raise LabError(f"the lab's command channel did not start within {timeout:g} s")
+
+    def run(self, host: str, command: str, input: bytes | None, timeout: float) -> tuple[int, str, str, bool]:
+        """Run ``command`` with /bin/sh as root in ``host``: (rc, stdout, stderr, timed out)."""
+        if self._gone:
+            raise LabGone(GONE)
+        rid = next(self._ids)
+        cmd, data = command.encode(), input or b""
+        pending = _Pending()
+        self._pending[rid] = pending
+        header = f"X {rid} {host} {max(1, int(timeout * 1000))} {len(cmd)} {len(data)}\n".encode()
+        try:
+            self._send(header + cmd + data, timeout + MARGIN)
+        except OSError:
+            self._pending.pop(rid, None)
+            raise LabGone(GONE) from None
+        except LabError:
+            self._pending.pop(rid, None)
+            raise
+        if not pending.done.wait(timeout + MARGIN):
+            self._pending.pop(rid, None)
+            raise LabError(f"the lab's command channel did not answer `{command[:200]}` on {host} "
+                           f"within {timeout + MARGIN:g} s")
+        if pending.result is None:
+            raise LabGone(GONE)
+        return pending.result
+
+    def _send(self, data: bytes, timeout: float) -> None:
+        """Send ``data`` in chunks, keeping at most :data:`WINDOW` bytes unacknowledged."""
+        with self._send_lock:
+            for i in range(0, len(data), CHUNK):
+                piece = data[i:i + CHUNK]
+                with self._credit:
+                    if not self._credit.wait_for(lambda: self._gone or self._unacked + len(piece) <= WINDOW,
+                                                 timeout):
+                        raise LabError(f"the lab's command channel took no input for {timeout:g} s")
+                    if self._gone:
+                        raise LabGone(GONE)
+                    self._unacked += len(piece)
+                self._sock.sendall(piece)
+
+    def close(self) -> None:
+        try:
+            with self._send_lock:
+                self._sock.sendall(b"Q\n")
+        except OSError:
+            pass
+        try:
+            self._sock.close()
+        except OSError:
+            pass
