@@ -150,8 +150,17 @@ def identify(answers: list[Request], pages: dict[str, str]) -> list[Request]:
 
 
 class Prober:
-    """A request every ``interval`` seconds from ``client`` until stopped (bounded by ``max_seconds``):
-    ``lanes`` curls, each at one request per ``lanes × interval`` s, started ``interval`` apart."""
+    """A request every ``interval`` seconds from ``client`` until stopped (bounded by ``max_seconds``),
+    each on a new connection and overlapping (one that hangs does not delay the next): one process
+    (``data/http-probe.pl``), else — a client without perl's Time::HiRes — ``lanes`` curls, each at
+    one request per ``lanes × interval`` s, started ``interval`` apart.
+
+    Example::
+
+        with Prober(lab.hosts["client"], "http://172.28.128.200/") as prober:
+            director.link_down("eth1"); ...
+        prober.outage(), prober.rate        # ((start, 2.61), 33.3)
+    """
 
     def __init__(self, client, url: str, interval: float = 0.03, timeout: float = 0.5, max_seconds: float = 300,
                  lanes: int | None = None):
@@ -163,36 +172,50 @@ class Prober:
         # enough lanes that one hung for its whole timeout is back before its turn comes again
         self.lanes = lanes or max(1, int(round((timeout + interval) / interval)))
         self.results: list[Request] = []
+        self.kind = ""                # "perl" (one process) or "curl" (lanes), once started
         self._name = f"/tmp/lvsh-probe-{secrets.token_hex(4)}"
         self._full_from = 0.0         # the client's clock when every lane was running
 
     def start(self) -> "Prober":
+        n = self._name
+        args = f"{shlex.quote(self.url)} {self.interval:g} {self.timeout:g} {int(self.max_seconds)}"
+        perl = (f"setsid -f sh -c 'echo $$ > {n}.pids; exec perl - {args} >> {n}.log 2>{n}.err' "
+                ">/dev/null 2>&1")
         period = self.lanes * self.interval
         count = int(self.max_seconds / period) + 1
-        lane = (f"{{ {curl_command(self.url, count, self.timeout, 1 / period)} & echo $! >> {self._name}.pids; wait; }}"
+        lane = (f"{{ {curl_command(self.url, count, self.timeout, 1 / period)} & echo $! >> {n}.pids; wait; }}"
                 " | parse")
-        loop = (f"{NAP}; {PARSE}; for k in $(seq {self.lanes}); do {lane} >> {self._name}.log & nap {self.interval:g}; "
-                f"done; wait; touch {self._name}.done")
-        self.client.check(f"setsid -f bash -c {shlex.quote(loop)} </dev/null >/dev/null 2>&1")
+        loop = (f"{NAP}; {PARSE}; for k in $(seq {self.lanes}); do {lane} >> {n}.log & nap {self.interval:g}; "
+                f"done; wait; touch {n}.done")
+        curls = f"setsid -f bash -c {shlex.quote(loop)} </dev/null >/dev/null 2>&1"
+        self.kind = self.client.check(
+            f"if perl -MTime::HiRes -e1 2>/dev/null; then echo perl; {perl}; else echo curl; {curls}; fi",
+            input=resources.files("lvs_harness.data").joinpath("http-probe.pl").read_bytes()).stdout.strip()
         self._pids()          # at full rate before the caller breaks anything
         self._full_from = float(self.client.check("date +%s.%N").stdout)
         return self
 
     def _pids(self) -> list[str]:
-        """The lanes' curl pids, once every lane has started (bounded wait)."""
+        """The prober's pid, or the lanes' curl pids once every lane has started (bounded wait)."""
+        want = 1 if self.kind == "perl" else self.lanes
         deadline = time.monotonic() + 10
         while True:
             pids = self.client.run(f"cat {self._name}.pids 2>/dev/null").stdout.split()
-            if len(pids) >= self.lanes or time.monotonic() > deadline:
+            if len(pids) >= want or time.monotonic() > deadline:
                 return pids
             time.sleep(0.05)
 
     def stop(self) -> list[Request]:
-        pids = self._pids()     # the curls, by the pids the lanes recorded
-        deadline = time.monotonic() + self.timeout + 5
-        self.client.run(f"kill {' '.join(pids)} 2>/dev/null" if pids else "true")
-        while not self.client.run(f"test -e {self._name}.done").ok and time.monotonic() < deadline:
-            time.sleep(0.05)
+        pids = self._pids()     # the prober's or the curls', by the pids recorded
+        if self.kind == "perl":
+            # it ends at SIGTERM between requests; in-flight ones are not reported (as a killed curl's)
+            self.client.run(f"p={' '.join(pids) or 0}; kill $p 2>/dev/null; for i in $(seq 100); do "
+                            "kill -0 $p 2>/dev/null || break; sleep 0.05; done; kill -9 $p 2>/dev/null; true")
+        else:
+            deadline = time.monotonic() + self.timeout + 5
+            self.client.run(f"kill {' '.join(pids)} 2>/dev/null" if pids else "true")
+            while not self.client.run(f"test -e {self._name}.done").ok and time.monotonic() < deadline:
+                time.sleep(0.05)
         self.results = parse_requests(self.client.run(f"cat {self._name}.log; rm -f {self._name}.*").stdout)
         return self.results
 
