@@ -51,21 +51,24 @@ def floors(hw, measured: dict, timing_tcpfin: float) -> dict[str, tuple[float, s
     """The protocol time each check must wait, from the lab's configuration: {check: (s, why)}."""
     master, backup = hw.master, hw.backup_for(hw.master)
     mb, ib = hw.insts[master.name], hw.insts[backup.name]
-    down_b = ib.master_down_interval
+    down_b, down_m = ib.master_down_interval, mb.master_down_interval
     skew_b = (256 - ib.priority) / 256 * ib.advert_int
     watched = measured.get("vip_on_master", {}).get("watched_s", 0.0)
     return {
         "vip_on_master": (watched, f"watched {watched:g} s: until a deaf backup would have taken the VIP"),
         "vip_by_keepalived": (skew_b, f"backup's skew {skew_b:.2f} s after the master's priority-0 advert"),
-        "traffic_via_vip": (mb.advert_int, f"the master preempts within an advert ({mb.advert_int:g} s) after "
-                                           "keepalived is back"),
+        # keepalived starts every instance in BACKUP, and a higher-priority backup preempts only when
+        # its own master-down timer runs out (RFC 3768 6.4.2: a lower-priority advert does not reset
+        # it): the VIP comes back a master-down interval after keepalived starts or the link returns
+        "traffic_via_vip": (down_m, f"the master preempts after its master-down interval ({down_m:.2f} s) "
+                                    "once keepalived is back"),
         "rr_balanced": (STATS_LAG, f"IPVS stats estimator ({STATS_LAG:g} s)"),
         "inactconn_drains": (timing_tcpfin, f"tcpfin {timing_tcpfin:g} s"),
         "failover": (down_b + ib.advert_int + STATS_LAG,
                      f"backup's master-down {down_b:.2f} s + an advert of probing + stats {STATS_LAG:g} s"),
-        "failback": (mb.advert_int + down_b + mb.advert_int + 1.0,
-                     f"preemption {mb.advert_int:g} s (baseline), own failover {down_b:.2f} s, preemption "
-                     f"{mb.advert_int:g} s, 1 s of probing"),
+        "failback": (down_m + down_b + down_m + 1.0,
+                     f"preemption {down_m:.2f} s (baseline), own failover {down_b:.2f} s, preemption "
+                     f"{down_m:.2f} s, 1 s of probing"),
     }
 
 
