@@ -79,3 +79,66 @@ def test_starts_from_a_directory_nobody_can_enter(lab_config, tmp_path):
             "    print(lab.hosts['client'].check('hostname').stdout)")
     r = subprocess.run([sys.executable, "-c", code], cwd=private, capture_output=True, text=True, timeout=120)
     assert r.stdout.strip() == "client", r.stderr[-2000:]
+
+
+@pytest.fixture(scope="module")
+def channel_lab(lab):
+    if lab.NAME != "uml" or getattr(lab, "channel", None) is None:
+        pytest.skip(f"these checks need the uml lab's command channel in this process (this run: {lab.NAME})")
+    return lab
+
+
+def test_host_commands_go_through_the_channel(channel_lab):
+    """Each lab host's commands run in that host (its hostname, /root, the run's environment) through the
+    host agent, not qemu-ga: the agent is the only perl in the guest's process list that is not a client's."""
+    lab = channel_lab
+    r = lab.hosts["client"].run('hostname; pwd; echo "$LVS_HARNESS_RUN"; cat; echo err >&2; exit 3', input=b"in\n")
+    assert (r.rc, r.stdout, r.stderr) == (3, f"client\n/root\n{lab.run_id}\nin\n", "err\n")
+    agent = lab.guest.exec(["cat", f"/proc/{lab.channel.agent_pid}/cmdline"], None, 10).stdout
+    assert "lvsh-host-agent.pl" in agent
+
+
+def test_channel_carries_large_inputs_and_outputs_and_then_more_commands(channel_lab):
+    """Regression: a request over the guest tty's 4 KB buffer stalled UML's serial line for good."""
+    host = channel_lab.hosts["server1"]
+    for size in (5000, 200000, 1000000):
+        data = secrets.token_bytes(size)
+        assert host.run("sha256sum", input=data).stdout.split()[0] == hashlib.sha256(data).hexdigest()
+        out = host.run(f"head -c {size} /dev/urandom | base64 -w 0 | tee /tmp/big | sha256sum; cat /tmp/big").stdout
+        digest, body = out.split("\n", 1)
+        assert hashlib.sha256(body.encode()).hexdigest() == digest.split()[0]
+        assert host.run("echo next").stdout == "next\n"
+
+
+def test_channel_timeout_kills_the_command_and_its_children(channel_lab):
+    from lvs_harness.errors import CommandTimeout
+    host = channel_lab.hosts["server2"]
+    tag = secrets.token_hex(4)
+    with pytest.raises(CommandTimeout) as err:
+        host.run(f"sleep 31{tag[:2]} & sleep 30{tag[:2]}; echo never", timeout=1)
+    assert err.value.result.rc == 124 and err.value.result.duration < 5
+    assert host.run(f"pgrep -f 'sleep 3[01]{tag[:2]}'").stdout == ""
+    # a daemon that leaves the command's session stays, as under systemd; a background child holding the
+    # output is waited for only briefly
+    assert host.run(f"setsid -f sh -c 'echo $$ > /tmp/{tag}.pid; exec sleep 5' >/dev/null 2>&1; sleep 0.2; "
+                    "echo started").stdout == "started\n"
+    assert host.run(f"kill $(cat /tmp/{tag}.pid)").ok          # it was still running
+    assert host.run("sleep 3 & echo bg", timeout=10).duration < 2.5
+
+
+def test_channel_runs_commands_side_by_side(channel_lab):
+    import threading
+    hosts = channel_lab.hosts
+    results = {}
+
+    def one(i):
+        results[i] = hosts["client" if i % 2 else "balancer2"].run(f"sleep 0.5; echo {i}; hostname").stdout.split()
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert results == {i: [str(i), "client" if i % 2 else "balancer2"] for i in range(8)}
+
+
+def test_unknown_host_is_one_clear_error(channel_lab):
+    r = channel_lab._host_run("nosuch", "true", None, 5)
+    assert r.rc == 126 and "no lab host nosuch" in r.stderr

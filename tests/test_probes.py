@@ -79,13 +79,22 @@ def test_keepalived_config_virtual_server_one_line_blocks_and_comments():
     assert [(r.address, r.port, r.weight, r.checks) for r in vs.reals] == [("10.0.0.2", 443, 3, ("TCP_CHECK",))]
 
 
-@pytest.fixture
-def local_page():
-    """A page on loopback that names its server, like the lab's reals."""
+@pytest.fixture(params=["HTTP/1.0", "HTTP/1.1", "chunked"])
+def local_page(request):
+    """A page on loopback that names its server, like the lab's reals: the server closing after
+    each answer (HTTP/1.0), keeping the connection for the client to close (HTTP/1.1, as nginx),
+    or sending its body in chunks."""
     class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.0" if request.param == "HTTP/1.0" else "HTTP/1.1"
+
         def do_GET(self):
             body = b"server1\n"
             self.send_response(200)
+            if request.param == "chunked":
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                self.wfile.write(b"3\r\nser\r\n5\r\nver1\n\r\n0\r\n\r\n")
+                return
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -111,7 +120,19 @@ def run_lane(url: str, count: int) -> str:
     return subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout
 
 
-@pytest.mark.parametrize("run", [run_loop, run_lane])
+def run_burst(url: str, count: int) -> str:
+    """A burst's own process (data/http-client.pl), run here."""
+    return subprocess.run(["perl", "-", "burst", url, str(count), "1"], input=client.client_script(),
+                          capture_output=True, check=True).stdout.decode()
+
+
+def run_probe(url: str, count: int) -> str:
+    """The prober's own process (data/http-client.pl) at 20 requests a second for count / 20 s, run here."""
+    return subprocess.run(["perl", "-", "probe", url, "0.05", "0.5", str(count / 20 - 0.01)],
+                          input=client.client_script(), capture_output=True, check=True).stdout.decode()
+
+
+@pytest.mark.parametrize("run", [run_loop, run_lane, run_burst, run_probe])
 def test_request_output_parses(local_page, run):
     answers = client.parse_requests(run(local_page, 3))
     assert [(a.status, a.real, a.curl_rc, a.ok) for a in answers] == [(200, "server1", 0, True)] * 3

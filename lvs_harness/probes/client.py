@@ -1,7 +1,7 @@
 """HTTP from the client: N requests with per-request time, status, answering real and latency,
 and a background prober (~30 requests a second by default) for measuring failover gaps.
 
-A burst is one process (``data/http-burst.pl``) making every request on a new connection that it
+A burst is one process (``data/http-client.pl``) making every request on a new connection that it
 closes first once the answer is in — as a student's `for i in {1..50}; do curl …; done` does, but
 without curl's start-up (~150 ms a request in the UML guest). One curl for all requests with
 ``Connection: close`` (the server closing first, so the client may reuse a source port IPVS still
@@ -95,13 +95,14 @@ def parse_requests(text: str) -> list[Request]:
     return sorted(out, key=lambda r: r.time)
 
 
-def burst_script() -> bytes:
-    return resources.files("lvs_harness.data").joinpath("http-burst.pl").read_bytes()
+def client_script() -> bytes:
+    """``data/http-client.pl``: bursts and the prober, one perl process each (read on its stdin)."""
+    return resources.files("lvs_harness.data").joinpath("http-client.pl").read_bytes()
 
 
 def http_requests(client, url: str, count: int = 50, timeout: float = 2.0) -> list[Request]:
     """``count`` sequential requests from ``client`` to ``url``, each on a new connection the client
-    closes; one result each. One process makes them all (``data/http-burst.pl``, perl), else —
+    closes; one result each. One process makes them all (``data/http-client.pl``, perl), else —
     a client without perl's Time::HiRes — a curl each.
 
     Example::
@@ -111,9 +112,9 @@ def http_requests(client, url: str, count: int = 50, timeout: float = 2.0) -> li
     """
     curls = f"URL={shlex.quote(url)} TIMEOUT={timeout:g}; for i in $(seq {int(count)}); do {ONE_REQUEST}; done"
     args = f"{shlex.quote(url)} {int(count)} {timeout:g}"
-    r = client.check(f"if perl -MTime::HiRes -e1 2>/dev/null; then exec perl - {args}; "
+    r = client.check(f"if perl -MTime::HiRes -e1 2>/dev/null; then exec perl - burst {args}; "
                      f"else exec bash -c {shlex.quote(curls)} </dev/null; fi",
-                     input=burst_script(), timeout=count * (timeout + 2) + 30)
+                     input=client_script(), timeout=count * (timeout + 2) + 30)
     return parse_requests(r.stdout)
 
 
@@ -152,7 +153,7 @@ def identify(answers: list[Request], pages: dict[str, str]) -> list[Request]:
 class Prober:
     """A request every ``interval`` seconds from ``client`` until stopped (bounded by ``max_seconds``),
     each on a new connection and overlapping (one that hangs does not delay the next): one process
-    (``data/http-probe.pl``), else — a client without perl's Time::HiRes — ``lanes`` curls, each at
+    (``data/http-client.pl``), else — a client without perl's Time::HiRes — ``lanes`` curls, each at
     one request per ``lanes × interval`` s, started ``interval`` apart.
 
     Example::
@@ -179,7 +180,7 @@ class Prober:
     def start(self) -> "Prober":
         n = self._name
         args = f"{shlex.quote(self.url)} {self.interval:g} {self.timeout:g} {int(self.max_seconds)}"
-        perl = (f"setsid -f sh -c 'echo $$ > {n}.pids; exec perl - {args} >> {n}.log 2>{n}.err' "
+        perl = (f"setsid -f sh -c 'echo $$ > {n}.pids; exec perl - probe {args} >> {n}.log 2>{n}.err' "
                 ">/dev/null 2>&1")
         period = self.lanes * self.interval
         count = int(self.max_seconds / period) + 1
@@ -190,7 +191,7 @@ class Prober:
         curls = f"setsid -f bash -c {shlex.quote(loop)} </dev/null >/dev/null 2>&1"
         self.kind = self.client.check(
             f"if perl -MTime::HiRes -e1 2>/dev/null; then echo perl; {perl}; else echo curl; {curls}; fi",
-            input=resources.files("lvs_harness.data").joinpath("http-probe.pl").read_bytes()).stdout.strip()
+            input=client_script()).stdout.strip()
         self._pids()          # at full rate before the caller breaks anything
         self._full_from = float(self.client.check("date +%s.%N").stdout)
         return self
