@@ -142,3 +142,18 @@ def test_channel_runs_commands_side_by_side(channel_lab):
 def test_unknown_host_is_one_clear_error(channel_lab):
     r = channel_lab._host_run("nosuch", "true", None, 5)
     assert r.rc == 126 and "no lab host nosuch" in r.stderr
+
+
+def test_without_the_channel_commands_go_through_the_guest_agent(tmp_path):
+    """An agent that cannot run (here: one that exits at once) costs speed, not the lab: it says so."""
+    import subprocess
+    import sys
+    code = ("import lvs_harness.labs.channel as ch\n"
+            "ch.agent_script = lambda: b'exit 3;\\n'\n"
+            "from lvs_harness.labs import LabConfig, start_lab\n"
+            "with start_lab(LabConfig(backend='uml', progress=print), provision=False) as lab:\n"
+            "    print('channel', lab.channel)\n"
+            "    print(lab.hosts['client'].check('hostname').stdout)")
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert "exited at its start (status 3" in r.stdout and "go through the guest agent instead" in r.stdout, r.stdout
+    assert r.stdout.splitlines()[-2:] == ["channel None", "client"], r.stdout[-2000:] + r.stderr[-2000:]

@@ -42,8 +42,8 @@ def agent_script() -> bytes:
 
 def agent_argv(prefix: str, state: str) -> list[str]:
     """What starts the agent in the guest (as root, detached): raw mode on its line, then perl."""
-    return ["/bin/sh", "-c", f'stty -F {TTY} raw -echo && exec perl "$0" {TTY} "$1" "$2" {SPOOL} 2>>{LOG}',
-            AGENT_PATH, prefix, state]
+    return ["/bin/sh", "-c", f'stty -F {TTY} raw -echo && perl "$0" {TTY} "$1" "$2" {SPOOL} 2>>{LOG}; '
+            f'echo "EXIT $?" > {TTY}', AGENT_PATH, prefix, state]
 
 
 class _Pending:
@@ -65,6 +65,7 @@ class HostChannel:
         self._ready = threading.Event()
         self._gone = False
         self.agent_pid: int | None = None
+        self.exit_status: int | None = None     # the agent's, if it ended
         self._reader = threading.Thread(target=self._read_loop, name="lvsh-channel", daemon=True)
         self._reader.start()
 
@@ -87,6 +88,9 @@ class HostChannel:
                         self._unacked = max(0, self._unacked - int(fields[1]))
                         self._credit.notify_all()
                     continue
+                if fields[0] == b"EXIT":       # the agent ended (see agent_argv): nothing more will come
+                    self.exit_status = int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else None
+                    return
                 if fields[0] == b"READY":
                     self.agent_pid = int(fields[1])
                     self._ready.set()
@@ -124,6 +128,9 @@ class HostChannel:
             if not alive() or waited > timeout:
                 break
         if self.agent_pid is None:
+            if self.exit_status is not None:
+                raise LabError(f"the lab's command channel exited at its start (status {self.exit_status}; "
+                               f"its errors are in the guest's {LOG})")
             raise LabError(f"the lab's command channel did not start within {timeout:g} s")
 
     def run(self, host: str, command: str, input: bytes | None, timeout: float) -> tuple[int, str, str, bool]:
