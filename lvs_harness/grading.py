@@ -47,7 +47,7 @@ from .packs import load_pack
 from .report import read_event
 
 MARKER = ".lvs-harness-reports"
-DEFAULT_JOBS = 4               # labs at once (bench/grade.py measures the choice)
+DEFAULT_JOBS = 6               # labs at once (bench/grade.py measures the choice: -j 3, 4, 6 on 2 cores)
 DEFAULT_RETRIES = 1            # fresh-lab attempts after a run that ended in error
 JOB_TIMEOUT = 20 * 60          # seconds: a submission's run taking longer is stopped (harness-failed)
 CSV_FIELDS = ("submission", "outcome", "score", "max_score", "check_id", "title", "status", "check_score",

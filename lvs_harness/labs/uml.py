@@ -173,12 +173,13 @@ class UmlLab(NamespacedLab):
         """The host agent (see :mod:`.channel`): every lab host's commands go through it; where it
         cannot start (an image without perl), they go through qemu-ga and nsenter, and it says so."""
         guest = self.guest
+        channel = HostChannel(guest.channel_sock)
         try:
             guest.agent.write_file(AGENT_PATH, agent_script())
-            channel = HostChannel(guest.channel_sock)
             guest.agent.start(agent_argv(self.ns.prefix, self.ns.state), env=self.ns.env)
             channel.wait_ready(CHANNEL_TIMEOUT, alive=lambda: guest.proc.poll() is None)
         except LabError as err:
+            channel.close()
             self.config.progress(f"warning: {err}; lab commands go through the guest agent instead (slower)")
             return
         self.channel = channel
