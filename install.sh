@@ -10,6 +10,8 @@ if [ "$(id -u)" != 0 ]; then echo "install.sh: run it as root (sudo ./install.sh
 # HTML reports in the tests (headless, in a network namespace of its own)
 packages=(user-mode-linux mmdebstrap e2fsprogs ruby iproute2 procps util-linux kmod curl
           keepalived nginx-light ipvsadm iputils-arping python3-venv chromium
+          # the image build compiles the guest's command agent (lvs_harness/data/host-agent.c)
+          gcc libc6-dev
           # the vagrant lab: Vagrant + libvirt + qemu (software emulation), run by lvs-harness in a
           # network namespace of its own
           vagrant vagrant-libvirt libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients

@@ -90,12 +90,12 @@ def channel_lab(lab):
 
 def test_host_commands_go_through_the_channel(channel_lab):
     """Each lab host's commands run in that host (its hostname, /root, the run's environment) through the
-    host agent, not qemu-ga: the agent is the only perl in the guest's process list that is not a client's."""
+    host agent, not qemu-ga."""
     lab = channel_lab
     r = lab.hosts["client"].run('hostname; pwd; echo "$LVS_HARNESS_RUN"; cat; echo err >&2; exit 3', input=b"in\n")
     assert (r.rc, r.stdout, r.stderr) == (3, f"client\n/root\n{lab.run_id}\nin\n", "err\n")
     agent = lab.guest.exec(["cat", f"/proc/{lab.channel.agent_pid}/cmdline"], None, 10).stdout
-    assert "lvsh-host-agent.pl" in agent
+    assert agent.split("\0")[0] == "/usr/local/lib/lvs-harness/host-agent"
 
 
 def test_channel_carries_large_inputs_and_outputs_and_then_more_commands(channel_lab):
@@ -145,15 +145,15 @@ def test_unknown_host_is_one_clear_error(channel_lab):
 
 
 def test_without_the_channel_commands_go_through_the_guest_agent(tmp_path):
-    """An agent that cannot run (here: one that exits at once) costs speed, not the lab: it says so."""
+    """An image without the agent (here: it is looked for elsewhere) costs speed, not the lab: it says so."""
     import subprocess
     import sys
-    code = ("import lvs_harness.labs.channel as ch\n"
-            "ch.agent_script = lambda: b'exit 3;\\n'\n"
+    code = ("import lvs_harness.labs.image as image\n"
+            "image.AGENT = '/usr/local/lib/lvs-harness/no-such-agent'\n"
             "from lvs_harness.labs import LabConfig, start_lab\n"
             "with start_lab(LabConfig(backend='uml', progress=print), provision=False) as lab:\n"
             "    print('channel', lab.channel)\n"
             "    print(lab.hosts['client'].check('hostname').stdout)")
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert "exited at its start (status 3" in r.stdout and "go through the guest agent instead" in r.stdout, r.stdout
+    assert "exited at its start (status 127" in r.stdout and "go through the guest agent instead" in r.stdout, r.stdout
     assert [line for line in r.stdout.splitlines() if line][-2:] == ["channel None", "client"], r.stdout[-2000:] + r.stderr[-2000:]

@@ -1,11 +1,12 @@
-"""A long-lived command channel into the lab hosts of a UML guest (``data/host-agent.pl``).
+"""A long-lived command channel into the lab hosts of a UML guest (``data/host-agent.c``).
 
 qemu-guest-agent runs a command as a new process that then ``nsenter``s the host and starts
 ``sh``, and the harness polls for its end: three execs and a dozen serial round trips per
-command. The host agent is one Perl process in the guest on its own serial line
-(``/dev/ttyS2``); per command it forks, ``setns``es into the host's namespaces and execs
-``/bin/sh -c`` once, and pushes the result back the moment the command ends. Commands from
-several threads overlap (each request and reply carries an id).
+command. The host agent is one small C process in the guest (built into the image) on its own
+serial line (``/dev/ttyS2``); per command it clones (``CLONE_VM | CLONE_VFORK``: no copy of its
+address space), ``setns``es the child into the host's namespaces and execs ``/bin/sh -c`` once,
+and pushes the result back the moment the command ends. Commands from several threads overlap
+(each request and reply carries an id).
 
 Example::
 
@@ -19,16 +20,15 @@ from __future__ import annotations
 import itertools
 import socket
 import threading
-from importlib import resources
 from typing import Callable
 
 from ..errors import LabError, LabGone
+from . import image
 
-AGENT_PATH = "/run/lvsh-host-agent.pl"
 TTY = "/dev/ttyS2"
 SPOOL = "/run/lvsh-agent"
 LOG = "/run/lvsh-agent.log"          # the agent's own errors (in the guest)
-WINDOW = 2048         # bytes sent and not yet acknowledged by the agent (see host-agent.pl)
+WINDOW = 2048         # bytes sent and not yet acknowledged by the agent (see host-agent.c)
 CHUNK = 1024
 MARGIN = 15.0          # s past a command's timeout before the harness stops waiting for the agent's kill
 
@@ -36,14 +36,11 @@ GONE = ("the lab's command channel has closed (the guest stopped or crashed, e.g
         "submission); nothing more can run in this lab")
 
 
-def agent_script() -> bytes:
-    return resources.files("lvs_harness.data").joinpath("host-agent.pl").read_bytes()
-
-
-def agent_argv(prefix: str, state: str) -> list[str]:
-    """What starts the agent in the guest (as root, detached): raw mode on its line, then perl."""
-    return ["/bin/sh", "-c", f'stty -F {TTY} raw -echo && perl "$0" {TTY} "$1" "$2" {SPOOL} 2>>{LOG}; '
-            f'echo "EXIT $?" > {TTY}', AGENT_PATH, prefix, state]
+def agent_argv(prefix: str, state: str, agent: str | None = None) -> list[str]:
+    """What starts the agent in the guest (as root, detached): raw mode on its line, then the agent,
+    then its end said on the line (an image without the agent: "EXIT 127" at once)."""
+    return ["/bin/sh", "-c", f'stty -F {TTY} raw -echo && "$0" {TTY} "$1" "$2" {SPOOL} 2>>{LOG}; '
+            f'echo "EXIT $?" > {TTY}', agent or image.AGENT, prefix, state]
 
 
 class _Pending:

@@ -27,7 +27,7 @@ from typing import Callable
 
 from ..errors import LabError
 
-FORMAT = 3  # bump whenever _customize() changes what goes into the image
+FORMAT = 4  # bump whenever _customize() changes what goes into the image
 PACKAGES = (
     "mount", "iproute2", "procps", "kmod", "util-linux", "psmisc", "keepalived", "ipvsadm",
     "nginx-light", "curl", "iputils-ping", "iputils-arping", "net-tools", "tcpdump", "sudo",
@@ -36,6 +36,7 @@ PACKAGES = (
 DPKG_EXCLUDES = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/locale/*", "/usr/share/info/*")
 UML_KERNEL = "/usr/bin/linux.uml"
 UML_MODULES = "/usr/lib/uml/modules"
+AGENT = "/usr/local/lib/lvs-harness/host-agent"      # in the image: the command channel's agent (see channel.py)
 
 
 def cache_root() -> Path:
@@ -67,6 +68,10 @@ def init_script() -> str:
     return resources.files("lvs_harness.data").joinpath("guest-init").read_text()
 
 
+def agent_source() -> str:
+    return resources.files("lvs_harness.data").joinpath("host-agent.c").read_text()
+
+
 def host_codename() -> str:
     for line in Path("/etc/os-release").read_text().splitlines():
         if line.startswith("VERSION_CODENAME="):
@@ -95,7 +100,7 @@ def image_key() -> str:
     _, kver = uml_kernel()
     codename = host_codename()
     h = hashlib.sha256()
-    for part in (str(FORMAT), codename, kver, " ".join(PACKAGES), " ".join(DPKG_EXCLUDES), init_script(),
+    for part in (str(FORMAT), codename, kver, " ".join(PACKAGES), " ".join(DPKG_EXCLUDES), init_script(), agent_source(),
                  *(Path(f).read_text(errors="replace") for f in apt_sources(codename))):
         h.update(part.encode() + b"\0")
     return h.hexdigest()[:16]
@@ -131,7 +136,7 @@ def build_image(dest: Path, progress: Callable[[str], None]) -> None:
     if os.geteuid() != 0:
         raise LabError("building the lab image needs root (mmdebstrap creates device nodes and "
                        "chroots): run `sudo lvs-harness image build` once.")
-    for tool, pkg in (("mmdebstrap", "mmdebstrap"), ("mke2fs", "e2fsprogs")):
+    for tool, pkg in (("mmdebstrap", "mmdebstrap"), ("mke2fs", "e2fsprogs"), ("gcc", "gcc")):
         if not shutil.which(tool):
             raise LabError(f"building the lab image needs {tool}: install the Debian package `{pkg}`.")
     _, kver = uml_kernel()
@@ -190,6 +195,16 @@ def _customize(root: Path, kver: str) -> None:
     (root / "etc" / "fstab").write_text("# lvs-harness guest: mounts are made by /sbin/lvsh-init\n")
     (root / "etc" / "hostname").write_text("lvs-harness-guest\n")
     (root / "etc" / "keepalived").mkdir(exist_ok=True)
+    # the command agent, built here against this release's glibc (the image's own)
+    agent = root / AGENT.lstrip("/")
+    agent.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "host-agent.c").write_text(agent_source())
+        r = subprocess.run(["gcc", "-O2", "-Wall", "-o", str(agent), str(Path(tmp) / "host-agent.c")],
+                           capture_output=True, text=True)
+    if r.returncode != 0:
+        raise LabError(f"could not compile the lab's command agent (gcc exited {r.returncode}); install the "
+                       f"Debian packages gcc and libc6-dev. gcc said:\n{r.stderr[-1500:]}")
 
 
 def _du_mb(path: Path) -> int:

@@ -30,7 +30,7 @@ from ..errors import HarnessError, LabError
 from ..runs import MARKER, Run, kill_marked
 from .base import LabConfig, NamespacedLab
 from .confine import hide_xstate, landlock, landlock_abi
-from .channel import AGENT_PATH, HostChannel, agent_argv, agent_script
+from .channel import HostChannel, agent_argv
 from .guest_agent import GuestAgent
 from .image import UML_KERNEL, ensure_image, uml_kernel
 
@@ -171,11 +171,11 @@ class UmlLab(NamespacedLab):
 
     def _start_channel(self) -> None:
         """The host agent (see :mod:`.channel`): every lab host's commands go through it; where it
-        cannot start (an image without perl), they go through qemu-ga and nsenter, and it says so."""
+        cannot start (an image without it: LVS_HARNESS_IMAGE from an older build), they go through
+        qemu-ga and nsenter, and it says so."""
         guest = self.guest
         channel = HostChannel(guest.channel_sock)
         try:
-            guest.agent.write_file(AGENT_PATH, agent_script())
             guest.agent.start(agent_argv(self.ns.prefix, self.ns.state), env=self.ns.env)
             channel.wait_ready(CHANNEL_TIMEOUT, alive=lambda: guest.proc.poll() is None)
         except LabError as err:
