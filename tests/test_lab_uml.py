@@ -114,10 +114,11 @@ def test_channel_timeout_kills_the_command_and_its_children(channel_lab):
     from lvs_harness.errors import CommandTimeout
     host = channel_lab.hosts["server2"]
     tag = secrets.token_hex(4)
+    n = 10 + secrets.randbelow(90)      # sleep's argument: digits only
     with pytest.raises(CommandTimeout) as err:
-        host.run(f"sleep 31{tag[:2]} & sleep 30{tag[:2]}; echo never", timeout=1)
+        host.run(f"sleep 31{n} & sleep 30{n}; echo never", timeout=1)
     assert err.value.result.rc == 124 and err.value.result.duration < 5
-    assert host.run(f"pgrep -f 'sleep 3[01]{tag[:2]}'").stdout == ""
+    assert host.run(f"pgrep -f 'sleep 3[01]{n}'").stdout == ""
     # a daemon that leaves the command's session stays, as under systemd; a background child holding the
     # output is waited for only briefly
     assert host.run(f"setsid -f sh -c 'echo $$ > /tmp/{tag}.pid; exec sleep 5' >/dev/null 2>&1; sleep 0.2; "
