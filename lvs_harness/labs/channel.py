@@ -24,6 +24,7 @@ from typing import Callable
 
 from ..errors import LabError, LabGone
 from . import image
+from .guest_agent import GONE       # the channel ends with the guest (or with its agent, killed by a submission)
 
 TTY = "/dev/ttyS2"
 SPOOL = "/run/lvsh-agent"
@@ -32,8 +33,6 @@ WINDOW = 2048         # bytes sent and not yet acknowledged by the agent (see ho
 CHUNK = 1024
 MARGIN = 15.0          # s past a command's timeout before the harness stops waiting for the agent's kill
 
-GONE = ("the lab's command channel has closed (the guest stopped or crashed, e.g. by a command of the "
-        "submission); nothing more can run in this lab")
 
 
 def agent_argv(prefix: str, state: str, agent: str | None = None) -> list[str]:
