@@ -34,7 +34,6 @@ CHUNK = 1024
 MARGIN = 15.0          # s past a command's timeout before the harness stops waiting for the agent's kill
 
 
-
 def agent_argv(prefix: str, state: str, agent: str | None = None) -> list[str]:
     """What starts the agent in the guest (as root, detached): raw mode on its line, then the agent,
     then its end said on the line (an image without the agent: "EXIT 127" at once)."""

@@ -6,10 +6,11 @@ closes first once the answer is in — as a student's `for i in {1..50}; do curl
 without curl's start-up (~150 ms a request in the UML guest). One curl for all requests with
 ``Connection: close`` (the server closing first, so the client may reuse a source port IPVS still
 holds) was tried and, once in 45 graded runs, IPVS counted 48 connections for 50 answered
-requests — a verdict must not depend on how the harness makes its traffic. The prober runs ``lanes`` curls, each paced at one request per
-``lanes × interval`` seconds and started ``interval`` apart, so a request starts every
-``interval`` seconds even while some hang until their timeout in an outage: the outage is
-measured to ``interval``'s resolution (its traffic is only judged answered or not).
+requests — a verdict must not depend on how the harness makes its traffic. The prober is the
+same script starting a request every ``interval`` seconds, overlapping, so one that hangs until
+its timeout in an outage does not delay the next: the outage is measured to ``interval``'s
+resolution (its traffic is only judged answered or not). A client without perl's Time::HiRes
+gets a curl per request, and ``lanes`` paced curls for the prober.
 
 Which real answered is told by the page: :func:`real_pages` fetches each real's own page on
 the real itself, and :func:`identify` matches every answer's whole body against them — whatever
@@ -31,6 +32,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import functools
 import secrets
 import shlex
 import time
@@ -95,6 +97,11 @@ def parse_requests(text: str) -> list[Request]:
     return sorted(out, key=lambda r: r.time)
 
 
+# the shell test that picks http-client.pl over curl in the client
+HAS_PERL = "perl -MTime::HiRes -e1 2>/dev/null"
+
+
+@functools.cache
 def client_script() -> bytes:
     """``data/http-client.pl``: bursts and the prober, one perl process each (read on its stdin)."""
     return resources.files("lvs_harness.data").joinpath("http-client.pl").read_bytes()
@@ -112,7 +119,7 @@ def http_requests(client, url: str, count: int = 50, timeout: float = 2.0) -> li
     """
     curls = f"URL={shlex.quote(url)} TIMEOUT={timeout:g}; for i in $(seq {int(count)}); do {ONE_REQUEST}; done"
     args = f"{shlex.quote(url)} {int(count)} {timeout:g}"
-    r = client.check(f"if perl -MTime::HiRes -e1 2>/dev/null; then exec perl - burst {args}; "
+    r = client.check(f"if {HAS_PERL}; then exec perl - burst {args}; "
                      f"else exec bash -c {shlex.quote(curls)} </dev/null; fi",
                      input=client_script(), timeout=count * (timeout + 2) + 30)
     return parse_requests(r.stdout)
@@ -190,7 +197,7 @@ class Prober:
                 f"done; wait; touch {n}.done")
         curls = f"setsid -f bash -c {shlex.quote(loop)} </dev/null >/dev/null 2>&1"
         self.kind = self.client.check(
-            f"if perl -MTime::HiRes -e1 2>/dev/null; then echo perl; {perl}; else echo curl; {curls}; fi",
+            f"if {HAS_PERL}; then echo perl; {perl}; else echo curl; {curls}; fi",
             input=client_script()).stdout.strip()
         self._pids()          # at full rate before the caller breaks anything
         self._full_from = float(self.client.check("date +%s.%N").stdout)
