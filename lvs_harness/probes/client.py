@@ -114,7 +114,7 @@ def http_requests(client, url: str, count: int = 50, timeout: float = 2.0) -> li
 
     Example::
 
-        answers = http_requests(lab.hosts["client"], "http://172.28.128.200/", count=10)
+        answers = http_requests(lab.hosts["client"], "http://10.77.0.100/", count=10)
         [a.status for a in answers]          # [200, 200, …]
     """
     curls = f"URL={shlex.quote(url)} TIMEOUT={timeout:g}; for i in $(seq {int(count)}); do {ONE_REQUEST}; done"
@@ -165,7 +165,7 @@ class Prober:
 
     Example::
 
-        with Prober(lab.hosts["client"], "http://172.28.128.200/") as prober:
+        with Prober(lab.hosts["client"], "http://10.77.0.100/") as prober:
             director.link_down("eth1"); ...
         prober.outage(), prober.rate        # ((start, 2.61), 33.3)
     """
