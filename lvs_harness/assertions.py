@@ -1,8 +1,11 @@
 """Assertions about a running load-balancer lab.
 
-Each one polls a probe until its deadline (every ``interval`` seconds, with tenacity),
-then returns what it measured — or fails with expected-vs-got and the raw evidence. When
-no deadline is given it is derived from the protocol, from the lab's own configuration:
+Each one polls a probe until its deadline (every ``interval`` seconds), then returns what it
+measured — or fails with expected-vs-got and the raw evidence. The VIP assertions, where an
+:class:`~lvs_harness.probes.vrrp.OwnershipMonitor` streams the directors' address events
+(:func:`~lvs_harness.probes.vrrp.watching`), look again at each event instead (and at least every
+:data:`EVENT_REPOLL` s): the same observation, the same verdict, without a process every 0.1 s.
+When no deadline is given it is derived from the protocol, from the lab's own configuration:
 
 - VRRP: the backup takes over after the master-down interval,
   ``3 × advert_int + (256 − priority) / 256`` (RFC 5798, with keepalived's VRRPv2 skew),
@@ -30,8 +33,6 @@ import dataclasses
 import time
 from typing import Any, Callable
 
-import tenacity
-
 from .errors import HarnessError, LabError, LabGone
 from . import keepalived
 from .probes import ipvs, vrrp
@@ -40,6 +41,7 @@ MSL = 120.0          # seconds: RFC 793 / RFC 1122 Maximum Segment Lifetime (2 m
 SLACK = 2.0          # seconds added to protocol-derived deadlines (scheduling, polling)
 DEFAULT_VRRP = keepalived.VrrpInstance(name="default")   # keepalived's defaults: priority 100, advert_int 1
 KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
+EVENT_REPOLL = 1.0   # seconds: with address events, a look this often anyway (an event lost is no verdict)
 
 
 class LabAssertionError(AssertionError):
@@ -86,9 +88,13 @@ class _Seen:
     sample: Any = None
 
 
-def _poll(observe: Callable[[], _Seen], *, what: str, expected: str, deadline: float, interval: float) -> Measured:
+def _poll(observe: Callable[[], _Seen], *, what: str, expected: str, deadline: float, interval: float,
+          hosts=()) -> Measured:
+    """``observe`` until it is ok or ``deadline`` s passed: every ``interval`` s, or, where a live
+    monitor streams ``hosts``' address events, at each event (and every :data:`EVENT_REPOLL` s)."""
     t0 = time.monotonic()
     samples = []
+    watch = vrrp.watching(hosts) if hosts else None
 
     def attempt() -> _Seen:
         try:
@@ -101,17 +107,25 @@ def _poll(observe: Callable[[], _Seen], *, what: str, expected: str, deadline: f
             samples.append((round(time.monotonic() - t0, 2), seen.sample))
         return seen
 
-    retrying = tenacity.Retrying(stop=tenacity.stop_after_delay(deadline), wait=tenacity.wait_fixed(interval),
-                                 retry=tenacity.retry_if_result(lambda seen: not seen.ok),
-                                 retry_error_callback=lambda state: state.outcome.result())
-    seen = retrying(attempt)
+    while True:
+        generation = watch.generation if watch is not None else 0
+        seen = attempt()
+        left = deadline - (time.monotonic() - t0)
+        if seen.ok or left <= 0:
+            break
+        if watch is not None and watch.live:
+            watch.wait_change(generation, min(left, EVENT_REPOLL))
+        else:
+            time.sleep(min(interval, left))
     elapsed = time.monotonic() - t0
+    how = ("looked at each of the kernel's address events" if watch is not None
+           else f"polled every {interval:g} s")
     if seen.sample is _ERROR:
         # the lab could not be observed (a command timed out, the guest did not answer): that
         # is no verdict on the lab, so it is an error, not an assertion that failed
         raise ObservationError(f"could not observe {what} for {elapsed:.1f} s: {seen.value}") from seen.value
     if not seen.ok:
-        raise LabAssertionError(f"{what} (deadline {deadline:g} s, polled every {interval:g} s)", expected,
+        raise LabAssertionError(f"{what} (deadline {deadline:g} s, {how})", expected,
                                 seen.got, elapsed, seen.evidence, tuple(samples))
     return Measured(seen.value, elapsed, deadline, seen.evidence, tuple(samples))
 
@@ -157,7 +171,7 @@ def assert_vip_on(director, vip: str, *, deadline: float | None = None, interval
         owned = vrrp.owners(found, vip) == [director.name]
         return _Seen(owned, director.name, f"addresses {found[director.name]}", evidence)
     return _poll(observe, what=f"VIP {vip} on {director.name}", expected=f"{vip} on a {director.name} interface",
-                 deadline=deadline or takeover_deadline(director) + 3, interval=interval)
+                 deadline=deadline or takeover_deadline(director) + 3, interval=interval, hosts=[director])
 
 
 def assert_vip_absent(host, vip: str, *, deadline: float = 5.0, interval: float = 0.2) -> Measured:
@@ -171,7 +185,7 @@ def assert_vip_absent(host, vip: str, *, deadline: float = 5.0, interval: float 
         found, evidence = _addresses_evidence([host])
         return _Seen(not vrrp.owners(found, vip), None, f"addresses {found[host.name]}", evidence)
     return _poll(observe, what=f"VIP {vip} absent from {host.name}", expected=f"no {vip} outside lo",
-                 deadline=deadline, interval=interval)
+                 deadline=deadline, interval=interval, hosts=[host])
 
 
 def assert_single_vip_owner(directors, vip: str, *, deadline: float | None = None, hold: float = 0.0,
@@ -189,11 +203,18 @@ def assert_single_vip_owner(directors, vip: str, *, deadline: float | None = Non
         owners = vrrp.owners(found, vip)
         return _Seen(len(owners) == 1, owners[0] if len(owners) == 1 else None,
                      f"owners {owners}", evidence)
+    watch = vrrp.watching(directors)
+    generation = watch.generation if watch is not None else 0
     first = _poll(observe, what=f"a single owner of {vip}", expected="exactly one director",
-                  deadline=deadline or max(takeover_deadline(d) for d in directors) + 3, interval=interval)
+                  deadline=deadline or max(takeover_deadline(d) for d in directors) + 3, interval=interval,
+                  hosts=directors)
     t0 = time.monotonic()
-    while time.monotonic() - t0 < hold:          # an observation window, not a wait for state
-        time.sleep(interval)
+    while (left := hold - (time.monotonic() - t0)) > 0:   # an observation window, not a wait for state
+        if watch is not None and watch.live:
+            watch.wait_change(generation, min(left, EVENT_REPOLL))
+            generation = watch.generation
+        else:
+            time.sleep(min(interval, left))
         seen = observe()
         if seen.value != first.value:
             raise LabAssertionError(f"{vip} staying with {first.value} for {hold:.1f} s", f"only {first.value}",
@@ -363,7 +384,8 @@ def assert_failover_within(from_director, to_director, vip: str, *, seconds: flo
         return _Seen(owners == [to_director.name], owners, f"owners {owners}", evidence)
     return _poll(observe, what=f"failover of {vip} from {from_director.name} to {to_director.name}",
                  expected=f"{vip} on {to_director.name} only",
-                 deadline=seconds if seconds is not None else takeover_deadline(to_director), interval=interval)
+                 deadline=seconds if seconds is not None else takeover_deadline(to_director), interval=interval,
+                 hosts=[from_director, to_director])
 
 
 def assert_inactconn_drains_within(director, vip: str, port: int, *, seconds: float | None = None,

@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from .assertions import SLACK, LabAssertionError, assert_vip_on, vrrp_instance
+from .assertions import EVENT_REPOLL, SLACK, LabAssertionError, assert_vip_on, vrrp_instance
 from .errors import CommandFailed
 from .probes import vrrp
 
@@ -117,6 +117,20 @@ class SteadyState:
         return inst.master_down_interval + inst.advert_int + SLACK
 
     # observing -------------------------------------------------------------------------
+    def _generation(self) -> int:
+        watch = vrrp.watching(self.directors)
+        return watch.generation if watch is not None else 0
+
+    def _pause(self, interval: float, since: int, deadline: float) -> None:
+        """Before the next look: ``interval`` s, or, where a monitor streams the directors' address
+        and link events, until the next one after ``since`` (at most :data:`EVENT_REPOLL` s)."""
+        watch = vrrp.watching(self.directors)
+        left = max(0.0, deadline - time.monotonic())
+        if watch is not None and watch.live:
+            watch.wait_change(since, min(left, EVENT_REPOLL))
+        else:
+            time.sleep(min(interval, left))
+
     def observe(self) -> dict[str, DirectorState]:
         """One command per director: its lab link, its keepalived, whether it holds the VIP."""
         found = {}
@@ -185,10 +199,11 @@ class SteadyState:
         who = self.master or self.directors[0]
         deadline = time.monotonic() + self._takeover(who) + self.inst[who.name].preempt_delay
         while True:
+            since = self._generation()
             states = self.observe()
             if self.holder(states) is not None or time.monotonic() > deadline:
                 return states
-            time.sleep(0.2)
+            self._pause(0.2, since, deadline)
 
     def _restart_in_order(self, actions: list, seen: str) -> str:
         first = [self.master] if self.master is not None else self.directors
@@ -215,9 +230,11 @@ class SteadyState:
         # a backup that cannot hear the master takes the VIP after its master-down interval
         hold = max([self.inst[d.name].master_down_interval for d in rest] or [0.0]) + 0.5
         deadline = time.monotonic() + (hold if want is not None else max(map(self._takeover, self.directors)))
+        since = self._generation()
         states = self.observe()
         while time.monotonic() < deadline:
-            time.sleep(0.25)
+            self._pause(0.25, since, deadline)
+            since = self._generation()
             states = self.observe()
             if want is not None and self.holder(states) is None:
                 break

@@ -36,12 +36,28 @@ class Execute(Protocol):
     def __call__(self, host: str, command: str, *, timeout: float, input: bytes | None) -> CommandResult: ...
 
 
+class Followed(Protocol):
+    """A command started by :meth:`Host.follow`."""
+
+    @property
+    def running(self) -> bool: ...
+
+    def stop(self) -> CommandResult:
+        """End the command (its process group) if it still runs; its result (stdout: what was not handed over)."""
+
+
+class Follow(Protocol):
+    def __call__(self, host: str, command: str, on_output: Callable[[str], None], *,
+                 timeout: float) -> Followed | None: ...
+
+
 class Host:
     """One lab host: a network + UTS + mount namespace in the embedded labs, a VM under Vagrant."""
 
-    def __init__(self, spec: HostSpec, execute: Execute):
+    def __init__(self, spec: HostSpec, execute: Execute, follow: Follow | None = None):
         self.spec = spec
         self._execute = execute
+        self._follow = follow
         self.observers: list[Callable[[str, CommandResult], None]] = []   # told of every command run
 
     def __repr__(self) -> str:
@@ -84,6 +100,23 @@ class Host:
         if not result.ok:
             raise CommandFailed(self.name, result)
         return result
+
+    def follow(self, command: str, on_output: Callable[[str], None], *, timeout: float = 3600) -> Followed | None:
+        """Start ``command`` in this host and hand its stdout to ``on_output`` piece by piece as it is
+        written (on another thread: keep the callback short), until it ends, ``timeout`` passes or
+        ``stop()`` is called. None where the lab's backend cannot stream output (then have the
+        command write a file and read that).
+
+        Example::
+
+            lines = []
+            watch = host.follow("exec ip -o monitor address", lines.append)
+            if watch is not None:
+                host.check("ip addr add 192.0.2.9/32 dev lo"); ...; watch.stop()
+        """
+        if self._follow is None:
+            return None
+        return self._follow(self.name, command, on_output, timeout=timeout)
 
     @functools.cached_property
     def testinfra(self) -> testinfra.host.Host:
@@ -145,7 +178,7 @@ class _TestinfraBackend(BaseBackend):
         return self.result(r.rc, self.encode(cmd), r.stdout.encode(), r.stderr.encode())
 
 
-def host_map(specs, execute: Execute) -> dict[str, Host]:
+def host_map(specs, execute: Execute, follow: Follow | None = None) -> dict[str, Host]:
     """Host handles for every host of a topology, by name."""
-    return {spec.name: Host(spec, execute) for spec in specs}
+    return {spec.name: Host(spec, execute, follow) for spec in specs}
 

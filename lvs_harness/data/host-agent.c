@@ -7,6 +7,9 @@
  *
  * Usage: host-agent TTY NETNS_PREFIX NS_STATE_DIR SPOOL_DIR   (the line already in raw mode)
  * Requests (host -> agent):  "X <id> <host> <timeout ms> <command bytes> <stdin bytes>\n" command stdin
+ *                            "S …" the same, its stdout streamed: each read of it is sent at once as
+ *                            "O <id> <bytes>\n" data (a monitor: `ip monitor` hands over its events live)
+ *                            "K <id>\n" (kill that command's process group: it then answers R as usual)
  *                            "Q\n" (exit)
  * Replies  (agent -> host):  "READY <pid>\n" once; per request
  *                            "R <id> <rc> <timed out 0|1> <stdout bytes> <stderr bytes>\n" stdout stderr
@@ -47,7 +50,7 @@ struct job {
     int out_fd, err_fd;          /* -1 once at EOF */
     struct buf out, err;
     double deadline, exited;
-    int timed_out, reaped, rc;
+    int timed_out, reaped, rc, stream;
 };
 
 static struct job jobs[MAX_JOBS];
@@ -141,7 +144,8 @@ static int child_main(void *arg) {
     return 126;
 }
 
-static void start_job(long id, const char *host, long timeout_ms, const char *cmd, const char *in, size_t in_len) {
+static void start_job(long id, const char *host, long timeout_ms, const char *cmd, const char *in, size_t in_len,
+                      int stream) {
     int slot = -1;
     for (int i = 0; i < MAX_JOBS; i++) if (!jobs[i].used) { slot = i; break; }
     if (slot < 0) { reply_error(id, 126, "lvs-harness agent: %d commands at once already\n", MAX_JOBS); return; }
@@ -204,6 +208,7 @@ static void start_job(long id, const char *host, long timeout_ms, const char *cm
     j->out_fd = out_p[0];
     j->err_fd = err_p[0];
     j->deadline = now() + timeout_ms / 1000.0;
+    j->stream = stream;
 }
 
 static void finish(struct job *j) {
@@ -232,8 +237,15 @@ static int requests(void) {
         if (head[0] == 'Q') { go_on = 0; break; }
         long id, timeout_ms;
         size_t clen, ilen;
-        char host[128];
-        if (sscanf(head, "X %ld %127s %ld %zu %zu", &id, host, &timeout_ms, &clen, &ilen) != 5) {
+        char host[128], kind;
+        if (head[0] == 'K' && sscanf(head, "K %ld", &id) == 1) {
+            for (int i = 0; i < MAX_JOBS; i++)
+                if (jobs[i].used && jobs[i].id == id && !jobs[i].reaped) kill(-jobs[i].pid, SIGKILL);
+            pos += head_len + 1;
+            continue;
+        }
+        if (sscanf(head, "%c %ld %127s %ld %zu %zu", &kind, &id, host, &timeout_ms, &clen, &ilen) != 6 ||
+            (kind != 'X' && kind != 'S')) {
             fprintf(stderr, "lvs-harness agent: bad request header: %s\n", head);
             exit(1);
         }
@@ -243,7 +255,7 @@ static int requests(void) {
         if (!cmd) die("out of memory");
         memcpy(cmd, inbuf.data + start, clen);
         cmd[clen] = 0;
-        start_job(id, host, timeout_ms, cmd, inbuf.data + start + clen, ilen);
+        start_job(id, host, timeout_ms, cmd, inbuf.data + start + clen, ilen, kind == 'S');
         free(cmd);
         pos = start + clen + ilen;
     }
@@ -256,12 +268,18 @@ static void drain(struct job *j, int *fd, struct buf *b) {
     char chunk[65536];
     for (;;) {
         ssize_t n = read(*fd, chunk, sizeof chunk);
+        if (n > 0 && j->stream && fd == &j->out_fd) {      /* a streamed stdout: on the line at once */
+            char head[64];
+            int k = snprintf(head, sizeof head, "O %ld %zd\n", j->id, n);
+            write_all(head, (size_t)k);
+            write_all(chunk, (size_t)n);
+            continue;
+        }
         if (n > 0) { append(b, chunk, (size_t)n); continue; }
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && errno == EAGAIN) return;
         close(*fd);                  /* EOF, or an error: the output ends here */
         *fd = -1;
-        (void)j;
         return;
     }
 }

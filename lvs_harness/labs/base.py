@@ -320,7 +320,7 @@ class NamespacedLab(LabBase):
         self.run.set(hosts=self.topology.names, ns_prefix=self.ns.prefix)
         with self._timed("namespaces", f"creating hosts {', '.join(self.topology.names)}"):
             self._root_check(["bash", "-c", self.ns.build_script(self.topology)], "build the lab namespaces")
-        self.hosts = host_map(self.topology.hosts, self._execute)
+        self.hosts = host_map(self.topology.hosts, self._execute, self._follow)
         daemons = role_daemons(self.topology, cfg.daemon_map)
         install_units(self.hosts, cfg.unit_map)
         early = {h: [d for d in ds if d not in DIRECTOR_DAEMONS] for h, ds in daemons.items()}
@@ -375,6 +375,16 @@ class NamespacedLab(LabBase):
         if self._closed:
             raise self._closed_error(host, command)
         return self._host_run(host, command, input, timeout)
+
+    def _follow(self, host: str, command: str, on_output, *, timeout: float):
+        if self._closed:
+            raise self._closed_error(host, command)
+        return self._host_follow(host, command, on_output, timeout)
+
+    def _host_follow(self, host: str, command: str, on_output, timeout: float):
+        """Start ``command`` in ``host``, its stdout handed to ``on_output`` as it comes (see
+        :meth:`Host.follow`); None: this backend cannot."""
+        return None
 
     def _host_run(self, host: str, command: str, input: bytes | None, timeout: float) -> CommandResult:
         """Run ``command`` with /bin/sh as root in ``host`` (a backend may have a faster way)."""

@@ -6,13 +6,16 @@ command. The host agent is one small C process in the guest (built into the imag
 serial line (``/dev/ttyS2``); per command it clones (``CLONE_VM | CLONE_VFORK``: no copy of its
 address space), ``setns``es the child into the host's namespaces and execs ``/bin/sh -c`` once,
 and pushes the result back the moment the command ends. Commands from several threads overlap
-(each request and reply carries an id).
+(each request and reply carries an id). A streamed command (:meth:`HostChannel.stream`) hands its
+output over as it is written (an ``ip monitor``'s events, live) until it ends or is stopped.
 
 Example::
 
     channel = HostChannel(sock)
     channel.wait_ready(timeout=10, alive=lambda: proc.poll() is None)
     rc, out, err, timed_out = channel.run("balancer1", "ipvsadm -Ln", None, timeout=10)
+    stream = channel.stream("balancer1", "exec ip -o monitor address", print, timeout=600)
+    ...; rc, out, err, timed_out = stream.stop()
 """
 
 from __future__ import annotations
@@ -42,11 +45,33 @@ def agent_argv(prefix: str, state: str, agent: str | None = None) -> list[str]:
 
 
 class _Pending:
-    __slots__ = ("done", "result")
+    __slots__ = ("done", "result", "on_output")
 
-    def __init__(self):
+    def __init__(self, on_output: Callable[[str], None] | None = None):
         self.done = threading.Event()
         self.result: tuple[int, str, str, bool] | None = None
+        self.on_output = on_output
+
+
+class Stream:
+    """A command started by :meth:`HostChannel.stream`: ``stop()`` kills its process group (if it
+    still runs) and returns (rc, stdout not streamed, stderr, timed out); ``running`` says whether
+    it still runs."""
+
+    def __init__(self, channel: "HostChannel", rid: int, pending: _Pending, what: str):
+        self._channel, self._rid, self._pending, self._what = channel, rid, pending, what
+
+    @property
+    def running(self) -> bool:
+        return not self._pending.done.is_set()
+
+    def stop(self, timeout: float = 10.0) -> tuple[int, str, str, bool]:
+        if self.running:
+            try:
+                self._channel._send(f"K {self._rid}\n".encode(), timeout)
+            except (OSError, LabGone):
+                pass
+        return self._channel._wait(self._rid, self._pending, timeout, self._what)
 
 
 class HostChannel:
@@ -67,13 +92,20 @@ class HostChannel:
     # the reader -------------------------------------------------------------------
     def _read_loop(self) -> None:
         buf = b""
+
+        def fill(enough) -> bool:
+            """Read until ``enough(buf)``; False when the line closed first."""
+            nonlocal buf
+            while not enough(buf):
+                chunk = self._sock.recv(262144)
+                if not chunk:
+                    return False
+                buf += chunk
+            return True
         try:
             while True:
-                while b"\n" not in buf:
-                    chunk = self._sock.recv(262144)
-                    if not chunk:
-                        return
-                    buf += chunk
+                if not fill(lambda b: b"\n" in b):
+                    return
                 head, buf = buf.split(b"\n", 1)
                 fields = head.split()
                 if not fields:
@@ -90,14 +122,20 @@ class HostChannel:
                     self.agent_pid = int(fields[1])
                     self._ready.set()
                     continue
+                if fields[0] == b"O" and len(fields) == 3:      # a streamed command's output
+                    rid, n = int(fields[1]), int(fields[2])
+                    if not fill(lambda b: len(b) >= n):
+                        return
+                    data, buf = buf[:n], buf[n:]
+                    pending = self._pending.get(rid)
+                    if pending is not None and pending.on_output is not None:
+                        pending.on_output(data.decode("utf-8", "replace"))
+                    continue
                 if fields[0] != b"R" or len(fields) != 6:
                     continue     # line noise before the agent set its line raw
                 rid, rc, timed_out, n_out, n_err = (int(f) for f in fields[1:])
-                while len(buf) < n_out + n_err:
-                    chunk = self._sock.recv(262144)
-                    if not chunk:
-                        return
-                    buf += chunk
+                if not fill(lambda b: len(b) >= n_out + n_err):
+                    return
                 out, err, buf = buf[:n_out], buf[n_out:n_out + n_err], buf[n_out + n_err:]
                 pending = self._pending.pop(rid, None)
                 if pending is not None:
@@ -130,13 +168,25 @@ class HostChannel:
 
     def run(self, host: str, command: str, input: bytes | None, timeout: float) -> tuple[int, str, str, bool]:
         """Run ``command`` with /bin/sh as root in ``host``: (rc, stdout, stderr, timed out)."""
+        rid, pending = self._request("X", host, command, input, timeout)
+        return self._wait(rid, pending, timeout + MARGIN, f"`{command[:200]}` on {host}")
+
+    def stream(self, host: str, command: str, on_output: Callable[[str], None], timeout: float) -> Stream:
+        """Start ``command`` in ``host``; each piece of its stdout goes to ``on_output`` (called on the
+        channel's reader thread: keep it short) as soon as it is written. It ends by itself, at
+        ``timeout`` (its process group killed) or by :meth:`Stream.stop`."""
+        rid, pending = self._request("S", host, command, None, timeout, on_output)
+        return Stream(self, rid, pending, f"`{command[:200]}` on {host}")
+
+    def _request(self, kind: str, host: str, command: str, input: bytes | None, timeout: float,
+                 on_output: Callable[[str], None] | None = None) -> tuple[int, _Pending]:
         if self._gone:
             raise LabGone(GONE)
         rid = next(self._ids)
         cmd, data = command.encode(), input or b""
-        pending = _Pending()
+        pending = _Pending(on_output)
         self._pending[rid] = pending
-        header = f"X {rid} {host} {max(1, int(timeout * 1000))} {len(cmd)} {len(data)}\n".encode()
+        header = f"{kind} {rid} {host} {max(1, int(timeout * 1000))} {len(cmd)} {len(data)}\n".encode()
         try:
             self._send(header + cmd + data, timeout + MARGIN)
         except OSError:
@@ -145,10 +195,12 @@ class HostChannel:
         except LabError:
             self._pending.pop(rid, None)
             raise
-        if not pending.done.wait(timeout + MARGIN):
+        return rid, pending
+
+    def _wait(self, rid: int, pending: _Pending, timeout: float, what: str) -> tuple[int, str, str, bool]:
+        if not pending.done.wait(timeout):
             self._pending.pop(rid, None)
-            raise LabError(f"the lab's command channel did not answer `{command[:200]}` on {host} "
-                           f"within {timeout + MARGIN:g} s")
+            raise LabError(f"the lab's command channel did not answer {what} within {timeout:g} s")
         if pending.result is None:
             raise LabGone(GONE)
         return pending.result

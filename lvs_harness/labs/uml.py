@@ -193,6 +193,11 @@ class UmlLab(NamespacedLab):
             rc, err = TIMEOUT_RC, err + timeout_note(timeout)
         return CommandResult(command=command, rc=rc, stdout=out, stderr=err, duration=time.monotonic() - t0)
 
+    def _host_follow(self, host: str, command: str, on_output, timeout: float):
+        if self.channel is None:
+            return None
+        return _Followed(self.channel.stream(host, command, on_output, timeout), command, timeout)
+
     def _root_run(self, argv, input, timeout, env=None) -> CommandResult:
         return self.guest.exec(argv, input, timeout, env)
 
@@ -206,6 +211,25 @@ class UmlLab(NamespacedLab):
             self.channel.close()
         self.guest.stop()
         cleanup(self.run)
+
+
+class _Followed:
+    """A streamed command (see :meth:`Host.follow`) as a :class:`CommandResult` when stopped."""
+
+    def __init__(self, stream, command: str, timeout: float):
+        self._stream, self._command, self._timeout = stream, command, timeout
+        self._t0 = time.monotonic()
+
+    @property
+    def running(self) -> bool:
+        return self._stream.running
+
+    def stop(self) -> CommandResult:
+        rc, out, err, timed_out = self._stream.stop()
+        if timed_out:
+            rc, err = TIMEOUT_RC, err + timeout_note(self._timeout)
+        return CommandResult(command=self._command, rc=rc, stdout=out, stderr=err,
+                             duration=time.monotonic() - self._t0)
 
 
 def cleanup(run: Run) -> None:

@@ -12,9 +12,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import ipaddress
+import functools
 import re
 import secrets
 import shlex
+import threading
 import time
 
 from . import NAP
@@ -223,10 +225,33 @@ def _stamp(ts: str, offset: float) -> float:
     return dt.datetime.strptime(ts, ISO).replace(tzinfo=dt.timezone.utc).timestamp() + offset
 
 
+_LIVE: list["OwnershipMonitor"] = []      # monitors whose events arrive as they happen (see watching)
+
+
+def watching(hosts) -> "OwnershipMonitor | None":
+    """A running :class:`OwnershipMonitor` whose events arrive live from every one of ``hosts``
+    (the same Host objects), or None. Assertions wait on it instead of sleeping between polls.
+
+    Example::
+
+        watch = watching([b1, b2])
+        if watch is not None:
+            seen = watch.generation; ...; watch.wait_change(seen, 1.0)   # True: an event came
+    """
+    hosts = list(hosts)
+    for mon in reversed(_LIVE):
+        if mon.live and all(any(h is d for d in mon.directors) for h in hosts):
+            return mon
+    return None
+
+
 class OwnershipMonitor:
     """Who holds ``vip`` on each director, from the kernel's own address events: ``ip -ts monitor
     address link`` runs in each director (one process each, bounded by ``max_seconds``), so VIP
     moves and link changes carry the kernel's order and µs timestamps, and nothing is polled.
+    Where the lab streams a command's output (:meth:`Host.follow`: the embedded lab) the events
+    arrive as they happen, so waiting code can be woken by them (:func:`watching`,
+    :meth:`wait_change`); elsewhere ``ip monitor`` writes a file in the director, read when asked.
     :meth:`stop` returns {director: [(epoch seconds, holds?), …]} — the state at the start, each
     change, and the state at the end — the shape :class:`OwnershipRecorder` returns.
 
@@ -238,12 +263,19 @@ class OwnershipMonitor:
         overlap_intervals(mon.samples)      # [] when never two owners at once
     """
 
+    COMMAND = "ip -o -ts monitor address link"
+
     def __init__(self, directors, vip: str, max_seconds: float = 1800):
         self.directors = list(directors)
         self.vip, self.max_seconds = vip, max_seconds
         self.samples: dict[str, list[tuple[float, bool]]] = {}
         self._name = f"/tmp/lvsh-mon-{secrets.token_hex(4)}"
         self._start: dict[str, tuple[float, bool, float]] = {}     # director -> (epoch, holds, clock offset)
+        self._follows: dict = {}                                   # director -> its streamed monitor
+        self._lines: dict[str, list[str]] = {}                     # director -> complete lines so far
+        self._partial: dict[str, str] = {}
+        self._changed = threading.Condition()
+        self.generation = 0                                        # counts the lines received
 
     def _snapshot(self, d) -> tuple[float, bool, float]:
         out = d.check("date '+%s.%N %Y-%m-%dT%H:%M:%S.%6N'; ip -o addr show").stdout.splitlines()
@@ -252,13 +284,52 @@ class OwnershipMonitor:
         held = bool(owners({d.name: parse_addresses("\n".join(out[1:]))}, self.vip))
         return float(epoch), held, round(offset)
 
+    @property
+    def live(self) -> bool:
+        """Do the events arrive as they happen (and do all the monitors still run)?"""
+        return bool(self._follows) and all(f.running for f in self._follows.values())
+
+    def _feed(self, director: str, text: str) -> None:
+        with self._changed:
+            lines = (self._partial.get(director, "") + text).split("\n")
+            self._partial[director] = lines.pop()
+            if lines:
+                self._lines.setdefault(director, []).extend(lines)
+                self.generation += 1
+                self._changed.notify_all()
+
+    def wait_change(self, generation: int, timeout: float) -> bool:
+        """Block until an event newer than ``generation`` arrived (True) or ``timeout`` passed."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self.generation != generation or not self.live, timeout)
+
     def start(self) -> "OwnershipMonitor":
         """Start the monitors; raise :class:`~lvs_harness.errors.HarnessError` where a director's
         ``ip`` gives no events (fall back to :class:`OwnershipRecorder` there)."""
         from ..errors import HarnessError
         for d in self.directors:
+            follow = d.follow(f"exec {self.COMMAND}", functools.partial(self._feed, d.name),
+                              timeout=self.max_seconds)
+            if follow is None:
+                break
+            self._follows[d.name] = follow
+        else:
+            time.sleep(0.1)                               # ip exits at once where it cannot
+            for d in self.directors:
+                if not self._follows[d.name].running:
+                    why = self._follows[d.name].stop()
+                    self._kill()
+                    raise HarnessError(f"`ip -ts monitor` gives no events on {d.name}: "
+                                       f"{(why.stderr or why.stdout).strip()[:200]}")
+                self._start[d.name] = self._snapshot(d)
+            _LIVE.append(self)
+            return self
+        for follow in self._follows.values():      # a backend that streams for some hosts only
+            follow.stop()
+        self._follows.clear()
+        for d in self.directors:
             d.check(f"setsid -f sh -c 'echo $$ > {self._name}.pid; exec timeout {int(self.max_seconds)} "
-                    f"ip -o -ts monitor address link' </dev/null >{self._name}.log 2>&1")
+                    f"{self.COMMAND}' </dev/null >{self._name}.log 2>&1")
         for d in self.directors:
             r = d.run(f"sleep 0.1; kill -0 $(cat {self._name}.pid)")      # ip exits at once where it cannot
             if not r.ok:
@@ -273,10 +344,21 @@ class OwnershipMonitor:
         found = []
         for d in self.directors:
             _, _, offset = self._start[d.name]
-            found += parse_monitor(d.run(f"cat {self._name}.log").stdout, d.name, self.vip, offset)
+            if self._follows:
+                with self._changed:
+                    text = "\n".join(self._lines.get(d.name, ()))
+            else:
+                text = d.run(f"cat {self._name}.log").stdout
+            found += parse_monitor(text, d.name, self.vip, offset)
         return sorted(found, key=lambda e: e.time)
 
     def _kill(self) -> None:
+        if self in _LIVE:
+            _LIVE.remove(self)
+        if self._follows:
+            for f in self._follows.values():
+                f.stop()
+            return
         for d in self.directors:
             d.run(f"[ -s {self._name}.pid ] && kill $(cat {self._name}.pid) 2>/dev/null; true")
 
@@ -284,8 +366,9 @@ class OwnershipMonitor:
         ends = {d.name: self._snapshot(d) for d in self.directors}
         events = self.events()
         self._kill()
-        for d in self.directors:
-            d.run(f"rm -f {self._name}.*")
+        if not self._follows:
+            for d in self.directors:
+                d.run(f"rm -f {self._name}.*")
         for d in self.directors:
             t0, held, _ = self._start[d.name]
             rows, holding = [(t0, held)], set()
