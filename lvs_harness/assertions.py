@@ -3,8 +3,9 @@
 Each one polls a probe until its deadline (every ``interval`` seconds), then returns what it
 measured — or fails with expected-vs-got and the raw evidence. The VIP assertions, where an
 :class:`~lvs_harness.probes.vrrp.OwnershipMonitor` streams the directors' address events
-(:func:`~lvs_harness.probes.vrrp.watching`), look again at each event instead (and at least every
-:data:`EVENT_REPOLL` s): the same observation, the same verdict, without a process every 0.1 s.
+(:func:`~lvs_harness.probes.vrrp.watching`), look again at each event instead, and once more at the
+deadline: the same observation, the same verdict (an event lost could only delay a pass, never
+make one), without a process every 0.1 s.
 When no deadline is given it is derived from the protocol, from the lab's own configuration:
 
 - VRRP: the backup takes over after the master-down interval,
@@ -41,7 +42,6 @@ MSL = 120.0          # seconds: RFC 793 / RFC 1122 Maximum Segment Lifetime (2 m
 SLACK = 2.0          # seconds added to protocol-derived deadlines (scheduling, polling)
 DEFAULT_VRRP = keepalived.VrrpInstance(name="default")   # keepalived's defaults: priority 100, advert_int 1
 KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
-EVENT_REPOLL = 1.0   # seconds: with address events, a look this often anyway (an event lost is no verdict)
 
 
 class LabAssertionError(AssertionError):
@@ -91,7 +91,7 @@ class _Seen:
 def _poll(observe: Callable[[], _Seen], *, what: str, expected: str, deadline: float, interval: float,
           hosts=()) -> Measured:
     """``observe`` until it is ok or ``deadline`` s passed: every ``interval`` s, or, where a live
-    monitor streams ``hosts``' address events, at each event (and every :data:`EVENT_REPOLL` s)."""
+    monitor streams ``hosts``' address events, at each event and at the deadline."""
     t0 = time.monotonic()
     samples = []
     watch = vrrp.watching(hosts) if hosts else None
@@ -114,7 +114,7 @@ def _poll(observe: Callable[[], _Seen], *, what: str, expected: str, deadline: f
         if seen.ok or left <= 0:
             break
         if watch is not None and watch.live:
-            watch.wait_change(generation, min(left, EVENT_REPOLL))
+            watch.wait_change(generation, left)
         else:
             time.sleep(min(interval, left))
     elapsed = time.monotonic() - t0
@@ -211,7 +211,7 @@ def assert_single_vip_owner(directors, vip: str, *, deadline: float | None = Non
     t0 = time.monotonic()
     while (left := hold - (time.monotonic() - t0)) > 0:   # an observation window, not a wait for state
         if watch is not None and watch.live:
-            watch.wait_change(generation, min(left, EVENT_REPOLL))
+            watch.wait_change(generation, left)
             generation = watch.generation
         else:
             time.sleep(min(interval, left))

@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from .assertions import EVENT_REPOLL, SLACK, LabAssertionError, assert_vip_on, vrrp_instance
+from .assertions import SLACK, LabAssertionError, assert_vip_on, vrrp_instance
 from .errors import CommandFailed
 from .probes import vrrp
 
@@ -123,11 +123,11 @@ class SteadyState:
 
     def _pause(self, interval: float, since: int, deadline: float) -> None:
         """Before the next look: ``interval`` s, or, where a monitor streams the directors' address
-        and link events, until the next one after ``since`` (at most :data:`EVENT_REPOLL` s)."""
+        and link events, until the next one after ``since`` (or ``deadline``)."""
         watch = vrrp.watching(self.directors)
         left = max(0.0, deadline - time.monotonic())
         if watch is not None and watch.live:
-            watch.wait_change(since, min(left, EVENT_REPOLL))
+            watch.wait_change(since, left)
         else:
             time.sleep(min(interval, left))
 

@@ -158,3 +158,90 @@ def test_without_the_channel_commands_go_through_the_guest_agent(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert "exited at its start (status 127" in r.stdout and "go through the guest agent instead" in r.stdout, r.stdout
     assert [line for line in r.stdout.splitlines() if line][-2:] == ["channel None", "client"], r.stdout[-2000:] + r.stderr[-2000:]
+
+
+def test_plain_commands_run_as_sh_would_run_them(channel_lab):
+    """The agent execs a plain "program arg …" line itself, without sh: the same output, rc and
+    errors as through sh, PATH searched in the host (its own /usr/local/sbin/systemctl shim)."""
+    host = channel_lab.hosts["balancer1"]
+    for plain, through_sh in [("ip -o link show dev lo", "ip -o link show dev lo;"),
+                              ("systemctl is-active keepalived", "systemctl is-active keepalived;"),
+                              ("hostname", "hostname;"), ("ls /nonexistent", "ls /nonexistent;"),
+                              ("nosuchprogram-lvsh arg", "nosuchprogram-lvsh arg;")]:
+        a, b = host.run(plain), host.run(through_sh)
+        assert (a.rc, a.stdout) == (b.rc, b.stdout), plain
+        assert bool(a.stderr) == bool(b.stderr), plain
+    assert host.run("nosuchprogram-lvsh").rc == 127
+    # shell words are left to sh: builtins, assignments, expansions
+    assert host.run("cd /tmp").ok and host.run("X=1 env").stdout.count("X=1") == 1
+    assert host.run("echo $LVS_HARNESS_RUN").stdout == f"{channel_lab.run_id}\n"
+
+
+def test_follow_hands_output_over_as_it_is_written_and_stop_ends_the_group(channel_lab):
+    """A streamed command's output arrives while it runs; stop() ends it with its children; one that
+    ends by itself reports its rc."""
+    import threading
+    import time
+    host = channel_lab.hosts["client"]
+    n = 10 + secrets.randbelow(90)
+    pieces, first = [], threading.Event()
+
+    def got(text):
+        pieces.append((time.monotonic(), text))
+        first.set()
+    t0 = time.monotonic()
+    watch = host.follow(f"echo one; sleep 32{n} & sleep 33{n}", got, timeout=60)
+    assert watch is not None and first.wait(5) and "".join(p for _, p in pieces) == "one\n"
+    assert watch.running and pieces[0][0] - t0 < 2
+    assert host.run(f"pgrep -f 'sleep 3[23]{n}'").stdout.split()      # both still run
+    result = watch.stop()
+    assert not watch.running and result.rc == 137
+    assert host.run(f"pgrep -f 'sleep 3[23]{n}'").stdout == ""
+    done = host.follow("echo out; echo err >&2; exit 4", lambda text: None, timeout=10)
+    deadline = time.monotonic() + 5
+    while done.running and time.monotonic() < deadline:
+        time.sleep(0.05)
+    result = done.stop()
+    assert (result.rc, result.stdout, result.stderr) == (4, "", "err\n")
+
+
+def test_vip_assertions_wait_on_the_kernel_events_not_a_poll(channel_lab):
+    """With a live OwnershipMonitor, a failover is observed at its address events (a handful of
+    looks) instead of every 0.1 s, and the verdict is the same; without one, they poll."""
+    from lvs_harness.assertions import assert_failover_within, assert_vip_on
+    from lvs_harness.probes import vrrp
+    hosts = channel_lab.hosts
+    b1, b2 = hosts["balancer1"], hosts["balancer2"]
+    vip = channel_lab.topology.service.vip
+    looks = []
+
+    def count(host, result):
+        if result.command == "ip -o -4 addr show":
+            looks.append(host)
+    assert_vip_on(b1, vip, deadline=15)
+    for d in (b1, b2):
+        d.observers.append(count)
+    try:
+        with vrrp.OwnershipMonitor([b1, b2], vip) as mon:
+            assert vrrp.watching([b1, b2]) is mon and mon.live
+            b1.link_down("eth1")
+            try:
+                moved = assert_failover_within(b1, b2, vip)
+            finally:
+                b1.link_up("eth1")
+            evented = len(looks)
+            back = assert_vip_on(b1, vip, deadline=15)
+        assert vrrp.watching([b1, b2]) is None
+        assert 2.5 < moved.seconds < 5 and back.seconds < 8
+        assert evented <= 8, f"{evented} looks during a {moved.seconds:.1f} s failover"
+        looks.clear()
+        b1.link_down("eth1")
+        try:
+            polled = assert_failover_within(b1, b2, vip)
+        finally:
+            b1.link_up("eth1")
+        assert 2.5 < polled.seconds < 5 and len(looks) >= 20 > 2 * evented, (len(looks), evented)
+        assert_vip_on(b1, vip, deadline=15)
+    finally:
+        for d in (b1, b2):
+            d.observers.remove(count)

@@ -27,7 +27,7 @@ from typing import Callable
 
 from ..errors import LabError
 
-FORMAT = 4  # bump whenever _customize() changes what goes into the image
+FORMAT = 5  # bump whenever _customize() changes what goes into the image
 PACKAGES = (
     "mount", "iproute2", "procps", "kmod", "util-linux", "psmisc", "keepalived", "ipvsadm",
     "nginx-light", "curl", "iputils-ping", "iputils-arping", "net-tools", "tcpdump", "sudo",
@@ -195,6 +195,14 @@ def _customize(root: Path, kver: str) -> None:
     (root / "etc" / "fstab").write_text("# lvs-harness guest: mounts are made by /sbin/lvsh-init\n")
     (root / "etc" / "hostname").write_text("lvs-harness-guest\n")
     (root / "etc" / "keepalived").mkdir(exist_ok=True)
+    # the guest has no network: apt sources would only cost every `apt update` in a student's
+    # provisioner its failing fetches (0.5 s of CPU each, measured; 0.2 s without); apt's caches
+    # are built once here from what is installed, not by each apt call in each host
+    (root / "etc" / "apt" / "sources.list").write_text("# lvs-harness lab: no network, so no sources; "
+                                                       "the packages are in the image\n")
+    for f in (root / "etc" / "apt" / "sources.list.d").glob("*"):
+        f.unlink()
+    subprocess.run(["chroot", str(root), "apt-cache", "gencaches"], check=True, stdout=subprocess.DEVNULL)
     # the command agent, built here against this release's glibc (the image's own)
     agent = root / AGENT.lstrip("/")
     agent.parent.mkdir(parents=True, exist_ok=True)
