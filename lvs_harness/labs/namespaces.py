@@ -80,36 +80,48 @@ class Namespaces:
         q = shlex.quote
         sw = q(self.switch)
         overlays = " ".join(OVERLAID)
-        # every exec costs ~20 ms in the UML guest: `ip -batch` and one mkdir/mount run per host
+        # every exec costs ~10-20 ms in the UML guest: `ip -batch`, one mkdir, touch and chmod for all
+        # hosts, files written by bash itself, one `mount -a` per host
         netns_adds = "\n".join(f"netns add {n}" for n in self.all_netns(topology.names))
+        hdirs = [f'"$S/hosts/"{q(h.name)}' for h in topology.hosts]
+        shims = [f"{hdir}/usr-local.u/sbin/{name}" for hdir in hdirs for name in ("systemctl", "service")]
         lines = [
             "set -eu",
             f"S={q(self.state)}",
-            'mkdir -p "$S/ns" "$S/hosts"',
+            "mkdir -p \"$S/ns\" " + " ".join(f"{hdir}/{d.replace('/', '-')}.{kind}" for hdir in hdirs
+                                           for d in OVERLAID for kind in "uw")
+            + " " + " ".join(f"{hdir}/usr-local.u/sbin" for hdir in hdirs),
             'mountpoint -q "$S/ns" || mount --bind "$S/ns" "$S/ns"',
             'mount --make-private "$S/ns"',
+            "touch " + " ".join(f'"$S/ns/"{q(h.name)}.{kind}' for h in topology.hosts for kind in ("mnt", "uts")),
             f"ip -b - <<'EOF'\n{netns_adds}\nEOF",
             f"ip -n {sw} -b - <<'EOF'\nlink set lo up\n"
             + "".join(f"link add {br} type bridge\nlink set {br} up\n" for br in segs.values()) + "EOF",
-            "cat > \"$S/systemctl\" <<'LVSH_SHIM_EOF'", shim_text().rstrip("\n"), "LVSH_SHIM_EOF",
-            'chmod 755 "$S/systemctl"',
+            "IFS= read -r -d '' SHIM <<'LVSH_SHIM_EOF' || true", shim_text().rstrip("\n"), "LVSH_SHIM_EOF",
+            *(f'printf "%s\\n" "$SHIM" > {shim}' for shim in shims),     # `service` too: the shim reads $0
+            "chmod 755 " + " ".join(shims),
         ]
+        # the host's own mounts, by one `mount -a`: sysfs (this network namespace's /sys/class/net),
+        # the overlays, a fresh /run and /tmp (sources named for lvs-harness, so that mount does not
+        # take the guest's sysfs and tmpfs for these already mounted)
         setup = (
-            'set -e; H=$1; hostname "$2"; mount -t sysfs sysfs /sys; '
+            'set -e; H=$1; echo "$2" > /proc/sys/kernel/hostname; '
+            '{ echo "lvsh-sysfs /sys sysfs defaults 0 0"; '
             f'for d in {overlays}; do [ -d "/$d" ] || continue; k=${{d//\\//-}}; '
-            'mount -t overlay overlay -o "lowerdir=/$d,upperdir=$H/$k.u,workdir=$H/$k.w" "/$d"; done; '
-            'mount -t tmpfs -o mode=755 tmpfs /run; mount -t tmpfs -o mode=1777 tmpfs /tmp; '
+            'echo "overlay /$d overlay lowerdir=/$d,upperdir=$H/$k.u,workdir=$H/$k.w 0 0"; done; '
+            'echo "lvsh-run /run tmpfs mode=755 0 0"; echo "lvsh-tmp /tmp tmpfs mode=1777 0 0"; } > "$H/fstab"; '
+            'mount -a -T "$H/fstab"; '
             'mkdir -p /run/lock /run/sshd /var/log/nginx /var/www/html /home/vagrant; echo "$2" > /etc/hostname; '
             # no lab host reaches a name server or a mirror: make lookups and apt fail at once
             # (students' provisioners run `apt update`: 7.5 s of retries per call otherwise)
-            'rm -f /etc/resolv.conf; echo "nameserver 127.0.0.1" > /etc/resolv.conf; '
+            'if [ -L /etc/resolv.conf ]; then rm -f /etc/resolv.conf; fi; '
+            'echo "nameserver 127.0.0.1" > /etc/resolv.conf; '
             """printf 'Acquire::Retries "0";\\n' > /etc/apt/apt.conf.d/99lvs-harness-offline"""
         )
         ports = []
         for idx, h in enumerate(topology.hosts):
             ns = q(self.netns(h.name))
-            hdir = f'"$S/hosts/"{q(h.name)}'
-            dirs = " ".join(f"{hdir}/{d.replace('/', '-')}.{kind}" for d in OVERLAID for kind in "uw")
+            hdir = hdirs[idx]
             batch = ["link set lo up"]
             for n, iface in enumerate(h.interfaces):
                 peer = f"h{idx}e{n + 1}"
@@ -118,10 +130,6 @@ class Namespaces:
                 if iface.ip and iface.auto_config:
                     batch += [f"addr add {iface.ip} dev {iface.name}", f"link set {iface.name} up"]
             lines += [
-                f'touch "$S/ns/"{q(h.name)}.mnt "$S/ns/"{q(h.name)}.uts',
-                f"mkdir -p {dirs} {hdir}/usr-local.u/sbin",
-                f'cp "$S/systemctl" {hdir}/usr-local.u/sbin/systemctl',
-                f'ln -sf systemctl {hdir}/usr-local.u/sbin/service',
                 f'nsenter --net=/run/netns/{ns} unshare --mount="$S/ns/"{q(h.name)}.mnt '
                 f'--uts="$S/ns/"{q(h.name)}.uts --propagation private bash -c {q(setup)} _ {hdir} {q(h.hostname)}',
                 f"ip -n {ns} -b - <<'EOF'\n" + "\n".join(batch) + "\nEOF",
