@@ -39,6 +39,7 @@ import threading
 import time
 from html import escape
 from pathlib import Path
+from typing import Callable
 
 from . import exports
 from .checks import is_not_run, not_run
@@ -47,7 +48,8 @@ from .packs import load_pack
 from .report import read_event
 
 MARKER = ".lvs-harness-reports"
-DEFAULT_JOBS = 6               # labs at once (bench/grade.py measures the choice: -j 3, 4, 6 on 2 cores)
+DEFAULT_JOBS = 10              # labs at most at once (bench/grade.py measures the choice: -j 4-10 on 2 cores)
+IDLE_TO_START = 0.3            # the share of the machine's CPU idle over a second before one more lab starts
 DEFAULT_RETRIES = 1            # fresh-lab attempts after a run that ended in error
 JOB_TIMEOUT = 20 * 60          # seconds: a submission's run taking longer is stopped (harness-failed)
 CSV_FIELDS = ("submission", "outcome", "score", "max_score", "check_id", "title", "status", "check_score",
@@ -81,6 +83,58 @@ def prepare_out(out: Path) -> None:
     (out / MARKER).write_text("reports written by lvs-harness grade\n")
 
 
+def cpu_times(stat: str) -> tuple[int, int]:
+    """(idle, total) jiffies from the first line of /proc/stat (idle counts iowait; guest time is
+    already in user).
+
+    Example::
+
+        cpu_times("cpu  100 0 50 800 50 0 0 0 0 0\n")     # (850, 1000)
+    """
+    fields = [int(f) for f in stat.split("\n", 1)[0].split()[1:]]
+    busy_and_idle = fields[:8]             # user nice system idle iowait irq softirq steal
+    return fields[3] + (fields[4] if len(fields) > 4 else 0), sum(busy_and_idle)
+
+
+class CpuGate:
+    """Lets one more lab start only while the machine has CPU to spare: at least ``idle_needed`` of
+    it idle over the last ``window`` seconds, or no lab running. -j is then an upper bound that a
+    slower machine does not reach: a lab starved of CPU could make its keepalived miss adverts (a
+    split brain that is the machine's, not the student's). One start at a time, so bring-ups (the
+    heaviest part of a run) are staggered.
+
+    Example::
+
+        gate = CpuGate()
+        gate.admit(running=lambda: 3)     # returns once the CPU was ≥ 30 % idle over a second
+    """
+
+    def __init__(self, idle_needed: float = IDLE_TO_START, window: float = 1.0,
+                 read: Callable[[], str] = lambda: Path("/proc/stat").read_text()):
+        self.idle_needed, self.window, self._read = idle_needed, window, read
+        self._lock = threading.Lock()
+        self.waited = 0.0                  # seconds starts were held back, in all
+
+    def idle_fraction(self) -> float | None:
+        """The share of CPU time idle over the next ``window`` seconds (None: unreadable)."""
+        try:
+            idle0, total0 = cpu_times(self._read())
+            time.sleep(self.window)
+            idle1, total1 = cpu_times(self._read())
+        except (OSError, ValueError, IndexError):
+            return None
+        return (idle1 - idle0) / (total1 - total0) if total1 > total0 else None
+
+    def admit(self, running: Callable[[], int], stopping: Callable[[], bool] = lambda: False) -> None:
+        t0 = time.monotonic()
+        with self._lock:
+            while running() > 0 and not stopping():
+                idle = self.idle_fraction()
+                if idle is None or idle >= self.idle_needed:
+                    break
+            self.waited += time.monotonic() - t0
+
+
 class Grader:
     def __init__(self, out: Path, *, backend: str = "auto", timing: str | None = None, allow_scripts: bool = False,
                  jobs: int = 2, progress=None, timeout: float = JOB_TIMEOUT, provider: str = "libvirt",
@@ -102,6 +156,7 @@ class Grader:
         self._print_lock = threading.Lock()
         self._stopping = False
         self._up: set[str] = set()       # labels of the jobs whose lab came up
+        self.gate = CpuGate()
         self._expired: set[str] = set()  # jobs stopped for running past the timeout
 
     def progress(self, message: str) -> None:
@@ -165,9 +220,12 @@ class Grader:
         """One grading run in its own lab: (its folder, its entry)."""
         work = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=self.out))
         basetemp = Path(tempfile.mkdtemp(prefix="lvsh-grade-"))
-        t0 = time.monotonic()
         rc, tail = None, []
         try:
+            self.gate.admit(running=lambda: len(self._procs), stopping=lambda: self._stopping)
+            if self._stopping:
+                raise KeyboardInterrupt
+            t0 = time.monotonic()
             with open(work / "pytest.log", "w") as log:
                 proc = subprocess.Popen(self._argv(path, name, work, basetemp / "t", earlier), stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, bufsize=1,
@@ -281,8 +339,8 @@ class Grader:
         if self.resume:
             pairs = self._resumed(pairs)
         total = len(pairs)
-        self.progress(f"grading {total} submission{'s' * (total != 1)}, {min(self.jobs, total) or 1} at a time, "
-                      f"into {self.out}/")
+        self.progress(f"grading {total} submission{'s' * (total != 1)}, up to {min(self.jobs, total) or 1} at a "
+                      f"time (while the CPU has room), into {self.out}/")
         done = 0
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.jobs)
         futures = {pool.submit(self._start_and_grade, p, name, f"[{i + 1}/{total}] {name}"): name
