@@ -2,9 +2,9 @@
  * line that runs each lab host's commands in that host's namespaces — per command one
  * clone(CLONE_VM | CLONE_VFORK), three setns(2) in the child and one exec — of the command itself
  * when it is a plain "program arg …" line (no quoting, expansion, redirection or shell builtin:
- * what sh would run the same way), else of /bin/sh -c — the result pushed back when it ends. (A fork copies the forking process's address space, which in UML
- * means host page tables built through ptrace: measured 23 ms per fork+exec from perl, 14.5 ms
- * per vfork+exec.)
+ * what sh would run the same way), else of /bin/sh -c — the result pushed back when it ends.
+ * (A fork copies the forking process's address space, which in UML means host page tables built
+ * through ptrace: measured 23 ms per fork+exec from perl, 14.5 ms per vfork+exec.)
  *
  * Usage: host-agent TTY NETNS_PREFIX NS_STATE_DIR SPOOL_DIR   (the line already in raw mode)
  * Requests (host -> agent):  "X <id> <host> <timeout ms> <command bytes> <stdin bytes>\n" command stdin

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import ipaddress
 import functools
+import ipaddress
 import re
 import secrets
 import shlex
