@@ -108,15 +108,12 @@ def _poll(observe: Callable[[], _Seen], *, what: str, expected: str, deadline: f
         return seen
 
     while True:
-        generation = watch.generation if watch is not None else 0
+        since = vrrp.events_seen(watch)
         seen = attempt()
         left = deadline - (time.monotonic() - t0)
         if seen.ok or left <= 0:
             break
-        if watch is not None and watch.live:
-            watch.wait_change(generation, left)
-        else:
-            time.sleep(min(interval, left))
+        vrrp.pause(watch, since, interval, left)
     elapsed = time.monotonic() - t0
     how = ("looked at each of the kernel's address events" if watch is not None
            else f"polled every {interval:g} s")
@@ -204,17 +201,14 @@ def assert_single_vip_owner(directors, vip: str, *, deadline: float | None = Non
         return _Seen(len(owners) == 1, owners[0] if len(owners) == 1 else None,
                      f"owners {owners}", evidence)
     watch = vrrp.watching(directors)
-    generation = watch.generation if watch is not None else 0
+    since = vrrp.events_seen(watch)
     first = _poll(observe, what=f"a single owner of {vip}", expected="exactly one director",
                   deadline=deadline or max(takeover_deadline(d) for d in directors) + 3, interval=interval,
                   hosts=directors)
     t0 = time.monotonic()
     while (left := hold - (time.monotonic() - t0)) > 0:   # an observation window, not a wait for state
-        if watch is not None and watch.live:
-            watch.wait_change(generation, left)
-            generation = watch.generation
-        else:
-            time.sleep(min(interval, left))
+        vrrp.pause(watch, since, interval, left)
+        since = vrrp.events_seen(watch)
         seen = observe()
         if seen.value != first.value:
             raise LabAssertionError(f"{vip} staying with {first.value} for {hold:.1f} s", f"only {first.value}",

@@ -117,20 +117,6 @@ class SteadyState:
         return inst.master_down_interval + inst.advert_int + SLACK
 
     # observing -------------------------------------------------------------------------
-    def _generation(self) -> int:
-        watch = vrrp.watching(self.directors)
-        return watch.generation if watch is not None else 0
-
-    def _pause(self, interval: float, since: int, deadline: float) -> None:
-        """Before the next look: ``interval`` s, or, where a monitor streams the directors' address
-        and link events, until the next one after ``since`` (or ``deadline``)."""
-        watch = vrrp.watching(self.directors)
-        left = max(0.0, deadline - time.monotonic())
-        if watch is not None and watch.live:
-            watch.wait_change(since, left)
-        else:
-            time.sleep(min(interval, left))
-
     def observe(self) -> dict[str, DirectorState]:
         """One command per director: its lab link, its keepalived, whether it holds the VIP."""
         found = {}
@@ -198,12 +184,13 @@ class SteadyState:
             return self.observe()      # nopreempt: the VIP does not come back by itself
         who = self.master or self.directors[0]
         deadline = time.monotonic() + self._takeover(who) + self.inst[who.name].preempt_delay
+        watch = vrrp.watching(self.directors)      # where it streams events, look at each one instead
         while True:
-            since = self._generation()
+            since = vrrp.events_seen(watch)
             states = self.observe()
             if self.holder(states) is not None or time.monotonic() > deadline:
                 return states
-            self._pause(0.2, since, deadline)
+            vrrp.pause(watch, since, 0.2, deadline - time.monotonic())
 
     def _restart_in_order(self, actions: list, seen: str) -> str:
         first = [self.master] if self.master is not None else self.directors
@@ -230,11 +217,12 @@ class SteadyState:
         # a backup that cannot hear the master takes the VIP after its master-down interval
         hold = max([self.inst[d.name].master_down_interval for d in rest] or [0.0]) + 0.5
         deadline = time.monotonic() + (hold if want is not None else max(map(self._takeover, self.directors)))
-        since = self._generation()
+        watch = vrrp.watching(self.directors)
+        since = vrrp.events_seen(watch)
         states = self.observe()
         while time.monotonic() < deadline:
-            self._pause(0.25, since, deadline)
-            since = self._generation()
+            vrrp.pause(watch, since, 0.25, deadline - time.monotonic())
+            since = vrrp.events_seen(watch)
             states = self.observe()
             if want is not None and self.holder(states) is None:
                 break

@@ -5,9 +5,10 @@ qemu-guest-agent runs a command as a new process that then ``nsenter``s the host
 command. The host agent is one small C process in the guest (built into the image) on its own
 serial line (``/dev/ttyS2``); per command it clones (``CLONE_VM | CLONE_VFORK``: no copy of its
 address space), ``setns``es the child into the host's namespaces and execs ``/bin/sh -c`` once (or
-the program itself, for a plain ``program arg …`` line), and pushes the result back the moment the command ends. Commands from several threads overlap
-(each request and reply carries an id). A streamed command (:meth:`HostChannel.stream`) hands its
-output over as it is written (an ``ip monitor``'s events, live) until it ends or is stopped.
+the program itself, for a plain ``program arg …`` line), and pushes the result back the moment
+the command ends. Commands from several threads overlap (each request and reply carries an id).
+A streamed command (:meth:`HostChannel.stream`) hands its output over as it is written (an
+``ip monitor``'s events, live) until it ends or is stopped.
 
 Example::
 

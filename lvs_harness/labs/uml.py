@@ -188,10 +188,7 @@ class UmlLab(NamespacedLab):
         if self.channel is None:
             return super()._host_run(host, command, input, timeout)
         t0 = time.monotonic()
-        rc, out, err, timed_out = self.channel.run(host, command, input, timeout)
-        if timed_out:
-            rc, err = TIMEOUT_RC, err + timeout_note(timeout)
-        return CommandResult(command=command, rc=rc, stdout=out, stderr=err, duration=time.monotonic() - t0)
+        return _channel_result(command, self.channel.run(host, command, input, timeout), timeout, t0)
 
     def _host_follow(self, host: str, command: str, on_output, timeout: float):
         if self.channel is None:
@@ -225,11 +222,15 @@ class _Followed:
         return self._stream.running
 
     def stop(self) -> CommandResult:
-        rc, out, err, timed_out = self._stream.stop()
-        if timed_out:
-            rc, err = TIMEOUT_RC, err + timeout_note(self._timeout)
-        return CommandResult(command=self._command, rc=rc, stdout=out, stderr=err,
-                             duration=time.monotonic() - self._t0)
+        return _channel_result(self._command, self._stream.stop(), self._timeout, self._t0)
+
+
+def _channel_result(command: str, reply: tuple[int, str, str, bool], timeout: float, t0: float) -> CommandResult:
+    """The channel's (rc, stdout, stderr, timed out) as a CommandResult (a timeout: rc 124 and its note)."""
+    rc, out, err, timed_out = reply
+    if timed_out:
+        rc, err = TIMEOUT_RC, err + timeout_note(timeout)
+    return CommandResult(command=command, rc=rc, stdout=out, stderr=err, duration=time.monotonic() - t0)
 
 
 def cleanup(run: Run) -> None:

@@ -245,6 +245,29 @@ def watching(hosts) -> "OwnershipMonitor | None":
     return None
 
 
+def events_seen(watch: "OwnershipMonitor | None") -> int:
+    """``watch``'s :attr:`~OwnershipMonitor.generation` (0 without one): take it before a look, then
+    :func:`pause` after it."""
+    return watch.generation if watch is not None else 0
+
+
+def pause(watch: "OwnershipMonitor | None", since: int, interval: float, left: float) -> None:
+    """Between two looks: where ``watch`` is live, until its next event after ``since`` (at most
+    ``left`` s); else ``interval`` s (at most ``left``).
+
+    Example::
+
+        watch = watching(directors)
+        while not done():
+            since = events_seen(watch); look(); pause(watch, since, 0.2, deadline - time.monotonic())
+    """
+    left = max(0.0, left)
+    if watch is not None and watch.live:
+        watch.wait_change(since, left)
+    else:
+        time.sleep(min(interval, left))
+
+
 class OwnershipMonitor:
     """Who holds ``vip`` on each director, from the kernel's own address events: ``ip -ts monitor
     address link`` runs in each director (one process each, bounded by ``max_seconds``), so VIP
