@@ -4,7 +4,7 @@ Example::
 
     from lvs_harness import LabConfig, start_lab
     with start_lab(LabConfig(backend="uml")) as lab:
-        print(lab.hosts["client"].check("curl -s 172.28.128.200").stdout)
+        print(lab.hosts["client"].check("curl -s 10.77.0.100").stdout)
 """
 
 from .commands import CommandResult

@@ -23,9 +23,9 @@ question 1). ``ipvsadm --set 0 10 0`` shortens it for entries created afterwards
 
 Example::
 
-    assert_vip_on(b1, "172.28.128.200").seconds          # 3.6
-    failover = assert_failover_within(b1, b2, "172.28.128.200")   # after b1.link_down("eth1")
-    assert_rr_balanced(b2, "172.28.128.200", 80, expected_total=50, since=before)
+    assert_vip_on(b1, "10.77.0.100").seconds          # 3.6
+    failover = assert_failover_within(b1, b2, "10.77.0.100")   # after b1.link_down("eth1")
+    assert_rr_balanced(b2, "10.77.0.100", 80, expected_total=50, since=before)
 """
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ def vrrp_instance(director, vip: str | None = None) -> keepalived.VrrpInstance:
 
     Example::
 
-        vrrp_instance(b1, "172.28.128.200").priority     # 150
+        vrrp_instance(b1, "10.77.0.100").priority     # 150
     """
     r = director.run(f"cat {KEEPALIVED_CONF}")
     instances = keepalived.parse_config(r.stdout).instances if r.ok else ()
@@ -161,7 +161,7 @@ def assert_vip_on(director, vip: str, *, deadline: float | None = None, interval
 
     Example::
 
-        assert_vip_on(lab.hosts["balancer1"], "172.28.128.200")
+        assert_vip_on(lab.hosts["lb1"], "10.77.0.100")
     """
     def observe():
         found, evidence = _addresses_evidence([director])
@@ -176,7 +176,7 @@ def assert_vip_absent(host, vip: str, *, deadline: float = 5.0, interval: float 
 
     Example::
 
-        assert_vip_absent(lab.hosts["balancer2"], "172.28.128.200")
+        assert_vip_absent(lab.hosts["lb2"], "10.77.0.100")
     """
     def observe():
         found, evidence = _addresses_evidence([host])
@@ -191,7 +191,7 @@ def assert_single_vip_owner(directors, vip: str, *, deadline: float | None = Non
 
     Example::
 
-        owner = assert_single_vip_owner(directors, "172.28.128.200", hold=3).value   # 'balancer1'
+        owner = assert_single_vip_owner(directors, "10.77.0.100", hold=3).value   # 'lb1'
     """
     directors = list(directors)
 
@@ -316,7 +316,7 @@ def assert_rr_balanced(director, vip: str, port: int, *, expected_total: int, to
 
         before = ipvs.read_stats(b1); http_requests(client, url, 50)
         assert_rr_balanced(b1, vip, 80, expected_total=50, since=before).value
-        # {'172.28.128.30:80': 25, '172.28.128.40:80': 25}
+        # {'10.77.0.21:80': 25, '10.77.0.22:80': 25}
     """
     key = ipvs.Service("TCP", vip, port).key
 
@@ -343,7 +343,7 @@ def assert_dr_real(real, vip: str, *, interface: str | None = None) -> Measured:
 
     Example::
 
-        assert_dr_real(lab.hosts["server1"], "172.28.128.200")
+        assert_dr_real(lab.hosts["web1"], "10.77.0.100")
     """
     interface = interface or vrrp.lab_interface(real, near=vip)
 
@@ -370,7 +370,7 @@ def assert_failover_within(from_director, to_director, vip: str, *, seconds: flo
     Example::
 
         b1.link_down("eth1")
-        assert_failover_within(b1, b2, "172.28.128.200").seconds    # ~3.4
+        assert_failover_within(b1, b2, "10.77.0.100").seconds    # ~3.4
     """
     def observe():
         found, evidence = _addresses_evidence([from_director, to_director])

@@ -13,9 +13,9 @@ no second wait).
 
 Example::
 
-    master, why = intended_master(directors, vip)     # (<Host balancer1>, 'balancer1 is the intended …')
+    master, why = intended_master(directors, vip)     # (<Host lb1>, 'lb1 is the intended …')
     steady = SteadyState(directors, vip, lab_if, master)
-    holder = steady.ensure().holder                   # 'balancer1'; raises Unsteady with the reason
+    holder = steady.ensure().holder                   # 'lb1'; raises Unsteady with the reason
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ def intended_master(directors, vip: str, insts: dict | None = None):
 
     Example::
 
-        intended_master(directors, "172.28.128.200")
-        # (<Host balancer1>, 'balancer1 is the intended master: priority 150, balancer2 100')
+        intended_master(directors, "10.77.0.100")
+        # (<Host lb1>, 'lb1 is the intended master: priority 150, lb2 100')
     """
     insts = insts or {d.name: vrrp_instance(d, vip) for d in directors}
     ranked = sorted(directors, key=lambda d: (-insts[d.name].priority, d.name))
@@ -76,7 +76,7 @@ def link_is_up(host, link: str) -> bool:
 
     Example::
 
-        link_is_up(hosts["balancer1"], "eth1")     # True
+        link_is_up(hosts["lb1"], "eth1")     # True
     """
     return _flags_up(host.run(_read_flags(link)).stdout)
 

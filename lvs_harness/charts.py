@@ -5,7 +5,7 @@ returns one ``<svg>`` element as a string.
 
 Example::
 
-    bars({"server1": 25, "server2": 25}, "Requests per real")
+    bars({"web1": 25, "web2": 25}, "Requests per real")
     timeline({"lb1": [(0.0, True), (0.25, True)], "lb2": [(0.0, False), (0.25, False)]},
              probes=[(0.1, True)], events=[(0.2, "eth1 down on lb1")])
     lines({"ActiveConn": [(0, 0), (1, 0)], "InActConn": [(0, 50), (1, 0)]}, "Connections on lb1")

@@ -4,7 +4,7 @@ Example::
 
     lvs-harness packs                  # the course labs installed
     lvs-harness up                     # the default pack's reference lab, kept running
-    lvs-harness exec client -- curl -s 172.28.128.200
+    lvs-harness exec client -- curl -s 10.77.0.100
     lvs-harness down
 """
 

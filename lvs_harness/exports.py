@@ -8,8 +8,8 @@ Example::
     entry, checks = book["submissions"][0], book["checks"]
     gradescope(entry, checks)["tests"][0]["name"]      # 'config_valid: keepalived accepts …'
     classroom(entry, checks)["status"]                  # 'pass' | 'fail' | 'error'
-    junit(entry, checks, pack="hw38")                   # '<?xml …><testsuites …>'
-    lms_csv(book["submissions"], checks, "hw3.8")       # 'Student,ID,SIS User ID,SIS Login ID,Section,…'
+    junit(entry, checks, pack="my-lab")                   # '<?xml …><testsuites …>'
+    lms_csv(book["submissions"], checks, "my-lab")       # 'Student,ID,SIS User ID,SIS Login ID,Section,…'
 """
 
 from __future__ import annotations

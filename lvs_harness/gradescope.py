@@ -11,8 +11,8 @@ the UML kernel its modules belong to (``linux.uml``) is always in the zip.
 
 Example::
 
-    build(Path("autograder.zip"), pack="hw38")          # setup.sh, run_autograder, lvs-harness/, rootfs.img
-    run(Path("/autograder"), pack="hw38")               # → /autograder/results/results.json
+    build(Path("autograder.zip"), pack="my-lab")          # setup.sh, run_autograder, lvs-harness/, rootfs.img
+    run(Path("/autograder"), pack="my-lab")               # → /autograder/results/results.json
 """
 
 from __future__ import annotations

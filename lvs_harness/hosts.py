@@ -6,9 +6,9 @@ files, services and logs.
 
 Example::
 
-    b1 = lab.hosts["balancer1"]
+    b1 = lab.hosts["lb1"]
     b1.check("ip -br addr show eth1")
-    b1.testinfra.interface("eth1").addresses      # ['172.28.128.10', ...]
+    b1.testinfra.interface("eth1").addresses      # ['10.77.0.11', ...]
     b1.link_down("eth1"); ...; b1.link_up("eth1")
     b1.restart("keepalived"); print(b1.log("keepalived"))
 """

@@ -36,7 +36,7 @@ class VrrpInstance:
 
     @property
     def vips(self) -> list[str]:
-        """The virtual addresses without prefix or options ("172.28.128.200/24 dev eth1" → 172.28.128.200)."""
+        """The virtual addresses without prefix or options ("10.77.0.100/24 dev eth1" → 10.77.0.100)."""
         return [v.split()[0].split("/")[0] for v in self.virtual_ipaddresses]
 
 
@@ -189,7 +189,7 @@ def ipvsadm_commands(vs: VirtualServerConf) -> list[str]:
     Example::
 
         ipvsadm_commands(parse_config(text).virtual_servers[0])
-        # ['ipvsadm -A -t 172.28.128.200:80 -s rr', 'ipvsadm -a -t 172.28.128.200:80 -r 172.28.128.30:80 -g -w 1', …]
+        # ['ipvsadm -A -t 10.77.0.100:80 -s rr', 'ipvsadm -a -t 10.77.0.100:80 -r 10.77.0.21:80 -g -w 1', …]
     """
     service = f"{PROTOCOL_FLAGS.get(vs.protocol.upper(), '-t')} {vs.address}:{vs.port}"
     out = [f"ipvsadm -A {service} -s {vs.lb_algo or 'wlc'}"]

@@ -4,7 +4,7 @@ A topology is built from a Vagrantfile (see :mod:`lvs_harness.vagrantfile`): eac
 ``config.vm.define`` is a host, each ``private_network`` an interface (``eth1``,
 ``eth2``, … in order, as Vagrant numbers them after the NAT ``eth0``), each shell
 provisioner a script to run in that host. Machine names map to roles through glob
-patterns: a pack's own (hw3.8's include the common misspelling ``balanser``), else
+patterns: a pack's own (which may allow for common misspellings of its host names), else
 generic ones (director*, lb*, server*, web*, client* …). The virtual services come from the
 pack or the lab author, else from the running lab (see :mod:`lvs_harness.services`).
 
@@ -65,7 +65,7 @@ class VirtualService:
 
 @dataclasses.dataclass(frozen=True)
 class Interface:
-    """One lab interface. ``ip`` carries the prefix ("172.28.128.10/24") or is None when
+    """One lab interface. ``ip`` carries the prefix ("10.77.0.11/24") or is None when
     the Vagrantfile leaves configuration to a provisioner (``auto_config: false``)."""
 
     name: str

@@ -14,8 +14,8 @@ Example::
 
     channel = HostChannel(sock)
     channel.wait_ready(timeout=10, alive=lambda: proc.poll() is None)
-    rc, out, err, timed_out = channel.run("balancer1", "ipvsadm -Ln", None, timeout=10)
-    stream = channel.stream("balancer1", "exec ip -o monitor address", print, timeout=600)
+    rc, out, err, timed_out = channel.run("host1", "ip -br addr", None, timeout=10)
+    stream = channel.stream("host1", "exec ip -o monitor address", print, timeout=600)
     ...; rc, out, err, timed_out = stream.stop()
 """
 

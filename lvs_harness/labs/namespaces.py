@@ -16,7 +16,7 @@ Example::
 
     ns = Namespaces(prefix="lvsh-1a2b3c", state="/run/lvs-harness/1a2b3c/ns", run_id="1a2b3c")
     root_run(["bash", "-c", ns.build_script(topology)], None, 60)
-    root_run(ns.enter_argv("balancer1", "ip -br addr"), None, 10)
+    root_run(ns.enter_argv("lb1", "ip -br addr"), None, 10)
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ evaluated as ``nobody`` in fresh, network-less namespaces.
 Example::
 
     with NetnsLab.start(LabConfig(backend="netns")) as lab:
-        lab.hosts["client"].check("curl -s 172.28.128.30")
+        lab.hosts["client"].check("curl -s 10.77.0.21")
 """
 
 from __future__ import annotations

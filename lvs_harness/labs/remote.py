@@ -9,7 +9,7 @@ Example::
 
     run_id = spawn(LabConfig(backend="uml"))
     with RemoteLab(Run.load(run_id), keep=True) as lab:
-        lab.hosts["client"].check("curl -s 172.28.128.200")
+        lab.hosts["client"].check("curl -s 10.77.0.100")
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ grading host's files.
 Example::
 
     with UmlLab.start(LabConfig()) as lab:
-        print(lab.hosts["balancer1"].check("ipvsadm -Ln").stdout)
+        print(lab.hosts["lb1"].check("ipvsadm -Ln").stdout)
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ machine never share a bridge.
 Example::
 
     with start_lab(LabConfig(backend="vagrant")) as lab:
-        lab.hosts["client"].check("curl -s 172.28.128.200")
+        lab.hosts["client"].check("curl -s 10.77.0.100")
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ the VIP too and the client may send VIP traffic straight to it, bypassing IPVS.
 
 Example::
 
-    answer = resolve(client, "172.28.128.200", lab.hosts.values())
-    answer.owner, answer.repliers      # 'balancer1', ['balancer1']
+    answer = resolve(client, "10.77.0.100", lab.hosts.values())
+    answer.owner, answer.repliers      # 'lb1', ['lb1']
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ Example::
     pages = real_pages(reals, port=80)                # {'web1': 'Hello from web1', 'web2': 'Hello from web2'}
     answers = identify(http_requests(client, "http://10.77.0.100/", count=50), pages)
     Counter(a.real for a in answers)                  # {'web1': 25, 'web2': 25}
-    with Prober(client, "http://172.28.128.200/") as prober:
+    with Prober(client, "http://10.77.0.100/") as prober:
         director.link_down("eth1"); ...
     prober.outage()                                   # (start, seconds) of the longest client-visible gap
 """

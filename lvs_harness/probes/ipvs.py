@@ -6,9 +6,9 @@ the ``read_*`` functions run ipvsadm on a lab host and parse its answer.
 Example::
 
     table = read_table(director)
-    svc = table.service("172.28.128.200", 80)
+    svc = table.service("10.77.0.100", 80)
     [(r.address, r.forward, r.inactive) for r in svc.reals]
-    # [('172.28.128.30', 'Route', 25), ('172.28.128.40', 'Route', 25)]
+    # [('10.77.0.21', 'Route', 25), ('10.77.0.22', 'Route', 25)]
     read_timeouts(director).tcpfin   # 120
 """
 

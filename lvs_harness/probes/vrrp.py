@@ -3,7 +3,7 @@ keepalived instance's state transitions with timestamps (from its log).
 
 Example::
 
-    vip_owners(directors, "172.28.128.200")          # ['balancer1']
+    vip_owners(directors, "10.77.0.100")          # ['lb1']
     [(t.state, t.time) for t in read_transitions(b1)]  # [('BACKUP', …), ('MASTER', …)]
 """
 
@@ -28,7 +28,7 @@ LAB_LINE = re.compile(r"^(?P<ts>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+) .*?\((?P<in
 SYSLOG_LINE = re.compile(r"^(?P<ts>[A-Z][a-z]{2} +\d+ \d\d:\d\d:\d\d) \S+ Keepalived_vrrp\[\d+\]: \((?P<inst>[^)]+)\) "
                          r"Entering (?P<state>[A-Z]+) STATE(?P<init> \(init\))?")
 
-# journalctl -o short-iso-precise (the VMs): "2026-11-26T16:00:01.123456+00:00 balancer1 Keepalived_vrrp[512]: (VI_1) …"
+# journalctl -o short-iso-precise (the VMs): "2026-11-26T16:00:01.123456+00:00 lb1 Keepalived_vrrp[512]: (VI_1) …"
 JOURNAL_LINE = re.compile(r"^(?P<ts>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)\S* \S+ Keepalived_vrrp\[\d+\]: "
                           r"\((?P<inst>[^)]+)\) Entering (?P<state>[A-Z]+) STATE(?P<init> \(init\))?")
 
@@ -63,7 +63,7 @@ def read_transitions(director) -> list[Transition]:
 
 
 def parse_addresses(text: str) -> dict[str, list[str]]:
-    """``ip -o addr show`` → {interface: ["172.28.128.10/24", …]} (IPv4 and IPv6)."""
+    """``ip -o addr show`` → {interface: ["10.77.0.11/24", …]} (IPv4 and IPv6)."""
     found: dict[str, list[str]] = {}
     for line in text.splitlines():
         fields = line.split()
@@ -92,7 +92,7 @@ def lab_interface(host, addresses: dict[str, list[str]] | None = None, near: str
 
     Example::
 
-        lab_interface(hosts["server1"], near="172.28.128.200")     # 'eth1' (or 'eth2', 'enp0s8' …)
+        lab_interface(hosts["web1"], near="10.77.0.100")     # 'eth1' (or 'eth2', 'enp0s8' …)
     """
     addresses = read_addresses(host) if addresses is None else addresses
     for spec in host.spec.interfaces:
@@ -188,7 +188,7 @@ class OwnershipRecorder:
         self.stop()
 
 
-# `ip -o -ts monitor address link`: "[2026-12-01T11:42:12.502012] Deleted 3: eth1    inet 172.28.128.200/24 …"
+# `ip -o -ts monitor address link`: "[2026-12-01T11:42:12.502012] Deleted 3: eth1    inet 10.77.0.100/24 …"
 MONITOR_ADDR = re.compile(r"^\[(?P<ts>[0-9T:.-]+)\] (?P<deleted>Deleted )?\d+: (?P<ifname>[^\s:@]+)\s+inet6? "
                           r"(?P<addr>[0-9a-fA-F:.]+)/")
 # "[…] 3: eth1@if7: <BROADCAST,MULTICAST> mtu 1500 qdisc noqueue state DOWN …"
@@ -282,7 +282,7 @@ class OwnershipMonitor:
 
         with OwnershipMonitor(directors, vip) as mon:
             b1.link_down("eth1"); ...
-            moves = mon.events()            # [AddressEvent(time, 'balancer1', 'link', 'eth1', False), …]
+            moves = mon.events()            # [AddressEvent(time, 'lb1', 'link', 'eth1', False), …]
         overlap_intervals(mon.samples)      # [] when never two owners at once
     """
 
