@@ -62,6 +62,9 @@ class RealServerConf:
 
 @dataclasses.dataclass(frozen=True)
 class VirtualServerConf:
+    """A ``virtual_server``: ``address``/``port`` (``virtual_server IP PORT``), or a firewall mark
+    (``virtual_server fwmark N``: ``fwmark``, address ""), or a ``virtual_server_group``'s
+    members (``virtual_server group NAME``: ``group``, address "")."""
     address: str
     port: int
     lb_algo: str = ""
@@ -69,6 +72,8 @@ class VirtualServerConf:
     protocol: str = "TCP"
     reals: tuple[RealServerConf, ...] = ()
     delay_loop: float = 60.0            # keepalived's default: seconds between checks
+    fwmark: int | None = None
+    group: str | None = None
 
     def removal_bound(self, real: RealServerConf) -> float:
         """The longest a dead ``real`` may stay in the IPVS table under its checkers: the check
@@ -101,11 +106,61 @@ class KeepalivedConfig:
         return next((g for g in self.sync_groups if instance in g.instances), None)
 
 
-def _statements(text: str) -> list:
+def preprocess(text: str, config_id: str | None = None, read=None) -> str:
+    """The text keepalived's parser sees: ``$NAME=value`` definitions substituted (``$NAME``,
+    ``${NAME}``), ``@ID`` lines kept only for the host whose config id (default: its host name) is
+    ID and ``@^ID`` lines for every other, ``include FILE`` replaced by ``read(FILE)`` (left out
+    without ``read``). Comments (``#``, ``!``) are removed; quoted strings keep theirs.
+
+    Example::
+
+        preprocess("$VIP=10.77.0.100\n@lb1 priority 150\n@^lb1 priority 100\nvip $VIP", "lb1")
+        # 'priority 150\nvip 10.77.0.100'
+    """
+    params: dict[str, str] = {}
+    out = []
+    for raw in text.splitlines():
+        line = _uncomment(raw)
+        if not line.strip():
+            continue
+        m = re.match(r"^\s*\$(\w+)\s*=\s*(.*)$", line)
+        if m:
+            params[m[1]] = m[2].strip()
+            continue
+        line = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda v: params.get(v[1] or v[2], v[0]), line)
+        m = re.match(r"^\s*@(\^?)(\S+)\s+(.*)$", line)
+        if m:
+            negated, ident, rest = m[1] == "^", m[2], m[3]
+            if (ident == config_id) == negated:
+                continue
+            line = rest
+        m = re.match(r"^\s*include\s+(\S+)", line)
+        if m:
+            if read is not None:
+                included = read(m[1])
+                if included:
+                    out.append(preprocess(included, config_id, read))
+            continue
+        out.append(line)
+    return "\n".join(out)
+
+
+def _uncomment(line: str) -> str:
+    """``line`` without its comment: from the first ``#`` or ``!`` outside double quotes."""
+    quoted = False
+    for i, ch in enumerate(line):
+        if ch == '"':
+            quoted = not quoted
+        elif ch in "#!" and not quoted:
+            return line[:i]
+    return line
+
+
+def _statements(text: str, config_id: str | None = None, read=None) -> list:
     """Nested lists: each statement is [keyword, args…] or [keyword, args…, [block statements]]."""
     tokens = []
-    for raw in text.splitlines():
-        tokens += re.findall(r"\{|\}|[^\s{}]+", re.split(r"[#!]", raw, maxsplit=1)[0]) + ["\n"]
+    for raw in preprocess(text, config_id, read).splitlines():
+        tokens += re.findall(r'"[^"]*"|\{|\}|[^\s{}"]+', raw) + ["\n"]
     return _parse_block(iter(tokens))
 
 
@@ -140,29 +195,60 @@ def _first(block: list, key: str, default=None):
     return default
 
 
-def parse_config(text: str) -> KeepalivedConfig:
-    """Parse the parts of keepalived.conf the checks need (unknown keywords are ignored)."""
+def _int(word, default: int = 0) -> int:
+    try:
+        return int(str(word))
+    except ValueError:
+        return default
+
+
+def _real(stmt: list) -> RealServerConf:
+    """``real_server IP [PORT] { … }``: every sub-block is a health checker (HTTP_GET, TCP_CHECK …)."""
+    words = [w for w in stmt[1:] if isinstance(w, str)]
+    body = _block(stmt)
+    checkers = [c for c in body if isinstance(c[-1], list)]
+    return RealServerConf(words[0], _int(words[1]) if len(words) > 1 else 0, _int(_first(body, "weight", 1), 1),
+                          tuple(c[0] for c in checkers), tuple(_checker(c) for c in checkers))
+
+
+def _virtual_server(stmt: list) -> VirtualServerConf | None:
+    words = [w for w in stmt[1:] if isinstance(w, str)]
+    body = _block(stmt)
+    if not words:
+        return None
+    fwmark = group = None
+    address, port = words[0], _int(words[1]) if len(words) > 1 else 0
+    if words[0] == "fwmark" and len(words) > 1:
+        fwmark, address, port = _int(words[1]), "", 0
+    elif words[0] == "group" and len(words) > 1:
+        group, address, port = words[1], "", 0
+    reals = tuple(_real(r) for r in body if r[0] == "real_server" and len(r) >= 2 and isinstance(r[1], str))
+    return VirtualServerConf(address, port, _first(body, "lb_algo", _first(body, "lvs_sched", "")),
+                             _first(body, "lb_kind", _first(body, "lvs_method", "")), _first(body, "protocol", "TCP"),
+                             reals, float(_first(body, "delay_loop", 60)), fwmark, group)
+
+
+def parse_config(text: str, config_id: str | None = None, read=None) -> KeepalivedConfig:
+    """Parse the parts of keepalived.conf the checks need, as keepalived reads the text (see
+    :func:`preprocess`: ``$PARAM``, ``@conditional`` lines for ``config_id``, ``include`` through
+    ``read``); unknown keywords are ignored, old ones (``lvs_sched``, ``lvs_method``) understood."""
     instances, servers, groups = [], [], []
-    for stmt in _statements(text):
+    for stmt in _statements(text, config_id, read):
         body = _block(stmt)
         if stmt[0] == "vrrp_instance":
             vips = next((tuple(" ".join(w for w in line if isinstance(w, str)) for line in _block(s))
                          for s in body if s[0] == "virtual_ipaddress"), ())
             instances.append(VrrpInstance(
-                name=stmt[1] if isinstance(stmt[1], str) else "", state=str(_first(body, "state", "BACKUP")).upper(),
-                interface=_first(body, "interface", ""), virtual_router_id=int(_first(body, "virtual_router_id", 0)),
-                priority=int(_first(body, "priority", 100)), advert_int=float(_first(body, "advert_int", 1)),
+                name=stmt[1] if len(stmt) > 1 and isinstance(stmt[1], str) else "",
+                state=str(_first(body, "state", "BACKUP")).upper(),
+                interface=_first(body, "interface", ""), virtual_router_id=_int(_first(body, "virtual_router_id", 0)),
+                priority=_int(_first(body, "priority", 100), 100), advert_int=_float(_first(body, "advert_int", 1), 1.0),
                 virtual_ipaddresses=vips, nopreempt=any(s[0] in ("nopreempt", "no_preempt") for s in body),
-                preempt_delay=float(_first(body, "preempt_delay", 0))))
-        elif stmt[0] == "virtual_server" and len(stmt) >= 4:
-            # inside real_server, every sub-block is a health checker (HTTP_GET, TCP_CHECK, MISC_CHECK…)
-            reals = tuple(RealServerConf(r[1], int(r[2]), int(_first(_block(r), "weight", 1)),
-                                         tuple(c[0] for c in _block(r) if isinstance(c[-1], list)),
-                                         tuple(_checker(c) for c in _block(r) if isinstance(c[-1], list)))
-                          for r in body if r[0] == "real_server" and len(r) >= 3)
-            servers.append(VirtualServerConf(stmt[1], int(stmt[2]), _first(body, "lb_algo", ""),
-                                             _first(body, "lb_kind", ""), _first(body, "protocol", "TCP"), reals,
-                                             float(_first(body, "delay_loop", 60))))
+                preempt_delay=_float(_first(body, "preempt_delay", 0))))
+        elif stmt[0] == "virtual_server":
+            vs = _virtual_server(stmt)
+            if vs is not None:
+                servers.append(vs)
         elif stmt[0] == "vrrp_sync_group" and len(stmt) >= 2:
             members = next((tuple(w for line in _block(s) for w in line if isinstance(w, str))
                             for s in body if s[0] == "group"), ())
@@ -170,12 +256,19 @@ def parse_config(text: str) -> KeepalivedConfig:
     return KeepalivedConfig(tuple(instances), tuple(servers), tuple(groups))
 
 
+def _float(word, default: float = 0.0) -> float:
+    try:
+        return float(str(word))
+    except ValueError:
+        return default
+
+
 def _checker(stmt: list) -> HealthCheck:
     body = _block(stmt)
     port = _first(body, "connect_port")
-    return HealthCheck(stmt[0], int(port) if port else None, float(_first(body, "connect_timeout", 5)),
-                       int(_first(body, "retry", _first(body, "nb_get_retry", 1))),
-                       float(_first(body, "delay_before_retry", 1)))
+    return HealthCheck(stmt[0], _int(port) if port else None, _float(_first(body, "connect_timeout", 5), 5.0),
+                       _int(_first(body, "retry", _first(body, "nb_get_retry", 1)), 1),
+                       _float(_first(body, "delay_before_retry", 1), 1.0))
 
 
 FORWARD_FLAGS = {"DR": "-g", "NAT": "-m", "TUN": "-i"}
@@ -191,10 +284,15 @@ def ipvsadm_commands(vs: VirtualServerConf) -> list[str]:
         ipvsadm_commands(parse_config(text).virtual_servers[0])
         # ['ipvsadm -A -t 10.77.0.100:80 -s rr', 'ipvsadm -a -t 10.77.0.100:80 -r 10.77.0.21:80 -g -w 1', …]
     """
-    service = f"{PROTOCOL_FLAGS.get(vs.protocol.upper(), '-t')} {vs.address}:{vs.port}"
+    if vs.group is not None:
+        return []          # its members are in the virtual_server_group block
+    if vs.fwmark is not None:
+        service = f"-f {vs.fwmark}"
+    else:
+        service = f"{PROTOCOL_FLAGS.get(vs.protocol.upper(), '-t')} {vs.address}:{vs.port}"
     out = [f"ipvsadm -A {service} -s {vs.lb_algo or 'wlc'}"]
-    out += [f"ipvsadm -a {service} -r {r.address}:{r.port} {FORWARD_FLAGS.get(vs.lb_kind.upper(), '-m')} -w {r.weight}"
-            for r in vs.reals]
+    out += [f"ipvsadm -a {service} -r {r.address}:{r.port or vs.port} {FORWARD_FLAGS.get(vs.lb_kind.upper(), '-m')} "
+            f"-w {r.weight}" for r in vs.reals]
     return out
 
 
@@ -222,3 +320,37 @@ def script_commands(text: str) -> list[tuple[str, str]]:
             walk(_block(stmt))
     walk(_statements(text))
     return found
+
+
+# keepalived --config-test's messages: what makes keepalived run something other than the text says
+CHANGES_BEHAVIOUR = re.compile(
+    r"missing '\}'|extra '\{'|Non-existent interface|doesn't exist|Unknown interface|not found, ignoring|"
+    r"- ignoring|defaulting to UDP|[Ii]nvalid|cannot|Cannot|unable to|Unable to|No VIP specified|"
+    r"has no virtual_router_id|Unknown vrrp_instance|Unknown vrrp_script|out of range|Disabling")
+
+
+def config_test_findings(rc: int, output: str) -> tuple[list[str], list[str]]:
+    """(errors, warnings) of ``keepalived --config-test``: errors change what keepalived runs (an
+    unbalanced brace, a block or reference it drops, an interface the host lacks, an instance it
+    cannot start); warnings are what it recovers from and runs as written (auth_pass truncated to 8
+    characters, scripts without script security, unknown or deprecated keywords). keepalived 2.2
+    exits non-zero (5, 6) for both, so its messages decide; an exit status other than 0, 5 or 6
+    with no message is an error.
+
+    Example::
+
+        config_test_findings(5, "(k.conf: Line 8) Truncating auth_pass to 8 characters")
+        # ([], ['Truncating auth_pass to 8 characters'])
+    """
+    errors: list[str] = []
+    warnings: list[str] = []
+    for line in output.splitlines():
+        message = re.sub(r"^\((?:[^)]*: )?Line \d+\)\s*", "", line.strip()).strip()
+        if not message:
+            continue
+        target = errors if CHANGES_BEHAVIOUR.search(message) else warnings
+        if message not in target:
+            target.append(message)
+    if rc not in (0, 5, 6) and not errors:
+        errors.append(f"keepalived --config-test exited {rc}")
+    return errors, warnings

@@ -93,6 +93,7 @@ def main() -> None:
                        services=tuple(VirtualService.from_dict(s) for s in raw.get("services", ())),
                        daemons=raw.get("daemons"),
                        files=raw.get("files"), keep_ipvs=tuple(raw.get("keep_ipvs", ())),
+                       commands=raw.get("commands"), generated=raw.get("generated", False),
                        progress=lambda m: print(f"lvs-harness: {m}", flush=True))
     try:
         serve(config, provision=raw.get("provision", True))

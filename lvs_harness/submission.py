@@ -1,17 +1,23 @@
-"""Student submissions: a folder, or a markdown write-up whose code blocks are the lab's files.
+"""Student submissions: a folder, or a markdown write-up in any form students hand in, read as the
+student's own lab design.
 
-A write-up's fenced blocks are attributed by the text just before them ("Vagrantfile:",
-"lb1 keepalived.conf:") and by their content (``Vagrant.configure``, ``vrrp_instance``).
-The directors a keepalived.conf may be for are the pack's; their names are matched
-tolerantly (a misspelling, "Lb 2"), shell-transcript residue is removed (a first line like
-``root@lb1:/home/vagrant# cat …``, which keepalived would reject), and every decision is
-recorded in ``notes``. Parts a submission lacks come from the pack's reference lab, marked as such.
+A write-up's blocks (see :mod:`lvs_harness.writeup`: fences however indented or quoted, HTML
+``<pre>``, runs of inline `code`, CRLF) are split at shell prompts. keepalived configs, a
+Vagrantfile, and the setup commands shown being run on a host are the student's; each config's host
+comes from a prompt, the prose before it, a host comment inside it or its ``router_id`` — matched
+tolerantly against the names the write-up and its Vagrantfile use ("balanser2" is balancer2). Roles
+come from function: a host with a keepalived config (or keepalived/ipvsadm commands) is a director,
+the IPVS real-server addresses are the reals, a remaining host is the client. A config given for
+both directors ("the second differs only by state BACKUP") is derived as the text says. Without a
+Vagrantfile the lab is built in the student's terms (:mod:`lvs_harness.design`). Nothing is taken
+from a pack's reference lab; every decision is in ``notes``. Linked files are read only inside the
+submission's own folder.
 
 Example::
 
-    sub = load_submission(Path("write-up.md"), pack="my-lab")     # a pack whose directors are lb1, lb2
-    sub.vagrantfile.origin            # 'write-up.md, block 1 ("Vagrantfile:")'
+    sub = load_submission(Path("write-up.md"), pack="my-lab")
     sub.keepalived["lb2"].notes       # ['host "lb 2" read as lb2', …]
+    sub.summary()                     # what was found, and where
     write_folder(sub, Path("out/"))
 """
 
@@ -22,133 +28,68 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
-from . import keepalived
+from . import keepalived, writeup
+from .design import DR_SETUP, Design
 from .errors import HarnessError
 from .vagrantfile import read_text
 
-PROMPT = re.compile(r"^\s*(?:\S+@)?(?P<host>[\w.-]+):[^\n#$]*[#$] ")
-FENCE = re.compile(r"^(?P<fence>```|~~~)[^\n]*\n(?P<body>.*?)^(?P=fence)[ \t]*$", re.M | re.S)
+PROMPT = writeup.PROMPT
+MAX_LINKED = 20                      # linked files read with one write-up
 
 
 class SubmissionError(HarnessError):
     """A submission that cannot be read as one."""
 
 
+class NothingToRun(SubmissionError):
+    """A write-up from which nothing runnable can be read (e.g. its configs are only in images):
+    a verdict of 0 points, not an error of the submission's form."""
+
+
 @dataclasses.dataclass
 class Part:
     text: str
-    origin: str                     # where it came from: "write-up.md, block 3 (…)" or "reference"
+    origin: str                     # where it came from: "write-up.md, block 3 (…)"
     from_reference: bool = False
     notes: list[str] = dataclasses.field(default_factory=list)
+    derived: bool = False           # made from another host's part, as the write-up's text says
 
 
 @dataclasses.dataclass
-class Submission:
-    name: str
-    source: Path
-    vagrantfile: Part | None = None
-    keepalived: dict[str, Part] = dataclasses.field(default_factory=dict)
-    notes: list[str] = dataclasses.field(default_factory=list)
-    pack: object = None             # the lvs_harness.packs.Pack it is read for (its directors, its reference)
+class Command:
+    host: str | None                # None: shown without a host ("on the directors" → role)
+    command: str
+    origin: str
+    role: str | None = None         # "director" / "real" when the text says which hosts
 
-    @property
-    def directors(self) -> tuple[str, ...]:
-        return tuple(self.pack.directors) if self.pack else tuple(sorted(self.keepalived))
 
-    def summary(self) -> list[str]:
-        lines = [f"{self.name} ({self.source})"]
-        if self.vagrantfile:
-            lines.append(f"  Vagrantfile: {self.vagrantfile.origin}")
-        for host, part in sorted(self.keepalived.items()):
-            lines.append(f"  {host} keepalived.conf: {part.origin}")
-            lines += [f"    - {n}" for n in part.notes]
-        lines += [f"  note: {n}" for n in self.notes]
-        return lines
+HOST_TOKEN = re.compile(r"(?<![\w@/.:-])([A-Za-z][A-Za-z0-9_-]*?\d+)(?![\w./-])(?!:\S)|\b([A-Za-z]{3,}) ([0-9]{1,2})\b(?![.,]\d)")
+NOT_HOSTS = re.compile(r"^(?:eth\d+|enp\w+|ens\d+|eno\d+|lo\d*|vi_\d+|vrrp_?\w*|rh_\d+|vs_?\d+|vsg_\d+|ipv[46]|md5|"
+                       r"sha\d+|h[1-6]|hw\d*|utf\d+|x86_64|ubuntu\d*|debian\d*|vip\d*|net\d*|step\d*|task\d*|"
+                       r"vagrant\d*|http\d*|tcp\d*|udp\d*|ipvs\d*|lvs\d*|nat\d*|dr\d*|pass\d*|port\d*|s\d+|"
+                       r"v\d+|r\d+|e\d+|nginx\d+|keepalived\d*|eth\d+:\d+|br\d+|veth\d*|0s\d)$", re.I)
+IGNORED_HOSTS = {"vagrant", "localhost", "ubuntu", "root", "debian", "user", "admin"}
+REPLAYED = re.compile(
+    r"^(?:ip\s+(?:-\d\s+)?(?:a|addr|address|r|route)\s+(?:add|replace|append)\b"
+    r"|sysctl\s+(?:-\w+\s+)*(?:-w\s+)?net\.\S+=|sysctl\s+-p\b"
+    r"|ipvsadm\s+(?:-[AaEeCRZ]\b|--add|--edit|--set|--restore|-R\b)|ipvsadm\s+--set\b|ipvsadm-restore\b"
+    r"|iptables\s+(?:-t\s+\w+\s+)?-[AI]\b|echo\s+\d+\s*>\s*/proc/sys/net/)")
+DR_COMMAND = re.compile(r"\bdev\s+lo\b|arp_ignore|arp_announce|REDIRECT|lo:\w")
+DIRECTOR_COMMAND = re.compile(r"\bkeepalived\b|\bipvsadm\b")
+ROLE_WORDS = {"real": re.compile(r"реал|real|backend|бэкенд|бекенд|server|сервер|web", re.I),
+              "director": re.compile(r"директор|director|балансир|balancer|балансер|lvs|keepalived", re.I)}
+ALL_WORDS = re.compile(r"\b(?:both|all|each|every)\b|обоих|оба\b|обе\b|всех|каждом|каждый|на директорах|на реалах|"
+                       r"на балансировщиках|для обоих", re.I)
+DERIVE = re.compile(r"\b(state)\s+(MASTER|BACKUP)\b|\b(priority)\s+(\d+)\b", re.I)
 
-    @property
-    def own_vagrantfile(self) -> bool:
-        return self.vagrantfile is not None and not self.vagrantfile.from_reference
 
-    def parts(self) -> list[dict]:
-        """Which files of the lab are the student's and which the reference's, for the report."""
-        own = self.own_vagrantfile
-        reference = f"the reference ({Path(self.pack.reference).name})" if self.pack else "the reference"
-        parts = [{"part": "Vagrantfile", "student": own,
-                  "source": self.vagrantfile.origin if own else reference,
-                  "notes": self.vagrantfile.notes if own else []}]
-        for host in self.directors:
-            part = self.keepalived.get(host)
-            if part is not None:
-                parts.append({"part": f"{host} keepalived.conf", "student": not part.from_reference,
-                              "source": part.origin, "notes": part.notes})
-            else:
-                parts.append({"part": f"{host} keepalived.conf", "student": own,
-                              "source": "written by the " + ("student's" if own else "reference")
-                                        + " Vagrantfile's provisioner", "notes": []})
-        return parts
-
-    def keeps_reference_ipvs(self) -> tuple[str, ...]:
-        """Directors whose handed-in keepalived.conf defines no IPVS service while the lab is the
-        reference's: the reference's provisioning supplies that function (its ``virtual_server``,
-        as ipvsadm rules), since the homework needs it and the student did not hand it in."""
-        if self.own_vagrantfile:
-            return ()
-        return tuple(host for host, part in self.keepalived.items()
-                     if not part.from_reference and not keepalived.parse_config(part.text).virtual_servers)
-
-    def functions(self) -> list[dict]:
-        """What the lab needs, function by function, and whether the student's files or the
-        reference supplied it: {"function", "student": bool, "how"}."""
-        own = self.own_vagrantfile
-        where = "the student's Vagrantfile" if own else "the reference Vagrantfile"
-        out = [{"function": "topology (machines, networks, addresses)", "student": own, "how": where},
-               {"function": self.pack.real_setup if self.pack else "real-server setup", "student": own,
-                "how": f"{where}'s provisioners"}]
-        kept = self.keeps_reference_ipvs()
-        for host in self.directors:
-            part = self.keepalived.get(host)
-            conf = keepalived.parse_config(part.text) if part is not None else None
-            student_conf = part is not None and not part.from_reference
-            out.append({"function": f"VRRP on {host} (keepalived vrrp_instance)",
-                        "student": bool(student_conf and conf.instances) or (part is None and own),
-                        "how": part.origin if student_conf else f"{where}'s provisioning"})
-            if student_conf and conf.virtual_servers:
-                ipvs = (True, f"virtual_server in {part.origin}")
-            elif host in kept:
-                ipvs = (False, "the reference's virtual_server, added as ipvsadm rules (the handed-in "
-                               "keepalived.conf defines none)")
-            else:
-                ipvs = (own, f"{where}'s provisioning")
-            out.append({"function": f"IPVS service on {host}", "student": ipvs[0], "how": ipvs[1]})
-        return out
-
-    def lab_config(self, config, workdir: Path):
-        """``config`` (a :class:`~lvs_harness.labs.LabConfig`) for this submission: its Vagrantfile
-        (else the reference's), its keepalived configs, and what the reference must supply."""
-        for line in self.summary():
-            config.progress(line)
-        vagrantfile = None
-        if self.vagrantfile:
-            vagrantfile = workdir / "Vagrantfile"
-            vagrantfile.write_text(self.vagrantfile.text)
-            if self.source.is_dir() and (self.source / self.vagrantfile.origin).is_file():
-                vagrantfile = self.source / self.vagrantfile.origin   # its path: provisioners live beside it
-        else:
-            config.progress("the submission has no Vagrantfile: using the reference's")
-        files = {host: {"/etc/keepalived/keepalived.conf": part.text} for host, part in self.keepalived.items()}
-        for host in self.keeps_reference_ipvs():
-            config.progress(f"{host}'s keepalived.conf defines no IPVS service: keeping the reference's")
-        return dataclasses.replace(config, vagrantfile=vagrantfile or config.vagrantfile, files=files or None,
-                                   keep_ipvs=self.keeps_reference_ipvs(),
-                                   pack=self.pack.name if self.pack else config.pack)
-
-    def report_info(self) -> dict:
-        """What the report and the gradebook say about the submission."""
-        return {"source": str(self.source), "parts": self.parts(), "functions": self.functions(),
-                "notes": self.notes, "pack": self.pack.name if self.pack else None}
+def _read_text(path: Path) -> str:
+    return read_text(path, SubmissionError, "a write-up or lab file",
+                     "pass a submission folder or a markdown write-up.")
 
 
 def edit_distance(a: str, b: str) -> int:
@@ -176,7 +117,7 @@ def match_host(text: str, hosts: tuple[str, ...], max_edits: int = 2) -> tuple[s
     for word, said in words:
         for host in hosts:
             d = edit_distance(word, host)
-            if d <= max_edits and _same_number(word, host):
+            if d <= max_edits and _same_number(word, host) and (d == 0 or len(host) > 4):
                 best.append((d, host, said))
     if not best:
         return None, ""
@@ -194,121 +135,586 @@ def _same_number(word: str, host: str) -> bool:
     return re.sub(r"\D", "", word) == re.sub(r"\D", "", host)
 
 
+def host_tokens(text: str) -> list[str]:
+    """Words of ``text`` that look like a host name (letters then a number: netology2, bal01, lb-1),
+    nearest the end first; a spaced number ("Balancer 1") counts too."""
+    found = [(m[1] or m[2] + m[3]).lower() for m in HOST_TOKEN.finditer(text)]
+    return [t for t in reversed(found) if not NOT_HOSTS.match(t) and t not in IGNORED_HOSTS]
+
+
 def strip_transcript(text: str) -> tuple[str, list[str]]:
-    """Remove a leading shell prompt line (``root@h:~# cat file``); return (text, notes)."""
-    lines = text.splitlines(keepends=True)
-    if lines and PROMPT.match(lines[0]):
-        return "".join(lines[1:]), [f"removed the shell prompt line {lines[0].strip()!r}"]
-    return text, []
+    """Remove shell prompt lines (``root@h:~# cat file``) anywhere in a config; return (text, notes)."""
+    kept, notes = [], []
+    for line in text.splitlines(keepends=True):
+        if writeup.prompt(line) is not None:
+            notes.append(f"removed the shell prompt line {line.strip()!r}")
+        else:
+            kept.append(line)
+    return "".join(kept), notes
 
 
-def _read_text(path: Path) -> str:
-    return read_text(path, SubmissionError, "a write-up or lab file",
-                     "pass a submission folder or a markdown write-up.")
+@dataclasses.dataclass
+class Submission:
+    name: str
+    source: Path
+    vagrantfile: Part | None = None
+    keepalived: dict[str, Part] = dataclasses.field(default_factory=dict)
+    commands: list[Command] = dataclasses.field(default_factory=list)
+    notes: list[str] = dataclasses.field(default_factory=list)
+    pack: object = None             # the lvs_harness.packs.Pack it is read for (what the homework requires)
+    roles: dict[str, list[str]] = dataclasses.field(default_factory=dict)   # director/real/client -> names
+    reals: dict[str, str] = dataclasses.field(default_factory=dict)         # real name -> address ("" unknown)
+    design: Design | None = None    # the lab built in the student's terms (no Vagrantfile of theirs)
 
+    @property
+    def directors(self) -> tuple[str, ...]:
+        return tuple(self.roles.get("director") or sorted(self.keepalived))
 
-def _label(text: str, start: int) -> str:
-    """The nearest non-empty line before a fenced block."""
-    for line in reversed(text[:start].splitlines()):
-        if line.strip():
-            return line.strip()
-    return ""
+    def summary(self) -> list[str]:
+        lines = [f"{self.name} ({self.source})"]
+        if self.vagrantfile:
+            lines.append(f"  Vagrantfile: {self.vagrantfile.origin}")
+        for host, part in sorted(self.keepalived.items()):
+            lines.append(f"  {host} keepalived.conf: {part.origin}")
+            lines += [f"    - {n}" for n in part.notes]
+        for host, cmds in sorted(self.replayed().items()):
+            lines.append(f"  {host}: replays {len(cmds)} setup command(s) shown in the write-up")
+        lines += [f"  note: {n}" for n in self.notes]
+        return lines
 
+    @property
+    def own_vagrantfile(self) -> bool:
+        return self.vagrantfile is not None and not self.vagrantfile.from_reference
 
-def from_writeup(path: Path, hosts: tuple[str, ...]) -> Submission:
-    text = _read_text(path)
-    sub = Submission(name=path.stem, source=path)
-    blocks = list(FENCE.finditer(text))
-    if not blocks:
-        raise SubmissionError(f"{path} has no fenced code blocks (```); put the Vagrantfile and each "
-                              "keepalived.conf in its own block, labelled on the line before")
-    for n, m in enumerate(blocks, 1):
-        label, body = _label(text, m.start()), m["body"]
-        origin = f"{path.name}, block {n} ({label!r})"
-        cleaned, notes = strip_transcript(body)
-        if "vagrant.configure" in body.lower() or "vagrantfile" in label.lower() and "configure" in body.lower():
-            if sub.vagrantfile:
-                sub.notes.append(f"block {n} is another Vagrantfile; kept the first ({sub.vagrantfile.origin})")
+    def replayed(self) -> dict[str, list[str]]:
+        """{host: setup commands shown being run there}, in order: configuration only (addresses,
+        sysctls, ipvsadm rules, iptables), never the demonstration's faults and observations."""
+        out: dict[str, list[str]] = {}
+        for c in self.commands:
+            if c.host and REPLAYED.match(c.command):
+                out.setdefault(c.host, []).append(c.command)
+        return out
+
+    def parts(self) -> list[dict]:
+        """Which files of the lab are the student's, for the report."""
+        built = "built by lvs-harness in the student's terms (no Vagrantfile was handed in)"
+        parts = [{"part": "Vagrantfile", "student": self.own_vagrantfile,
+                  "source": self.vagrantfile.origin if self.own_vagrantfile else built,
+                  "notes": (self.vagrantfile.notes if self.own_vagrantfile else self.design.notes if self.design else [])}]
+        for host in self.directors:
+            part = self.keepalived.get(host)
+            if part is not None:
+                parts.append({"part": f"{host} keepalived.conf", "student": True,
+                              "source": part.origin, "notes": part.notes})
             else:
-                sub.vagrantfile = Part(cleaned, origin, notes=notes)
+                parts.append({"part": f"{host} keepalived.conf", "student": self.own_vagrantfile,
+                              "source": "written by the student's Vagrantfile's provisioner" if self.own_vagrantfile
+                              else "none handed in", "notes": []})
+        return parts
+
+    def functions(self) -> list[dict]:
+        """What the lab needs, function by function, and where it came from: {"function", "student", "how"}."""
+        own = self.own_vagrantfile
+        replayed = self.replayed()
+        built = self.design.built if self.design else {}
+        out = [{"function": "topology (machines, networks, addresses)", "student": own,
+                "how": "the student's Vagrantfile" if own else
+                f"built to fit the write-up: hosts {', '.join(self.design.hosts)}, VIP {self.design.vip}, "
+                f"subnet {self.design.network}" if self.design else "none"}]
+        for host in self.directors:
+            part = self.keepalived.get(host)
+            out.append({"function": f"VRRP on {host} (keepalived vrrp_instance)",
+                        "student": part is not None and not part.derived,
+                        "how": (part.origin + (" (derived: " + "; ".join(n for n in part.notes if "derived" in n) + ")"
+                                               if part.derived else "")) if part else "the student's Vagrantfile"})
+            conf = keepalived.parse_config(part.text) if part else None
+            if conf and conf.virtual_servers:
+                ipvs = (True, f"virtual_server in {part.origin}")
+            elif any("ipvsadm" in c for c in replayed.get(host, [])):
+                ipvs = (True, "ipvsadm commands shown in the write-up, replayed")
+            elif built.get(host):
+                ipvs = (False, "built to fit (the write-up shows no IPVS setup): " + "; ".join(built[host]))
+            else:
+                ipvs = (own, "the student's Vagrantfile" if own else "none")
+            out.append({"function": f"IPVS service on {host}", "student": ipvs[0], "how": ipvs[1]})
+        for host in self.roles.get("real", []):
+            if replayed.get(host):
+                out.append({"function": f"real-server setup on {host}", "student": True,
+                            "how": "commands shown in the write-up, replayed: " + "; ".join(replayed[host])})
+            elif built.get(host):
+                out.append({"function": f"real-server setup on {host}", "student": False,
+                            "how": "built to fit (the write-up shows none for it): " + "; ".join(built[host])})
+            else:
+                out.append({"function": f"real-server setup on {host}", "student": own,
+                            "how": "the student's Vagrantfile" if own else "none"})
+        return out
+
+    def lab_config(self, config, workdir: Path):
+        """``config`` (a :class:`~lvs_harness.labs.LabConfig`) for this submission: its Vagrantfile, else
+        the lab built in its terms; its keepalived configs; its replayed commands; roles by function."""
+        for line in self.summary():
+            config.progress(line)
+        generated = False
+        if self.own_vagrantfile:
+            vagrantfile = workdir / "Vagrantfile"
+            vagrantfile.write_text(self.vagrantfile.text)
+            if self.source.is_dir() and (self.source / self.vagrantfile.origin).is_file():
+                vagrantfile = self.source / self.vagrantfile.origin   # its path: provisioners live beside it
+        else:
+            vagrantfile = workdir / "Vagrantfile"
+            vagrantfile.write_text(self.design.vagrantfile())
+            generated = True
+            config.progress("the submission has no Vagrantfile: its lab is built in its own terms "
+                            f"({', '.join(self.design.hosts)}; VIP {self.design.vip})")
+        files = {host: {"/etc/keepalived/keepalived.conf": part.text} for host, part in self.keepalived.items()}
+        reals = ([self.design.addresses[r] for r in self.design.reals] if self.design
+                 else [a for a in self.reals.values() if a])
+        roles = {**((self.pack.roles or {}) if self.pack else {}),
+                 "by_function": {"directors": list(self.directors), "reals": reals}}
+        daemons = None
+        if generated:       # the course skeleton: nginx installed and running on every host
+            daemons = {"director": ("nginx", "keepalived"), "real": ("nginx",), "client": ("nginx",)}
+        return dataclasses.replace(config, vagrantfile=vagrantfile, files=files or None, roles=roles,
+                                   commands=self.replayed() or None, generated=generated,
+                                   daemons=daemons if daemons else config.daemons,
+                                   pack=self.pack.name if self.pack else config.pack)
+
+    def report_info(self) -> dict:
+        """What the report and the gradebook say about the submission."""
+        return {"source": str(self.source), "parts": self.parts(), "functions": self.functions(),
+                "notes": self.notes, "pack": self.pack.name if self.pack else None}
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class _Found:
+    """What a write-up shows, before hosts are resolved."""
+    configs: list[tuple[str | None, str, str, list[str]]] = dataclasses.field(default_factory=list)
+    commands: list[Command] = dataclasses.field(default_factory=list)
+    outputs: list[str] = dataclasses.field(default_factory=list)     # command output (ipvsadm -Ln …)
+    vagrantfile: Part | None = None
+    prose: list[str] = dataclasses.field(default_factory=list)
+    prompt_hosts: list[str] = dataclasses.field(default_factory=list)
+    images: int = 0
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+
+def _is_config(text: str) -> bool:
+    return bool(re.search(r"^\s*(?:vrrp_instance|virtual_server)\b", text, re.M))
+
+
+def _split_configs(text: str) -> list[tuple[str | None, str]]:
+    """One text holding several configs, split at host comments (``! lb2``, ``# config of lb2``)
+    that start a new config; (host named by the comment or None, text)."""
+    out: list[tuple[str | None, list[str]]] = [(None, [])]
+    seen_config = False
+    for line in text.splitlines(keepends=True):
+        m = re.match(r"^\s*[!#]+\s*(.*)$", line)
+        names = host_tokens(m[1]) if m and len(m[1]) < 80 else []
+        if names and seen_config:
+            out.append((names[0], [line]))
+            seen_config = False
             continue
-        if "vrrp_instance" not in body and "virtual_server" not in body:
-            continue   # logs, command output, demonstrations
-        prompt = PROMPT.match(body.splitlines()[0]) if body.strip() else None
-        host, how = match_host(label, hosts)
-        if host is None and prompt:
-            host, how = match_host(prompt["host"], hosts)
-            how = how and f"from the shell prompt: {how}"
+        if names and not out[-1][0]:
+            out[-1] = (names[0], out[-1][1])
+        out[-1][1].append(line)
+        if re.match(r"^\s*(?:vrrp_instance|virtual_server)\b", line):
+            seen_config = True
+    return [(h, "".join(lines)) for h, lines in out if _is_config("".join(lines))]
+
+
+def _read_writeup(text: str, name: str, found: _Found) -> None:
+    blocks = writeup.read_blocks(text)
+    found.images += writeup.images(text)
+    found.prose += [line.strip() for line in writeup.normalise(text).split("\n")
+                    if line.strip() and not line.lstrip().startswith(("```", "~~~", "`"))]
+    previous_host = None
+    for block in blocks:
+        origin = block.origin(name)
+        label_text = " ".join(block.context)
+        if re.search(r"Vagrant\.configure", block.text):
+            if found.vagrantfile:
+                found.notes.append(f"{origin} is another Vagrantfile; kept the first ({found.vagrantfile.origin})")
+            else:
+                found.vagrantfile = Part(block.text, origin)
+            continue
+        for piece in writeup.pieces(block):
+            if piece.command is not None:
+                hosts = writeup.expand_hosts(piece.host) if piece.host else [None]
+                for host in hosts:
+                    found.commands.append(Command(host and host.lower(), re.sub(r"^sudo\s+(?:-\S+\s+)*", "",
+                                                                                piece.command), origin))
+                    if host:
+                        found.prompt_hosts.append(host.lower())
+                previous_host = hosts[-1].lower() if hosts[-1] else previous_host
+            body = piece.text
+            if piece.file and piece.file.endswith("ipvsadm.rules"):
+                role = "director"
+                for line in body.splitlines():
+                    if re.match(r"^\s*-[AaE]\s", line):
+                        found.commands.append(Command(piece.host and piece.host.lower(), "ipvsadm " + line.strip(),
+                                                      origin, role if not piece.host else None))
+                continue
+            if _is_config(body):
+                for comment_host, text_part in _split_configs(body):
+                    host = piece.host.lower() if piece.host else None
+                    notes: list[str] = []
+                    how = ""
+                    if host is None:
+                        names = [t for line in reversed(block.context) for t in host_tokens(line)]
+                        if names:
+                            host, how = names[0], f"host named before the block: {names[0]}"
+                    if host is None and comment_host:
+                        host, how = comment_host, f"host named by a comment in the config: {comment_host}"
+                    if host is None:
+                        rid = re.search(r"^\s*router_id\s+(\S+)", text_part, re.M)
+                        names = host_tokens(rid[1]) if rid else []
+                        if names:
+                            host, how = names[0], f"host named by the config's router_id: {names[0]}"
+                    if host is None and previous_host and re.search(r"keepalived\.conf", blocks[block.n - 2].text
+                                                                     if block.n > 1 else ""):
+                        host, how = previous_host, f"host of the prompt before it: {previous_host}"
+                    cleaned, stripped = strip_transcript(text_part)
+                    if piece.line:
+                        stripped.insert(0, f"removed the shell prompt line {piece.line!r}")
+                    notes += ([how] if how else []) + stripped
+                    found.configs.append((host, cleaned, origin, notes))
+                continue
+            if piece.command is None and piece.text.strip():
+                # a block of commands without prompts: its hosts are the ones the prose before it names
+                role = next((r for r, rx in ROLE_WORDS.items() if rx.search(label_text)), None)
+                names = host_tokens(label_text)
+                for line in piece.text.splitlines():
+                    cmd = re.sub(r"^\s*(?:sudo\s+(?:-\S+\s+)*)?", "", line).strip()
+                    if REPLAYED.match(cmd):
+                        host = names[0] if names and not ALL_WORDS.search(label_text) else None
+                        found.commands.append(Command(host, cmd, origin, None if host else role))
+            if piece.text.strip():
+                found.outputs.append(piece.text)
+
+
+def _linked(path: Path, text: str, root: Path, found: _Found, seen: set) -> None:
+    """Read the files a write-up links to, inside ``root`` only."""
+    for label, target in writeup.links(text):
+        target = target.split("#")[0]
+        if not target or len(seen) >= MAX_LINKED:
+            continue
+        linked = (path.parent / target)
+        problem = outside_folder(linked, root)
+        if problem:
+            found.notes.append(f"the link {target!r} ({label}) was not followed: {problem}")
+            continue
+        if linked in seen or not linked.is_file():
+            continue
+        seen.add(linked)
+        rel = linked.relative_to(root)
+        if linked.name == "Vagrantfile" or linked.suffix.lower() in (".md", ".txt", ".conf", ".markdown", ""):
+            body = _read_text(linked)
+            if linked.name == "Vagrantfile" and "Vagrant.configure" in body:
+                found.vagrantfile = found.vagrantfile or Part(body, str(rel), notes=[f"linked from {path.name}"])
+            elif linked.suffix.lower() in (".md", ".markdown"):
+                _read_writeup(body, str(rel), found)
+                _linked(linked, body, root, found, seen)
+            elif _is_config(body):
+                host = (host_tokens(label) or host_tokens(linked.stem) or [None])[0]
+                found.configs.append((host, strip_transcript(body)[0], str(rel), [f"linked from {path.name} as {label!r}"]))
+
+
+def outside_folder(path: Path, root: Path) -> str | None:
+    """Why ``path`` may not be read as part of the submission in ``root`` (None: it may): it leads
+    outside the folder (``..``, a symlink), or is not a regular file of it (device, FIFO, socket, a
+    hard link to a file elsewhere)."""
+    root = root.resolve()
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError):
+        return "it cannot be resolved (a symlink loop?)"
+    if resolved != root and root not in resolved.parents:
+        return "it leads outside the submission folder"
+    probe = Path(os.path.normpath(path if path.is_absolute() else Path.cwd() / path))
+    for parent in [probe, *probe.parents]:
+        if parent == root or root not in parent.parents:
+            break
+        if parent.is_symlink():
+            return "it is a symbolic link (submissions are read without following links)"
+    if not path.exists():
+        return None
+    st = path.lstat()
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+        return "it is not a regular file"
+    if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+        return "it is a hard link (the file may live outside the submission folder)"
+    return None
+
+
+def _known_names(found: _Found, pack) -> tuple[str, ...]:
+    """Names a host may be matched against: the pack's directors, the Vagrantfile's machines, and
+    the hosts of the write-up's prompts."""
+    names = list(pack.directors) if pack else []
+    if found.vagrantfile:
+        names += [n.lower() for n in re.findall(r"[\"']([A-Za-z][\w-]*)[\"']", found.vagrantfile.text)
+                  if not NOT_HOSTS.match(n) and re.search(r"\d", n)]
+    names += found.prompt_hosts
+    return tuple(dict.fromkeys(n for n in names if n not in IGNORED_HOSTS))
+
+
+def _canonical(name: str | None, known: tuple[str, ...]) -> str | None:
+    if not name:
+        return None
+    host, _ = match_host(name, known) if known else (None, "")
+    return host or name.lower()
+
+
+def _derive(base: str, changes: list[tuple[str, str]]) -> str:
+    text = base
+    for key, value in changes:
+        text = re.sub(rf"^(\s*{key}\s+)\S+", lambda m: m[1] + value, text, count=1, flags=re.M | re.I)
+    return text
+
+
+def _comment_changes(text: str) -> list[tuple[str, str]]:
+    """Values a config's comments give for the other host: ``state MASTER  # second host: BACKUP``."""
+    out = []
+    for m in re.finditer(r"^\s*(state|priority)\s+\S+\s*[#!].*?(?:втор|second|other|backup|друг)\w*\s+\w*\s*:?\s*"
+                         r"(MASTER|BACKUP|\d+)\s*$", text, re.M | re.I):
+        out.append((m[1].lower(), m[2]))
+    return out
+
+
+def _real_addresses(found: _Found, configs: dict[str, Part], vip: str) -> list[str]:
+    addresses: list[str] = []
+    for part in configs.values():
+        for vs in keepalived.parse_config(part.text).virtual_servers:
+            addresses += [r.address for r in vs.reals]
+    for c in found.commands:
+        m = re.search(r"ipvsadm\s.*-r\s+(\d+\.\d+\.\d+\.\d+)", c.command)
+        if m:
+            addresses.append(m[1])
+    for out in found.outputs:
+        addresses += re.findall(r"->\s+(\d+\.\d+\.\d+\.\d+):\d+\s+(?:Route|Masq|Tunnel|\d)", out)
+    return [a for a in dict.fromkeys(addresses) if a != vip]
+
+
+def _resolve(sub: Submission, found: _Found, pack) -> None:
+    known = _known_names(found, pack)
+    wanted = len(pack.directors) if pack and pack.directors else 2
+    for c in found.commands:
+        c.host = _canonical(c.host, known)
+    configs: dict[str, Part] = {}
+    unnamed: list[tuple[str, str, list[str]]] = []
+    for said, text, origin, notes in found.configs:
+        host = _canonical(said, known)
+        if said and host:
+            how = match_host(said, known)[1] if known else ""
+            notes = ([how] if how and how != "exact" else []) + list(notes)
         if host is None:
-            sub.notes.append(f"block {n} ({label!r}) is a keepalived config for no known host "
-                             f"({', '.join(hosts)}){'; ' + how if how else ''}: not used")
+            unnamed.append((text, origin, notes))
             continue
-        if host in sub.keepalived:
-            sub.notes.append(f"block {n} is another keepalived.conf for {host}; kept the first")
+        if host in configs:
+            sub.notes.append(f"{host} has several keepalived configs in the write-up; the last one ({origin}) is "
+                             f"its answer, not {configs[host].origin}")
+        configs[host] = Part(text, origin, notes=list(notes))
+    directors = list(configs)
+    for c in found.commands:
+        if c.host and c.host not in directors and DIRECTOR_COMMAND.search(c.command):
+            directors.append(c.host)
+    stems = {re.sub(r"\d+$", "", d) for d in directors}
+    for line in found.prose:      # "lb2's config differs by state BACKUP": lb2 is a director too
+        if DERIVE.search(line):
+            for token in host_tokens(line):
+                name = _canonical(token, known)
+                if name not in directors and re.sub(r"\d+$", "", name) in stems:
+                    directors.append(name)
+    if unnamed and not configs:
+        text, origin, notes = unnamed[-1]
+        if len(unnamed) > 1:
+            sub.notes.append(f"{len(unnamed)} keepalived configs name no host; the last ({origin}) is the answer")
+        while len(directors) < wanted:
+            spare = next((d for d in (pack.directors if pack else ()) if d not in directors),
+                         f"director{len(directors) + 1}")
+            directors.append(spare)
+            sub.notes.append(f"the write-up names no director: {spare} is a name lvs-harness gave it")
+        first = directors[0]
+        configs[first] = Part(text, origin, notes=list(notes) + ["a config shown for the directors, without a host"])
+    elif unnamed:
+        sub.notes += [f"{origin}: a keepalived config for no host the write-up names: not used" for _, origin, _ in unnamed]
+    # directors without a config of their own: derived as the text says, else not at all
+    for host in directors:
+        if host in configs or not configs:
             continue
-        sub.keepalived[host] = Part(cleaned, origin, notes=([how] if how != "exact" else []) + notes)
+        base_host, base = next(iter(configs.items()))
+        changes = []
+        for line in found.prose:
+            if host in [t for t in host_tokens(line)] or match_host(line, (host,))[0]:
+                changes = [(m[1].lower(), m[2]) if m[1] else (m[3].lower(), m[4]) for m in DERIVE.finditer(line)]
+                if changes:
+                    why = f"derived from {base_host}'s config as the write-up says ({line[:120]!r})"
+                    break
+        if not changes and _comment_changes(base.text):
+            changes = _comment_changes(base.text)
+            why = f"derived from {base_host}'s config by its comments for the second host"
+        elif not changes:
+            why = f"derived from {base_host}'s config: the write-up gives one config for the directors"
+        configs[host] = Part(_derive(base.text, changes), base.origin, derived=True,
+                             notes=[why + (": " + ", ".join(f"{k} {v}" for k, v in changes) if changes else "")])
+    if not configs:
+        return
+    sub.keepalived = configs
+    instances = [i for p in configs.values() for i in keepalived.parse_config(p.text).instances if i.vips]
+    if not instances:
+        raise SubmissionError(f"{sub.source}: its keepalived configs raise no virtual address (no "
+                              "virtual_ipaddress), so there is no VIP to balance; hand in the configs you ran")
+    vip_entry = instances[0].virtual_ipaddresses[0].split()[0]
+    vip = vip_entry.split("/")[0]
+    prefix = int(vip_entry.split("/")[1]) if "/" in vip_entry else 24
+    addresses = _real_addresses(found, configs, vip)
+    real_hosts = [c.host for c in found.commands if c.host and c.host not in directors and DR_COMMAND.search(c.command)]
+    real_hosts = list(dict.fromkeys(real_hosts))
+    sub.roles = {"director": directors, "real": [], "client": []}
+    if sub.own_vagrantfile:
+        addresses += [a for a in re.findall(r"(?:-r\s+|real_server\s+)(\d+\.\d+\.\d+\.\d+)", sub.vagrantfile.text)
+                      if a not in addresses and a != vip]
+        sub.reals = {f"real at {a}": a for a in addresses}
+        # commands shown for a role, or for one real only: each host of that role without commands of its own
+        for c in found.commands:
+            if not c.host and c.role in ("real", "director") and REPLAYED.match(c.command):
+                c.host = f"role:{c.role}"
+        shown_reals = [h for h in dict.fromkeys(c.host for c in found.commands if c.host and not
+                       c.host.startswith("role:") and c.host not in directors and DR_COMMAND.search(c.command))]
+        if shown_reals and not any(c.host == "role:real" for c in found.commands):
+            source = shown_reals[0]
+            found.commands += [Command("role:real", c.command, f"derived from {source}'s") for c in found.commands
+                               if c.host == source and REPLAYED.match(c.command)]
+            sub.notes.append(f"the real-server setup shown for {source} is replayed on every real the write-up "
+                             "shows none for")
+        sub.commands = [c for c in found.commands if c.host]
+        return
+    design = Design(vip=vip, prefix=prefix if prefix < 32 else 24)
+    for host in directors:
+        inst = next((i for i in keepalived.parse_config(configs[host].text).instances), None)
+        design.directors[host] = (inst.interface if inst and inst.interface else "eth1")
+    while len(addresses) < 2:
+        net = design.network
+        spare = next(str(a) for a in net.hosts() if str(a) not in addresses and str(a) != vip
+                     and int(a) % 256 in range(30, 250))
+        addresses.append(spare)
+        design.notes.append(f"the write-up names too few real servers: {spare} is one lvs-harness added")
+    for n, address in enumerate(addresses):
+        name = real_hosts[n] if n < len(real_hosts) else next(
+            f"real{k}" for k in range(1, 99) if f"real{k}" not in design.reals and f"real{k}" not in real_hosts)
+        design.reals[name] = address
+    others = [h for h in dict.fromkeys(found.prompt_hosts) if h not in design.directors and h not in design.reals
+              and h not in IGNORED_HOSTS]
+    design.client = next((h for h in others if "client" in h), others[0] if others else "client")
+    design.allocate()
+    replayed_ipvs = {c.host for c in found.commands if c.host and REPLAYED.match(c.command) and "ipvsadm" in c.command}
+    role_ipvs = [c.command for c in found.commands if not c.host and c.role == "director" and REPLAYED.match(c.command)]
+    for host in design.directors:
+        servers = keepalived.parse_config(configs[host].text).virtual_servers
+        if servers or host in replayed_ipvs:
+            continue
+        if role_ipvs:
+            found.commands += [Command(host, cmd, "shown for the directors") for cmd in role_ipvs]
+            continue
+        design.built[host] = [f"ipvsadm -A -t {vip}:80 -s rr"] + [f"ipvsadm -a -t {vip}:80 -r {a}:80 -g -w 1"
+                                                                   for a in design.reals.values()]
+    role_real = [c.command for c in found.commands if not c.host and c.role == "real" and REPLAYED.match(c.command)]
+    shown = {c.host: [] for c in found.commands}
+    for c in found.commands:
+        if c.host in design.reals and REPLAYED.match(c.command):
+            shown.setdefault(c.host, []).append(c.command)
+    template = next((cmds for h, cmds in shown.items() if h in design.reals and cmds), None)
+    for host in design.reals:
+        if shown.get(host):
+            continue
+        if role_real:
+            found.commands += [Command(host, cmd, "shown for the reals") for cmd in role_real]
+        elif template:
+            source = next(h for h, cmds in shown.items() if cmds is template)
+            found.commands += [Command(host, cmd, f"derived from {source}'s") for cmd in template]
+            design.notes.append(f"{host}: the real-server setup shown for {source} is derived for it")
+        else:
+            design.built[host] = [cmd.format(vip=vip) for cmd in DR_SETUP]
+    sub.roles = {"director": list(design.directors), "real": list(design.reals), "client": [design.client]}
+    sub.reals = dict(design.reals)
+    sub.design = design
+    sub.commands = [c for c in found.commands if c.host in design.addresses]
+
+
+def from_writeup(path: Path, pack=None, root: Path | None = None) -> Submission:
+    """Read a markdown write-up (and the files it links inside ``root``, default its folder)."""
+    text = _read_text(path)
+    found = _Found()
+    _read_writeup(text, path.name, found)
+    _linked(path, text, (root or path.parent), found, {path})
+    return _submission(path, path.stem, found, pack)
+
+
+def _submission(path: Path, name: str, found: _Found, pack) -> Submission:
+    sub = Submission(name=name, source=path, vagrantfile=found.vagrantfile, notes=list(found.notes), pack=pack)
+    _resolve(sub, found, pack)
+    if not sub.keepalived:
+        if found.images:
+            raise NothingToRun(f"nothing to run in {path.name}: no keepalived config is written as text "
+                               f"(it shows {found.images} image(s)); hand the configs in as text, e.g. in a "
+                               "```code block``` after the host's name")
+        what = "no code blocks" if not found.configs and not found.vagrantfile and not found.commands else \
+            "no keepalived config (vrrp_instance)"
+        raise SubmissionError(f"{path} has {what}; put each director's keepalived.conf in a ```code block``` "
+                              "after a line naming its host" + "".join(f"; {note}" for note in sub.notes))
     return sub
 
 
-def from_folder(path: Path, hosts: tuple[str, ...]) -> Submission:
-    files = [p for p in sorted(path.rglob("*")) if p.is_file() and not p.name.startswith(".")]
+def from_folder(path: Path, pack=None) -> Submission:
+    """A submission folder: a Vagrantfile, keepalived configs (``keepalived/<host>.conf`` or any file
+    holding a vrrp_instance), write-ups (*.md). Nothing outside the folder is read: links out of it,
+    devices, FIFOs and hard links are refused by name."""
+    root = path.resolve()
+    files = []
+    for p in sorted(path.rglob("*")):
+        if p.name.startswith(".") or p.is_dir() and not p.is_symlink():
+            continue
+        problem = outside_folder(p, root)
+        if problem:
+            raise SubmissionError(f"{p.relative_to(path)} in the submission cannot be read: {problem}; "
+                                  "hand in the file itself")
+        if p.is_file():
+            files.append(p)
     if not files:
         raise SubmissionError(f"{path} is empty; a submission folder holds a Vagrantfile and/or keepalived "
                               "configs (keepalived/<director>.conf …), or a write-up (*.md)")
-    sub = Submission(name=path.name, source=path)
+    found = _Found()
     for f in files:
         rel = f.relative_to(path)
-        if f.name == "Vagrantfile" and sub.vagrantfile is None:
-            sub.vagrantfile = Part(_read_text(f), str(rel))
+        if f.name == "Vagrantfile" and found.vagrantfile is None:
+            found.vagrantfile = Part(_read_text(f), str(rel))
         elif f.suffix == ".conf":
             raw = _read_text(f)
             if "keepalived" not in str(rel).lower() and "vrrp_instance" not in raw:
                 continue
-            host, how = match_host(str(rel.with_suffix("")), hosts)
-            if host and host not in sub.keepalived:
-                text, notes = strip_transcript(raw)
-                sub.keepalived[host] = Part(text, str(rel), notes=([how] if how != "exact" else []) + notes)
-            elif not host:
-                sub.notes.append(f"{rel}: a keepalived config for no known host ({', '.join(hosts)}): not used")
+            host = (host_tokens(rel.stem) or host_tokens(str(rel.with_suffix(""))) or [None])[0]
+            text, notes = strip_transcript(raw)
+            found.configs.append((host, text, str(rel), notes))
     writeups = [f for f in files if f.suffix.lower() == ".md"]
-    if writeups and (sub.vagrantfile is None or not sub.keepalived):
-        from_md = from_writeup(writeups[0], hosts)
-        sub.vagrantfile = sub.vagrantfile or from_md.vagrantfile
-        for host, part in from_md.keepalived.items():
-            sub.keepalived.setdefault(host, part)
-        sub.notes += from_md.notes
-    return sub
+    if writeups and (found.vagrantfile is None or not found.configs):
+        text = _read_text(writeups[0])
+        _read_writeup(text, str(writeups[0].relative_to(path)), found)
+        _linked(writeups[0], text, root, found, {writeups[0]})
+    return _submission(path, path.name, found, pack)
 
 
-def load_submission(path: Path, pack=None, reference: dict | None = None) -> Submission:
-    """Read a submission (folder or write-up) for ``pack`` (a :class:`~lvs_harness.packs.Pack` or
-    its name; default: the default pack); fill what it lacks from ``reference`` ({"Vagrantfile":
-    text, host: keepalived text}), marking those parts as the reference's. A submission whose
-    keepalived configs name none of the pack's directors, and whose Vagrantfile (if any) does not
-    name them either, was written for another pack: it is refused with the pack's names."""
+def load_submission(path: Path, pack=None) -> Submission:
+    """Read a submission (folder or write-up) for ``pack`` (a :class:`~lvs_harness.packs.Pack` or its
+    name; default: the default pack) as the student's own lab design. A submission from which
+    nothing runnable can be read is refused in one sentence (:class:`NothingToRun` when its configs
+    are only in images: a verdict of 0 points)."""
     from .packs import load_pack
     pack = pack if hasattr(pack, "directors") else load_pack(pack)
-    hosts = tuple(pack.directors)
     path = Path(path)
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         raise SubmissionError(f"{path} does not exist; pass a submission folder or a markdown write-up")
-    sub = from_folder(path, hosts) if path.is_dir() else from_writeup(path, hosts)
-    sub.pack = pack
-    unmatched = [n for n in sub.notes if "for no known host" in n]
-    named = sub.vagrantfile is not None and any(match_host(sub.vagrantfile.text, (h,))[0] for h in hosts)
-    if unmatched and not sub.keepalived and not named:
-        raise SubmissionError(f"{path}: its keepalived configs name none of pack {pack.name}'s directors "
-                              f"({', '.join(hosts)}), so it was not written for this pack; grade it with the pack "
-                              "it was written for (--pack; `lvs-harness packs` lists them)")
-    if sub.vagrantfile is None and not sub.keepalived:
-        raise SubmissionError(f"{path} holds neither a Vagrantfile nor a keepalived config"
-                              + "".join(f"; {note}" for note in sub.notes))
-    for key, text in (reference or {}).items():
-        if key == "Vagrantfile" and sub.vagrantfile is None:
-            sub.vagrantfile = Part(text, "reference", from_reference=True)
-        elif key != "Vagrantfile" and key not in sub.keepalived:
-            sub.keepalived[key] = Part(text, "reference", from_reference=True)
-    return sub
+    return from_folder(path, pack) if path.is_dir() else from_writeup(path, pack)
 
 
 def write_folder(sub: Submission, out: Path) -> Path:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import ipaddress
+import re
 from pathlib import Path
 
 from .errors import LabError, VagrantfileError
@@ -193,19 +194,32 @@ class Topology:
         hosts = []
         for name, vm in machines.items():
             provs = top["provisioners"] + vm["provisioners"]
+            interfaces = _interfaces(top["networks"] + vm["networks"])
             hosts.append(HostSpec(
                 name=name,
-                role=role_for(name, roles),
+                role=role_for(name, roles, tuple(_addresses(interfaces, provs))),
                 hostname=vm["hostname"] or top["hostname"] or name,
-                interfaces=_interfaces(top["networks"] + vm["networks"]),
+                interfaces=interfaces,
                 provisioners=tuple(_provisioner(p, name, i + 1, vagrantfile) for i, p in enumerate(provs)
                                    if p.get("run") != "never"),
             ))
         return cls(hosts=tuple(hosts), services=tuple(services), source=where)
 
 
-def role_for(name: str, roles: dict | None = None) -> str:
-    """The role of a machine name under ``roles`` (role -> glob patterns), else the generic defaults."""
+def role_for(name: str, roles: dict | None = None, addresses: tuple[str, ...] = ()) -> str:
+    """The role of a machine under ``roles`` (role -> glob patterns), else the generic defaults.
+    ``roles["by_function"]`` ({"directors": names, "reals": addresses}) decides by what the machine
+    does instead: a director by name, a real by its address, any other machine is a client."""
+    function = (roles or {}).get("by_function")
+    if function:
+        if name in function.get("directors", ()):
+            return DIRECTOR
+        if set(addresses) & set(function.get("reals", ())):
+            return REAL
+        if function.get("reals"):
+            return CLIENT
+        by_name = role_for(name, {k: v for k, v in roles.items() if k != "by_function"} or None)
+        return CLIENT if by_name == DIRECTOR else by_name      # no real addresses known: reals by name
     table = roles or DEFAULT_ROLES
     for role, patterns in table.items():
         if isinstance(patterns, str):
@@ -213,6 +227,20 @@ def role_for(name: str, roles: dict | None = None) -> str:
         if any(fnmatch.fnmatch(name.lower(), p.lower()) for p in patterns):
             return role
     return OTHER
+
+
+def _addresses(interfaces, provisioners) -> list[str]:
+    """A machine's addresses: its static ones, and those its provisioners' arguments give
+    (``ip addr add $2`` with ``args: [name, "10.77.0.31/24"]``, as the course skeleton does)."""
+    found = [i.ip.split("/")[0] for i in interfaces if i.ip]
+    for p in provisioners:
+        args = p.get("args")
+        for a in (args if isinstance(args, list) else [args] if args else []):
+            m = re.fullmatch(r"(\d+\.\d+\.\d+\.\d+)(?:/\d+)?", str(a))
+            if m:
+                found.append(m[1])
+        found += re.findall(r"\baddr(?:ess)? add (\d+\.\d+\.\d+\.\d+)", str(p.get("inline") or ""))
+    return found
 
 
 def _segment(opts: dict) -> str:
@@ -242,7 +270,8 @@ def _interfaces(networks: list[dict]) -> tuple[Interface, ...]:
         opts = net["options"]
         ip = opts.get("ip")
         ifaces.append(Interface(
-            name=f"eth{len(ifaces) + 1}",
+            # lvs_harness__interface: a lab built in a student's terms names the link as their config does
+            name=str(opts.get("lvs_harness__interface") or f"eth{len(ifaces) + 1}"),
             segment=_segment(opts),
             ip=f"{ip}/{_prefix(opts)}" if ip and opts.get("type") != "dhcp" else None,
             auto_config=opts.get("auto_config", True) is not False,

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from lvs_harness.submission import (SubmissionError, load_submission, match_host, strip_transcript,
+from lvs_harness.submission import (NothingToRun, SubmissionError, load_submission, match_host, strip_transcript,
                                     write_folder)
 from support import EXAMPLE, example_parts
 
@@ -26,19 +26,24 @@ def test_example_writeup_parts_are_found_and_attributed(example):
     assert sub.vagrantfile.text == parts["Vagrantfile"]
     assert {h: p.text for h, p in sub.keepalived.items()} == {"balancer1": parts["balancer1"],
                                                             "balancer2": parts["balancer2"]}
-    assert sub.keepalived["balancer2"].notes[0] == 'host "balanser2" read as balancer2 (1 edit)'
+    # the label says "balanser2", the shell prompt inside the block says balancer2: the prompt decides
     assert "removed the shell prompt line 'root@balancer1:/home/vagrant# cat /etc/keepalived/keepalived.conf'" \
         in sub.keepalived["balancer1"].notes
     assert "block 3 ('balanser2 keepalived.conf')" in sub.keepalived["balancer2"].origin
     assert not any(p.from_reference for p in sub.keepalived.values())
 
 
-def test_missing_parts_come_from_the_reference_and_say_so(tmp_path):
+def test_nothing_comes_from_the_reference(tmp_path):
     md = tmp_path / "w.md"
-    md.write_text("balancer1 keepalived.conf:\n```\nvrrp_instance VI_1 {\n}\n```\n")
-    sub = load_submission(md, reference={"Vagrantfile": "# ref", "balancer2": "# ref b2"})
-    assert sub.vagrantfile.from_reference and sub.vagrantfile.origin == "reference"
-    assert sub.keepalived["balancer2"].from_reference and not sub.keepalived["balancer1"].from_reference
+    """A write-up with one VRRP config: balancer2's is derived from it (and says so), the lab is built
+    in the write-up's terms (its VIP), nothing is the reference's."""
+    md.write_text("balancer1 keepalived.conf:\n```\nvrrp_instance VI_1 {\n  state MASTER\n  interface enp0s8\n"
+                  "  virtual_ipaddress {\n    10.9.8.7/24\n  }\n}\n```\nbalancer2 differs only by state BACKUP\n")
+    sub = load_submission(md)
+    assert sub.vagrantfile is None and sub.design.vip == "10.9.8.7"
+    assert sub.design.interfaces["balancer1"] == "enp0s8" and "lvs_harness__interface" in sub.design.vagrantfile()
+    assert sub.keepalived["balancer2"].derived and "state BACKUP" in sub.keepalived["balancer2"].text
+    assert not any(p.from_reference for p in sub.keepalived.values())
 
 
 @pytest.mark.parametrize("text, host, how", [
@@ -55,6 +60,8 @@ def test_tolerant_host_matching(text, host, how):
 def test_transcript_residue():
     assert strip_transcript("vagrant@client:~$ cat x\nbody\n") == ("body\n", ["removed the shell prompt line "
                                                                             "'vagrant@client:~$ cat x'"])
+    # a prompt anywhere, not only on the first line (a real answer began its block with an empty line)
+    assert strip_transcript("\nroot@lb1:/home/vagrant# cat k.conf\nbody\n")[0] == "\nbody\n"
     assert strip_transcript("vrrp_instance VI_1 {\n") == ("vrrp_instance VI_1 {\n", [])
 
 
@@ -63,7 +70,7 @@ def test_folder_submission_and_round_trip(example, tmp_path):
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == [
         "Vagrantfile", "keepalived", "keepalived/balancer1.conf", "keepalived/balancer2.conf", "submission.json"]
     manifest = json.loads((out / "submission.json").read_text())
-    assert manifest["parts"]["keepalived/balancer2.conf"]["notes"][0].startswith('host "balanser2"')
+    assert manifest["parts"]["keepalived/balancer2.conf"]["notes"][0].startswith("removed the shell prompt line")
     again = load_submission(out)
     assert again.keepalived["balancer2"].text == example_parts()["balancer2"]
     assert again.vagrantfile.origin == "Vagrantfile"
@@ -79,7 +86,7 @@ def test_write_folder_never_overwrites(example, tmp_path):
 
 
 @pytest.mark.parametrize("content, message", [
-    (b"# hw3.8\nno code here\n", "has no fenced code blocks"),
+    (b"# hw3.8\nno code here\n", "has no code blocks"),
     (b"\x89PNG\r\n\x1a\n\0\0", "is a binary file"),
     (b"#" * 1_000_001, "over the 1000000-byte limit"),
     (b"\xff\xfe not utf8", "is not UTF-8 text"),
@@ -91,20 +98,53 @@ def test_bad_writeups(tmp_path, content, message):
         load_submission(md)
 
 
-def test_block_for_no_known_host_is_reported_not_guessed(tmp_path):
+def test_a_config_names_its_host_however_the_student_names_it(tmp_path):
+    """The student's own names are kept (roles come from function, not from the pack's names)."""
     md = tmp_path / "w.md"
-    md.write_text("Vagrantfile:\n```ruby\nVagrant.configure('2') do |c|\n  c.vm.define 'balancer1'\nend\n```\n"
-                  "director3 keepalived.conf:\n```\nvrrp_instance VI_1 {\n}\n```\n")
+    md.write_text("director3 keepalived.conf:\n```\nvrrp_instance VI_1 {\n  virtual_ipaddress {\n    10.1.2.3\n  }\n}\n"
+                  "```\n")
     sub = load_submission(md)
-    assert sub.keepalived == {}
-    assert sub.notes == ["block 2 ('director3 keepalived.conf:') is a keepalived config for no known host "
-                         "(balancer1, balancer2): not used"]
+    assert list(sub.keepalived)[0] == "director3" and sub.roles["director"][0] == "director3"
 
 
-def test_a_writeup_for_another_pack_is_refused_naming_the_pack(example):
-    """The hw3.8 example read for lvs-nat: none of its configs or machines are lvs-nat's directors."""
-    with pytest.raises(SubmissionError, match="name none of pack lvs-nat's directors .director1, director2.*--pack"):
-        load_submission(example, "lvs-nat")
+def test_configs_only_in_images_are_nothing_to_run(tmp_path):
+    md = tmp_path / "w.md"
+    md.write_text("# hw\n![balancer1](b1.png)\n![balancer2](b2.png)\n")
+    with pytest.raises(NothingToRun, match="2 image"):
+        load_submission(md)
+
+
+@pytest.mark.parametrize("form", ["crlf", "indented", "quoted", "html", "inline", "info"])
+def test_every_markdown_form_is_read(tmp_path, form):
+    conf = "vrrp_instance VI_1 {\n    state MASTER\n    virtual_ipaddress {\n        10.5.5.5/24\n    }\n}\n"
+    lines = conf.splitlines()
+    text = {"crlf": ("lb1:\n```\n" + conf + "```\n").replace("\n", "\r\n"),
+            "indented": "1. lb1:\n\n    ```\n" + "".join("    " + l + "\n" for l in lines) + "    ```\n",
+            "quoted": "> lb1:\n> ```bash\n" + "".join("> " + l + "\n" for l in lines) + "> ```\n",
+            "html": "<p>lb1:</p>\n<pre><code>" + conf.replace("{", "&#123;") + "</code></pre>\n",
+            "inline": "lb1:\n" + "".join(f"`{l}`  \n" for l in lines),
+            "info": "lb1:\n```" + conf.replace("\n", "\n", 1) + "```\n"}[form]
+    md = tmp_path / "w.md"
+    md.write_text(text)
+    sub = load_submission(md)
+    assert "lb1" in sub.keepalived and sub.design.vip == "10.5.5.5", sub.summary()
+
+
+def test_links_are_read_inside_the_folder_only(tmp_path):
+    secret = tmp_path / "secret.conf"
+    secret.write_text("vrrp_instance LEAK {\n virtual_ipaddress {\n 10.6.6.6\n }\n}\n")
+    sub_dir = tmp_path / "sub"
+    (sub_dir / "configs").mkdir(parents=True)
+    (sub_dir / "configs" / "lb1.conf").write_text("vrrp_instance VI_1 {\n virtual_ipaddress {\n 10.7.7.7\n }\n}\n")
+    (sub_dir / "configs" / "lb2.conf").symlink_to(secret)
+    md = sub_dir / "README.md"
+    md.write_text("[lb1](configs/lb1.conf) [lb2](configs/lb2.conf) [up](../secret.conf)\n")
+    sub = load_submission(md)
+    assert "LEAK" not in "".join(p.text for p in sub.keepalived.values())
+    assert any("lb2.conf" in n and "outside the submission folder" in n for n in sub.notes)
+    assert any("../secret.conf" in n and "outside" in n for n in sub.notes)
+    with pytest.raises(SubmissionError, match="lb2.conf in the submission cannot be read: it leads outside"):
+        load_submission(sub_dir)
 
 
 def test_empty_folder_and_missing_path(tmp_path):
@@ -117,6 +157,6 @@ def test_empty_folder_and_missing_path(tmp_path):
 def test_cli_import(example, tmp_path):
     run = [sys.executable, "-m", "lvs_harness.cli", "import", str(example), "-o", str(tmp_path / "out")]
     r = subprocess.run(run, capture_output=True, text=True)
-    assert r.returncode == 0 and 'host "balanser2" read as balancer2' in r.stdout
+    assert r.returncode == 0 and "balancer2 keepalived.conf: example-submission.md, block 3" in r.stdout
     again = subprocess.run(run, capture_output=True, text=True)
     assert again.returncode == 2 and "exists and is not empty" in again.stderr and "Traceback" not in again.stderr

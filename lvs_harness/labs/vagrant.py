@@ -37,7 +37,7 @@ from ..hosts import host_map
 from ..runs import MARKER, Run, kill_marked
 from ..vagrantfile import load_topology
 from . import libvirt_ns
-from .base import PROVIDERS, LabBase, LabConfig, discover_services, name_real_pages, write_files
+from .base import PROVIDERS, LabBase, LabConfig, discover_services, name_real_pages, replay, write_files
 from .box import BOX_NAME, ensure_box
 from .image import cache_root
 from .local import run_local, sandbox_run
@@ -223,10 +223,13 @@ class VagrantLab(LabBase):
                 time.sleep(2)
         self._timed("ssh", t0)
         name_real_pages(self.hosts, self.topology)
-        for host, after in write_files(self.hosts, self.config.files, self.config.keep_ipvs).items():
+        changed = write_files(self.hosts, self.config.files, self.config.keep_ipvs)
+        for host, after in changed.items():
             self.hosts[host].run("systemctl stop keepalived")
             for command in after:
                 self.hosts[host].check(command)
+        self.provisioning += replay(self.hosts, self.config.commands)
+        for host in changed:
             self.hosts[host].run("systemctl start keepalived")
         self.topology = discover_services(self.topology, self.hosts)
 
