@@ -36,7 +36,7 @@ from typing import Any, Callable
 
 from .errors import HarnessError, LabError, LabGone
 from . import keepalived
-from .probes import ipvs, vrrp
+from .probes import arp, ipvs, vrrp
 
 MSL = 120.0          # seconds: RFC 793 / RFC 1122 Maximum Segment Lifetime (2 minutes)
 SLACK = 2.0          # seconds added to protocol-derived deadlines (scheduling, polling)
@@ -336,29 +336,70 @@ def _sysctl(host, name: str) -> int:
     return int(host.check(f"cat /proc/sys/{name.replace('.', '/')}").stdout.strip())
 
 
-def assert_dr_real(real, vip: str, *, interface: str | None = None) -> Measured:
-    """A DR real: ``vip``/32 on lo, and ARP suppression in effect on ``interface`` (default: the
-    real's lab interface, found by its address) — the kernel applies max(all, interface):
-    arp_ignore ≥ 1, arp_announce = 2.
+def _dr_recipe(real, vip: str, interface: str) -> tuple[bool, dict, str, str]:
+    """The usual recipe on ``real``: (VIP/32 on lo and ARP suppression in effect, values, summary, evidence)."""
+    lo = real.run("ip -o -4 addr show dev lo").stdout
+    on_lo = any(c.split("/")[0] == vip and c.endswith("/32") for c in vrrp.parse_addresses(lo).get("lo", []))
+    values = {f"{kind}({scope})": _sysctl(real, f"net.ipv4.conf.{scope}.{kind}")
+              for kind in ("arp_ignore", "arp_announce") for scope in ("all", interface)}
+    ignore = max(values["arp_ignore(all)"], values[f"arp_ignore({interface})"])
+    announce = max(values["arp_announce(all)"], values[f"arp_announce({interface})"])
+    return (on_lo and ignore >= 1 and announce == 2, values,
+            f"VIP/32 on lo: {on_lo}, effective arp_ignore={ignore} arp_announce={announce}",
+            f"$ ip -o -4 addr show dev lo\n{lo}\n" + "\n".join(f"{k} = {v}" for k, v in values.items()))
+
+
+def _dr_delivery(real, client, vip: str, port: int, interface: str) -> tuple[int, str]:
+    """Send one HTTP request from ``client`` to ``vip`` the way a DR director forwards it: to the
+    real's MAC, still addressed to the VIP (a host route for the VIP via the real, for this one
+    request). (HTTP status, 0 = no answer; evidence)."""
+    address = vrrp.read_addresses(real).get(interface, [""])[0].split("/")[0]
+    if not address:
+        return 0, f"{real.name} has no address on {interface}"
+    link = arp.route_interface(client, address) or "eth1"
+    route = f"{vip}/32 via {address} dev {link}"
+    r = client.run(f"ip route replace {route} && trap 'ip route del {route}' EXIT; "
+                   f"curl -s -m 3 -o /dev/null -w '%{{http_code}}' http://{vip}:{port}/", timeout=15)
+    status = int(r.stdout.strip()) if r.stdout.strip().isdigit() else 0
+    return status, f"$ (on {client.name}) ip route replace {route}; curl http://{vip}:{port}/ → {r.stdout.strip() or r.stderr.strip() or r.rc}"
+
+
+def assert_dr_real(real, vip: str, *, interface: str | None = None, client=None, port: int = 80) -> Measured:
+    """A real ready for direct routing. With ``client``, judged by function: a request addressed to
+    ``vip`` and delivered to the real's MAC (as a DR director forwards it) is answered, and the real
+    answers no ARP request for ``vip`` — VIP/32 on lo with ARP suppression, or an equivalent such as
+    an iptables REDIRECT on the real. Without ``client``, the usual recipe: ``vip``/32 on lo and
+    ARP suppression in effect on ``interface`` (default: the real's lab interface) — the kernel
+    applies max(all, interface): arp_ignore ≥ 1, arp_announce = 2.
 
     Example::
 
-        assert_dr_real(lab.hosts["web1"], "10.77.0.100")
+        assert_dr_real(lab.hosts["web1"], "10.77.0.100", client=lab.hosts["client"])
     """
     interface = interface or vrrp.lab_interface(real, near=vip)
 
-    def observe():
-        lo = real.run("ip -o -4 addr show dev lo").stdout
-        on_lo = any(c.split("/")[0] == vip and c.endswith("/32") for c in vrrp.parse_addresses(lo).get("lo", []))
-        values = {f"{kind}({scope})": _sysctl(real, f"net.ipv4.conf.{scope}.{kind}")
-                  for kind in ("arp_ignore", "arp_announce") for scope in ("all", interface)}
-        ignore = max(values["arp_ignore(all)"], values[f"arp_ignore({interface})"])
-        announce = max(values["arp_announce(all)"], values[f"arp_announce({interface})"])
-        ok = on_lo and ignore >= 1 and announce == 2
-        return _Seen(ok, values, f"VIP/32 on lo: {on_lo}, effective arp_ignore={ignore} arp_announce={announce}",
-                     f"$ ip -o -4 addr show dev lo\n{lo}\n" + "\n".join(f"{k} = {v}" for k, v in values.items()))
-    return _poll(observe, what=f"{real.name} ready for direct routing",
-                 expected=f"{vip}/32 on lo, arp_ignore ≥ 1 and arp_announce = 2", deadline=3.0, interval=0.5)
+    def recipe():
+        ok, values, got, evidence = _dr_recipe(real, vip, interface)
+        return _Seen(ok, values, got, evidence)
+
+    if client is None:
+        return _poll(recipe, what=f"{real.name} ready for direct routing",
+                     expected=f"{vip}/32 on lo, arp_ignore ≥ 1 and arp_announce = 2", deadline=3.0, interval=0.5)
+
+    def function():
+        status, sent = _dr_delivery(real, client, vip, port, interface)
+        macs = arp.mac_table([real])
+        answer = arp.resolve(client, vip, [real], macs=macs)
+        answers_arp = real.name in answer.repliers
+        _, values, recipe_got, recipe_evidence = _dr_recipe(real, vip, interface)
+        problems = ([] if status else [f"does not answer a request for {vip} delivered to it"]) + \
+            ([f"answers ARP for {vip}"] if answers_arp else [])
+        got = "; ".join(problems) or "accepts DR traffic for the VIP and answers no ARP for it"
+        return _Seen(not problems, {"http_status": status, "answers_arp": answers_arp, **values},
+                     f"{got} ({recipe_got})", f"{sent}\n{answer.raw}\n{recipe_evidence}")
+    return _poll(function, what=f"{real.name} ready for direct routing",
+                 expected=f"a request for {vip} delivered to it is answered, and no ARP reply for {vip}",
+                 deadline=3.0, interval=0.5)
 
 
 def assert_failover_within(from_director, to_director, vip: str, *, seconds: float | None = None,

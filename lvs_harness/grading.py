@@ -10,7 +10,8 @@ and a crash in one cannot touch the others. Out of ``OUT/`` come:
   ``OUT/index.html`` (the score table, linking the reports), rewritten as each submission
   finishes.
 
-Each submission's outcome: *graded*; *refused* (unreadable, a Vagrantfile that does not
+Each submission's outcome: *graded*; *nothing-to-run* (a write-up whose configs are not written as
+text, e.g. only in images: 0 points, a verdict); *refused* (unreadable, a Vagrantfile that does not
 evaluate, or scripts the netns lab will not run — the reason says which); *lab-failed* (its lab
 could not be started); *lab-crashed* (its lab stopped during the checks: graded up to there);
 *harness-failed* (the grading run itself broke: no results; the exit status is then 1).

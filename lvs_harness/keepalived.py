@@ -123,17 +123,17 @@ def preprocess(text: str, config_id: str | None = None, read=None) -> str:
         line = _uncomment(raw)
         if not line.strip():
             continue
-        m = re.match(r"^\s*\$(\w+)\s*=\s*(.*)$", line)
-        if m:
-            params[m[1]] = m[2].strip()
-            continue
-        line = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda v: params.get(v[1] or v[2], v[0]), line)
         m = re.match(r"^\s*@(\^?)(\S+)\s+(.*)$", line)
         if m:
             negated, ident, rest = m[1] == "^", m[2], m[3]
             if (ident == config_id) == negated:
                 continue
             line = rest
+        m = re.match(r"^\s*\$(\w+)\s*=\s*(.*)$", line)
+        if m:
+            params[m[1]] = m[2].strip()
+            continue
+        line = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda v: params.get(v[1] or v[2], v[0]), line)
         m = re.match(r"^\s*include\s+(\S+)", line)
         if m:
             if read is not None:

@@ -35,7 +35,7 @@ from .errors import HarnessError, Refused, VagrantfileError
 from .labs import CHOICES, PROVIDERS, LabConfig, start_lab
 from .packs import PackError, load_pack, pack_of_module
 from .report import RECORDER, HtmlHooks, Recorder, emit
-from .submission import load_submission
+from .submission import NothingToRun, load_submission
 
 
 def pytest_addoption(parser):
@@ -160,6 +160,9 @@ def lab_config(pytestconfig, tmp_path_factory) -> LabConfig:
     if opt("--submission"):
         try:
             sub = load_submission(opt("--submission"), pack)
+        except NothingToRun as err:          # a verdict (0 points), not a refusal of the form
+            info["not_graded"] = "nothing-to-run"
+            pytest.fail(str(err), pytrace=False)
         except HarnessError as err:
             info["not_graded"] = "refused"
             pytest.fail(f"the submission could not be read: {err}", pytrace=False)

@@ -165,6 +165,7 @@ class Submission:
     roles: dict[str, list[str]] = dataclasses.field(default_factory=dict)   # director/real/client -> names
     reals: dict[str, str] = dataclasses.field(default_factory=dict)         # real name -> address ("" unknown)
     design: Design | None = None    # the lab built in the student's terms (no Vagrantfile of theirs)
+    vip: str | None = None          # the address the student's keepalived raises
 
     @property
     def directors(self) -> tuple[str, ...]:
@@ -274,7 +275,11 @@ class Submission:
         daemons = None
         if generated:       # the course skeleton: nginx installed and running on every host
             daemons = {"director": ("nginx", "keepalived"), "real": ("nginx",), "client": ("nginx",)}
+        # the homework's service (its port, forwarding, scheduler) at the student's VIP
+        services = tuple(dataclasses.replace(s, vip=self.vip) for s in (self.pack.services if self.pack else ())
+                         ) if self.vip else ()
         return dataclasses.replace(config, vagrantfile=vagrantfile, files=files or None, roles=roles,
+                                   services=services or config.services,
                                    commands=self.replayed() or None, generated=generated,
                                    daemons=daemons if daemons else config.daemons,
                                    pack=self.pack.name if self.pack else config.pack)
@@ -566,7 +571,7 @@ def _resolve(sub: Submission, found: _Found, pack) -> None:
         raise SubmissionError(f"{sub.source}: its keepalived configs raise no virtual address (no "
                               "virtual_ipaddress), so there is no VIP to balance; hand in the configs you ran")
     vip_entry = instances[0].virtual_ipaddresses[0].split()[0]
-    vip = vip_entry.split("/")[0]
+    vip = sub.vip = vip_entry.split("/")[0]
     prefix = int(vip_entry.split("/")[1]) if "/" in vip_entry else 24
     addresses = _real_addresses(found, configs, vip)
     real_hosts = [c.host for c in found.commands if c.host and c.host not in directors and DR_COMMAND.search(c.command)]
@@ -626,16 +631,24 @@ def _resolve(sub: Submission, found: _Found, pack) -> None:
             shown.setdefault(c.host, []).append(c.command)
     template = next((cmds for h, cmds in shown.items() if h in design.reals and cmds), None)
     for host in design.reals:
-        if shown.get(host):
-            continue
-        if role_real:
+        own = shown.get(host) or []
+        if not own and role_real:
+            own = role_real
             found.commands += [Command(host, cmd, "shown for the reals") for cmd in role_real]
-        elif template:
+        elif not own and template:
+            own = template
             source = next(h for h, cmds in shown.items() if cmds is template)
             found.commands += [Command(host, cmd, f"derived from {source}'s") for cmd in template]
             design.notes.append(f"{host}: the real-server setup shown for {source} is derived for it")
-        else:
-            design.built[host] = [cmd.format(vip=vip) for cmd in DR_SETUP]
+        # what the write-up does not show of a DR real is built to fit: the VIP on lo, ARP suppression
+        text = "\n".join(own)
+        missing = [cmd.format(vip=vip) for cmd, covered in zip(DR_SETUP, (r"\bdev\s+lo\b|lo:|REDIRECT", r"arp_ignore"))
+                   if not re.search(covered, text)]
+        if missing:
+            design.built[host] = missing
+            if own:
+                design.notes.append(f"{host}: built what the write-up does not show of its real-server setup: "
+                                    + "; ".join(missing))
     sub.roles = {"director": list(design.directors), "real": list(design.reals), "client": [design.client]}
     sub.reals = dict(design.reals)
     sub.design = design
@@ -714,7 +727,25 @@ def load_submission(path: Path, pack=None) -> Submission:
     path = Path(path)
     if not path.exists() and not path.is_symlink():
         raise SubmissionError(f"{path} does not exist; pass a submission folder or a markdown write-up")
-    return from_folder(path, pack) if path.is_dir() else from_writeup(path, pack)
+    sub = from_folder(path, pack) if path.is_dir() else from_writeup(path, pack)
+    _refuse_other_pack(sub, pack, path)
+    return sub
+
+
+def _refuse_other_pack(sub: Submission, pack, path: Path) -> None:
+    """A write-up whose directors are another installed pack's, and none of this pack's, was written
+    for that pack: refused, naming both."""
+    from .packs import installed
+    mine = set(pack.directors or ())
+    named = set(sub.keepalived)
+    if not mine or named & mine:
+        return
+    other = next((p for p in installed() if p.name != pack.name and named and named <= set(p.directors or ())), None)
+    if other:
+        raise SubmissionError(f"{path}: its keepalived configs name none of pack {pack.name}'s directors "
+                              f"({', '.join(pack.directors)}) but pack {other.name}'s, so it was written for "
+                              f"{other.name}; grade it with the pack it was written for (--pack {other.name}; "
+                              "`lvs-harness packs` lists them)")
 
 
 def write_folder(sub: Submission, out: Path) -> Path:

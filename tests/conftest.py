@@ -15,14 +15,15 @@ import pytest
 
 from lvs_harness.runs import Run
 from lvs_harness.submission import load_submission
-from support import EXAMPLE
+from support import EXAMPLE, SHARED
 
 REPO = Path(__file__).resolve().parents[1]
 WRITEUP = REPO / "examples" / "hw38-writeup.md"
 CORPUS = Path(__file__).parent / "data" / "submissions"
 NAT_WRITEUP = REPO / "examples" / "lvs-nat-writeup.md"
 NAT_CORPUS = Path(__file__).parent / "data" / "lvs-nat"
-BATCH_JOBS = 4
+REAL = SHARED / "real-hw38"          # real public answers, read in place (never copied here)
+BATCH_JOBS = 6
 
 
 def corpus(folder: Path = CORPUS) -> list[Path]:
@@ -54,6 +55,7 @@ def bad_inputs(root: Path) -> dict[str, Path]:
         "rubysyntax.md": good.replace('  config.vm.define "client" do |node|\n',
                                       '  config.vm.define "client" do |node|\n    if true do\n'),
         "huge.md": "x" * 2_000_001,
+        "images.md": "# Homework 3.8\n\nbalancer1:\n![keepalived.conf](b1.png)\n\nbalancer2:\n![conf](b2.png)\n",
     }
     out = {}
     for name, text in files.items():
@@ -84,8 +86,8 @@ def batches(tmp_path_factory):
     runs_before = {r.id for r in Run.all()}
     hw38, nat = tmp_path_factory.mktemp("batch"), tmp_path_factory.mktemp("nat-batch")
     # the long runs first, the quick ones (refused, crashing) last: they fill the slots at the end
-    procs = {"hw38": (hw38, start_batch(hw38, [EXAMPLE, WRITEUP, *corpus(), *bad_inputs(hw38).values()],
-                                        BATCH_JOBS - 1)),
+    procs = {"hw38": (hw38, start_batch(hw38, [EXAMPLE, WRITEUP, *corpus(REAL), *corpus(),
+                                               *bad_inputs(hw38).values()], BATCH_JOBS - 1)),
              "lvs-nat": (nat, start_batch(nat, [NAT_WRITEUP, *corpus(NAT_CORPUS), WRITEUP], 1, "--pack", "lvs-nat"))}
     try:
         done = {name: finish_batch(root, proc) for name, (root, proc) in procs.items()}

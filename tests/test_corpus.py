@@ -9,12 +9,13 @@ import tomllib
 
 import pytest
 
-from conftest import CORPUS, NAT_CORPUS, corpus
+from conftest import CORPUS, NAT_CORPUS, REAL, corpus
 from lvs_harness.grading import verdict_differences
 
 pytestmark = pytest.mark.lab
 EXPECTED = tomllib.loads((CORPUS / "expected.toml").read_text())
 NAT_EXPECTED = tomllib.loads((NAT_CORPUS / "expected.toml").read_text())
+REAL_EXPECTED = tomllib.loads((REAL / "expected.toml").read_text()) if (REAL / "expected.toml").is_file() else {}
 
 
 def test_expectations_cover_the_corpus():
@@ -34,12 +35,30 @@ def test_every_verdict_is_as_expected(graded, name):
                                                       if c["id"] in EXPECTED[name]["failed"])
 
 
-def test_configs_only_gets_the_reference_ipvs_service(graded):
+def test_configs_only_gets_its_ipvs_service_built_to_fit_and_says_so(graded):
     functions = {f["function"]: f for f in graded["by_name"]["correct-configs-only"]["functions"]}
     assert not functions["IPVS service on balancer1"]["student"]
-    assert "the reference's virtual_server" in functions["IPVS service on balancer1"]["how"]
+    assert "built to fit" in functions["IPVS service on balancer1"]["how"]
+    assert "ipvsadm -A -t 172.28.128.200:80 -s rr" in functions["IPVS service on balancer1"]["how"]
     assert functions["VRRP on balancer2 (keepalived vrrp_instance)"]["student"]
     assert not functions["topology (machines, networks, addresses)"]["student"]
+    assert "reference" not in str(graded["by_name"]["correct-configs-only"]["functions"])
+
+
+@pytest.mark.parametrize("name", sorted(REAL_EXPECTED))
+def test_real_answers_are_judged_as_a_careful_grader_judges_them(graded, name):
+    """Real public answers (../shared/real-hw38/): every verdict expected.toml lists — `pass`, `fail`,
+    or `all_pass` — as graded in the batch; none with configs in its text is refused."""
+    expected = REAL_EXPECTED[name]
+    entry = graded["by_name"].get(name.removesuffix(".md"))
+    assert entry is not None, graded["proc"].stdout[-2000:] + graded["proc"].stderr[-2000:]
+    assert entry["outcome"] == "graded", entry["reason"]
+    status = {c["id"]: c["status"] for c in entry["checks"]}
+    reasons = {c["id"]: c["reason"] for c in entry["checks"]}
+    must_pass = list(status) if expected.get("all_pass") else expected.get("pass", [])
+    wrong = {c: (status[c], reasons[c]) for c in must_pass if status[c] != "passed"}
+    wrong |= {c: (status[c], "passed, expected to fail") for c in expected.get("fail", []) if status[c] != "failed"}
+    assert wrong == {}
 
 
 def test_nat_expectations_cover_its_corpus():

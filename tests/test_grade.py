@@ -20,7 +20,7 @@ from lvs_harness import charts
 from lvs_harness.grading import CSV_FIELDS
 from lvs_harness.runs import Run
 from lvs_harness.submission import load_submission
-from conftest import WRITEUP, corpus
+from conftest import REAL, WRITEUP, corpus
 
 pytestmark = pytest.mark.lab
 RUN_NETNS = re.compile(r"lvsh-[0-9a-f]{6}-")    # a run's namespaces (lvsh-vagrant is libvirt's, shared)
@@ -47,8 +47,9 @@ def checks(entry) -> dict:
 def test_batch_exits_zero_and_books_every_submission(graded):
     proc = graded["proc"]
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    assert list(graded["by_name"]) == ["example-submission", "hw38-writeup", *(p.stem for p in corpus()), "nocode",
-                                       "nohost", "rubysyntax", "huge", "binary", "emptydir", "crasher"]
+    assert list(graded["by_name"]) == ["example-submission", "hw38-writeup", *(p.stem for p in corpus(REAL)),
+                                       *(p.stem for p in corpus()), "nocode", "nohost", "rubysyntax", "huge",
+                                       "images", "binary", "emptydir", "crasher"]
     assert "reports: reports/index.html" in proc.stdout
     for entry in graded["by_name"].values():
         assert len(entry["checks"]) == 13 and entry["max_score"] == 24
@@ -69,12 +70,13 @@ def test_good_submissions_score_full_marks(graded):
         assert entry["backend"] == "uml" and entry["timing"] == "fast"
     parts = {p["part"]: p for p in graded["by_name"]["example-submission"]["parts"]}
     assert parts["balancer2 keepalived.conf"]["student"]
-    assert 'host "balanser2" read as balancer2 (1 edit)' in parts["balancer2 keepalived.conf"]["notes"]
+    assert "removed the shell prompt line 'root@balancer2:/home/vagrant# cat /etc/keepalived/keepalived.conf'" in \
+        parts["balancer2 keepalived.conf"]["notes"]
 
 
 @pytest.mark.parametrize("name, words", [
-    ("nocode", "has no fenced code blocks"),
-    ("nohost", "name none of pack hw38's directors (balancer1, balancer2)"),
+    ("nocode", "has no code blocks"),
+    ("nohost", "raise no virtual address (no virtual_ipaddress)"),
     ("emptydir", "is empty"),
     ("binary", "is a binary file"),
     ("huge", "over the 1000000-byte limit"),
@@ -86,6 +88,12 @@ def test_bad_input_is_refused_with_the_problem_named(graded, name, words):
     assert words in entry["reason"], entry["reason"]
     assert all(c["status"] == "error" and words in c["reason"] for c in entry["checks"])
     assert words in html.unescape((graded["out"] / entry["report"]).read_text())
+
+
+def test_configs_only_in_images_are_a_verdict_of_nothing_to_run(graded):
+    entry = graded["by_name"]["images"]
+    assert (entry["outcome"], entry["score"]) == ("nothing-to-run", 0)
+    assert "shows 2 image(s); hand the configs in as text" in entry["reason"], entry["reason"]
 
 
 def test_a_lab_crashed_by_its_submission_is_recorded_as_such(graded):

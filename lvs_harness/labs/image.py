@@ -27,11 +27,12 @@ from typing import Callable
 
 from ..errors import LabError
 
-FORMAT = 5  # bump whenever _customize() changes what goes into the image
+FORMAT = 7  # bump whenever _customize() changes what goes into the image
 PACKAGES = (
     "mount", "iproute2", "procps", "kmod", "util-linux", "psmisc", "keepalived", "ipvsadm",
     "nginx-light", "curl", "iputils-ping", "iputils-arping", "net-tools", "tcpdump", "sudo",
     "ruby", "qemu-guest-agent", "tini",
+    "iptables",     # students make reals ready for DR with an iptables REDIRECT too
 )
 DPKG_EXCLUDES = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/locale/*", "/usr/share/info/*")
 UML_KERNEL = "/usr/bin/linux.uml"
@@ -203,6 +204,10 @@ def _customize(root: Path, kver: str) -> None:
     for f in (root / "etc" / "apt" / "sources.list.d").glob("*"):
         f.unlink()
     subprocess.run(["chroot", str(root), "apt-cache", "gencaches"], check=True, stdout=subprocess.DEVNULL)
+    # iptables through the legacy x_tables: this UML kernel has no nft nat chain (nft_chain_nat)
+    for tool in ("iptables", "ip6tables"):
+        subprocess.run(["chroot", str(root), "update-alternatives", "--set", tool, f"/usr/sbin/{tool}-legacy"],
+                       check=True, stdout=subprocess.DEVNULL)
     # the command agent, built here against this release's glibc (the image's own)
     agent = root / AGENT.lstrip("/")
     agent.parent.mkdir(parents=True, exist_ok=True)
