@@ -336,6 +336,35 @@ def _sysctl(host, name: str) -> int:
     return int(host.check(f"cat /proc/sys/{name.replace('.', '/')}").stdout.strip())
 
 
+def assert_config_runs(directors, path: str = "/etc/keepalived/keepalived.conf") -> Measured:
+    """keepalived runs each director's config as written (``keepalived --config-test``, read by
+    :func:`lvs_harness.keepalived.config_test_findings`): what it drops, cannot use or cannot start
+    fails; what it recovers from (auth_pass truncated, scripts without script security, unknown or
+    deprecated keywords) is the value, {director: [warning]}.
+
+    Example::
+
+        assert_config_runs(directors).value     # {'lb1': ['Truncating auth_pass to 8 characters']}
+    """
+    t0 = time.monotonic()
+    errors, warnings, evidence = {}, {}, []
+    for d in directors:
+        r = d.run(f"keepalived --config-test -f {path}")
+        out = (r.stderr + r.stdout).strip()
+        bad, notes = keepalived.config_test_findings(r.rc, out)
+        evidence.append(f"$ ({d.name}) keepalived --config-test -f {path}   # exit {r.rc}\n{out}")
+        if bad:
+            errors[d.name] = "; ".join(bad + [f"also: {n}" for n in notes])
+        if notes:
+            warnings[d.name] = notes
+    seconds = time.monotonic() - t0
+    if errors:
+        raise LabAssertionError("keepalived runs each director's config as written",
+                                "no message of a part it drops, cannot use or cannot start",
+                                "; ".join(f"{k}: {v}" for k, v in errors.items()), seconds, "\n".join(evidence))
+    return Measured(warnings, seconds, 0.0, "\n".join(evidence))
+
+
 def _dr_recipe(real, vip: str, interface: str) -> tuple[bool, dict, str, str]:
     """The usual recipe on ``real``: (VIP/32 on lo and ARP suppression in effect, values, summary, evidence)."""
     lo = real.run("ip -o -4 addr show dev lo").stdout

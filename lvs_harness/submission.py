@@ -24,6 +24,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import os
 import re
@@ -200,7 +201,7 @@ class Submission:
         """Which files of the lab are the student's, for the report."""
         built = "built by lvs-harness in the student's terms (no Vagrantfile was handed in)"
         parts = [{"part": "Vagrantfile", "student": self.own_vagrantfile,
-                  "source": self.vagrantfile.origin if self.own_vagrantfile else built,
+                  "source": self.vagrantfile.origin if self.vagrantfile else built,
                   "notes": (self.vagrantfile.notes if self.own_vagrantfile else self.design.notes if self.design else [])}]
         for host in self.directors:
             part = self.keepalived.get(host)
@@ -219,7 +220,7 @@ class Submission:
         replayed = self.replayed()
         built = self.design.built if self.design else {}
         out = [{"function": "topology (machines, networks, addresses)", "student": own,
-                "how": "the student's Vagrantfile" if own else
+                "how": "the student's Vagrantfile" if own else self.vagrantfile.origin if self.vagrantfile else
                 f"built to fit the write-up: hosts {', '.join(self.design.hosts)}, VIP {self.design.vip}, "
                 f"subnet {self.design.network}" if self.design else "none"}]
         for host in self.directors:
@@ -256,7 +257,10 @@ class Submission:
         for line in self.summary():
             config.progress(line)
         generated = False
-        if self.own_vagrantfile:
+        if self.vagrantfile is not None and self.vagrantfile.from_reference:
+            vagrantfile = Path(self.pack.reference)
+            config.progress(f"the lab's topology is the reference's: {self.notes[-1] if self.notes else ''}")
+        elif self.own_vagrantfile:
             vagrantfile = workdir / "Vagrantfile"
             vagrantfile.write_text(self.vagrantfile.text)
             if self.source.is_dir() and (self.source / self.vagrantfile.origin).is_file():
@@ -595,6 +599,19 @@ def _resolve(sub: Submission, found: _Found, pack) -> None:
                              "shows none for")
         sub.commands = [c for c in found.commands if c.host]
         return
+    networks = {ipaddress.ip_network(f"{e.split()[0].split('/')[0]}/{(e.split()[0].split('/') + ['24'])[1]}", strict=False)
+                for i in instances for e in i.virtual_ipaddresses if re.match(r"\d+\.\d+\.\d+\.\d+", e)}
+    if len(networks) > 1 and pack:
+        # a lab of several networks (e.g. NAT: an outside and an inside) is not built from configs alone
+        sub.vagrantfile = Part(Path(pack.reference).read_text(), f"the reference ({Path(pack.reference).name})",
+                               from_reference=True)
+        sub.notes.append(f"the configs' VIPs span {len(networks)} networks ({', '.join(map(str, sorted(networks)))}): "
+                         f"the lab's machines and networks are pack {pack.name}'s reference topology, which lvs-harness "
+                         "does not build from configs alone; everything else is the write-up's")
+        sub.reals = {f"real at {a}": a for a in addresses}
+        sub.roles = {"director": directors, "real": [], "client": []}
+        sub.commands = [c for c in found.commands if c.host]
+        return
     design = Design(vip=vip, prefix=prefix if prefix < 32 else 24)
     for host in directors:
         inst = next((i for i in keepalived.parse_config(configs[host].text).instances), None)
@@ -733,19 +750,23 @@ def load_submission(path: Path, pack=None) -> Submission:
 
 
 def _refuse_other_pack(sub: Submission, pack, path: Path) -> None:
-    """A write-up whose directors are another installed pack's, and none of this pack's, was written
-    for that pack: refused, naming both."""
+    """A write-up written for another installed pack is refused, naming both: its directors carry
+    that pack's names and none of this one's, and its configs raise as many VIPs as that pack's lab
+    raises (``Pack.vips``), not as many as this one's (names alone decide nothing: students name
+    hosts as they like)."""
     from .packs import installed
     mine = set(pack.directors or ())
     named = set(sub.keepalived)
-    if not mine or named & mine:
+    if not mine or named & mine or not pack.vips:
         return
-    other = next((p for p in installed() if p.name != pack.name and named and named <= set(p.directors or ())), None)
+    vips = {v for p in sub.keepalived.values() for i in keepalived.parse_config(p.text).instances for v in i.vips}
+    other = next((p for p in installed() if p.name != pack.name and named and named <= set(p.directors or ())
+                  and len(vips) == p.vips != pack.vips), None)
     if other:
         raise SubmissionError(f"{path}: its keepalived configs name none of pack {pack.name}'s directors "
-                              f"({', '.join(pack.directors)}) but pack {other.name}'s, so it was written for "
-                              f"{other.name}; grade it with the pack it was written for (--pack {other.name}; "
-                              "`lvs-harness packs` lists them)")
+                              f"({', '.join(pack.directors)}) but pack {other.name}'s, and raise {len(vips)} "
+                              f"VIP(s) as {other.name}'s lab does, so it was written for {other.name}; grade it "
+                              f"with the pack it was written for (--pack {other.name}; `lvs-harness packs` lists them)")
 
 
 def write_folder(sub: Submission, out: Path) -> Path:

@@ -57,7 +57,9 @@ class Pack:
       daemons of its own: name -> command line, run in the foreground by the lab's systemctl);
     - ``services``: the virtual services the lab is about (empty: read from the running lab);
     - ``charts``: measured values of a check -> SVG strings (use :mod:`lvs_harness.charts`);
-    - ``real_setup``: what the reference's real-server provisioning supplies, for the report.
+    - ``real_setup``: what the reference's real-server provisioning supplies, for the report;
+    - ``vips``: how many virtual addresses its directors' keepalived raises (0: not said) — with
+      the directors' names, what tells a write-up for this lab from one for another.
     """
 
     name: str
@@ -71,6 +73,7 @@ class Pack:
     services: tuple[VirtualService, ...] = ()
     charts: Callable[[dict], list[str]] | None = None
     real_setup: str = "real-server setup"
+    vips: int = 0
 
     def checks(self) -> list[Check]:
         """The suite's checks in order (ids checked unique across its modules)."""

@@ -18,6 +18,7 @@ PACK = Pack(
     suite=__name__,
     reference=Path(__file__).with_name("Vagrantfile"),
     directors=("balancer1", "balancer2"),
+    vips=1,
     roles={"director": ("balancer*", "balanser*", "director*", "lb*", "lvs*"),
            "real": ("server*", "real*", "web*", "backend*", "nginx*"),
            "client": ("client*",)},
