@@ -93,7 +93,7 @@ def test_bad_input_is_refused_with_the_problem_named(graded, name, words):
 def test_configs_only_in_images_are_a_verdict_of_nothing_to_run(graded):
     entry = graded["by_name"]["images"]
     assert (entry["outcome"], entry["score"]) == ("nothing-to-run", 0)
-    assert "shows 2 image(s); hand the configs in as text" in entry["reason"], entry["reason"]
+    assert "(it shows 2 image(s)); hand the configs in as text" in entry["reason"], entry["reason"]
 
 
 def test_a_lab_crashed_by_its_submission_is_recorded_as_such(graded):
