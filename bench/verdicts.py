@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Verdict stability: grade the self-test corpus K times and count, per submission and check, the
-rounds whose verdict differed from the one tests/data/submissions/expected.toml gives.
+"""Verdict stability: grade the self-test corpus and the real answers K times and count, per
+submission and check, the rounds whose verdict differed from the one tests/data/submissions/expected.toml
+(every check) or ../shared/real-hw38/expected.toml (the checks it lists) gives.
 
 Usage: bench/verdicts.py [--rounds 3] [-j 4] [--lab uml]
 Target (this machine): 0 flips in 3 rounds at -j 4. It grades with the code of the lvs-harness it
@@ -20,9 +21,11 @@ import tomllib
 from collections import Counter
 from pathlib import Path
 
-from lvs_harness.grading import verdict_differences
+from lvs_harness.grading import listed_differences, verdict_differences
 
-CORPUS = Path(__file__).resolve().parents[1] / "tests" / "data" / "submissions"
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT / "tests" / "data" / "submissions"
+REAL = ROOT.parent / "shared" / "real-hw38"
 
 
 def main() -> None:
@@ -32,7 +35,8 @@ def main() -> None:
     parser.add_argument("--lab", default="uml")
     args = parser.parse_args()
     expected = tomllib.loads((CORPUS / "expected.toml").read_text())
-    subs = sorted(CORPUS.glob("*.md"))
+    real = tomllib.loads((REAL / "expected.toml").read_text()) if (REAL / "expected.toml").is_file() else {}
+    subs = sorted(CORPUS.glob("*.md")) + [REAL / name for name in sorted(real)]
     flips: Counter = Counter()
     walls = []
     with tempfile.TemporaryDirectory(prefix="lvsh-verdicts-") as tmp:
@@ -47,7 +51,10 @@ def main() -> None:
             retried = 0
             for entry in book["submissions"]:
                 retried += len(entry.get("attempts", [])) > 1
-                for diff in verdict_differences(entry, expected[entry["submission"]]["failed"]):
+                name = entry["submission"]
+                diffs = (verdict_differences(entry, expected[name]["failed"]) if name in expected
+                         else listed_differences(entry, real[f"{name}.md"]))
+                for diff in diffs:
                     flips[(entry["submission"], diff.split(":")[0])] += 1
                     print(f"round {n}: {entry['submission']}: {diff}")
             print(f"round {n}: {len(subs)} submissions graded in {walls[-1]:.0f} s (exit {proc.returncode}), "

@@ -537,6 +537,22 @@ def verdict_differences(entry: dict, failed: dict[str, str]) -> list[str]:
     return diffs
 
 
+def listed_differences(entry: dict, expected: dict) -> list[str]:
+    """How a graded ``entry`` differs from verdicts listed only where they are clear (a careful
+    grader's reading of a real answer): ``expected["pass"]`` / ``["fail"]`` list check ids that must
+    pass / fail, ``expected["all_pass"]`` means every check; checks not listed are not compared.
+
+    Example::
+
+        listed_differences(entry, {"pass": ["config_valid"], "fail": ["failback"]})   # [] when as listed
+    """
+    by_id = {c["id"]: c for c in entry["checks"]}
+    want = {c: "passed" for c in (by_id if expected.get("all_pass") else expected.get("pass", []))}
+    want |= {c: "failed" for c in expected.get("fail", [])}
+    return [f"{c}: {by_id[c]['status']} ({by_id[c]['reason'][:300]}), expected {status}"
+            for c, status in want.items() if by_id[c]["status"] != status]
+
+
 def retry_reason(entry: dict) -> str | None:
     """Why a run's verdict is not the student's to keep (a check in error, the lab or the grading
     run broke), or None. A refused submission or one that crashed its own lab is not retried."""

@@ -726,6 +726,12 @@ def from_folder(path: Path, pack=None) -> Submission:
             host = (host_tokens(rel.stem) or host_tokens(str(rel.with_suffix(""))) or [None])[0]
             text, notes = strip_transcript(raw)
             found.configs.append((host, text, str(rel), notes))
+        elif f.suffix == ".sh" and rel.parts[0] == "setup":       # the folder form's replayed commands
+            host = f.stem.replace("role-", "role:", 1)
+            found.commands += [Command(host, line.strip(), str(rel)) for line in _read_text(f).splitlines()
+                               if REPLAYED.match(line.strip())]
+            if not host.startswith("role:"):
+                found.prompt_hosts.append(host)
     writeups = [f for f in files if f.suffix.lower() == ".md"]
     if writeups and (found.vagrantfile is None or not found.configs):
         text = _read_text(writeups[0])
@@ -770,7 +776,8 @@ def _refuse_other_pack(sub: Submission, pack, path: Path) -> None:
 
 
 def write_folder(sub: Submission, out: Path) -> Path:
-    """Write the folder form (Vagrantfile, keepalived/<host>.conf, submission.json) to ``out``.
+    """Write the folder form (the student's Vagrantfile, keepalived/<host>.conf, setup/<host>.sh with
+    the commands to replay there, submission.json) to ``out``; ``load_submission(out)`` reads it back.
 
     Refuses a non-empty ``out``; writes into a temporary sibling and renames it into place,
     so a failure leaves nothing half-written.
@@ -782,9 +789,12 @@ def write_folder(sub: Submission, out: Path) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
         manifest = {"name": sub.name, "source": str(sub.source), "notes": sub.notes, "parts": {}}
-        if sub.vagrantfile:
+        if sub.own_vagrantfile:
             (tmp / "Vagrantfile").write_text(sub.vagrantfile.text)
             manifest["parts"]["Vagrantfile"] = dataclasses.asdict(sub.vagrantfile) | {"text": None}
+        for host, commands in sub.replayed().items():
+            (tmp / "setup").mkdir(exist_ok=True)
+            (tmp / "setup" / f"{host.replace(':', '-')}.sh").write_text("\n".join(commands) + "\n")
         for host, part in sub.keepalived.items():
             (tmp / "keepalived").mkdir(exist_ok=True)
             (tmp / "keepalived" / f"{host}.conf").write_text(part.text)
