@@ -85,6 +85,8 @@ ROLE_WORDS = {"real": re.compile(r"реал|real|backend|бэкенд|бекен
               "director": re.compile(r"директор|director|балансир|balancer|балансер|lvs|keepalived", re.I)}
 ALL_WORDS = re.compile(r"\b(?:both|all|each|every)\b|обоих|оба\b|обе\b|всех|каждом|каждый|на директорах|на реалах|"
                        r"на балансировщиках|для обоих", re.I)
+ORDINAL = re.compile(r"(?:директор|director|балансир\w*|балансер\w*|balancer|лб|lb|lvs|keepalived|нод\w*|node|"
+                     r"сервер\w*|server|host|хост\w*)\s*[№#-]?\s*(\d{1,2})\b", re.I)
 DERIVE = re.compile(r"\b(state)\s+(MASTER|BACKUP)\b|\b(priority)\s+(\d+)\b", re.I)
 
 
@@ -307,6 +309,7 @@ class _Found:
     prompt_hosts: list[str] = dataclasses.field(default_factory=list)
     images: int = 0
     notes: list[str] = dataclasses.field(default_factory=list)
+    contexts: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)   # origin -> prose before it
 
 
 def _is_config(text: str) -> bool:
@@ -342,6 +345,7 @@ def _read_writeup(text: str, name: str, found: _Found) -> None:
     for block in blocks:
         origin = block.origin(name)
         label_text = " ".join(block.context)
+        found.contexts[origin] = block.context
         if re.search(r"Vagrant\.configure", block.text):
             if found.vagrantfile:
                 found.notes.append(f"{origin} is another Vagrantfile; kept the first ({found.vagrantfile.origin})")
@@ -457,6 +461,10 @@ def outside_folder(path: Path, root: Path) -> str | None:
     return None
 
 
+def _context_of(origin: str, found: _Found) -> tuple[str, ...]:
+    return found.contexts.get(origin, ())
+
+
 def _known_names(found: _Found, pack) -> tuple[str, ...]:
     """Names a host may be matched against: the pack's directors, the Vagrantfile's machines, and
     the hosts of the write-up's prompts."""
@@ -535,10 +543,30 @@ def _resolve(sub: Submission, found: _Found, pack) -> None:
                 name = _canonical(token, known)
                 if name not in directors and re.sub(r"\d+$", "", name) in stems:
                     directors.append(name)
-    if unnamed and not configs:
+    distinct = list(dict.fromkeys(text for text, _, _ in unnamed))
+    if unnamed and not configs and len(distinct) > 1:
+        # several different configs, none naming its host: one per director, in the order shown
+        # ("Director 1" / "Балансировщик 2" before a block gives its place)
+        taken: set[int] = set()
+        for text, origin, notes in unnamed:
+            place = next((int(m[1]) for m in (ORDINAL.search(line) for line in reversed(_context_of(origin, found)))
+                          if m), None)
+            if place is None or place in taken:
+                place = next(i for i in range(1, 99) if i not in taken)
+            taken.add(place)
+            pool = tuple(pack.directors) if pack and pack.directors else ()
+            name = pool[place - 1] if place <= len(pool) else f"director{place}"
+            if name in configs:
+                sub.notes.append(f"{name} has several keepalived configs in the write-up; the last one ({origin}) "
+                                 f"is its answer, not {configs[name].origin}")
+            configs[name] = Part(text, origin, notes=list(notes) + [
+                f"names no host: the director shown as number {place}, named {name} by lvs-harness"])
+            if name not in directors:
+                directors.append(name)
+    elif unnamed and not configs:
         text, origin, notes = unnamed[-1]
         if len(unnamed) > 1:
-            sub.notes.append(f"{len(unnamed)} keepalived configs name no host; the last ({origin}) is the answer")
+            sub.notes.append(f"{len(unnamed)} keepalived configs name no host and are the same; {origin} is the answer")
         while len(directors) < wanted:
             spare = next((d for d in (pack.directors if pack else ()) if d not in directors),
                          f"director{len(directors) + 1}")

@@ -160,3 +160,15 @@ def test_cli_import(example, tmp_path):
     assert r.returncode == 0 and "balancer2 keepalived.conf: example-submission.md, block 3" in r.stdout
     again = subprocess.run(run, capture_output=True, text=True)
     assert again.returncode == 2 and "exists and is not empty" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_configs_naming_no_host_are_one_per_director_in_the_order_shown(tmp_path):
+    """Two different configs under "Балансировщик 1" / "Балансировщик 2" headings (no host names):
+    each is its own director's, never "the last one for both" (which would make both BACKUP)."""
+    conf = "vrrp_instance VI_1 {{\n    state {}\n    priority {}\n    virtual_ipaddress {{\n        10.4.4.4\n    }}\n}}\n"
+    md = tmp_path / "w.md"
+    md.write_text(f"### Балансировщик 2 (BACKUP)\n\n```\n{conf.format('BACKUP', 100)}```\n\n"
+                  f"### Балансировщик 1 (MASTER)\n\n```\n{conf.format('MASTER', 150)}```\n")
+    sub = load_submission(md)
+    assert {h: "MASTER" in p.text for h, p in sub.keepalived.items()} == {"balancer1": True, "balancer2": False}
+    assert "the director shown as number 1" in sub.keepalived["balancer1"].notes[-1]
