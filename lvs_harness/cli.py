@@ -187,6 +187,7 @@ def cmd_grade(args) -> int:
     print(f"\nreports: {args.out / 'index.html'}" + "".join(f"\n  {args.out / e['report']}" for e in entries))
     print(f"gradebook: {args.out / 'gradebook.csv'}, {args.out / 'gradebook.json'}; "
           f"LMS import: {args.out / 'grades.csv'}")
+    print(grader.gate.summary())
     if crashed:
         print(f"lvs-harness: the grading of {', '.join(crashed)} crashed (see their pytest.log)", file=sys.stderr)
     return 1 if crashed else 0

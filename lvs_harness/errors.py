@@ -25,6 +25,11 @@ class Refused(LabError):
     """A lab the harness will not start as asked (e.g. a submission's scripts on this machine's kernel)."""
 
 
+class SubmissionFault(LabError):
+    """A lab the submission's own code broke or held up (a provisioner that never ends): the
+    student's outcome, graded once, never retried as the machine's fault."""
+
+
 class CommandFailed(HarnessError):
     """A command run through :meth:`Host.check` exited non-zero.
 

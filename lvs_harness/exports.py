@@ -90,7 +90,7 @@ def classroom(entry: dict, checks: list[dict]) -> dict:
                       "max_score": check["points"], "message": check_text(r, check, markdown=False),
                       "test_code": check["id"], "filename": "", "line_no": 0,
                       "execution_time": f"{r.get('duration') or 0:.1f}s"})
-    if entry["outcome"] == "nothing-to-run":
+    if entry["outcome"] in ("nothing-to-run", "submission-fault"):     # the student's outcome, not an error
         status = "fail"
     elif entry["outcome"] not in ("graded", "lab-crashed") or any(t["status"] == "error" for t in tests):
         status = "error"

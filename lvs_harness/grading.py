@@ -11,7 +11,9 @@ and a crash in one cannot touch the others. Out of ``OUT/`` come:
   finishes.
 
 Each submission's outcome: *graded*; *nothing-to-run* (a write-up whose configs are not written as
-text, e.g. only in images: 0 points, a verdict); *refused* (unreadable, a Vagrantfile that does not
+text, e.g. only in images: 0 points, a verdict); *submission-fault* (the submission's own code held
+or broke its lab's bring-up, e.g. a provisioner still running at the provisioning budget: the reason
+names it; graded once, never retried as the machine's fault); *refused* (unreadable, a Vagrantfile that does not
 evaluate, or scripts the netns lab will not run — the reason says which); *lab-failed* (its lab
 could not be started); *lab-crashed* (its lab stopped during the checks: graded up to there);
 *harness-failed* (the grading run itself broke: no results; the exit status is then 1).
@@ -52,6 +54,7 @@ MARKER = ".lvs-harness-reports"
 DEFAULT_JOBS = 10              # labs at most at once (bench/grade.py measures the choice: -j 4-10 on 2 cores)
 IDLE_TO_START = 0.3            # the share of the machine's CPU idle over a second before one more lab starts
 DEFAULT_RETRIES = 1            # fresh-lab attempts after a run that ended in error
+GATE_MAX_WAIT = 120.0         # seconds one start may be held back by the CPU gate
 JOB_TIMEOUT = 20 * 60          # seconds: a submission's run taking longer is stopped (harness-failed)
 CSV_FIELDS = ("submission", "outcome", "score", "max_score", "check_id", "title", "status", "check_score",
               "check_max_score", "reason", "measured", "attempts")
@@ -111,10 +114,19 @@ class CpuGate:
     """
 
     def __init__(self, idle_needed: float = IDLE_TO_START, window: float = 1.0,
-                 read: Callable[[], str] = lambda: Path("/proc/stat").read_text()):
+                 read: Callable[[], str] = lambda: Path("/proc/stat").read_text(), max_wait: float = GATE_MAX_WAIT):
         self.idle_needed, self.window, self._read = idle_needed, window, read
+        self.max_wait = max_wait           # the longest one start is held back: other programs' CPU use
+                                           # must not stall a batch whose own labs sit idle
         self._lock = threading.Lock()
         self.waited = 0.0                  # seconds starts were held back, in all
+        self.forced = 0                    # starts let through after max_wait with the CPU still busy
+
+    def summary(self) -> str:
+        """One line for grade's summary: how long starts were held back."""
+        return (f"CPU gate: starts held back {self.waited:.0f} s in all"
+                + (f"; {self.forced} let through after {self.max_wait:.0f} s with the CPU still busy" if self.forced
+                   else ""))
 
     def idle_fraction(self) -> float | None:
         """The share of CPU time idle over the next ``window`` seconds (None: unreadable)."""
@@ -130,6 +142,9 @@ class CpuGate:
         t0 = time.monotonic()
         with self._lock:
             while running() > 0 and not stopping():
+                if time.monotonic() - t0 >= self.max_wait:
+                    self.forced += 1
+                    break
                 idle = self.idle_fraction()
                 if idle is None or idle >= self.idle_needed:
                     break

@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 
 from .checks import Check, Dependencies
-from .errors import HarnessError, Refused, VagrantfileError
+from .errors import HarnessError, Refused, SubmissionFault, VagrantfileError
 from .labs import CHOICES, PROVIDERS, LabConfig, start_lab
 from .packs import PackError, load_pack, pack_of_module
 from .report import RECORDER, HtmlHooks, Recorder, emit
@@ -196,7 +196,8 @@ def lab(lab_config, pytestconfig):
         text = str(err)
         for path, origin in recorder.aliases.items():
             text = text.replace(path, origin)
-        recorder.info["not_graded"] = "refused" if isinstance(err, (Refused, VagrantfileError)) else "lab-failed"
+        recorder.info["not_graded"] = ("refused" if isinstance(err, (Refused, VagrantfileError)) else
+                                       "submission-fault" if isinstance(err, SubmissionFault) else "lab-failed")
         pytest.fail(f"the lab could not be started: {text}", pytrace=False)
     recorder.info.update(backend=instance.NAME, run_id=instance.run_id, lab_seconds=round(time.monotonic() - t0, 1))
     emit(pytestconfig, "lab_up", run_id=instance.run_id, backend=instance.NAME,

@@ -7,6 +7,7 @@ write-up, the repository's example, and one submission per kind of bad input; an
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,8 @@ NAT_WRITEUP = REPO / "examples" / "lvs-nat-writeup.md"
 NAT_CORPUS = Path(__file__).parent / "data" / "lvs-nat"
 REAL = SHARED / "real-hw38"          # real public answers, read in place (never copied here)
 BATCH_JOBS = 6
+SECRET = "lvsh-secret-7f3a9c1e"      # planted on the grading machine behind a symlink (must show nowhere)
+PROVISION_BUDGET = "90"             # the hw3.8 batch's provisioning budget (a correct lab needs ~5-10 s)
 
 
 def corpus(folder: Path = CORPUS) -> list[Path]:
@@ -34,7 +37,8 @@ def start_batch(root: Path, subs: list[Path], jobs: int, *args: str) -> subproce
     """One `lvs-harness grade` run over ``subs`` into root/reports, started."""
     return subprocess.Popen([sys.executable, "-m", "lvs_harness.cli", "grade", *map(str, subs), "-j", str(jobs),
                              "--lab", "uml", "--out", "reports", *args],      # relative, as in the quick start
-                            cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "LVS_HARNESS_PROVISION_BUDGET": PROVISION_BUDGET})
 
 
 def finish_batch(root: Path, proc: subprocess.Popen) -> dict:
@@ -56,6 +60,10 @@ def bad_inputs(root: Path) -> dict[str, Path]:
                                       '  config.vm.define "client" do |node|\n    if true do\n'),
         "huge.md": "x" * 2_000_001,
         "images.md": "# Homework 3.8\n\nbalancer1:\n![keepalived.conf](b1.png)\n\nbalancer2:\n![conf](b2.png)\n",
+        # a provisioner that never ends: stopped at the provisioning budget, the student's outcome
+        "hang.md": good.replace('  config.vm.define "client" do |node|\n',
+                                '  config.vm.define "client" do |node|\n'
+                                '    node.vm.provision "shell", name: "wait", inline: "echo waiting; sleep 100000"\n'),
     }
     out = {}
     for name, text in files.items():
@@ -72,6 +80,12 @@ def bad_inputs(root: Path) -> dict[str, Path]:
         "global_defs {\n    enable_script_security\n    script_user root\n}\n" + sub.keepalived["balancer2"].text.replace(
             "    advert_int 1\n", "    advert_int 1\n    notify_master \"/bin/sh -c 'echo o > /proc/sysrq-trigger'\"\n"))
     out["crasher"] = root / "crasher"
+    # a folder whose balancer1.conf is a symlink to a file of the grading machine holding a secret
+    (root / "secret.txt").write_text(SECRET + "\n")
+    (root / "leaky" / "keepalived").mkdir(parents=True)
+    (root / "leaky" / "keepalived" / "balancer1.conf").symlink_to(root / "secret.txt")
+    (root / "leaky" / "keepalived" / "balancer2.conf").write_text(sub.keepalived["balancer2"].text)
+    out["leaky"] = root / "leaky"
     return out
 
 

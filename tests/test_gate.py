@@ -50,3 +50,11 @@ def test_nothing_running_or_stopping_or_unreadable_never_waits():
         raise OSError("no /proc")
     CpuGate(window=0.01, read=unreadable).admit(running=lambda: 3)
     assert time.monotonic() - t0 < 0.5
+
+
+def test_a_machine_kept_busy_by_others_holds_a_start_back_at_most_max_wait():
+    gate = CpuGate(idle_needed=0.3, window=0.01, read=ticking([0.0]), max_wait=0.3)
+    t0 = time.monotonic()
+    gate.admit(running=lambda: 1)           # the machine never idles, one idle lab of ours runs
+    assert 0.3 <= time.monotonic() - t0 < 1.0 and gate.forced == 1
+    assert gate.summary() == "CPU gate: starts held back 0 s in all; 1 let through after 0 s with the CPU still busy"

@@ -20,7 +20,7 @@ from lvs_harness import charts
 from lvs_harness.grading import CSV_FIELDS
 from lvs_harness.runs import Run
 from lvs_harness.submission import load_submission
-from conftest import REAL, WRITEUP, corpus
+from conftest import PROVISION_BUDGET, REAL, SECRET, WRITEUP, corpus
 
 pytestmark = pytest.mark.lab
 RUN_NETNS = re.compile(r"lvsh-[0-9a-f]{6}-")    # a run's namespaces (lvsh-vagrant is libvirt's, shared)
@@ -49,7 +49,7 @@ def test_batch_exits_zero_and_books_every_submission(graded):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert list(graded["by_name"]) == ["example-submission", "hw38-writeup", *(p.stem for p in corpus(REAL)),
                                        *(p.stem for p in corpus()), "nocode", "nohost", "rubysyntax", "huge",
-                                       "images", "binary", "emptydir", "crasher"]
+                                       "images", "hang", "binary", "emptydir", "crasher", "leaky"]
     assert "reports: reports/index.html" in proc.stdout
     for entry in graded["by_name"].values():
         assert len(entry["checks"]) == 13 and entry["max_score"] == 24
@@ -94,6 +94,25 @@ def test_configs_only_in_images_are_a_verdict_of_nothing_to_run(graded):
     entry = graded["by_name"]["images"]
     assert (entry["outcome"], entry["score"]) == ("nothing-to-run", 0)
     assert "(it shows 2 image(s)); hand the configs in as text" in entry["reason"], entry["reason"]
+
+
+def test_a_provisioner_that_never_ends_costs_its_budget_once_and_is_the_students(graded):
+    entry = graded["by_name"]["hang"]
+    assert (entry["outcome"], entry["score"]) == ("submission-fault", 0), entry["reason"]
+    assert "client's provisioner wait" in entry["reason"] and "was still running when the lab's provisioning " \
+        f"budget of {PROVISION_BUDGET} s ran out" in entry["reason"] and "'waiting'" in entry["reason"], entry["reason"]
+    assert len(entry.get("attempts", [])) <= 1          # not graded again as the machine's fault
+    assert entry["duration"] < float(PROVISION_BUDGET) + 90
+
+
+def test_a_file_of_the_grading_machine_behind_a_symlink_is_never_read(graded):
+    """The planted secret appears in no output: reports, results, gradebook, exports, logs."""
+    entry = graded["by_name"]["leaky"]
+    assert entry["outcome"] == "refused" and entry["score"] == 0
+    assert "keepalived/balancer1.conf in the submission cannot be read: it leads outside the submission folder" \
+        in entry["reason"], entry["reason"]
+    leaks = [p for p in graded["out"].rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
+    assert leaks == [] and SECRET not in graded["proc"].stdout + graded["proc"].stderr
 
 
 def test_a_lab_crashed_by_its_submission_is_recorded_as_such(graded):

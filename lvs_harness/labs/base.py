@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import shlex
 import sys
 import time
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from ..commands import CommandResult
-from ..errors import CommandTimeout, LabError
+from ..errors import CommandTimeout, LabError, SubmissionFault
 from ..hosts import Host, host_map
 from .. import keepalived
 from ..runs import Run
@@ -24,7 +25,12 @@ from ..topology import Provisioner, Topology, VirtualService
 from ..vagrantfile import load_topology
 from .namespaces import Namespaces
 
-PROVISION_TIMEOUT = 600
+PROVISION_BUDGET = 300     # seconds for all provisioners of a lab together: a correct lab needs ~5 s here
+                           # (4x that on a slow machine); LVS_HARNESS_PROVISION_BUDGET overrides it
+
+
+def provision_budget() -> float:
+    return float(os.environ.get("LVS_HARNESS_PROVISION_BUDGET") or PROVISION_BUDGET)
 PROVIDERS = ("libvirt", "virtualbox")    # --lab vagrant
 
 
@@ -382,16 +388,27 @@ class NamespacedLab(LabBase):
         (Running hosts side by side was measured slower: the guest has one CPU, and the
         first director's keepalived then started later.)
         """
+        budget = provision_budget()
+        deadline = time.monotonic() + budget
         for spec in self.topology.hosts:
             for n, prov in enumerate(spec.provisioners):
-                res = self._run_provisioner(self.hosts[spec.name], prov, n)
+                res = self._run_provisioner(self.hosts[spec.name], prov, n, max(1.0, deadline - time.monotonic()))
                 self.provisioning.append(ProvisionResult(spec.name, prov.origin, res))
+                if res.rc == 124 and time.monotonic() >= deadline:
+                    said = [line for line in (res.stdout + "\n" + res.stderr).splitlines()
+                            if line.strip() and not line.startswith("timed out after")]
+                    tail = said[-1:] or ["nothing"]
+                    raise SubmissionFault(
+                        f"{spec.name}'s provisioner {prov.name or n + 1} ({prov.origin}) was still running when the "
+                        f"lab's provisioning budget of {budget:.0f} s ran out, and was stopped (its last output: "
+                        f"{tail[0][:200]!r}); a provisioner must finish on its own — no endless loops, prompts or "
+                        "long sleeps.")
                 if not res.ok:
                     self.config.progress(f"provisioner of {spec.name} ({prov.origin}) exited {res.rc}; "
                                          "continuing (its output is in lab.provisioning)")
 
     @staticmethod
-    def _run_provisioner(host: Host, prov: Provisioner, n: int) -> CommandResult:
+    def _run_provisioner(host: Host, prov: Provisioner, n: int, timeout: float) -> CommandResult:
         path = f"/tmp/vagrant-shell-{n}"
         host.write_file(path, prov.script, mode=0o755)
         if isinstance(prov.args, tuple):
@@ -399,8 +416,8 @@ class NamespacedLab(LabBase):
         else:
             args = prov.args or ""
         try:
-            return host.run(f"cd /root && bash {path} {args}", timeout=PROVISION_TIMEOUT)
-        except CommandTimeout as err:       # as `vagrant up` would, the next provisioner runs
+            return host.run(f"cd /root && bash {path} {args}", timeout=timeout)
+        except CommandTimeout as err:
             return err.result
 
     # commands ----------------------------------------------------------------------
