@@ -92,7 +92,7 @@ def main() -> None:
                        allow_scripts=raw["allow_scripts"], roles=raw["roles"], pack=raw.get("pack"),
                        services=tuple(VirtualService.from_dict(s) for s in raw.get("services", ())),
                        daemons=raw.get("daemons"),
-                       files=raw.get("files"), keep_ipvs=tuple(raw.get("keep_ipvs", ())),
+                       files=raw.get("files"),
                        commands=raw.get("commands"), generated=raw.get("generated", False),
                        progress=lambda m: print(f"lvs-harness: {m}", flush=True))
     try:

@@ -667,8 +667,9 @@ def _resolve(sub: Submission, found: _Found, pack) -> None:
         if role_ipvs:
             found.commands += [Command(host, cmd, "shown for the directors") for cmd in role_ipvs]
             continue
-        design.built[host] = [f"ipvsadm -A -t {vip}:80 -s rr"] + [f"ipvsadm -a -t {vip}:80 -r {a}:80 -g -w 1"
-                                                                   for a in design.reals.values()]
+        service = keepalived.VirtualServerConf(vip, 80, "rr", "DR", reals=tuple(
+            keepalived.RealServerConf(a, 80) for a in design.reals.values()))
+        design.built[host] = keepalived.ipvsadm_commands(service)
     role_real = [c.command for c in found.commands if not c.host and c.role == "real" and REPLAYED.match(c.command)]
     shown = {c.host: [] for c in found.commands}
     for c in found.commands:

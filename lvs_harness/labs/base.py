@@ -19,7 +19,6 @@ from typing import Callable, Protocol
 from ..commands import CommandResult
 from ..errors import CommandTimeout, LabError, SubmissionFault
 from ..hosts import Host, host_map
-from .. import keepalived
 from ..runs import Run
 from ..topology import Provisioner, Topology, VirtualService
 from ..vagrantfile import load_topology
@@ -66,7 +65,6 @@ class LabConfig:
     daemons: dict | None = None              # role -> daemons started at bring-up; None: the pack's
     allow_scripts: bool = False              # run provisioners of a non-reference Vagrantfile on netns
     files: dict | None = None                # {host: {path: text}} written after provisioning (e.g. keepalived.conf)
-    keep_ipvs: tuple[str, ...] = ()          # hosts that keep the IPVS service of the keepalived.conf `files` replace
     commands: dict | None = None             # {host: [command]} replayed after provisioning and files (a
                                              # write-up's setup commands), before keepalived starts
     generated: bool = False                  # the Vagrantfile was written by lvs-harness (a lab built in a
@@ -171,26 +169,17 @@ def discover_services(topology: Topology, hosts: dict[str, Host]) -> Topology:
 KEEPALIVED_DIR = "/etc/keepalived/"
 
 
-def write_files(hosts: dict[str, Host], files: dict | None, keep_ipvs: tuple[str, ...] = ()) -> dict[str, list[str]]:
-    """Write ``files`` ({host: {path: text}}) into the lab. Returns, for each host whose keepalived
-    config changed, the commands to run once its old keepalived is stopped: for a host in
-    ``keep_ipvs`` whose new keepalived.conf defines no ``virtual_server``, the IPVS service the
-    replaced one defined (the reference's provisioning wrote it), as ipvsadm rules — so a
-    submission that hands in only its VRRP configs keeps the reference's IPVS service."""
-    changed: dict[str, list[str]] = {}
+def write_files(hosts: dict[str, Host], files: dict | None) -> list[str]:
+    """Write ``files`` ({host: {path: text}}) into the lab; the hosts whose keepalived config changed."""
+    changed: list[str] = []
     for host, contents in (files or {}).items():
         if host not in hosts:
             raise LabError(f"a file is meant for host {host!r}, which the Vagrantfile does not define; "
                            f"hosts are: {', '.join(hosts)}")
         for path, text in contents.items():
-            after = []
-            if path.startswith(KEEPALIVED_DIR) and host in keep_ipvs and not keepalived.parse_config(text).virtual_servers:
-                old = hosts[host].run(f"cat {shlex.quote(path)}")
-                servers = keepalived.parse_config(old.stdout).virtual_servers if old.ok else ()
-                after = [cmd for vs in servers for cmd in keepalived.ipvsadm_commands(vs)]
             hosts[host].write_file(path, text)
-            if path.startswith(KEEPALIVED_DIR):
-                changed.setdefault(host, []).extend(after)
+            if path.startswith(KEEPALIVED_DIR) and host not in changed:
+                changed.append(host)
     return changed
 
 
@@ -370,10 +359,8 @@ class NamespacedLab(LabBase):
         if provision:
             with self._timed("provision", "running the Vagrantfile's provisioners"):
                 self._provision()
-        for host, after in write_files(self.hosts, cfg.files, cfg.keep_ipvs).items():
+        for host in write_files(self.hosts, cfg.files):
             self.hosts[host].run("systemctl stop keepalived")   # started below with the new config
-            for command in after:
-                self.hosts[host].check(command)
         self.provisioning += replay(self.hosts, cfg.commands)
         late = {h: [d for d in ds if d in DIRECTOR_DAEMONS] for h, ds in daemons.items()}
         with self._timed("keepalived", f"starting {describe(late) or 'no daemons'}"):

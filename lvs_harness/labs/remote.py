@@ -67,7 +67,7 @@ def spawn(config: LabConfig, provision: bool = True) -> str:
     raw = {"backend": config.backend, "provider": config.provider,
            "vagrantfile": str(config.vagrantfile) if config.vagrantfile else None,
            "allow_scripts": config.allow_scripts, "roles": config.roles, "files": config.files,
-           "keep_ipvs": list(config.keep_ipvs), "commands": config.commands, "generated": config.generated,
+           "commands": config.commands, "generated": config.generated,
            "pack": config.pack, "daemons": config.daemons,
            "services": [dataclasses.asdict(s) for s in config.services], "provision": provision}
     proc = subprocess.Popen([sys.executable, "-m", "lvs_harness.keeper", json.dumps(raw)], stdout=subprocess.PIPE,

@@ -223,11 +223,9 @@ class VagrantLab(LabBase):
                 time.sleep(2)
         self._timed("ssh", t0)
         name_real_pages(self.hosts, self.topology)
-        changed = write_files(self.hosts, self.config.files, self.config.keep_ipvs)
-        for host, after in changed.items():
+        changed = write_files(self.hosts, self.config.files)
+        for host in changed:
             self.hosts[host].run("systemctl stop keepalived")
-            for command in after:
-                self.hosts[host].check(command)
         self.provisioning += replay(self.hosts, self.config.commands)
         for host in changed:
             self.hosts[host].run("systemctl start keepalived")
