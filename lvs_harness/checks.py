@@ -3,7 +3,8 @@
 A suite is a pytest module whose tests carry ``@pytest.mark.check(...)``:
 
 - ``id`` (stable, used by gradebooks), ``title``, ``points``;
-- ``needs``: checks whose failure means this one cannot be judged — a tuple of ids, or
+- ``needs``: checks whose failure means this one cannot be judged (unless the failure's exception
+  carries ``blocks_dependents = False``) — a tuple of ids, or
   ``{id: reason}``; a blocked check is reported *failed* with ``not run: <reason>`` and its
   fixtures do not run;
 - ``state``: the lab state it must start from (a name the suite's baseline fixture knows,
@@ -163,5 +164,8 @@ class Dependencies:
         # a check counts as failed for those that need it when it ran and failed, or was itself
         # not run; not when its setup broke (the lab did not start: the others say so themselves)
         blocked = report.when == "setup" and report.failed and is_not_run(report.longrepr)
+        # a failure that says the checks needing this one can still be judged (``blocks_dependents``
+        # False on the exception: e.g. a config keepalived warns about but runs) blocks none of them
+        soft = call.excinfo is not None and getattr(call.excinfo.value, "blocks_dependents", True) is False
         if check and (report.when == "call" or blocked or (report.when == "teardown" and report.failed)):
-            self.outcomes.record(check.id, not report.failed)
+            self.outcomes.record(check.id, not report.failed or soft)

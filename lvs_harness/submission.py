@@ -279,8 +279,10 @@ class Submission:
         roles = {**((self.pack.roles or {}) if self.pack else {}),
                  "by_function": {"directors": list(self.directors), "reals": reals}}
         daemons = None
-        if generated:       # the course skeleton: nginx installed and running on every host
-            daemons = {"director": ("nginx", "keepalived"), "real": ("nginx",), "client": ("nginx",)}
+        if generated and self.pack and self.pack.skeleton_daemons:   # as the course's skeleton: on every host
+            extra = tuple(self.pack.skeleton_daemons)
+            daemons = {role: tuple(dict.fromkeys(extra + tuple(self.pack.daemons.get(role, ()))))
+                       for role in ("director", "real", "client")}
         # the homework's service (its port, forwarding, scheduler) at the student's VIP
         services = tuple(dataclasses.replace(s, vip=self.vip) for s in (self.pack.services if self.pack else ())
                          ) if self.vip else ()
@@ -459,6 +461,14 @@ def outside_folder(path: Path, root: Path) -> str | None:
     if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
         return "it is a hard link (the file may live outside the submission folder)"
     return None
+
+
+def _default_stem(pack, role: str, fallback: str) -> str:
+    """A name for a host the write-up does not name: the pack's first pattern for the role without
+    its wildcard ("web*" → web, numbered web1, web2 …)."""
+    patterns = ((pack.roles or {}).get(role) if pack else None) or ()
+    stem = re.sub(r"[^\w-]", "", patterns[0]) if patterns else ""
+    return stem or fallback
 
 
 def _context_of(origin: str, found: _Found) -> tuple[str, ...]:
@@ -644,19 +654,21 @@ def _resolve(sub: Submission, found: _Found, pack) -> None:
     for host in directors:
         inst = next((i for i in keepalived.parse_config(configs[host].text).instances), None)
         design.directors[host] = (inst.interface if inst and inst.interface else "eth1")
-    while len(addresses) < 2:
+    while len(addresses) < (pack.min_reals if pack else 1):
         net = design.network
         spare = next(str(a) for a in net.hosts() if str(a) not in addresses and str(a) != vip
                      and int(a) % 256 in range(30, 250))
         addresses.append(spare)
         design.notes.append(f"the write-up names too few real servers: {spare} is one lvs-harness added")
+    stem = _default_stem(pack, "real", "real")
     for n, address in enumerate(addresses):
         name = real_hosts[n] if n < len(real_hosts) else next(
-            f"real{k}" for k in range(1, 99) if f"real{k}" not in design.reals and f"real{k}" not in real_hosts)
+            f"{stem}{k}" for k in range(1, 99) if f"{stem}{k}" not in design.reals and f"{stem}{k}" not in real_hosts)
         design.reals[name] = address
     others = [h for h in dict.fromkeys(found.prompt_hosts) if h not in design.directors and h not in design.reals
               and h not in IGNORED_HOSTS]
-    design.client = next((h for h in others if "client" in h), others[0] if others else "client")
+    design.client = next((h for h in others if "client" in h), others[0] if others else
+                         _default_stem(pack, "client", "client"))
     design.allocate()
     replayed_ipvs = {c.host for c in found.commands if c.host and REPLAYED.match(c.command) and "ipvsadm" in c.command}
     role_ipvs = [c.command for c in found.commands if not c.host and c.role == "director" and REPLAYED.match(c.command)]

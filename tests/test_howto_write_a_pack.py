@@ -113,7 +113,8 @@ def test_answers(lab, directors, reals, client, measure):
     assert counted == 5, f"IPVS on {director.name} counted {counted} connections for 5 requests"
 '''
 
-# 4. A student's write-up: only lb1's keepalived.conf (the reference supplies the rest) ...
+# 4. A student's write-up: only lb1's keepalived.conf (the lab is built to fit it: lb1, the real of its
+# virtual_server named after the pack's real pattern (web1), a client; what it does not show is built) ...
 WRITEUP = '''# Tiny lab
 
 lb1 keepalived.conf:
@@ -138,8 +139,8 @@ virtual_server 10.99.0.100 80 {
 }
 ```
 '''
-# ... and a broken one: the real server's address is wrong, so nothing answers through lb1.
-BROKEN = WRITEUP.replace("real_server 10.99.0.21 80", "real_server 10.99.0.22 80")
+# ... and a broken one: IPVS balances an address that is not the VIP, so nothing answers through lb1.
+BROKEN = WRITEUP.replace("virtual_server 10.99.0.100 80", "virtual_server 10.99.0.101 80")
 
 
 def write_pack(root: Path) -> Path:

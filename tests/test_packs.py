@@ -4,6 +4,8 @@ services, sync groups, weights and "which real answered" are read from real capt
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -103,3 +105,20 @@ def test_which_real_answered_is_its_own_page_whatever_it_says():
 @pytest.mark.parametrize("requests, tolerance", [(6, 1), (50, 2), (60, 3), (200, 10)])
 def test_split_tolerance_grows_with_the_request_count(requests, tolerance):
     assert split_tolerance(requests) == tolerance
+
+
+def test_a_failure_that_does_not_block_lets_the_checks_that_need_it_run(tmp_path):
+    """`needs`: a failed check blocks the checks needing it ("not run: …"), unless its exception says
+    they can still be judged (blocks_dependents = False, as config_valid does when keepalived runs the
+    config anyway)."""
+    (tmp_path / "test_needs.py").write_text(
+        "import pytest\n\n"
+        "class Soft(AssertionError):\n    blocks_dependents = False\n\n"
+        "@pytest.mark.check(id='hard', points=1, title='hard')\ndef test_hard():\n    assert False, 'broken'\n\n"
+        "@pytest.mark.check(id='soft', points=1, title='soft')\ndef test_soft():\n    raise Soft('warned')\n\n"
+        "@pytest.mark.check(id='after_hard', points=1, title='a', needs=('hard',))\ndef test_after_hard():\n    pass\n\n"
+        "@pytest.mark.check(id='after_soft', points=1, title='b', needs=('soft',))\ndef test_after_soft():\n    pass\n")
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rA", "test_needs.py"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert "PASSED test_needs.py::test_after_soft" in r.stdout, r.stdout
+    assert "ERROR test_needs.py::test_after_hard - Failed: not run: needs check hard to p" in r.stdout, r.stdout

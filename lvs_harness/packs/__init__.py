@@ -59,7 +59,11 @@ class Pack:
     - ``charts``: measured values of a check -> SVG strings (use :mod:`lvs_harness.charts`);
     - ``real_setup``: what the reference's real-server provisioning supplies, for the report;
     - ``vips``: how many virtual addresses its directors' keepalived raises (0: not said) — with
-      the directors' names, what tells a write-up for this lab from one for another.
+      the directors' names, what tells a write-up for this lab from one for another;
+    - ``min_reals``: how many reals the homework asks for (a lab built for a write-up that names
+      fewer gets that many);
+    - ``skeleton_daemons``: daemons the course's own skeleton runs on every host, which a lab built
+      for a write-up without a Vagrantfile runs too (a director's health check may track them).
     """
 
     name: str
@@ -74,6 +78,8 @@ class Pack:
     charts: Callable[[dict], list[str]] | None = None
     real_setup: str = "real-server setup"
     vips: int = 0
+    min_reals: int = 1
+    skeleton_daemons: tuple[str, ...] = ()
 
     def checks(self) -> list[Check]:
         """The suite's checks in order (ids checked unique across its modules)."""

@@ -19,6 +19,8 @@ PACK = Pack(
     reference=Path(__file__).with_name("Vagrantfile"),
     directors=("balancer1", "balancer2"),
     vips=1,
+    min_reals=2,
+    skeleton_daemons=("nginx",),     # netology-code/sysadm-homeworks' Vagrantfile installs nginx on every host
     roles={"director": ("balancer*", "balanser*", "director*", "lb*", "lvs*"),
            "real": ("server*", "real*", "web*", "backend*", "nginx*"),
            "client": ("client*",)},

@@ -19,6 +19,7 @@ PACK = Pack(
     reference=Path(__file__).with_name("Vagrantfile"),
     directors=("director1", "director2"),
     vips=2,               # the external VIP and the reals' gateway VIP
+    min_reals=3,
     roles={"director": ("director*", "lb*", "lvs*"), "real": ("web*", "real*", "server*"), "client": ("client*",)},
     daemons={"real": ("nginx",), "director": ("keepalived",)},
     services=(),          # read from the lab: the external VIP and port of the directors' virtual_server
