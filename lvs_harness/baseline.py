@@ -211,6 +211,8 @@ class SteadyState:
             if want is not None:
                 assert_vip_on(want, self.vip, deadline=self._takeover(want) + SLACK)
         except LabAssertionError as err:
+            for d in rest:          # leave no keepalived stopped that the lab had running: later checks
+                self._start(d)      # (an IPVS table keepalived programs) judge the student's lab, not ours
             self._give_up(f"{seen}; after a restart {want.name} did not take the VIP ({err.got})")
         for d in rest:
             self._start(d)

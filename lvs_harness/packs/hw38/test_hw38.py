@@ -395,7 +395,7 @@ def _measure_probes(measure, prober) -> None:
 
 
 @pytest.mark.check(id="failover", points=3, title="the master's lab link down: the backup takes the VIP and "
-                   "traffic flows, balanced",
+                   "traffic flows through it",
                    hint="Take the master's lab interface down (`ip link set eth1 down`) and watch the backup's "
                         "keepalived log and `ip addr`.", needs=KEEPALIVED, state=TRAFFIC)
 def test_failover(hw, measure):
@@ -421,7 +421,8 @@ def test_failover(hw, measure):
             before = hw.stats_now(backup)   # the prober's last requests are still being counted
             answers = hw.requests(10)
             assert all(a.ok for a in answers), f"through the backup: {Counter(a.status for a in answers)}"
-            split = assert_rr_balanced(backup, hw.vip, hw.port, expected_total=10, since=before)
+            # the takeover and traffic through the new holder are failover's; the split is rr_balanced's
+            split = assert_rr_balanced(backup, hw.vip, hw.port, expected_total=10, since=before, tolerance=10)
             measure("split_on_backup", split.value)
     finally:
         _bring_link_up(hw, holder)
