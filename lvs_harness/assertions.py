@@ -390,7 +390,8 @@ def _dr_delivery(real, client, vip: str, port: int, interface: str) -> tuple[int
     r = client.run(f"ip route replace {route} && trap 'ip route del {route}' EXIT; "
                    f"curl -s -m 3 -o /dev/null -w '%{{http_code}}' http://{vip}:{port}/", timeout=15)
     status = int(r.stdout.strip()) if r.stdout.strip().isdigit() else 0
-    return status, f"$ (on {client.name}) ip route replace {route}; curl http://{vip}:{port}/ → {r.stdout.strip() or r.stderr.strip() or r.rc}"
+    said = r.stdout.strip() or r.stderr.strip() or r.rc
+    return status, f"$ (on {client.name}) ip route replace {route}; curl http://{vip}:{port}/ → {said}"
 
 
 def assert_dr_real(real, vip: str, *, interface: str | None = None, client=None, port: int = 80) -> Measured:

@@ -195,9 +195,10 @@ def _first(block: list, key: str, default=None):
     return default
 
 
-def _int(word, default: int = 0) -> int:
+def _number(word, default=0, kind=int):
+    """``word`` as keepalived would take it (an int, or ``kind``), else ``default``."""
     try:
-        return int(str(word))
+        return kind(str(word))
     except ValueError:
         return default
 
@@ -207,7 +208,8 @@ def _real(stmt: list) -> RealServerConf:
     words = [w for w in stmt[1:] if isinstance(w, str)]
     body = _block(stmt)
     checkers = [c for c in body if isinstance(c[-1], list)]
-    return RealServerConf(words[0], _int(words[1]) if len(words) > 1 else 0, _int(_first(body, "weight", 1), 1),
+    return RealServerConf(words[0], _number(words[1]) if len(words) > 1 else 0,
+                          _number(_first(body, "weight", 1), 1),
                           tuple(c[0] for c in checkers), tuple(_checker(c) for c in checkers))
 
 
@@ -217,15 +219,15 @@ def _virtual_server(stmt: list) -> VirtualServerConf | None:
     if not words:
         return None
     fwmark = group = None
-    address, port = words[0], _int(words[1]) if len(words) > 1 else 0
+    address, port = words[0], _number(words[1]) if len(words) > 1 else 0
     if words[0] == "fwmark" and len(words) > 1:
-        fwmark, address, port = _int(words[1]), "", 0
+        fwmark, address, port = _number(words[1]), "", 0
     elif words[0] == "group" and len(words) > 1:
         group, address, port = words[1], "", 0
     reals = tuple(_real(r) for r in body if r[0] == "real_server" and len(r) >= 2 and isinstance(r[1], str))
     return VirtualServerConf(address, port, _first(body, "lb_algo", _first(body, "lvs_sched", "")),
                              _first(body, "lb_kind", _first(body, "lvs_method", "")), _first(body, "protocol", "TCP"),
-                             reals, float(_first(body, "delay_loop", 60)), fwmark, group)
+                             reals, _number(_first(body, "delay_loop", 60), 60.0, float), fwmark, group)
 
 
 def parse_config(text: str, config_id: str | None = None, read=None) -> KeepalivedConfig:
@@ -241,10 +243,12 @@ def parse_config(text: str, config_id: str | None = None, read=None) -> Keepaliv
             instances.append(VrrpInstance(
                 name=stmt[1] if len(stmt) > 1 and isinstance(stmt[1], str) else "",
                 state=str(_first(body, "state", "BACKUP")).upper(),
-                interface=_first(body, "interface", ""), virtual_router_id=_int(_first(body, "virtual_router_id", 0)),
-                priority=_int(_first(body, "priority", 100), 100), advert_int=_float(_first(body, "advert_int", 1), 1.0),
+                interface=_first(body, "interface", ""),
+                virtual_router_id=_number(_first(body, "virtual_router_id", 0)),
+                priority=_number(_first(body, "priority", 100), 100),
+                advert_int=_number(_first(body, "advert_int", 1), 1.0, float),
                 virtual_ipaddresses=vips, nopreempt=any(s[0] in ("nopreempt", "no_preempt") for s in body),
-                preempt_delay=_float(_first(body, "preempt_delay", 0))))
+                preempt_delay=_number(_first(body, "preempt_delay", 0), 0.0, float)))
         elif stmt[0] == "virtual_server":
             vs = _virtual_server(stmt)
             if vs is not None:
@@ -256,19 +260,13 @@ def parse_config(text: str, config_id: str | None = None, read=None) -> Keepaliv
     return KeepalivedConfig(tuple(instances), tuple(servers), tuple(groups))
 
 
-def _float(word, default: float = 0.0) -> float:
-    try:
-        return float(str(word))
-    except ValueError:
-        return default
-
-
 def _checker(stmt: list) -> HealthCheck:
     body = _block(stmt)
     port = _first(body, "connect_port")
-    return HealthCheck(stmt[0], _int(port) if port else None, _float(_first(body, "connect_timeout", 5), 5.0),
-                       _int(_first(body, "retry", _first(body, "nb_get_retry", 1)), 1),
-                       _float(_first(body, "delay_before_retry", 1), 1.0))
+    return HealthCheck(stmt[0], _number(port) if port else None,
+                       _number(_first(body, "connect_timeout", 5), 5.0, float),
+                       _number(_first(body, "retry", _first(body, "nb_get_retry", 1)), 1),
+                       _number(_first(body, "delay_before_retry", 1), 1.0, float))
 
 
 FORWARD_FLAGS = {"DR": "-g", "NAT": "-m", "TUN": "-i"}
