@@ -394,7 +394,8 @@ def _read_writeup(text: str, name: str, found: _Found) -> None:
                     if piece.line:
                         stripped.insert(0, f"removed the shell prompt line {piece.line!r}")
                     notes += ([how] if how else []) + stripped
-                    found.configs.append((host, cleaned, origin, notes))
+                    for each in writeup.expand_hosts(host) if host else [None]:   # root@lb{1,2}: both
+                        found.configs.append((each, cleaned, origin, list(notes)))
                 continue
             if piece.command is None and piece.text.strip():
                 # a block of commands without prompts: its hosts are the ones the prose before it names
