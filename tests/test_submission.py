@@ -172,3 +172,17 @@ def test_configs_naming_no_host_are_one_per_director_in_the_order_shown(tmp_path
     sub = load_submission(md)
     assert {h: "MASTER" in p.text for h, p in sub.keepalived.items()} == {"balancer1": True, "balancer2": False}
     assert "the director shown as number 1" in sub.keepalived["balancer1"].notes[-1]
+
+
+def test_directors_balancing_with_nginx_get_no_ipvs_of_ours(tmp_path):
+    """A function the student solved another way is not overwritten: no IPVS service is built."""
+    conf = "vrrp_instance VI_1 {{\n  state {}\n  priority {}\n  virtual_ipaddress {{\n    10.3.3.3\n  }}\n}}\n"
+    md = tmp_path / "w.md"
+    md.write_text(f"lb1:\n```\n{conf.format('MASTER', 150)}```\nlb2:\n```\n{conf.format('BACKUP', 100)}```\n"
+                  "nginx on the balancers:\n```\nupstream web {\n  server 10.3.3.21;\n}\nserver {\n  location / {\n"
+                  "    proxy_pass http://web;\n  }\n}\n```\n")
+    sub = load_submission(md)
+    assert not any(h in sub.design.built for h in ("lb1", "lb2"))
+    assert any("balances with nginx (proxy_pass), not IPVS" in n for n in sub.design.notes)
+    functions = {f["function"]: f for f in sub.functions()}
+    assert functions["IPVS service on lb1"]["how"] == "none"
