@@ -5,7 +5,7 @@ A write-up's blocks (see :mod:`lvs_harness.writeup`: fences however indented or 
 ``<pre>``, runs of inline `code`, CRLF) are split at shell prompts. keepalived configs, a
 Vagrantfile, and the setup commands shown being run on a host are the student's; each config's host
 comes from a prompt, the prose before it, a host comment inside it or its ``router_id`` — matched
-tolerantly against the names the write-up and its Vagrantfile use ("balanser2" is balancer2). Roles
+tolerantly against the names the write-up and its Vagrantfile use ("lb-2" is lb2). Roles
 come from function: a host with a keepalived config (or keepalived/ipvsadm commands) is a director,
 the IPVS real-server addresses are the reals, a remaining host is the client. A config given for
 both directors ("the second differs only by state BACKUP") is derived as the text says. Without a
@@ -142,7 +142,7 @@ def _same_number(word: str, host: str) -> bool:
 
 
 def host_tokens(text: str) -> list[str]:
-    """Words of ``text`` that look like a host name (letters then a number: netology2, bal01, lb-1),
+    """Words of ``text`` that look like a host name (letters then a number: web2, bal01, lb-1),
     nearest the end first; a spaced number ("Balancer 1") counts too."""
     found = [(m[1] or m[2] + m[3]).lower() for m in HOST_TOKEN.finditer(text)]
     return [t for t in reversed(found) if not NOT_HOSTS.match(t) and t not in IGNORED_HOSTS]

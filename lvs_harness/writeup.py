@@ -200,7 +200,7 @@ def pieces(block: Block) -> list[Piece]:
 
 
 def expand_hosts(name: str) -> list[str]:
-    """``balancer{1,2}`` → ['balancer1', 'balancer2'] (a shell brace list in a prompt)."""
+    """``lb{1,2}`` → ['lb1', 'lb2'] (a shell brace list in a prompt)."""
     m = re.match(r"^(.*)\{([^{}]*)\}(.*)$", name)
     if not m:
         return [name]
