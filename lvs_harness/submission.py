@@ -504,6 +504,11 @@ def _derive(base: str, changes: list[tuple[str, str]]) -> str:
     return text
 
 
+def _first_value(text: str, key: str) -> str | None:
+    m = re.search(rf"^\s*{key}\s+(\S+)", text, re.M | re.I)
+    return m[1] if m else None
+
+
 def _comment_changes(text: str) -> list[tuple[str, str]]:
     """Values a config's comments give for the other host: ``state MASTER  # second host: BACKUP``."""
     out = []
@@ -601,6 +606,15 @@ def _resolve(sub: Submission, found: _Found, pack) -> None:
                 changes = [(m[1].lower(), m[2]) if m[1] else (m[3].lower(), m[4]) for m in DERIVE.finditer(line)]
                 if changes:
                     why = f"derived from {base_host}'s config as the write-up says ({line[:120]!r})"
+                    break
+        if not changes:       # "on the 2nd balancer the same, only state BACKUP": the role, not a name
+            for line in found.prose:
+                named = [t for t in host_tokens(line) if _canonical(t, known) in directors]
+                found_changes = [(m[1].lower(), m[2]) if m[1] else (m[3].lower(), m[4]) for m in DERIVE.finditer(line)]
+                if found_changes and not named and ROLE_WORDS["director"].search(line) and \
+                        any(v.upper() != str(_first_value(base.text, k)).upper() for k, v in found_changes):
+                    changes = found_changes
+                    why = f"derived from {base_host}'s config as the write-up says of the other director ({line[:120]!r})"
                     break
         if not changes and _comment_changes(base.text):
             changes = _comment_changes(base.text)

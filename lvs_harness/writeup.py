@@ -22,8 +22,8 @@ import html
 import re
 
 # a shell prompt: user@host:path$ , host:path# , [user@host path]# ; or a bare "$ " / "# " before a command
-PROMPT = re.compile(r"^\s*(?:\[?(?:[\w.-]+)@(?P<host>[\w.{},-]+)(?::[^\n#$\]]*|\s+[^\n#$\]]*)\]?|"
-                    r"(?P<host2>[\w.{},-]+):[^\n#$ ]*)\s?[#$]\s?(?P<command>.*)$")
+PROMPT = re.compile(r"^\s*(?:(?:#\s*)?\[?(?:[\w.-]+)@(?P<host>[\w.{},-]+)(?::[^\n#$\]]*|\s+[^\n#$\]]*)\]?|"
+                    r"(?P<host2>[\w.{},-]+):[^\n#$ ]*)\s?[#$]\s?(?P<command>.*)$")     # also "# root@h:~# cmd"
 COMMAND_WORDS = ("cat", "sudo", "ip", "ipvsadm", "sysctl", "systemctl", "service", "echo", "iptables", "vim", "vi",
                  "nano", "keepalived", "curl", "apt", "apt-get", "hostnamectl", "less", "tail", "ping", "arping")
 BARE_PROMPT = re.compile(r"^\s*[$#]\s+(?P<command>(?:%s)\b.*)$" % "|".join(re.escape(w) for w in COMMAND_WORDS))

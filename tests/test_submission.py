@@ -186,3 +186,20 @@ def test_directors_balancing_with_nginx_get_no_ipvs_of_ours(tmp_path):
     assert any("balances with nginx (proxy_pass), not IPVS" in n for n in sub.design.notes)
     functions = {f["function"]: f for f in sub.functions()}
     assert functions["IPVS service on lb1"]["how"] == "none"
+
+
+def test_commented_prompts_and_the_other_director_said_by_its_role(tmp_path):
+    """Prompts left as comments (`# root@h:~# …`) are prompts; "the 2nd balancer: the same, only state
+    BACKUP" derives the other director's config, which the prompts name."""
+    conf = ("vrrp_instance VI_1 {\n    state MASTER\n    interface enp0s3\n    priority 100\n    virtual_ipaddress {\n"
+            "        10.8.8.20/24 dev enp0s3\n    }\n}\n")
+    md = tmp_path / "w.md"
+    md.write_text("> ```bash\n> root@my-lb1:/home/me# cat /etc/keepalived/keepalived.conf\n"
+                  + "".join(f"> {line}\n" for line in conf.splitlines()) + "> ```\n"
+                  "> On the 2nd balancer everything is the same, only state BACKUP in keepalived.conf.\n"
+                  "> ```bash\n> # root@my-lb2:/home/me# ipvsadm -ln\n"
+                  "> # root@my-rs1:/home/me# ip addr add 10.8.8.20/32 dev lo label lo:20\n> ```\n")
+    sub = load_submission(md)
+    assert sub.roles["director"] == ["my-lb1", "my-lb2"]
+    assert "state BACKUP" in sub.keepalived["my-lb2"].text and sub.keepalived["my-lb2"].derived
+    assert sub.replayed()["my-rs1"] == ["ip addr add 10.8.8.20/32 dev lo label lo:20"]
