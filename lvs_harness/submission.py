@@ -38,8 +38,8 @@ from .design import DR_SETUP, Design
 from .errors import HarnessError
 from .vagrantfile import read_text
 
-PROMPT = writeup.PROMPT
 MAX_LINKED = 20                      # linked files read with one write-up
+MAX_HOSTS = 32                       # hosts a write-up's prompts may name (a lab of more is no homework's)
 
 
 class SubmissionError(HarnessError):
@@ -68,7 +68,8 @@ class Command:
     role: str | None = None         # "director" / "real" when the text says which hosts
 
 
-HOST_TOKEN = re.compile(r"(?<![\w@/.:-])([A-Za-z][A-Za-z0-9_-]*?\d+)(?![\w./-])(?!:\S)|\b([A-Za-z]{3,}) ([0-9]{1,2})\b(?![.,]\d)")
+HOST_TOKEN = re.compile(r"(?<![\w@/.:-])([A-Za-z][A-Za-z0-9_-]*?\d+)(?![\w./-])(?!:\S)"      # web2, lb-1
+                        r"|\b([A-Za-z]{3,}) ([0-9]{1,2})\b(?![.,]\d)")                           # Balancer 2
 NOT_HOSTS = re.compile(r"^(?:eth\d+|enp\w+|ens\d+|eno\d+|lo\d*|vi_\d+|vrrp_?\w*|rh_\d+|vs_?\d+|vsg_\d+|ipv[46]|md5|"
                        r"sha\d+|h[1-6]|hw\d*|utf\d+|x86_64|ubuntu\d*|debian\d*|vip\d*|net\d*|step\d*|task\d*|"
                        r"vagrant\d*|http\d*|tcp\d*|udp\d*|ipvs\d*|lvs\d*|nat\d*|dr\d*|pass\d*|port\d*|s\d+|"
@@ -77,7 +78,7 @@ IGNORED_HOSTS = {"vagrant", "localhost", "ubuntu", "root", "debian", "user", "ad
 REPLAYED = re.compile(
     r"^(?:ip\s+(?:-\d\s+)?(?:a|addr|address|r|route)\s+(?:add|replace|append)\b"
     r"|sysctl\s+(?:-\w+\s+)*(?:-w\s+)?net\.\S+=|sysctl\s+-p\b"
-    r"|ipvsadm\s+(?:-[AaEeCRZ]\b|--add|--edit|--set|--restore|-R\b)|ipvsadm\s+--set\b|ipvsadm-restore\b"
+    r"|ipvsadm\s+(?:-[AaEeCRZ]\b|--add|--edit|--set|--restore|-R\b)|ipvsadm-restore\b"
     r"|iptables\s+(?:-t\s+\w+\s+)?-[AI]\b|echo\s+\d+\s*>\s*/proc/sys/net/)")
 DR_COMMAND = re.compile(r"\bdev\s+lo\b|arp_ignore|arp_announce|REDIRECT|lo:\w")
 DIRECTOR_COMMAND = re.compile(r"\bkeepalived\b|\bipvsadm\b")
@@ -311,7 +312,7 @@ class _Found:
     outputs: list[str] = dataclasses.field(default_factory=list)     # command output (ipvsadm -Ln …)
     vagrantfile: Part | None = None
     prose: list[str] = dataclasses.field(default_factory=list)
-    prompt_hosts: list[str] = dataclasses.field(default_factory=list)
+    prompt_hosts: list[str] = dataclasses.field(default_factory=list)       # distinct, in order
     images: int = 0
     notes: list[str] = dataclasses.field(default_factory=list)
     contexts: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)   # origin -> prose before it
@@ -361,9 +362,11 @@ def _read_writeup(text: str, name: str, found: _Found) -> None:
             if piece.command is not None:
                 hosts = writeup.expand_hosts(piece.host) if piece.host else [None]
                 for host in hosts:
+                    if host and not _room_for(found, host.lower()):
+                        continue
                     found.commands.append(Command(host and host.lower(), re.sub(r"^sudo\s+(?:-\S+\s+)*", "",
                                                                                 piece.command), origin))
-                    if host:
+                    if host and host.lower() not in found.prompt_hosts:
                         found.prompt_hosts.append(host.lower())
                 previous_host = hosts[-1].lower() if hosts[-1] else previous_host
             body = piece.text
@@ -479,6 +482,17 @@ def _context_of(origin: str, found: _Found) -> tuple[str, ...]:
     return found.contexts.get(origin, ())
 
 
+def _room_for(found: _Found, host: str) -> bool:
+    """Whether commands of ``host`` are kept: a write-up names at most MAX_HOSTS hosts (past that,
+    one note; the bound keeps a hostile write-up's reading linear)."""
+    if host in found.prompt_hosts or len(found.prompt_hosts) < MAX_HOSTS:
+        return True
+    note = f"the write-up names more than {MAX_HOSTS} hosts in shell prompts; the commands of the others are not used"
+    if note not in found.notes:
+        found.notes.append(note)
+    return False
+
+
 def _known_names(found: _Found, pack) -> tuple[str, ...]:
     """Names a host may be matched against: the pack's directors, the Vagrantfile's machines, and
     the hosts of the write-up's prompts."""
@@ -490,7 +504,7 @@ def _known_names(found: _Found, pack) -> tuple[str, ...]:
     return tuple(dict.fromkeys(n for n in names if n not in IGNORED_HOSTS))
 
 
-def _canonical(name: str | None, known: tuple[str, ...]) -> str | None:
+def _canonical_name(name: str | None, known: tuple[str, ...]) -> str | None:
     if not name:
         return None
     host, _ = match_host(name, known) if known else (None, "")
@@ -502,6 +516,11 @@ def _derive(base: str, changes: list[tuple[str, str]]) -> str:
     for key, value in changes:
         text = re.sub(rf"^(\s*{key}\s+)\S+", lambda m: m[1] + value, text, count=1, flags=re.M | re.I)
     return text
+
+
+def _said_changes(line: str) -> list[tuple[str, str]]:
+    """The ``state``/``priority`` values a line of prose gives: [("state", "BACKUP"), ("priority", "50")]."""
+    return [(m[1].lower(), m[2]) if m[1] else (m[3].lower(), m[4]) for m in DERIVE.finditer(line)]
 
 
 def _first_value(text: str, key: str) -> str | None:
@@ -534,13 +553,20 @@ def _real_addresses(found: _Found, configs: dict[str, Part], vip: str) -> list[s
 
 def _resolve(sub: Submission, found: _Found, pack) -> None:
     known = _known_names(found, pack)
+    seen: dict[str | None, str | None] = {}
+
+    def canonical(name: str | None) -> str | None:       # each name matched against the known once
+        if name not in seen:
+            seen[name] = _canonical_name(name, known)
+        return seen[name]
+
     wanted = len(pack.directors) if pack and pack.directors else 2
     for c in found.commands:
-        c.host = _canonical(c.host, known)
+        c.host = canonical(c.host)
     configs: dict[str, Part] = {}
     unnamed: list[tuple[str, str, list[str]]] = []
     for said, text, origin, notes in found.configs:
-        host = _canonical(said, known)
+        host = canonical(said)
         if said and host:
             how = match_host(said, known)[1] if known else ""
             notes = ([how] if how and how != "exact" else []) + list(notes)
@@ -559,7 +585,7 @@ def _resolve(sub: Submission, found: _Found, pack) -> None:
     for line in found.prose:      # "lb2's config differs by state BACKUP": lb2 is a director too
         if DERIVE.search(line):
             for token in host_tokens(line):
-                name = _canonical(token, known)
+                name = canonical(token)
                 if name not in directors and re.sub(r"\d+$", "", name) in stems:
                     directors.append(name)
     distinct = list(dict.fromkeys(text for text, _, _ in unnamed))
@@ -595,23 +621,23 @@ def _resolve(sub: Submission, found: _Found, pack) -> None:
         configs[first] = Part(text, origin, notes=list(notes) + ["a config shown for the directors, without a host"])
     elif unnamed:
         sub.notes += [f"{origin}: a keepalived config for no host the write-up names: not used" for _, origin, _ in unnamed]
-    # directors without a config of their own: derived as the text says, else not at all
+    # directors without a config of their own: derived as the text says, else not at all; only the
+    # lines that give a state or a priority can say it
+    saying = [(line, _said_changes(line)) for line in found.prose if DERIVE.search(line)]
     for host in directors:
         if host in configs or not configs:
             continue
         base_host, base = next(iter(configs.items()))
         changes = []
-        for line in found.prose:
-            if host in [t for t in host_tokens(line)] or match_host(line, (host,))[0]:
-                changes = [(m[1].lower(), m[2]) if m[1] else (m[3].lower(), m[4]) for m in DERIVE.finditer(line)]
-                if changes:
-                    why = f"derived from {base_host}'s config as the write-up says ({line[:120]!r})"
-                    break
+        for line, said in saying:
+            if host in host_tokens(line) or match_host(line, (host,))[0]:
+                changes = said
+                why = f"derived from {base_host}'s config as the write-up says ({line[:120]!r})"
+                break
         if not changes:       # "on the 2nd balancer the same, only state BACKUP": the role, not a name
-            for line in found.prose:
-                named = [t for t in host_tokens(line) if _canonical(t, known) in directors]
-                found_changes = [(m[1].lower(), m[2]) if m[1] else (m[3].lower(), m[4]) for m in DERIVE.finditer(line)]
-                if found_changes and not named and ROLE_WORDS["director"].search(line) and \
+            for line, found_changes in saying:
+                named = [t for t in host_tokens(line) if canonical(t) in directors]
+                if not named and ROLE_WORDS["director"].search(line) and \
                         any(v.upper() != str(_first_value(base.text, k)).upper() for k, v in found_changes):
                     changes = found_changes
                     why = f"derived from {base_host}'s config as the write-up says of the other director ({line[:120]!r})"
@@ -795,7 +821,7 @@ def from_folder(path: Path, pack=None) -> Submission:
             host = f.stem.replace("role-", "role:", 1)
             found.commands += [Command(host, line.strip(), str(rel)) for line in _read_text(f).splitlines()
                                if REPLAYED.match(line.strip())]
-            if not host.startswith("role:"):
+            if not host.startswith("role:") and host not in found.prompt_hosts:
                 found.prompt_hosts.append(host)
     writeups = [f for f in files if f.suffix.lower() == ".md"]
     if writeups and (found.vagrantfile is None or not found.configs):

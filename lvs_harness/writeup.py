@@ -147,8 +147,8 @@ def read_blocks(text: str) -> list[Block]:
             for k in range(i, last + 1):
                 outside[k] = ""
             i = last + 1
-        else:
-            i += 1
+        else:       # a start inside this short run finds a shorter one: go on after it (linear in the text)
+            i = max(i + 1, j)
     found.sort()
     blocks = []
     previous_end = 0

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from lvs_harness.submission import (NothingToRun, SubmissionError, load_submission, match_host, strip_transcript,
-                                    write_folder)
+from lvs_harness.submission import (MAX_HOSTS, NothingToRun, SubmissionError, load_submission, match_host,
+                                    strip_transcript, write_folder)
 from support import EXAMPLE, example_parts
 
 
@@ -203,3 +203,14 @@ def test_commented_prompts_and_the_other_director_said_by_its_role(tmp_path):
     assert sub.roles["director"] == ["my-lb1", "my-lb2"]
     assert "state BACKUP" in sub.keepalived["my-lb2"].text and sub.keepalived["my-lb2"].derived
     assert sub.replayed()["my-rs1"] == ["ip addr add 10.8.8.20/32 dev lo label lo:20"]
+
+
+def test_a_writeup_naming_too_many_hosts_is_read_with_a_bound(tmp_path):
+    """Hostile input: thousands of prompt hosts are cut at MAX_HOSTS with one note (the reading stays
+    linear in the text instead of matching every name against every other)."""
+    md = tmp_path / "w.md"
+    md.write_text("```\n" + "".join(f"root@host{i}:~# ipvsadm -Ln\n" for i in range(3000)) + "```\n"
+                  + "lb1:\n```\nvrrp_instance V {\n virtual_ipaddress {\n 10.1.1.1\n }\n}\n```\n" + "\n" * 50000)
+    sub = load_submission(md)
+    assert len(sub.roles["director"]) == MAX_HOSTS + 1        # the prompts' 32 hosts (ipvsadm) and lb1
+    assert f"the write-up names more than {MAX_HOSTS} hosts in shell prompts" in sub.notes[0]
