@@ -6,7 +6,15 @@
  * (A fork copies the forking process's address space, which in UML means host page tables built
  * through ptrace: measured 23 ms per fork+exec from perl, 14.5 ms per vfork+exec.)
  *
- * Usage: host-agent TTY NETNS_PREFIX NS_STATE_DIR SPOOL_DIR   (the line already in raw mode)
+ * Each lab host has its own PID namespace (NS_STATE_DIR/ns/HOST.pid, held by `host-agent --init`,
+ * its PID 1): the agent enters it before the clone, so a command's `kill -9 -1` or fork bomb reaches
+ * that host only. Where CGROUP_DIR is given, the child joins CGROUP_DIR/<netns name> (its pids and
+ * memory limits) first. A command's stdout and stderr are each kept to their first and last
+ * KEEP bytes; what lies between is dropped and the reply says how many bytes.
+ *
+ * Usage: host-agent TTY NETNS_PREFIX NS_STATE_DIR SPOOL_DIR [CGROUP_DIR]  (the line already in raw mode)
+ *        host-agent --init    (PID 1 of a lab host's PID namespace: mounts its /proc, then reaps
+ *                              orphans until killed from outside; "ready" on stdout once mounted)
  * Requests (host -> agent):  "X <id> <host> <timeout ms> <command bytes> <stdin bytes>\n" command stdin
  *                            "S …" the same, its stdout streamed: each read of it is sent at once as
  *                            "O <id> <bytes>\n" data (a monitor: `ip monitor` hands over its events live)
@@ -31,6 +39,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -39,10 +49,11 @@
 #define MAX_JOBS 256
 #define GRACE 1.0
 #define KILL_WAIT 10.0
+#define KEEP (1024 * 1024)       /* bytes kept at each end of a command's stdout or stderr */
 
 extern char **environ;
 
-struct buf { char *data; size_t len, cap; };
+struct buf { char *data; size_t len, cap; unsigned long long dropped; };
 
 struct job {
     int used;
@@ -56,7 +67,8 @@ struct job {
 
 static struct job jobs[MAX_JOBS];
 static int line_fd;
-static const char *prefix, *state, *spool;
+static const char *prefix, *state, *spool, *cgroups;
+static int own_pidns = -1;
 static int sigpipe_fds[2];
 
 static double now(void) {
@@ -83,6 +95,18 @@ static void append(struct buf *b, const char *data, size_t n) {
     b->len += n;
 }
 
+/* Append, keeping the first KEEP and the last KEEP bytes: once more than 3 * KEEP are held, the
+ * middle is dropped (counted), so each byte is moved at most once. */
+static void append_bounded(struct buf *b, const char *data, size_t n) {
+    append(b, data, n);
+    if (b->len > 3 * (size_t)KEEP) {
+        size_t drop = b->len - 2 * (size_t)KEEP;
+        memmove(b->data + KEEP, b->data + KEEP + drop, (size_t)KEEP);
+        b->len = 2 * (size_t)KEEP;
+        b->dropped += drop;
+    }
+}
+
 static void write_all(const char *data, size_t n) {
     while (n > 0) {
         ssize_t w = write(line_fd, data, n);
@@ -95,12 +119,34 @@ static void write_all(const char *data, size_t n) {
     }
 }
 
-static void reply(long id, int rc, int timed_out, const struct buf *out, const struct buf *err) {
-    char head[128];
-    int n = snprintf(head, sizeof head, "R %ld %d %d %zu %zu\n", id, rc, timed_out, out->len, err->len);
+/* One output as sent: all of it, or its head, a line saying how much was dropped, its tail. */
+static size_t sent_len(struct buf *b, char *note, size_t note_size) {
+    if (!b->dropped) { note[0] = 0; return b->len; }
+    if (b->len > 2 * (size_t)KEEP) {           /* the tail is the last KEEP bytes exactly */
+        size_t drop = b->len - 2 * (size_t)KEEP;
+        memmove(b->data + KEEP, b->data + KEEP + drop, (size_t)KEEP);
+        b->len = 2 * (size_t)KEEP;
+        b->dropped += drop;
+    }
+    snprintf(note, note_size, "\n[lvs-harness: %llu bytes of this output dropped here; the first and last %d kept]\n",
+             b->dropped, KEEP);
+    return b->len + strlen(note);
+}
+
+static void send_buf(const struct buf *b, const char *note) {
+    if (!b->dropped) { if (b->len) write_all(b->data, b->len); return; }
+    write_all(b->data, KEEP);
+    write_all(note, strlen(note));
+    write_all(b->data + KEEP, b->len - KEEP);
+}
+
+static void reply(long id, int rc, int timed_out, struct buf *out, struct buf *err) {
+    char head[128], out_note[128], err_note[128];
+    size_t out_len = sent_len(out, out_note, sizeof out_note), err_len = sent_len(err, err_note, sizeof err_note);
+    int n = snprintf(head, sizeof head, "R %ld %d %d %zu %zu\n", id, rc, timed_out, out_len, err_len);
     write_all(head, (size_t)n);
-    if (out->len) write_all(out->data, out->len);
-    if (err->len) write_all(err->data, err->len);
+    send_buf(out, out_note);
+    send_buf(err, err_note);
 }
 
 static void reply_error(long id, int rc, const char *fmt, ...) {
@@ -124,7 +170,7 @@ static void on_chld(int sig) {
 
 /* The child of clone(CLONE_VM | CLONE_VFORK): on its own stack (so it cannot clobber the
  * suspended parent's frame, as a vfork child would), system calls only, then exec or _exit. */
-struct spawn { int in_fd, out_fd, err_fd, ns[3]; char **argv, **plain; };
+struct spawn { int in_fd, out_fd, err_fd, cg_fd, ns[3]; char **argv, **plain; };
 static char child_stack[64 * 1024] __attribute__((aligned(16)));
 
 static void child_fail(const char *what) {
@@ -137,6 +183,7 @@ static void child_fail(const char *what) {
 static int child_main(void *arg) {
     struct spawn *s = arg;
     setsid();
+    if (s->cg_fd >= 0 && write(s->cg_fd, "0", 1) != 1) child_fail("join the lab host's cgroup");
     if (dup2(s->in_fd, 0) < 0 || dup2(s->out_fd, 1) < 0 || dup2(s->err_fd, 2) < 0) _exit(126);
     for (int k = 0; k < 3; k++) if (setns(s->ns[k], 0) < 0) child_fail("setns into the lab host");
     if (chdir("/root") < 0 && chdir("/") < 0) child_fail("chdir");
@@ -199,6 +246,18 @@ static void start_job(long id, const char *host, long timeout_ms, const char *cm
             return;
         }
     }
+    char pid_path[512], cg_path[512];
+    snprintf(pid_path, sizeof pid_path, "%s/ns/%s.pid", state, host);
+    int pid_ns = open(pid_path, O_RDONLY | O_CLOEXEC), cg_fd = -1;
+    if (pid_ns < 0 && errno != ENOENT) {
+        reply_error(id, 126, "lvs-harness agent: %s: %s\n", pid_path, strerror(errno));
+        for (int k = 0; k < 3; k++) close(ns[k]);
+        return;
+    }
+    if (cgroups) {
+        snprintf(cg_path, sizeof cg_path, "%s/%s-%s/cgroup.procs", cgroups, prefix, host);
+        cg_fd = open(cg_path, O_WRONLY | O_CLOEXEC);
+    }
     char in_path[512] = "/dev/null";
     if (in_len) {
         snprintf(in_path, sizeof in_path, "%s/%ld.in", spool, id);
@@ -212,6 +271,8 @@ static void start_job(long id, const char *host, long timeout_ms, const char *cm
         if (fd < 0) {
             reply_error(id, 126, "lvs-harness agent: stdin %s: %s\n", in_path, strerror(errno));
             for (int k = 0; k < 3; k++) close(ns[k]);
+            if (pid_ns >= 0) close(pid_ns);
+            if (cg_fd >= 0) close(cg_fd);
             return;
         }
         close(fd);
@@ -223,9 +284,18 @@ static void start_job(long id, const char *host, long timeout_ms, const char *cm
     char *argv[] = {"sh", "-c", (char *)cmd, NULL};
     char *copy = strdup(cmd);
     if (!copy) die("out of memory");
-    struct spawn sp = {in_fd, out_p[1], err_p[1], {ns[0], ns[1], ns[2]}, argv, plain_words(copy)};
-    pid_t pid = clone(child_main, child_stack + sizeof child_stack, CLONE_VM | CLONE_VFORK | SIGCHLD, &sp);
-    int fork_errno = errno;
+    struct spawn sp = {in_fd, out_p[1], err_p[1], cg_fd, {ns[0], ns[1], ns[2]}, argv, plain_words(copy)};
+    /* the child is born in the host's PID namespace (setns changes where this process's children go) */
+    pid_t pid = -1;
+    int fork_errno = 0;
+    if (pid_ns >= 0 && setns(pid_ns, CLONE_NEWPID) < 0) fork_errno = errno;
+    else {
+        pid = clone(child_main, child_stack + sizeof child_stack, CLONE_VM | CLONE_VFORK | SIGCHLD, &sp);
+        fork_errno = errno;
+        if (pid_ns >= 0 && setns(own_pidns, CLONE_NEWPID) < 0) die("setns back to the agent's PID namespace");
+    }
+    if (pid_ns >= 0) close(pid_ns);
+    if (cg_fd >= 0) close(cg_fd);
     close(in_fd);
     close(out_p[1]);
     close(err_p[1]);
@@ -235,7 +305,13 @@ static void start_job(long id, const char *host, long timeout_ms, const char *cm
     if (pid < 0) {
         close(out_p[0]);
         close(err_p[0]);
-        reply_error(id, 126, "lvs-harness agent: clone: %s\n", strerror(fork_errno));
+        /* ENOMEM: the host's PID 1 is gone (its namespace takes no new process); EAGAIN: its pids limit */
+        if (fork_errno == ENOMEM)
+            reply_error(id, 126, "lvs-harness agent: lab host %s has shut down (a command in it ran reboot or "
+                        "poweroff, which ends a host's PID namespace); nothing more runs in it\n", host);
+        else
+            reply_error(id, 126, "lvs-harness agent: cannot start a process in lab host %s: %s\n", host,
+                        strerror(fork_errno));
         return;
     }
     fcntl(out_p[0], F_SETFL, O_NONBLOCK);
@@ -315,7 +391,7 @@ static void drain(struct job *j, int *fd, struct buf *b) {
             write_all(chunk, (size_t)n);
             continue;
         }
-        if (n > 0) { append(b, chunk, (size_t)n); continue; }
+        if (n > 0) { append_bounded(b, chunk, (size_t)n); continue; }
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && errno == EAGAIN) return;
         close(*fd);                  /* EOF, or an error: the output ends here */
@@ -324,11 +400,41 @@ static void drain(struct job *j, int *fd, struct buf *b) {
     }
 }
 
+/* PID 1 of a lab host's PID namespace. Signals sent from inside the namespace to its init are
+ * dropped by the kernel unless it handles them (it handles none): only SIGKILL from outside ends it. */
+static int init_main(void) {
+    if (mount("lvsh-proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) die("mount /proc");
+    /* the guest is every lab host's machine: one host's `echo o > /proc/sysrq-trigger` must not power
+     * all of them off (on a VM it ends that VM; here the host's `reboot` ends its namespace) */
+    mount("/dev/null", "/proc/sysrq-trigger", NULL, MS_BIND, NULL);
+    prctl(PR_SET_NAME, "lvsh-init", 0, 0, 0);
+    sigset_t all;
+    sigfillset(&all);
+    sigprocmask(SIG_BLOCK, &all, NULL);
+    if (write(1, "ready\n", 6) != 6) return 1;
+    int null = open("/dev/null", O_RDWR);
+    for (int fd = 0; fd < 3; fd++) dup2(null, fd);
+    close_range(3, ~0U, 0);          /* what the script that started it had open */
+    if (chdir("/") < 0) return 1;
+    for (;;) {
+        int sig;
+        sigwait(&all, &sig);
+        while (waitpid(-1, NULL, WNOHANG) > 0) {}
+    }
+}
+
 int main(int argc, char **argv) {
-    if (argc != 5) { fprintf(stderr, "usage: host-agent TTY NETNS_PREFIX NS_STATE_DIR SPOOL_DIR\n"); return 2; }
+    if (argc == 2 && !strcmp(argv[1], "--init")) return init_main();
+    if (argc != 5 && argc != 6) {
+        fprintf(stderr, "usage: host-agent TTY NETNS_PREFIX NS_STATE_DIR SPOOL_DIR [CGROUP_DIR] | --init\n");
+        return 2;
+    }
     prefix = argv[2];
     state = argv[3];
     spool = argv[4];
+    cgroups = argc == 6 ? argv[5] : NULL;
+    own_pidns = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
+    if (own_pidns < 0) die("/proc/self/ns/pid");
     line_fd = open(argv[1], O_RDWR | O_NOCTTY | O_CLOEXEC);
     if (line_fd < 0) die(argv[1]);
     mkdir(spool, 0700);

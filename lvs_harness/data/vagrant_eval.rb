@@ -115,15 +115,18 @@ end
 
 name = ARGV[0] || 'Vagrantfile'
 source = $lvsh_source   # the Vagrantfile, after this script on stdin (see vagrantfile.evaluate)
+# what the Vagrantfile prints is nobody's business (and could be endless): only the record is printed
+record = $stdout.dup
+$stdout.reopen(File::NULL)
 begin
   eval(source, TOPLEVEL_BINDING, name, 1) # rubocop:disable Security/Eval
 rescue ScriptError, StandardError => e
   line = e.is_a?(SyntaxError) ? e.message[/:(\d+):/, 1] : e.backtrace_locations&.find { |l| l.path == name }&.lineno
   line ||= e.backtrace&.map { |b| b[/\A#{Regexp.escape(name)}:(\d+)/, 1] }&.compact&.first
   msg = e.message.lines.first.to_s.strip.sub(/\A#{Regexp.escape(name)}:\d+:\s*/, '')
-  puts JSON.generate({ 'error' => "#{e.class}: #{msg}", 'line' => line&.to_i })
+  record.puts JSON.generate({ 'error' => "#{e.class}: #{msg}", 'line' => line&.to_i })
   exit 0
 end
 
 result = LvsHarness::CONFIGS.map { |c| { 'vm' => c.vm.data, 'defines' => c.vm.defines } }
-puts JSON.generate({ 'configs' => result })
+record.puts JSON.generate({ 'configs' => result })

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from ..commands import CommandResult
-from ..errors import CommandTimeout, LabError, SubmissionFault
+from ..errors import CommandTimeout, LabError, LabGone, SubmissionFault
 from ..hosts import Host, host_map
 from ..runs import Run
 from ..topology import Provisioner, Topology, VirtualService
@@ -193,10 +193,11 @@ class ProvisionResult:
 REPLAY_TIMEOUT = 30
 
 
-def replay(hosts: dict[str, Host], commands: dict | None) -> list[ProvisionResult]:
+def replay(hosts: dict[str, Host], commands: dict | None,
+           theirs=lambda what: contextlib.nullcontext()) -> list[ProvisionResult]:
     """Run each host's replayed setup commands ({host: [command]}) in order; a failing one is
     recorded, as a provisioner's, and the next runs. A key ``role:ROLE`` stands for every host of
-    that role that has no commands of its own."""
+    that role that has no commands of its own. Each runs inside ``theirs(what)`` (see LabBase._theirs)."""
     done = []
     commands = dict(commands or {})
     for key in [k for k in commands if k.startswith("role:")]:
@@ -210,7 +211,8 @@ def replay(hosts: dict[str, Host], commands: dict | None) -> list[ProvisionResul
                            f"{', '.join(hosts)}")
         for n, command in enumerate(cmds, 1):
             try:
-                res = hosts[host].run(command, timeout=REPLAY_TIMEOUT)
+                with theirs(f"the command {command[:80]!r} shown for {host}"):
+                    res = hosts[host].run(command, timeout=REPLAY_TIMEOUT)
             except CommandTimeout as err:
                 res = err.result
             done.append(ProvisionResult(host, f"replayed from the write-up, command {n}: {command}", res))
@@ -286,6 +288,24 @@ class LabBase:
     def _teardown(self) -> None:
         raise NotImplementedError
 
+    def _ended_by_itself(self) -> str | None:
+        """How the lab ended by its own doing (powered off, rebooted, its kernel panicked: what only
+        code running as root in it does), or None (still there, or stopped by this machine)."""
+        return None
+
+    @contextlib.contextmanager
+    def _theirs(self, what: str):
+        """Run the submission's own code (``what``): if the lab ends under it by its own doing, that is
+        the submission's fault (SubmissionFault, graded once), not the machine's."""
+        try:
+            yield
+        except LabGone:
+            how = self._ended_by_itself()
+            if how is None:
+                raise
+            raise SubmissionFault(f"the lab {how} while {what} ran; a setup command must not power off, reboot "
+                                  "or crash the machine.") from None
+
     def _closed_error(self, host: str, command: str) -> LabError:
         return LabError(f"the lab {self.run_id} is closed; start a new one to run `{command}` on {host}")
 
@@ -313,9 +333,11 @@ class NamespacedLab(LabBase):
 
     GUEST_ENV: dict = {}
 
-    def __init__(self, config: LabConfig, run: Run, ns_state: str):
+    def __init__(self, config: LabConfig, run: Run, ns_state: str, init: list[str] | None = None,
+                 cgroups: str | None = None):
         super().__init__(config, run)       # one_clock: every host is a namespace of one kernel
-        self.ns = Namespaces(prefix=f"lvsh-{run.id}", state=ns_state, run_id=run.id, env=self.GUEST_ENV)
+        self.ns = Namespaces(prefix=f"lvsh-{run.id}", state=ns_state, run_id=run.id, env=self.GUEST_ENV,
+                             init=init, cgroups=cgroups)
 
     # to be provided ------------------------------------------------------------
     def _root_run(self, argv: list, input: bytes | None, timeout: float, env: dict | None = None) -> CommandResult:
@@ -361,7 +383,7 @@ class NamespacedLab(LabBase):
                 self._provision()
         for host in write_files(self.hosts, cfg.files):
             self.hosts[host].run("systemctl stop keepalived")   # started below with the new config
-        self.provisioning += replay(self.hosts, cfg.commands)
+        self.provisioning += replay(self.hosts, cfg.commands, self._theirs)
         late = {h: [d for d in ds if d in DIRECTOR_DAEMONS] for h, ds in daemons.items()}
         with self._timed("keepalived", f"starting {describe(late) or 'no daemons'}"):
             for host, names in late.items():
@@ -379,7 +401,8 @@ class NamespacedLab(LabBase):
         deadline = time.monotonic() + budget
         for spec in self.topology.hosts:
             for n, prov in enumerate(spec.provisioners):
-                res = self._run_provisioner(self.hosts[spec.name], prov, n, max(1.0, deadline - time.monotonic()))
+                with self._theirs(f"{spec.name}'s provisioner {prov.name or n + 1} ({prov.origin})"):
+                    res = self._run_provisioner(self.hosts[spec.name], prov, n, max(1.0, deadline - time.monotonic()))
                 self.provisioning.append(ProvisionResult(spec.name, prov.origin, res))
                 if res.rc == 124 and time.monotonic() >= deadline:
                     said = [line for line in (res.stdout + "\n" + res.stderr).splitlines()

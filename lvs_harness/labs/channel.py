@@ -38,11 +38,11 @@ CHUNK = 1024
 MARGIN = 15.0          # s past a command's timeout before the harness stops waiting for the agent's kill
 
 
-def agent_argv(prefix: str, state: str, agent: str | None = None) -> list[str]:
+def agent_argv(prefix: str, state: str, agent: str | None = None, cgroups: str | None = None) -> list[str]:
     """What starts the agent in the guest (as root, detached): raw mode on its line, then the agent,
     then its end said on the line (an image without the agent: "EXIT 127" at once)."""
-    return ["/bin/sh", "-c", f'stty -F {TTY} raw -echo && "$0" {TTY} "$1" "$2" {SPOOL} 2>>{LOG}; '
-            f'echo "EXIT $?" > {TTY}', agent or image.AGENT, prefix, state]
+    return ["/bin/sh", "-c", f'stty -F {TTY} raw -echo && "$0" {TTY} "$1" "$2" {SPOOL} $3 2>>{LOG}; '
+            f'echo "EXIT $?" > {TTY}', agent or image.AGENT, prefix, state, cgroups or ""]
 
 
 class _Pending:

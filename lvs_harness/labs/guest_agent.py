@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import shlex
 import socket
 import threading
 import time
@@ -127,13 +128,15 @@ class GuestAgent:
             self._request("guest-file-close", handle=handle)
 
     def _spill(self, argv: list[str], input: bytes | None) -> dict:
+        """A request too large for the line: stdin and the command (argv quoted for sh, which then
+        execs it, so its exit status is the command's own) go in files first."""
         with self._lock:
             self._spills += 1
             base = f"{SPILL_PREFIX}{self._spills}"
-        self.write_file(base + ".argv", b"\0".join(a.encode() for a in argv) + b"\0")
         self.write_file(base + ".in", input or b"")
-        script = 'exec 0<"$0.in"; rm -f "$0.in"; exec xargs -0 -a "$0.argv" sh -c \'rm -f "$0"; exec "$@"\' "$0.argv"'
-        return {"path": "/bin/sh", "arg": ["-c", script, base], "capture-output": True}
+        self.write_file(base + ".sh", (f'rm -f "$0"; exec 0<{base}.in; rm -f {base}.in; exec '
+                                       + " ".join(shlex.quote(a) for a in argv) + "\n").encode())
+        return {"path": "/bin/sh", "arg": [base + ".sh"], "capture-output": True}
 
     def start(self, argv: list[str], env: dict | None = None) -> int:
         """Start argv in the guest without waiting for it; return its guest pid."""

@@ -27,7 +27,7 @@ from typing import Callable
 
 from ..errors import LabError
 
-FORMAT = 7  # bump whenever _customize() changes what goes into the image
+FORMAT = 8  # bump whenever _customize() changes what goes into the image
 PACKAGES = (
     "mount", "iproute2", "procps", "kmod", "util-linux", "psmisc", "keepalived", "ipvsadm",
     "nginx-light", "curl", "iputils-ping", "iputils-arping", "net-tools", "tcpdump", "sudo",
@@ -208,12 +208,30 @@ def _customize(root: Path, kver: str) -> None:
     for tool in ("iptables", "ip6tables"):
         subprocess.run(["chroot", str(root), "update-alternatives", "--set", tool, f"/usr/sbin/{tool}-legacy"],
                        check=True, stdout=subprocess.DEVNULL)
+    # sudo drops the environment, and with it GLIBC_TUNABLES (see uml.GUEST_GLIBC_TUNABLES): a
+    # provisioner's `sudo systemctl restart keepalived` would start keepalived with the string
+    # functions whose registers UML does not keep
+    (root / "etc" / "sudoers.d" / "lvs-harness").write_text('Defaults env_keep += "GLIBC_TUNABLES"\n')
+    (root / "etc" / "sudoers.d" / "lvs-harness").chmod(0o440)
     # the command agent, built here against this release's glibc (the image's own)
-    agent = root / AGENT.lstrip("/")
-    agent.parent.mkdir(parents=True, exist_ok=True)
+    compile_agent(root / AGENT.lstrip("/"))
+
+
+def host_agent() -> str:
+    """The agent compiled for this machine (the netns lab's hosts' init), cached by its source."""
+    path = cache_root() / "agent" / hashlib.sha256(agent_source().encode()).hexdigest()[:16] / "host-agent"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        compile_agent(path.with_suffix(".new"))
+        os.replace(path.with_suffix(".new"), path)
+    return str(path)
+
+
+def compile_agent(dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "host-agent.c").write_text(agent_source())
-        r = subprocess.run(["gcc", "-O2", "-Wall", "-o", str(agent), str(Path(tmp) / "host-agent.c")],
+        r = subprocess.run(["gcc", "-O2", "-Wall", "-o", str(dest), str(Path(tmp) / "host-agent.c")],
                            capture_output=True, text=True)
     if r.returncode != 0:
         raise LabError(f"could not compile the lab's command agent (gcc exited {r.returncode}); install the "

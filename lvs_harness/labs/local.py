@@ -10,6 +10,7 @@ import time
 
 from ..commands import TIMEOUT_RC, CommandResult, timeout_note
 from ..errors import LabError
+from ..vagrantfile import SANDBOX_ENV
 
 
 def run_local(argv: list, input: bytes | None, timeout: float, env: dict | None = None) -> CommandResult:
@@ -43,4 +44,5 @@ def sandbox_run(argv: list, input: bytes | None, timeout: float = 60) -> Command
         raise LabError("evaluating a Vagrantfile on this machine needs root (for its sandbox); run with sudo "
                        "or use --lab uml.")
     return run_local(["unshare", "--net", "--ipc", "--uts", "--pid", "--fork", "--kill-child", "--mount",
-                   "--mount-proc", "--", "sh", "-c", SANDBOX_MOUNTS, "sandbox", *argv], input, timeout)
+                   "--mount-proc", "--", "sh", "-c", SANDBOX_MOUNTS, "sandbox", *argv], input, timeout,
+                     env=SANDBOX_ENV)

@@ -1,10 +1,13 @@
 """Lab hosts as namespaces: shared by the ``uml`` lab (inside the guest) and the ``netns`` lab.
 
-Each host is a network namespace plus its own UTS namespace (hostname) and mount
-namespace, in which ``/etc``, ``/var``, ``/root``, ``/home`` and ``/usr/local`` are overlays
+Each host is a network namespace plus its own UTS namespace (hostname), PID namespace and
+mount namespace, in which ``/etc``, ``/var``, ``/root``, ``/home`` and ``/usr/local`` are overlays
 over the real ones and ``/run`` and ``/tmp`` are fresh tmpfs: what a provisioner writes
 stays in its host, daemons' default pid files and logs never collide, and nothing of it
-touches the underlying system. Each interface is a veth created inside its host's
+touches the underlying system. The PID namespace's PID 1 is ``init`` (the host agent's
+``--init``: it mounts the host's own ``/proc`` and reaps orphans), so ``kill -9 -1``, ``pkill``
+or a fork bomb in one host reach that host only; with ``cgroups`` (the embedded lab's guest)
+each host is also a cgroup with its own process and memory limits (``HOST_LIMITS``). Each interface is a veth created inside its host's
 namespace (nothing appears in the outer one) whose peer sits on a bridge, one per
 network segment, in a switch namespace.
 
@@ -30,6 +33,9 @@ from ..topology import Topology
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,40}$")
 OVERLAID = ("etc", "var", "root", "home", "usr/local")
+# per lab host: processes (a lab host runs ~10; a fork bomb stops here) and memory (the embedded
+# lab's guest has 256 MB; a host past this is OOM-killed inside its own cgroup)
+HOST_LIMITS = {"pids.max": "256", "memory.max": str(96 << 20)}
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -38,10 +44,13 @@ def shim_text() -> str:
 
 
 class Namespaces:
-    def __init__(self, prefix: str, state: str, run_id: str, env: dict | None = None):
+    def __init__(self, prefix: str, state: str, run_id: str, env: dict | None = None,
+                 init: list[str] | None = None, cgroups: str | None = None):
         self.prefix = prefix
         self.state = state.rstrip("/")
         self.run_id = run_id
+        self.init = init            # argv of each host's PID 1 (None: hosts share the outer PID namespace)
+        self.cgroups = cgroups      # a cgroup2 directory with pids and memory enabled, or None
         self.env = {"PATH": PATH, "HOME": "/root", "LANG": "C.UTF-8", "TERM": "dumb",
                     "LVS_HARNESS_RUN": run_id, **(env or {})}
 
@@ -67,8 +76,9 @@ class Namespaces:
         nsenter → sh (dash; bash costs ~20 ms more). Timeouts are enforced by the runner,
         which kills the process tree, rather than by a `timeout` process per command.
         """
+        pid = [f"--pid={self._ns_file(host, 'pid')}"] if self.init else []
         return ["nsenter", f"--net=/run/netns/{self.netns(host)}", f"--mount={self._ns_file(host, 'mnt')}",
-                f"--uts={self._ns_file(host, 'uts')}", "--wd=/root", "--", "/bin/sh", "-c", command]
+                f"--uts={self._ns_file(host, 'uts')}", *pid, "--wd=/root", "--", "/bin/sh", "-c", command]
 
     def build_script(self, topology: Topology) -> str:
         """One bash script that creates every namespace, bridge and veth of the topology."""
@@ -93,7 +103,7 @@ class Namespaces:
             + " " + " ".join(f"{hdir}/usr-local.u/sbin" for hdir in hdirs),
             'mountpoint -q "$S/ns" || mount --bind "$S/ns" "$S/ns"',
             'mount --make-private "$S/ns"',
-            "touch " + " ".join(f'"$S/ns/"{q(h.name)}.{kind}' for h in topology.hosts for kind in ("mnt", "uts")),
+            "touch " + " ".join(f'"$S/ns/"{q(h.name)}.{kind}' for h in topology.hosts for kind in ("mnt", "uts", "pid")),
             f"ip -b - <<'EOF'\n{netns_adds}\nEOF",
             f"ip -n {sw} -b - <<'EOF'\nlink set lo up\n"
             + "".join(f"link add {br} type bridge\nlink set {br} up\n" for br in segs.values()) + "EOF",
@@ -136,16 +146,44 @@ class Namespaces:
             ]
         if ports:
             lines.append(f"ip -n {sw} -b - <<'EOF'\n" + "\n".join(ports) + "\nEOF")
+        if self.init:
+            lines += self._init_lines(topology)
         return "\n".join(lines) + "\n"
+
+    def _init_lines(self, topology: Topology) -> list[str]:
+        """Each host's PID namespace and its PID 1 (in the host's cgroup, if any), all started at
+        once; the script goes on when every init has mounted its /proc ("ready")."""
+        q = shlex.quote
+        lines, fds = [], []
+        if self.cgroups:        # (a guest whose init could not set up cgroups: hosts without limits)
+            lines.append(f'CG={q(self.cgroups)}; [ -d "$CG" ] || CG=""')
+            for h in topology.hosts:
+                cg = f'"$CG"/{q(self.netns(h.name))}'
+                lines.append(f'if [ -n "$CG" ]; then mkdir {cg}; '
+                             + "; ".join(f"echo {v} > {cg}/{k}" for k, v in HOST_LIMITS.items()) + "; fi")
+        init = " ".join(q(a) for a in self.init)
+        for idx, h in enumerate(topology.hosts):
+            name = q(h.name)
+            join = (f'[ -z "$CG" ] || echo $BASHPID > "$CG"/{q(self.netns(h.name))}/cgroup.procs; '
+                    if self.cgroups else "")
+            lines.append(f'exec {{init{idx}}}< <({join}exec nsenter --net=/run/netns/{q(self.netns(h.name))} '
+                         f'unshare --pid="$S/ns/"{name}.pid --fork nsenter --mount="$S/ns/"{name}.mnt '
+                         f'--uts="$S/ns/"{name}.uts {init} </dev/null 2>&1)')
+            fds.append(f"init{idx}")
+        lines += [f'read -r ready <&${fd} && [ "$ready" = ready ] || {{ echo "the init of a lab host failed: $ready" >&2; '
+                  f"exit 1; }}; exec {{{fd}}}<&-" for fd in fds]
+        return lines
 
     def destroy_script(self, hosts) -> str:
         """A bash script that kills every process in the run's namespaces and removes them.
 
         It only touches names carrying this run's prefix and the run's own state dir,
-        and succeeds when parts are already gone.
+        and succeeds when parts are already gone. (Each host's init is in its network
+        namespace: killing it ends every process of its PID namespace, wherever they are.)
         """
         q = shlex.quote
         names = " ".join(q(n) for n in self.all_netns(hosts))
+        cgroups = " ".join(f"{q(self.cgroups)}/{q(self.netns(h))}" for h in hosts) if self.cgroups else ""
         return "\n".join([
             f"S={q(self.state)}",
             "all=''",
@@ -159,7 +197,9 @@ class Namespaces:
             '  left=$(for p in $all; do ps -o stat= -p "$p" 2>/dev/null | grep -qv Z && echo "$p"; done)',
             '  [ -z "$left" ] && break; sleep 0.1',
             "done",
-            'for f in "$S"/ns/*.mnt "$S"/ns/*.uts; do [ -e "$f" ] && umount "$f" 2>/dev/null; done',
+            'for f in "$S"/ns/*.mnt "$S"/ns/*.uts "$S"/ns/*.pid; do [ -e "$f" ] && umount "$f" 2>/dev/null; done',
+            *([f"for cg in {cgroups}; do [ -d \"$cg\" ] || continue; for i in $(seq 50); do rmdir \"$cg\" 2>/dev/null && break; "
+               "sleep 0.1; done; done"] if cgroups else []),
             f"for ns in {names}; do ip netns del \"$ns\" 2>/dev/null; done",
             'mountpoint -q "$S/ns" && umount "$S/ns"',
             'rm -rf "$S"',

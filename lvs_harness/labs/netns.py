@@ -24,6 +24,7 @@ from ..commands import CommandResult
 from ..errors import LabError, Refused
 from ..runs import Run, kill_marked
 from .base import LabConfig, NamespacedLab
+from .image import host_agent
 from .local import run_local, sandbox_run
 from .namespaces import Namespaces
 
@@ -53,7 +54,7 @@ class NetnsLab(NamespacedLab):
     NAME = "netns"
 
     def __init__(self, config: LabConfig, run: Run):
-        super().__init__(config, run, ns_state=str(run.dir / "ns"))
+        super().__init__(config, run, ns_state=str(run.dir / "ns"), init=[host_agent(), "--init"])
         self.ipvs = ipvs_available()
 
     @classmethod

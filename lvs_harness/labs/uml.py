@@ -28,16 +28,18 @@ from pathlib import Path
 from ..commands import TIMEOUT_RC, CommandResult, timeout_note
 from ..errors import HarnessError, LabError
 from ..runs import MARKER, Run, kill_marked
+from ..vagrantfile import SANDBOX_ENV
 from .base import LabConfig, NamespacedLab
 from .confine import hide_xstate, landlock, landlock_abi
 from .channel import HostChannel, agent_argv
 from .guest_agent import GuestAgent
-from .image import UML_KERNEL, ensure_image, uml_kernel
+from .image import AGENT, UML_KERNEL, ensure_image, uml_kernel
 
 GUEST_MEM = "256M"
 BOOT_TIMEOUT = 60
 CHANNEL_TIMEOUT = 20
 GUEST_STATE = "/run/lvsh"
+GUEST_CGROUPS = "/sys/fs/cgroup/lvsh"   # made by the guest's init (data/guest-init)
 # UML runs with XSTATE hidden (see hide_xstate), so only the FXSR part of the FPU state
 # (x87 + xmm) survives a guest process being interrupted. glibc would pick AVX/AVX-512
 # string and memcpy variants on this CPU and lose ymm/zmm upper halves (seen: 16-byte
@@ -134,6 +136,23 @@ class Guest:
         return CommandResult(command=" ".join(map(str, argv)), rc=rc, stdout=out, stderr=err,
                              duration=time.monotonic() - t0)
 
+    def ended_by_itself(self) -> str | None:
+        """How the guest ended by its own doing — powered off (exit 0), panicked (UML aborts), or
+        rebooted (UML runs on, its agents gone) — or None: still serving, or killed by a signal of
+        this machine (e.g. its OOM killer), which is not the guest's doing."""
+        if self.proc is None:
+            return None
+        try:
+            rc = self.proc.wait(2)
+        except subprocess.TimeoutExpired:
+            return "restarted (a reboot inside it)"
+        tail = self.console_tail(40)
+        if rc == 0:
+            return "powered off (its console: " + (tail.splitlines() or ["nothing"])[-1].strip()[:120] + ")"
+        if rc == -signal.SIGABRT or "Kernel panic" in tail:
+            return "crashed: its kernel panicked (see the run's console.log)"
+        return None
+
     def stop(self) -> None:
         """Power the guest off (UML then reaps its own helper processes), else kill its process group."""
         if self.proc is not None and self.proc.poll() is None:
@@ -156,7 +175,7 @@ class UmlLab(NamespacedLab):
     GUEST_ENV = {"GLIBC_TUNABLES": GUEST_GLIBC_TUNABLES}
 
     def __init__(self, config: LabConfig, run: Run):
-        super().__init__(config, run, ns_state=f"{GUEST_STATE}/ns")
+        super().__init__(config, run, ns_state=f"{GUEST_STATE}/ns", init=[AGENT, "--init"], cgroups=GUEST_CGROUPS)
         self.guest = Guest(run, ensure_image(config.progress), progress=config.progress)
         self.channel: HostChannel | None = None
 
@@ -172,15 +191,17 @@ class UmlLab(NamespacedLab):
     def _start_channel(self) -> None:
         """The host agent (see :mod:`.channel`): every lab host's commands go through it; where it
         cannot start (an image without it: LVS_HARNESS_IMAGE from an older build), they go through
-        qemu-ga and nsenter, and it says so."""
+        qemu-ga and nsenter, the hosts go without PID namespaces of their own, and it says so."""
         guest = self.guest
         channel = HostChannel(guest.channel_sock)
         try:
-            guest.agent.start(agent_argv(self.ns.prefix, self.ns.state), env=self.ns.env)
+            guest.agent.start(agent_argv(self.ns.prefix, self.ns.state, cgroups=GUEST_CGROUPS), env=self.ns.env)
             channel.wait_ready(CHANNEL_TIMEOUT, alive=lambda: guest.proc.poll() is None)
         except LabError as err:
             channel.close()
-            self.config.progress(f"warning: {err}; lab commands go through the guest agent instead (slower)")
+            self.ns.init = None       # the agent is also each host's init: without it, hosts share one PID namespace
+            self.config.progress(f"warning: {err}; lab commands go through the guest agent instead (slower), "
+                                 "and the lab hosts share one PID namespace")
             return
         self.channel = channel
 
@@ -201,7 +222,11 @@ class UmlLab(NamespacedLab):
     def _sandbox_run(self, argv, input) -> CommandResult:
         # inside the guest, as nobody, with no network namespace of any lab host
         return self.guest.exec(["unshare", "--net", "--ipc", "--", "setpriv", "--reuid=nobody",
-                                "--regid=nogroup", "--clear-groups", "--", *argv], input, 60)
+                                "--regid=nogroup", "--clear-groups", "--", *argv], input, 60,
+                               env={**SANDBOX_ENV, **self.GUEST_ENV})
+
+    def _ended_by_itself(self) -> str | None:
+        return self.guest.ended_by_itself()
 
     def _teardown(self) -> None:
         if self.channel is not None:

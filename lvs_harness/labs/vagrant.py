@@ -226,7 +226,7 @@ class VagrantLab(LabBase):
         changed = write_files(self.hosts, self.config.files)
         for host in changed:
             self.hosts[host].run("systemctl stop keepalived")
-        self.provisioning += replay(self.hosts, self.config.commands)
+        self.provisioning += replay(self.hosts, self.config.commands, self._theirs)
         for host in changed:
             self.hosts[host].run("systemctl start keepalived")
         self.topology = discover_services(self.topology, self.hosts)
