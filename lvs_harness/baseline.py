@@ -236,3 +236,28 @@ class SteadyState:
     def _give_up(self, why: str) -> None:
         self.unreachable = f"{STEADY_REASON} ({why})"
         raise Unsteady(self.unreachable)
+
+
+def await_steady(directors, vip: str) -> tuple[bool, str]:
+    """Wait, touching nothing, for the steady state of a lab just brought up: at most the time the
+    intended master (or, without one, any director) takes to win the VIP. (True, 'balancer1 holds
+    172.28.128.200 (…) after 3.4 s'), or (False, what is seen instead) — `lvs-harness up` says which.
+
+    Example::
+
+        ready, text = await_steady([lab.hosts["lb1"], lab.hosts["lb2"]], "10.77.0.100")
+    """
+    t0 = time.monotonic()
+    insts = {d.name: vrrp_instance(d, vip) for d in directors}
+    master, why = intended_master(directors, vip, insts)
+    steady = SteadyState(directors, vip, {d.name: insts[d.name].interface for d in directors}, master, insts=insts)
+    who = master or directors[0]
+    deadline = t0 + steady._takeover(who) + insts[who.name].preempt_delay + SLACK
+    while True:
+        states = steady.observe()
+        if (holder := steady.holder(states)) is not None:
+            return True, f"{holder} holds {vip} after {time.monotonic() - t0:.1f} s ({why})"
+        if time.monotonic() > deadline:
+            return False, (f"not steady after {time.monotonic() - t0:.1f} s, the time keepalived needs to elect "
+                           f"{who.name}: {steady.describe(states)} ({why})")
+        time.sleep(0.2)

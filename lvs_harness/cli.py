@@ -20,8 +20,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from .errors import HarnessError
 from . import exports
+from .baseline import await_steady
+from .errors import HarnessError
 from .grading import DEFAULT_JOBS, DEFAULT_RETRIES, Grader, merge, parse_shard, prepare_out
 from .labs import CHOICES, PROVIDERS, LabConfig, clean, remote, select_backend, start_lab
 from .labs.base import stderr_progress
@@ -93,7 +94,13 @@ def cmd_up(args) -> int:
                               allow_scripts=args.allow_scripts, keep=True, pack=pack.name if pack else None))
     vip = lab.topology.services[0].vip if lab.topology.services else "<the VIP>"
     client = lab.topology.clients[0].name if lab.topology.clients else "<host>"
-    print(f"lab {lab.run_id} is up. Try:\n  lvs-harness status\n  lvs-harness exec {client} -- curl -s "
+    directors = [lab.hosts[d.name] for d in lab.topology.directors]
+    ready = True
+    for v in dict.fromkeys(s.vip for s in lab.topology.services) if directors else ():
+        ok, text = await_steady(directors, v)       # keepalived elects a master after `up` has started it
+        print(("" if ok else "still waiting: ") + text)
+        ready = ready and ok
+    print(f"lab {lab.run_id} is {'up' if ready else 'up, but not steady (see above)'}. Try:\n  lvs-harness status\n  lvs-harness exec {client} -- curl -s "
           f"{vip}\n  lvs-harness down" + (f"\n(pack {pack.name})" if pack else ""))
     return 0
 

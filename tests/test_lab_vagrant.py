@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+import lvs_harness
+
 from lvs_harness.errors import LabError, Refused, VagrantfileError
 from lvs_harness.labs import LabConfig, libvirt_ns, start_lab
 from lvs_harness.labs import vagrant as vagrant_lab
@@ -110,11 +112,25 @@ def mid_up(proc: subprocess.Popen, out: Path, seconds: float = 400) -> str:
     pytest.fail(f"no domain appeared: {out.read_text()[-3000:]}")
 
 
-def test_hw38_suite_passes_on_the_reference_lab_as_vms(tmp_path):
+# the reference, with the directors' clocks set 5 s apart once they are provisioned (VMs keep clocks of
+# their own; software emulation keeps them loosely): every verdict must stay the same
+CLOCKS_APART = {"balancer1": -2, "balancer2": 3}
+
+
+def test_hw38_suite_passes_on_the_reference_lab_as_vms_with_their_clocks_apart(tmp_path):
     before = {r.id for r in Run.all()}
     out = tmp_path / "results.json"
+    reference = (Path(lvs_harness.__file__).parent / "packs" / "hw38" / "Vagrantfile").read_text()
+    provisioner = '      m.vm.provision "shell", name: "director", inline: director_script(name, d)\n'
+    assert provisioner in reference
+    shift = ", ".join(f'"{name}" => {seconds}' for name, seconds in CLOCKS_APART.items())
+    (tmp_path / "lab").mkdir()
+    (tmp_path / "lab" / "Vagrantfile").write_text(reference.replace(provisioner, provisioner + (
+        '      m.vm.provision "shell", name: "clock", inline: "systemctl stop systemd-timesyncd chrony 2>/dev/null; '
+        f'date -s @$(( $(date +%s) + #{{{{{shift}}}[name]}} ))"\n')))
     proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--pyargs",
                            "lvs_harness.packs.hw38", "--lab", "vagrant", "--timing", "fast",
+                           "--vagrantfile", str(tmp_path / "lab" / "Vagrantfile"), "--allow-scripts",
                            f"--results-json={out}"],       # fast: CI's budget (faithful adds the 120 s drain)
                           cwd=tmp_path, capture_output=True, text=True, timeout=1500)
     assert out.exists(), proc.stdout[-3000:] + proc.stderr[-2000:]
@@ -124,6 +140,9 @@ def test_hw38_suite_passes_on_the_reference_lab_as_vms(tmp_path):
     assert {c["id"]: (c["status"], c["reason"][:300]) for c in results["checks"] if c["status"] != "passed"} == {}
     drained = next(c for c in results["checks"] if c["id"] == "inactconn_drains")["measured"]
     assert drained["drained_after_s"] < 15
+    clocks = next(c for c in results["checks"] if c["id"] == "no_split_brain")["measured"]["clock_offsets_s"]
+    for name, seconds in CLOCKS_APART.items():       # offset: what turns the VM's clock into this machine's
+        assert abs(clocks[name]["offset"] + seconds) < 1.0, clocks
     new = {r.id for r in Run.all()} - before
     assert new == set(), f"runs left behind: {new}"
     assert leftovers({results["run_id"]}) == []

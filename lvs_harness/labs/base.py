@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from ..commands import CommandResult
-from ..errors import CommandTimeout, LabError, LabGone, SubmissionFault
+from ..errors import CommandTimeout, LabError, LabGone, Refused, SubmissionFault
 from ..hosts import Host, host_map
 from ..runs import Run
 from ..topology import Provisioner, Topology, VirtualService
 from ..vagrantfile import load_topology
-from .namespaces import Namespaces
+from .namespaces import SCRIPT_ON_STDIN, Namespaces
 
 PROVISION_BUDGET = 300     # seconds for all provisioners of a lab together: a correct lab needs ~5 s here
                            # (4x that on a slow machine); LVS_HARNESS_PROVISION_BUDGET overrides it
@@ -332,6 +332,7 @@ class NamespacedLab(LabBase):
     """
 
     GUEST_ENV: dict = {}
+    MAX_HOSTS: int | None = None      # lab hosts this backend holds (None: as many as the machine)
 
     def __init__(self, config: LabConfig, run: Run, ns_state: str, init: list[str] | None = None,
                  cgroups: str | None = None):
@@ -366,9 +367,12 @@ class NamespacedLab(LabBase):
         with self._timed("evaluate", f"evaluating {cfg.vagrantfile_path}"):
             self.topology = load_topology(cfg.vagrantfile_path, self._sandbox_run, cfg.role_patterns,
                                           cfg.service_list)
+        if self.MAX_HOSTS and len(self.topology.hosts) > self.MAX_HOSTS:
+            raise Refused(f"{cfg.vagrantfile_path.name} defines {len(self.topology.hosts)} machines; the {self.NAME} lab "
+                          f"holds at most {self.MAX_HOSTS} — a homework lab needs a handful.")
         self.run.set(hosts=self.topology.names, ns_prefix=self.ns.prefix)
         with self._timed("namespaces", f"creating hosts {', '.join(self.topology.names)}"):
-            self._root_check(["bash", "-c", self.ns.build_script(self.topology)], "build the lab namespaces")
+            self._root_check(SCRIPT_ON_STDIN, "build the lab namespaces", input=self.ns.build_script(self.topology).encode())
         self.hosts = host_map(self.topology.hosts, self._execute, self._follow)
         daemons = role_daemons(self.topology, cfg.daemon_map)
         install_units(self.hosts, cfg.unit_map)

@@ -18,7 +18,7 @@ teardown are one bash script each, run through ``root_run`` — a local subproce
 Example::
 
     ns = Namespaces(prefix="lvsh-1a2b3c", state="/run/lvs-harness/1a2b3c/ns", run_id="1a2b3c")
-    root_run(["bash", "-c", ns.build_script(topology)], None, 60)
+    root_run(SCRIPT_ON_STDIN, ns.build_script(topology).encode(), 60)
     root_run(ns.enter_argv("lb1", "ip -br addr"), None, 10)
 """
 
@@ -32,6 +32,9 @@ from ..errors import LabError
 from ..topology import Topology
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,40}$")
+# a script too long for one argument (over 128 KB: a lab of 64 hosts) runs from stdin, read whole
+# first, so no command in it reads the rest of the script as its input
+SCRIPT_ON_STDIN = ["bash", "-c", 'eval "$(cat)"']
 OVERLAID = ("etc", "var", "root", "home", "usr/local")
 # per lab host: processes (a lab host runs ~10; a fork bomb stops here) and memory (the embedded
 # lab's guest has 256 MB; a host past this is OOM-killed inside its own cgroup)

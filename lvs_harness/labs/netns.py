@@ -26,7 +26,7 @@ from ..runs import Run, kill_marked
 from .base import LabConfig, NamespacedLab
 from .image import host_agent
 from .local import run_local, sandbox_run
-from .namespaces import Namespaces
+from .namespaces import SCRIPT_ON_STDIN, Namespaces
 
 REQUIRED = (("ip", "iproute2"), ("nsenter", "util-linux"), ("unshare", "util-linux"), ("setpriv", "util-linux"),
             ("keepalived", "keepalived"), ("nginx", "nginx-light"), ("curl", "curl"), ("ruby", "ruby"))
@@ -95,6 +95,6 @@ def cleanup(run: Run) -> None:
     if os.path.isdir("/run/netns"):
         hosts = sorted(set(hosts) | {n[len(ns.prefix) + 1:] for n in os.listdir("/run/netns")
                                      if n.startswith(ns.prefix + "-") and n != ns.switch})
-    run_local(["bash", "-c", ns.destroy_script(hosts)], None, 60)
+    run_local(SCRIPT_ON_STDIN, ns.destroy_script(hosts).encode(), 60)
     kill_marked(run.id)
     shutil.rmtree(run.dir, ignore_errors=True)

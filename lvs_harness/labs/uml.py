@@ -173,6 +173,8 @@ class Guest:
 class UmlLab(NamespacedLab):
     NAME = "uml"
     GUEST_ENV = {"GLIBC_TUNABLES": GUEST_GLIBC_TUNABLES}
+    # measured: 64 hosts, nginx in each, up in 52 s using 181 of the guest's 229 MB (5 hosts: 36 MB)
+    MAX_HOSTS = 64
 
     def __init__(self, config: LabConfig, run: Run):
         super().__init__(config, run, ns_state=f"{GUEST_STATE}/ns", init=[AGENT, "--init"], cgroups=GUEST_CGROUPS)

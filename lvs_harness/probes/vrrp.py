@@ -288,9 +288,15 @@ class OwnershipMonitor:
 
     COMMAND = "ip -o -ts monitor address link"
 
-    def __init__(self, directors, vip: str, max_seconds: float = 1800):
+    def __init__(self, directors, vip: str, max_seconds: float = 1800, one_clock: bool = True):
         self.directors = list(directors)
         self.vip, self.max_seconds = vip, max_seconds
+        # hosts with clocks of their own (VMs: one_clock False): every time is moved to this machine's
+        # clock by each host's measured offset; clocks[host] = (offset s, ± s) at the start, and
+        # drift[host] = how far that offset moved by the end
+        self.one_clock = one_clock
+        self.clocks: dict[str, tuple[float, float]] = {}
+        self.drift: dict[str, float] = {}
         self.samples: dict[str, list[tuple[float, bool]]] = {}
         self._name = f"/tmp/lvsh-mon-{secrets.token_hex(4)}"
         self._start: dict[str, tuple[float, bool, float]] = {}     # director -> (epoch, holds, clock offset)
@@ -300,12 +306,31 @@ class OwnershipMonitor:
         self._changed = threading.Condition()
         self.generation = 0                                        # counts the lines received
 
+    def clock(self, host) -> tuple[float, float]:
+        """(offset, uncertainty) in seconds that turn ``host``'s clock into this machine's; (0, 0)
+        where all hosts share one clock (their times compare as they are)."""
+        if self.one_clock:
+            return 0.0, 0.0
+        if host.name not in self.clocks:
+            self.clocks[host.name] = clock_offset(host)
+        return self.clocks[host.name]
+
+    def common(self, host, t: float) -> float:
+        """``t`` read on ``host``'s clock, on the clock every time of this monitor is on."""
+        return t + self.clock(host)[0]
+
+    def tolerance(self) -> float:
+        """How far apart two hosts' times may be off (0 with one clock): the two largest
+        uncertainties of the directors' offsets, each with its drift over the scenario."""
+        worst = sorted((u + abs(self.drift.get(n, 0.0)) for n, (_, u) in self.clocks.items()), reverse=True)
+        return round(sum(worst[:2]), 3)
+
     def _snapshot(self, d) -> tuple[float, bool, float]:
         out = d.check("date '+%s.%N %Y-%m-%dT%H:%M:%S.%6N'; ip -o addr show").stdout.splitlines()
         epoch, local = out[0].split()
-        offset = float(epoch) - dt.datetime.strptime(local, ISO).replace(tzinfo=dt.timezone.utc).timestamp()
+        zone = float(epoch) - dt.datetime.strptime(local, ISO).replace(tzinfo=dt.timezone.utc).timestamp()
         held = bool(owners({d.name: parse_addresses("\n".join(out[1:]))}, self.vip))
-        return float(epoch), held, round(offset)
+        return self.common(d, float(epoch)), held, round(zone) + self.clock(d)[0]
 
     @property
     def live(self) -> bool:
@@ -387,6 +412,8 @@ class OwnershipMonitor:
 
     def stop(self) -> dict[str, list[tuple[float, bool]]]:
         ends = {d.name: self._snapshot(d) for d in self.directors}
+        if not self.one_clock:
+            self.drift = {d.name: round(clock_offset(d)[0] - self.clocks[d.name][0], 3) for d in self.directors}
         events = self.events()
         self._kill()
         if not self._follows:
@@ -408,6 +435,25 @@ class OwnershipMonitor:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def clock_offset(host, tries: int = 5) -> tuple[float, float]:
+    """(offset, uncertainty): seconds to add to ``host``'s clock to read this machine's, from the
+    quickest of ``tries`` round trips of `date` (the host read its clock within that trip, so the
+    uncertainty is half of it), as NTP does.
+
+    Example::
+
+        clock_offset(lab.hosts["lb2"])       # (3.002, 0.021) on a VM whose clock is 3 s behind
+    """
+    best = None
+    for _ in range(tries):
+        t1 = time.time()
+        remote = float(host.check("date +%s.%N").stdout)
+        t2 = time.time()
+        if best is None or t2 - t1 < best[1] * 2:
+            best = ((t1 + t2) / 2 - remote, (t2 - t1) / 2)
+    return round(best[0], 4), round(best[1], 4)
 
 
 def overlap_intervals(timelines: dict[str, list[tuple[float, bool]]]) -> list[dict]:
