@@ -88,6 +88,14 @@ def test_memory_eaten_in_one_host_is_killed_there(lab):
     assert lab.hosts["server1"].is_active("nginx") and lab.hosts["client"].run("true").ok
 
 
+def test_a_full_disk_is_its_hosts_own(lab):
+    r = lab.hosts["client"].run("dd if=/dev/zero of=/root/fill bs=1M count=500; dd if=/dev/zero of=/tmp/fill bs=1M "
+                                "count=500; df -m /root /tmp | tail -2", timeout=120)
+    assert r.stderr.count("No space left on device") == 2, r.stderr[-500:]
+    assert lab.hosts["server1"].run("dd if=/dev/zero of=/root/ok bs=1M count=8 && rm /root/ok").ok
+    assert lab.hosts["client"].run("curl -s -m 5 http://172.28.128.30/").stdout == "server1\n"
+
+
 def test_a_fork_bomb_stays_in_its_host(lab):
     """(Last: it leaves its host full of processes.) The others keep answering with an equal share of the CPU."""
     host, other = lab.hosts["server2"], lab.hosts["client"]

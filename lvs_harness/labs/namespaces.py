@@ -38,7 +38,10 @@ SCRIPT_ON_STDIN = ["bash", "-c", 'eval "$(cat)"']
 OVERLAID = ("etc", "var", "root", "home", "usr/local")
 # per lab host: processes (a lab host runs ~10; a fork bomb stops here) and memory (the embedded
 # lab's guest has 256 MB; a host past this is OOM-killed inside its own cgroup)
-HOST_LIMITS = {"pids.max": "256", "memory.max": str(96 << 20)}
+HOST_LIMITS = {"pids.max": "256", "memory.max": str(128 << 20)}
+# the sizes of a host's writable layers (/etc /var /root /home /usr/local), /run and /tmp: in memory,
+# so together well under its memory limit (a host whose disk is full still runs its programs)
+HOST_DISK, HOST_RUN, HOST_TMP = "48m", "8m", "16m"
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -101,8 +104,12 @@ class Namespaces:
         lines = [
             "set -eu",
             f"S={q(self.state)}",
-            "mkdir -p \"$S/ns\" " + " ".join(f"{hdir}/{d.replace('/', '-')}.{kind}" for hdir in hdirs
-                                           for d in OVERLAID for kind in "uw")
+            # each host's writable layers on a tmpfs of its own size: a host that fills its disk fills
+            # only that (and the memory it writes is its cgroup's)
+            "mkdir -p \"$S/ns\" " + " ".join(hdirs),
+            *(f"mount -t tmpfs -o size={HOST_DISK},mode=755 lvsh-layers {hdir}" for hdir in hdirs),
+            "mkdir -p " + " ".join(f"{hdir}/{d.replace('/', '-')}.{kind}" for hdir in hdirs
+                                   for d in OVERLAID for kind in "uw")
             + " " + " ".join(f"{hdir}/usr-local.u/sbin" for hdir in hdirs),
             'mountpoint -q "$S/ns" || mount --bind "$S/ns" "$S/ns"',
             'mount --make-private "$S/ns"',
@@ -122,7 +129,8 @@ class Namespaces:
             '{ echo "lvsh-sysfs /sys sysfs defaults 0 0"; '
             f'for d in {overlays}; do [ -d "/$d" ] || continue; k=${{d//\\//-}}; '
             'echo "overlay /$d overlay lowerdir=/$d,upperdir=$H/$k.u,workdir=$H/$k.w 0 0"; done; '
-            'echo "lvsh-run /run tmpfs mode=755 0 0"; echo "lvsh-tmp /tmp tmpfs mode=1777 0 0"; } > "$H/fstab"; '
+            f'echo "lvsh-run /run tmpfs mode=755,size={HOST_RUN} 0 0"; echo "lvsh-tmp /tmp tmpfs mode=1777,size={HOST_TMP} 0 0"; '
+            '} > "$H/fstab"; '
             'mount -a -T "$H/fstab"; '
             'mkdir -p /run/lock /run/sshd /var/log/nginx /var/www/html /home/vagrant; echo "$2" > /etc/hostname; '
             # no lab host reaches a name server or a mirror: make lookups and apt fail at once
@@ -205,6 +213,7 @@ class Namespaces:
                "sleep 0.1; done; done"] if cgroups else []),
             f"for ns in {names}; do ip netns del \"$ns\" 2>/dev/null; done",
             'mountpoint -q "$S/ns" && umount "$S/ns"',
+            'for d in "$S"/hosts/*; do mountpoint -q "$d" && umount -l "$d"; done',
             'rm -rf "$S"',
             "true",
         ]) + "\n"
