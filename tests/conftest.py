@@ -1,6 +1,7 @@
 """The graded batches shared by tests/test_corpus.py and tests/test_grade.py, run side by side: one
 `lvs-harness grade` over the hw3.8 self-test corpus (tests/data/submissions/), the real example
-write-up, the repository's example, and one submission per kind of bad input; and one
+write-up, the repository's example, the real answers, the hostile corpus (tests/data/hostile/) and
+one submission per kind of bad input; and one
 `lvs-harness grade --pack lvs-nat` over examples/lvs-nat-writeup.md and its corpus
 (tests/data/lvs-nat/) — so the lab-heavy part of the tests costs one parallel run."""
 
@@ -24,6 +25,7 @@ CORPUS = Path(__file__).parent / "data" / "submissions"
 NAT_WRITEUP = REPO / "examples" / "lvs-nat-writeup.md"
 NAT_CORPUS = Path(__file__).parent / "data" / "lvs-nat"
 REAL = SHARED / "real-hw38"          # real public answers, read in place (never copied here)
+HOSTILE = Path(__file__).parent / "data" / "hostile"
 BATCH_JOBS = 6
 SECRET = "lvsh-secret-7f3a9c1e"      # planted on the grading machine behind a symlink (must show nowhere)
 PROVISION_BUDGET = "90"             # the hw3.8 batch's provisioning budget (a correct lab needs ~5-10 s)
@@ -60,10 +62,6 @@ def bad_inputs(root: Path) -> dict[str, Path]:
                                       '  config.vm.define "client" do |node|\n    if true do\n'),
         "huge.md": "x" * 2_000_001,
         "images.md": "# Homework 3.8\n\nbalancer1:\n![keepalived.conf](b1.png)\n\nbalancer2:\n![conf](b2.png)\n",
-        # a provisioner that never ends: stopped at the provisioning budget, the student's outcome
-        "hang.md": good.replace('  config.vm.define "client" do |node|\n',
-                                '  config.vm.define "client" do |node|\n'
-                                '    node.vm.provision "shell", name: "wait", inline: "echo waiting; sleep 100000"\n'),
     }
     out = {}
     for name, text in files.items():
@@ -78,7 +76,8 @@ def bad_inputs(root: Path) -> dict[str, Path]:
     (root / "crasher" / "keepalived" / "balancer1.conf").write_text(sub.keepalived["balancer1"].text)
     (root / "crasher" / "keepalived" / "balancer2.conf").write_text(
         "global_defs {\n    enable_script_security\n    script_user root\n}\n" + sub.keepalived["balancer2"].text.replace(
-            "    advert_int 1\n", "    advert_int 1\n    notify_master \"/bin/sh -c 'echo o > /proc/sysrq-trigger'\"\n"))
+            "    advert_int 1\n", "    advert_int 1\n    notify_master \"/bin/sh -c 'umount /proc/sysrq-trigger; "
+                               "echo o > /proc/sysrq-trigger'\"\n"))
     out["crasher"] = root / "crasher"
     # a folder whose balancer1.conf is a symlink to a file of the grading machine holding a secret
     (root / "secret.txt").write_text(SECRET + "\n")
@@ -100,7 +99,7 @@ def batches(tmp_path_factory):
     runs_before = {r.id for r in Run.all()}
     hw38, nat = tmp_path_factory.mktemp("batch"), tmp_path_factory.mktemp("nat-batch")
     # the long runs first, the quick ones (refused, crashing) last: they fill the slots at the end
-    procs = {"hw38": (hw38, start_batch(hw38, [EXAMPLE, WRITEUP, *corpus(REAL), *corpus(),
+    procs = {"hw38": (hw38, start_batch(hw38, [EXAMPLE, WRITEUP, *corpus(REAL), *corpus(), *corpus(HOSTILE),
                                                *bad_inputs(hw38).values()], BATCH_JOBS - 1)),
              "lvs-nat": (nat, start_batch(nat, [NAT_WRITEUP, *corpus(NAT_CORPUS), WRITEUP], 1, "--pack", "lvs-nat"))}
     try:

@@ -12,15 +12,16 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
 from lvs_harness import charts
-from lvs_harness.grading import CSV_FIELDS
+from lvs_harness.grading import CSV_FIELDS, verdict_differences
 from lvs_harness.runs import Run
 from lvs_harness.submission import load_submission
-from conftest import PROVISION_BUDGET, REAL, SECRET, WRITEUP, corpus
+from conftest import HOSTILE, PROVISION_BUDGET, REAL, SECRET, WRITEUP, corpus
 
 pytestmark = pytest.mark.lab
 RUN_NETNS = re.compile(r"lvsh-[0-9a-f]{6}-")    # a run's namespaces (lvsh-vagrant is libvirt's, shared)
@@ -48,8 +49,9 @@ def test_batch_exits_zero_and_books_every_submission(graded):
     proc = graded["proc"]
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert list(graded["by_name"]) == ["example-submission", "hw38-writeup", *(p.stem for p in corpus(REAL)),
-                                       *(p.stem for p in corpus()), "nocode", "nohost", "rubysyntax", "huge",
-                                       "images", "hang", "binary", "emptydir", "crasher", "leaky"]
+                                       *(p.stem for p in corpus()), *(p.stem for p in corpus(HOSTILE)), "nocode",
+                                       "nohost", "rubysyntax", "huge", "images", "binary", "emptydir", "crasher",
+                                       "leaky"]
     assert "reports: reports/index.html" in proc.stdout
     for entry in graded["by_name"].values():
         assert len(entry["checks"]) == 13 and entry["max_score"] == 24
@@ -96,13 +98,46 @@ def test_configs_only_in_images_are_a_verdict_of_nothing_to_run(graded):
     assert "(it shows 2 image(s)); hand the configs in as text" in entry["reason"], entry["reason"]
 
 
+HOSTILE_EXPECTED = tomllib.loads((HOSTILE / "expected.toml").read_text())
+
+
+def test_hostile_expectations_cover_the_corpus():
+    assert sorted(HOSTILE_EXPECTED) == sorted(p.stem for p in corpus(HOSTILE))
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_EXPECTED))
+def test_hostile_work_ends_in_bounded_time_with_its_outcome_and_owner(graded, name):
+    """Each hostile case (tests/data/hostile/) is graded once, in bounded time, with the outcome its
+    expected.toml gives; what a graded one did in one host left every other check as it was."""
+    want, entry = HOSTILE_EXPECTED[name], graded["by_name"][name]
+    assert entry["outcome"] == want["outcome"], entry["reason"]
+    assert len(entry.get("attempts", [])) <= 1          # never graded again as the machine's fault
+    assert entry["duration"] < float(PROVISION_BUDGET) + 120
+    if want["outcome"] == "graded":
+        assert verdict_differences(entry, want["failed"]) == []
+    else:
+        assert want["reason"] in entry["reason"] and entry["score"] == 0, entry["reason"]
+
+
 def test_a_provisioner_that_never_ends_costs_its_budget_once_and_is_the_students(graded):
     entry = graded["by_name"]["hang"]
     assert (entry["outcome"], entry["score"]) == ("submission-fault", 0), entry["reason"]
-    assert "client's provisioner wait" in entry["reason"] and "was still running when the lab's provisioning " \
+    assert "client's provisioner hang" in entry["reason"] and "was still running when the lab's provisioning " \
         f"budget of {PROVISION_BUDGET} s ran out" in entry["reason"] and "'waiting'" in entry["reason"], entry["reason"]
-    assert len(entry.get("attempts", [])) <= 1          # not graded again as the machine's fault
-    assert entry["duration"] < float(PROVISION_BUDGET) + 90
+
+
+def test_hostile_output_reaches_no_report_whole(graded):
+    """300 MB printed by a provisioner: its report holds the head and tail and says what was dropped."""
+    report = (graded["out"] / graded["by_name"]["flood"]["report"]).read_bytes()
+    assert len(report) < 8 << 20
+    assert b"bytes of this output dropped here" in report
+
+
+def test_a_vagrantfile_reads_only_the_guests_files(graded):
+    machine_id = Path("/etc/machine-id").read_text().strip()
+    assert machine_id
+    leaks = [p for p in graded["out"].rglob("*") if p.is_file() and machine_id.encode() in p.read_bytes()]
+    assert leaks == []
 
 
 def test_a_file_of_the_grading_machine_behind_a_symlink_is_never_read(graded):

@@ -6,7 +6,6 @@ these tests break the hosts they run in."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 

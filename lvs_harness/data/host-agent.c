@@ -9,7 +9,8 @@
  * Each lab host has its own PID namespace (NS_STATE_DIR/ns/HOST.pid, held by `host-agent --init`,
  * its PID 1): the agent enters it before the clone, so a command's `kill -9 -1` or fork bomb reaches
  * that host only. Where CGROUP_DIR is given, the child joins CGROUP_DIR/<netns name> (its pids and
- * memory limits) first. A command's stdout and stderr are each kept to their first and last
+ * memory limits) first, and runs without CAP_SYS_TIME and CAP_SYS_MODULE (the guest's clock and
+ * kernel are every host's). A command's stdout and stderr are each kept to their first and last
  * KEEP bytes; what lies between is dropped and the reply says how many bytes.
  *
  * Usage: host-agent TTY NETNS_PREFIX NS_STATE_DIR SPOOL_DIR [CGROUP_DIR]  (the line already in raw mode)
@@ -39,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -184,6 +186,10 @@ static int child_main(void *arg) {
     struct spawn *s = arg;
     setsid();
     if (s->cg_fd >= 0 && write(s->cg_fd, "0", 1) != 1) child_fail("join the lab host's cgroup");
+    /* what is the whole guest's, not one host's: its clock (on VMs each machine has its own; here
+     * one host's `date -s` would move every host's) and its kernel's modules */
+    if (s->cg_fd >= 0 && (prctl(PR_CAPBSET_DROP, CAP_SYS_TIME, 0, 0, 0) < 0 ||
+                          prctl(PR_CAPBSET_DROP, CAP_SYS_MODULE, 0, 0, 0) < 0)) child_fail("drop capabilities");
     if (dup2(s->in_fd, 0) < 0 || dup2(s->out_fd, 1) < 0 || dup2(s->err_fd, 2) < 0) _exit(126);
     for (int k = 0; k < 3; k++) if (setns(s->ns[k], 0) < 0) child_fail("setns into the lab host");
     if (chdir("/root") < 0 && chdir("/") < 0) child_fail("chdir");
