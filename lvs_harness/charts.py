@@ -48,7 +48,8 @@ def _axis(x0: int, x1: int, y: int, lo: float, hi: float, unit: str) -> list[str
 
 
 def bars(counts: dict[str, float], title: str, unit: str = "requests") -> str:
-    """Horizontal bars, one per key (e.g. requests answered by each real)."""
+    """Horizontal bars, one per key (e.g. requests answered by each real; None: by no real, e.g. failed)."""
+    counts = {("(no real)" if k is None else str(k)): v for k, v in counts.items()}
     names = sorted(counts)
     top = max([*counts.values(), 1])
     x0, x1 = 130, WIDTH - 60

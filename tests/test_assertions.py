@@ -116,3 +116,10 @@ def test_failover_is_measured_and_probes_show_the_gap(ready, directors, client):
     # deadline plus one request's timeout (a request under way when the link went down fails too)
     assert 1.0 < outage < failover.deadline + prober.timeout, (outage, failover.seconds)
     assert {r.real for r in prober.results if r.ok} == {"server1", "server2"}
+
+
+def test_a_bar_chart_shows_requests_no_real_answered():
+    """Regression: requests answered by no real (None) crashed the report of a whole run."""
+    from lvs_harness import charts
+    svg = charts.bars({"server1": 25, None: 25}, "answered by")
+    assert "(no real)" in svg and "server1" in svg

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from lvs_harness import charts
-from lvs_harness.grading import CSV_FIELDS, verdict_differences
+from lvs_harness.grading import CSV_FIELDS, listed_differences
 from lvs_harness.runs import Run
 from lvs_harness.submission import load_submission
 from conftest import HOSTILE, PROVISION_BUDGET, REAL, SECRET, WRITEUP, corpus
@@ -114,7 +114,7 @@ def test_hostile_work_ends_in_bounded_time_with_its_outcome_and_owner(graded, na
     assert len(entry.get("attempts", [])) <= 1          # never graded again as the machine's fault
     assert entry["duration"] < float(PROVISION_BUDGET) + 120
     if want["outcome"] == "graded":
-        assert verdict_differences(entry, want["failed"]) == []
+        assert listed_differences(entry, want) == []
     else:
         assert want["reason"] in entry["reason"] and entry["score"] == 0, entry["reason"]
 

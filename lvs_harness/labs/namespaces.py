@@ -29,6 +29,7 @@ import shlex
 from importlib import resources
 
 from ..errors import LabError
+from ..probes import SCRATCH
 from ..topology import Topology
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,40}$")
@@ -130,6 +131,8 @@ class Namespaces:
             f'for d in {overlays}; do [ -d "/$d" ] || continue; k=${{d//\\//-}}; '
             'echo "overlay /$d overlay lowerdir=/$d,upperdir=$H/$k.u,workdir=$H/$k.w 0 0"; done; '
             f'echo "lvsh-run /run tmpfs mode=755,size={HOST_RUN} 0 0"; echo "lvsh-tmp /tmp tmpfs mode=1777,size={HOST_TMP} 0 0"; '
+            # the probes' own files (see probes.scratch): not on a disk the host's code can fill
+            f'echo "lvsh-scratch {SCRATCH} tmpfs mode=700,size=8m,X-mount.mkdir 0 0"; '
             '} > "$H/fstab"; '
             'mount -a -T "$H/fstab"; '
             'mkdir -p /run/lock /run/sshd /var/log/nginx /var/www/html /home/vagrant; echo "$2" > /etc/hostname; '

@@ -38,7 +38,7 @@ import shlex
 import time
 from importlib import resources
 
-from . import NAP
+from . import NAP, scratch
 
 MARK = "@@lvsh"
 # one request of a burst, one line in PARSE's format (bash only: the sole exec is curl)
@@ -181,7 +181,7 @@ class Prober:
         self.lanes = lanes or max(1, int(round((timeout + interval) / interval)))
         self.results: list[Request] = []
         self.kind = ""                # "perl" (one process) or "curl" (lanes), once started
-        self._name = f"/tmp/lvsh-probe-{secrets.token_hex(4)}"
+        self._name = f"{scratch(client)}/lvsh-probe-{secrets.token_hex(4)}"
         self._full_from = 0.0         # the client's clock when every lane was running
 
     def start(self) -> "Prober":

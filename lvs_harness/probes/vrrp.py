@@ -19,7 +19,7 @@ import shlex
 import threading
 import time
 
-from . import NAP
+from . import NAP, scratch
 
 # lvs-harness's own keepalived log: "2026-11-26 12:55:25.620040 Thu Nov 26 12:55:25 2026: (VI_1) Entering …"
 LAB_LINE = re.compile(r"^(?P<ts>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+) .*?\((?P<inst>[^)]+)\) "
@@ -157,7 +157,7 @@ class OwnershipRecorder:
         self.directors = list(directors)
         self.vip, self.interval, self.max_seconds = vip, interval, max_seconds
         self.samples: dict[str, list[tuple[float, bool]]] = {}
-        self._name = f"/tmp/lvsh-vip-{secrets.token_hex(4)}"
+        self._name = f"{scratch(self.directors[0]) if self.directors else '/tmp'}/lvsh-vip-{secrets.token_hex(4)}"
 
     def start(self) -> "OwnershipRecorder":
         loop = (f'{NAP}; end=$((SECONDS + {int(self.max_seconds)})); '
@@ -298,7 +298,7 @@ class OwnershipMonitor:
         self.clocks: dict[str, tuple[float, float]] = {}
         self.drift: dict[str, float] = {}
         self.samples: dict[str, list[tuple[float, bool]]] = {}
-        self._name = f"/tmp/lvsh-mon-{secrets.token_hex(4)}"
+        self._name = f"{scratch(self.directors[0]) if self.directors else '/tmp'}/lvsh-mon-{secrets.token_hex(4)}"
         self._start: dict[str, tuple[float, bool, float]] = {}     # director -> (epoch, holds, clock offset)
         self._follows: dict = {}                                   # director -> its streamed monitor
         self._lines: dict[str, list[str]] = {}                     # director -> complete lines so far
