@@ -25,7 +25,7 @@ from .baseline import await_steady
 from .errors import HarnessError
 from .grading import DEFAULT_JOBS, DEFAULT_RETRIES, Grader, merge, parse_shard, prepare_out
 from .labs import CHOICES, PROVIDERS, LabConfig, clean, remote, select_backend, start_lab
-from .labs.base import stderr_progress
+from .labs.base import provision_budget, stderr_progress
 from .labs.image import ensure_image
 from .packs import DEFAULT_PACK, PackError, load_pack
 from .probes import ipvs, vrrp
@@ -195,6 +195,8 @@ def cmd_grade(args) -> int:
     print(f"gradebook: {args.out / 'gradebook.csv'}, {args.out / 'gradebook.json'}; "
           f"LMS import: {args.out / 'grades.csv'}")
     print(grader.gate.summary())
+    print(f"time budgets: {provision_budget():.0f} s for a lab's provisioners together, {grader.timeout:.0f} s "
+          "for a submission's whole run")
     if crashed:
         print(f"lvs-harness: the grading of {', '.join(crashed)} crashed (see their pytest.log)", file=sys.stderr)
     return 1 if crashed else 0

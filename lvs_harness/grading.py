@@ -47,6 +47,7 @@ from typing import Callable
 from . import exports
 from .checks import is_not_run, not_run
 from .errors import HarnessError
+from .labs.base import provision_budget
 from .packs import load_pack
 from .report import read_event
 
@@ -55,7 +56,27 @@ DEFAULT_JOBS = 10              # labs at most at once (bench/grade.py measures t
 IDLE_TO_START = 0.3            # the share of the machine's CPU idle over a second before one more lab starts
 DEFAULT_RETRIES = 1            # fresh-lab attempts after a run that ended in error
 GATE_MAX_WAIT = 120.0         # seconds one start may be held back by the CPU gate
-JOB_TIMEOUT = 20 * 60          # seconds: a submission's run taking longer is stopped (harness-failed)
+# A submission's run may take: its lab's bring-up (measured on the reference lab, here: uml 12 s,
+# vagrant 385 s, README) and the pack's checks (Pack.check_seconds), each SLOWER times over for a
+# machine slower than ours, plus the provisioning budget the submission's own provisioners may use
+# up. A run past it is stopped (harness-failed, retried once).
+UP_SECONDS = {"uml": 12.0, "netns": 5.0, "vagrant": 400.0}
+VM_CHECKS = 1.4                # the checks on VMs ÷ on the embedded lab, faithful timing (README: 237.7 s ÷ 171 s)
+SLOWER = 4
+
+
+def job_timeout(pack, backend: str, timing: str | None) -> float:
+    """Seconds a submission's grading run may take before it is stopped (see above).
+
+    Example::
+
+        job_timeout(load_pack("hw38"), "uml", None)      # 4 × (12 + 51) + 300 = 552
+    """
+    fast, faithful = pack.check_seconds
+    checks = faithful if (timing or ("faithful" if backend == "vagrant" else "fast")) == "faithful" else fast
+    if backend == "vagrant":
+        checks *= VM_CHECKS
+    return round(SLOWER * (UP_SECONDS.get(backend, UP_SECONDS["vagrant"]) + checks) + provision_budget())
 CSV_FIELDS = ("submission", "outcome", "score", "max_score", "check_id", "title", "status", "check_score",
               "check_max_score", "reason", "measured", "attempts")
 
@@ -153,16 +174,17 @@ class CpuGate:
 
 class Grader:
     def __init__(self, out: Path, *, backend: str = "auto", timing: str | None = None, allow_scripts: bool = False,
-                 jobs: int = 2, progress=None, timeout: float = JOB_TIMEOUT, provider: str = "libvirt",
+                 jobs: int = 2, progress=None, timeout: float | None = None, provider: str = "libvirt",
                  retries: int = DEFAULT_RETRIES, pack: str | None = None, formats: tuple[str, ...] = (),
                  shard: tuple[int, int] | None = None, resume: bool = False, audience: str = "staff",
                  without_hidden: bool = False):
         self.out = Path(out).resolve()         # the jobs run in folders of their own
         self.backend, self.timing, self.allow_scripts = backend, timing, allow_scripts
         self.provider = provider
-        self.jobs, self.timeout, self.retries = max(1, jobs), timeout, max(0, retries)
         self._say = progress or (lambda message: print(message, file=sys.stderr, flush=True))
         self.pack = load_pack(pack)
+        self.jobs, self.retries = max(1, jobs), max(0, retries)
+        self.timeout = timeout or job_timeout(self.pack, backend, timing)
         self.checks = [c for c in suite_checks(self.pack) if not (without_hidden and c["hidden"])]
         self.formats, self.shard, self.resume = tuple(formats), shard, resume
         self.audience, self.without_hidden = audience, without_hidden

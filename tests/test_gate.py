@@ -58,3 +58,14 @@ def test_a_machine_kept_busy_by_others_holds_a_start_back_at_most_max_wait():
     gate.admit(running=lambda: 1)           # the machine never idles, one idle lab of ours runs
     assert 0.3 <= time.monotonic() - t0 < 1.0 and gate.forced == 1
     assert gate.summary() == "CPU gate: starts held back 0 s in all; 1 let through after 0 s with the CPU still busy"
+
+
+def test_a_runs_time_budget_follows_from_its_pack_and_lab(monkeypatch):
+    """Bring-up and the pack's measured checks, 4× for a slow machine, plus the provisioning budget."""
+    from lvs_harness.grading import job_timeout
+    from lvs_harness.packs import load_pack
+    monkeypatch.setenv("LVS_HARNESS_PROVISION_BUDGET", "100")
+    hw38 = load_pack("hw38")
+    assert job_timeout(hw38, "uml", None) == 4 * (12 + hw38.check_seconds[0]) + 100
+    assert job_timeout(hw38, "uml", "faithful") == 4 * (12 + hw38.check_seconds[1]) + 100
+    assert job_timeout(hw38, "vagrant", None) == round(4 * (400 + 1.4 * hw38.check_seconds[1]) + 100)

@@ -62,6 +62,8 @@ class Pack:
       the directors' names, what tells a write-up for this lab from one for another;
     - ``min_reals``: how many reals the homework asks for (a lab built for a write-up that names
       fewer gets that many);
+    - ``check_seconds``: how long its checks took on its reference in the embedded lab, with fast
+      and with faithful timing (measured; a grading run's time budget follows from it);
     - ``skeleton_daemons``: daemons the course's own skeleton runs on every host, which a lab built
       for a write-up without a Vagrantfile runs too (a director's health check may track them).
     """
@@ -80,6 +82,7 @@ class Pack:
     vips: int = 0
     min_reals: int = 1
     skeleton_daemons: tuple[str, ...] = ()
+    check_seconds: tuple[float, float] = (120.0, 300.0)
 
     def checks(self) -> list[Check]:
         """The suite's checks in order (ids checked unique across its modules)."""
