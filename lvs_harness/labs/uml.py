@@ -145,7 +145,8 @@ class Guest:
         try:
             rc = self.proc.wait(2)
         except subprocess.TimeoutExpired:
-            return "restarted (a reboot inside it)"
+            # running on without its agents: a reboot says so on the console; else it is not the guest's doing
+            return "restarted (a reboot inside it)" if "Restarting system" in self.console_tail(40) else None
         tail = self.console_tail(40)
         if rc == 0:
             return "powered off (its console: " + (tail.splitlines() or ["nothing"])[-1].strip()[:120] + ")"

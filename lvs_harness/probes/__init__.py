@@ -7,7 +7,7 @@ NAP = 'f=$(mktemp -u); mkfifo "$f"; exec {nap}<>"$f"; rm -f "$f"; nap() { read -
 
 # In the embedded labs' hosts: a small tmpfs of the harness's own for the probes' files, so that
 # a host whose disk, /tmp and /run its code filled is still measured (elsewhere: /tmp).
-SCRATCH = "/run/lvsh"
+SCRATCH = "/run/lvsh-probes"
 
 
 def scratch(host) -> str:
@@ -15,7 +15,7 @@ def scratch(host) -> str:
 
     Example::
 
-        f"{scratch(client)}/lvsh-probe-1a2b"      # '/run/lvsh/lvsh-probe-1a2b' in an embedded lab
+        f"{scratch(client)}/lvsh-probe-1a2b"      # '/run/lvsh-probes/lvsh-probe-1a2b' in an embedded lab
     """
     found = getattr(host, "_lvsh_scratch", None)
     if found is None:
