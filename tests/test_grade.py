@@ -126,11 +126,12 @@ def test_a_provisioner_that_never_ends_costs_its_budget_once_and_is_the_students
         f"budget of {PROVISION_BUDGET} s ran out" in entry["reason"] and "'waiting'" in entry["reason"], entry["reason"]
 
 
-def test_hostile_output_reaches_no_report_whole(graded):
-    """300 MB printed by a provisioner: its report holds the head and tail and says what was dropped."""
-    report = (graded["out"] / graded["by_name"]["flood"]["report"]).read_bytes()
-    assert len(report) < 8 << 20
-    assert b"bytes of this output dropped here" in report
+def test_hostile_output_reaches_no_output_whole(graded):
+    """300 MB printed by a provisioner: the lab kept 2 MiB of it (tests/test_hostile.py), and nothing the
+    run wrote holds more than a few MB."""
+    folder = (graded["out"] / graded["by_name"]["flood"]["report"]).parent
+    sizes = {p.name: p.stat().st_size for p in folder.iterdir()}
+    assert sizes and max(sizes.values()) < 4 << 20, sizes
 
 
 def test_a_vagrantfile_reads_only_the_guests_files(graded):
