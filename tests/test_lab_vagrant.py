@@ -141,8 +141,10 @@ def test_hw38_suite_passes_on_the_reference_lab_as_vms_with_their_clocks_apart(t
     drained = next(c for c in results["checks"] if c["id"] == "inactconn_drains")["measured"]
     assert drained["drained_after_s"] < 15
     clocks = next(c for c in results["checks"] if c["id"] == "no_split_brain")["measured"]["clock_offsets_s"]
-    for name, seconds in CLOCKS_APART.items():       # offset: what turns the VM's clock into this machine's
-        assert abs(clocks[name]["offset"] + seconds) < 1.0, clocks
+    # offset: what turns a VM's clock into this machine's; besides the shift, each VM's own clock is off
+    # by 0.2-1.7 s (measured), so the shift shows between the two directors
+    (a, shift_a), (b, shift_b) = CLOCKS_APART.items()
+    assert abs((clocks[a]["offset"] - clocks[b]["offset"]) - (shift_b - shift_a)) < 1.0, clocks
     new = {r.id for r in Run.all()} - before
     assert new == set(), f"runs left behind: {new}"
     assert leftovers({results["run_id"]}) == []
