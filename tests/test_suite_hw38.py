@@ -70,7 +70,16 @@ def failed(results: dict) -> set[str]:
     return {k for k, v in results.items() if v["outcome"] == "failed"}
 
 
-def test_reference_passes_every_check(tmp_path):
-    results = run_suite(tmp_path, reference_vagrantfile().read_text())
+def test_reference_passes_every_check_beside_cpu_hogs(tmp_path):
+    """Verdicts do not depend on the machine being idle: a busy loop beside the lab the whole time (on
+    our 2 cores: half the machine; with one per core the same run passed too, in 3.4 x the time), and the
+    reference still passes every check."""
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)]
+    try:
+        results = run_suite(tmp_path, reference_vagrantfile().read_text())
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
     assert failed(results) == set(), {k: v["reason"] for k, v in results.items() if v["reason"]}
     assert sum(v["points"] for v in results.values()) == 24
