@@ -5,6 +5,8 @@ these tests break the hosts they run in."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import pytest
@@ -14,6 +16,7 @@ from lvs_harness.errors import Refused, SubmissionFault, VagrantfileError
 from lvs_harness.labs import LabConfig
 from lvs_harness.labs.namespaces import HOST_LIMITS
 from lvs_harness.labs.uml import GUEST_CGROUPS, UmlLab, available
+from lvs_harness.probes import vrrp
 from lvs_harness.runs import Run
 
 pytestmark = pytest.mark.lab
@@ -46,6 +49,23 @@ def test_each_host_sees_only_its_own_processes(lab):
     out = lab.hosts["server1"].run("ps -e -o pid=,comm=").stdout.split("\n")
     assert out[0].split() == ["1", "lvsh-init"]
     assert sum("nginx" in line for line in out) == 2          # its own master and worker; not the others'
+
+
+def test_heartbeats_show_when_the_machine_stops_the_lab(lab):
+    """Each director's heartbeat (OwnershipMonitor) comes on time in a lab left alone, and as late as the
+    machine stopped the guest (SIGSTOP to UML for 2 s: what a starved machine does to it, only longer)."""
+    directors = [lab.hosts[n] for n in ("balancer1", "balancer2")]
+    with vrrp.OwnershipMonitor(directors, "172.28.128.200") as mon:
+        time.sleep(2)
+        quiet = mon.lateness()
+        os.kill(lab.guest.proc.pid, signal.SIGSTOP)
+        time.sleep(2)
+        os.kill(lab.guest.proc.pid, signal.SIGCONT)
+        time.sleep(1)
+    assert set(quiet) == {"balancer1", "balancer2"} and all(late < 0.5 for late, _ in quiet.values()), quiet
+    stopped = mon.lateness()
+    assert all(1.8 <= late <= 3.0 for late, _ in stopped.values()), stopped
+    assert all(len(beats) >= 20 for beats in mon.beats.values())
 
 
 def test_kill_everything_in_one_host_reaches_that_host_only(lab):

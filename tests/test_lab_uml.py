@@ -245,3 +245,4 @@ def test_vip_assertions_wait_on_the_kernel_events_not_a_poll(channel_lab):
     finally:
         for d in (b1, b2):
             d.observers.remove(count)
+

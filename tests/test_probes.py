@@ -177,3 +177,21 @@ def test_the_example_and_the_reference_run_no_keepalived_scripts():
     parts = example_parts()
     assert keepalived.script_commands(parts["balancer1"]) == []
     assert keepalived.script_commands(parts["balancer2"]) == []
+
+
+def test_a_split_brain_while_the_machine_starved_the_lab_is_the_machines():
+    """An overlap of VIP owners during, or within the master-down interval after, a stretch in which a
+    director's heartbeat came a whole advert interval late may be the machine's doing: it is named so."""
+    from lvs_harness.probes import vrrp
+    mon = vrrp.OwnershipMonitor([], "10.0.0.100")
+    mon.beats = {"lb1": [i / 10 for i in range(100)] + [13.5 + i / 10 for i in range(100)],
+                 "lb2": [i / 10 for i in range(230)]}
+    late = mon.lateness()
+    assert late["lb1"] == (3.5, 9.9) and late["lb2"][0] == 0.0
+    during = {"start": 14.0, "end": 15.2, "seconds": 1.2, "holders": ["lb1", "lb2"]}
+    later = {"start": 20.0, "end": 21.5, "seconds": 1.5, "holders": ["lb1", "lb2"]}
+    found = vrrp.starved_episodes(mon, [during, later], before=3.6, threshold=1.0)
+    assert [(e["start"], [n for n, _, _ in hit]) for e, hit in found] == [(14.0, ["lb1"])]
+    text = vrrp.starved_reason(found, start=0.0)
+    assert text.startswith("the machine did not let the lab run on time (lb1's heartbeat came 3.5 s late at 9.9 s")
+    assert "graded again" in text

@@ -287,6 +287,8 @@ class OwnershipMonitor:
     """
 
     COMMAND = "ip -o -ts monitor address link"
+    BEAT = 0.1
+    BEAT_COMMAND = f"exec bash -c {shlex.quote(NAP + '; while :; do nap ' + str(BEAT) + '; echo $EPOCHREALTIME; done')}"
 
     def __init__(self, directors, vip: str, max_seconds: float = 1800, one_clock: bool = True):
         self.directors = list(directors)
@@ -305,6 +307,11 @@ class OwnershipMonitor:
         self._partial: dict[str, str] = {}
         self._changed = threading.Condition()
         self.generation = 0                                        # counts the lines received
+        # each director's heartbeat (streamed labs): its clock read every BEAT s by a shell in it,
+        # so a stretch the machine did not let it run shows as a late beat (see lateness, starved)
+        self.beats: dict[str, list[float]] = {}
+        self._beat_follows: dict = {}
+        self._beat_partial: dict[str, str] = {}
 
     def clock(self, host) -> tuple[float, float]:
         """(offset, uncertainty) in seconds that turn ``host``'s clock into this machine's; (0, 0)
@@ -346,6 +353,29 @@ class OwnershipMonitor:
                 self.generation += 1
                 self._changed.notify_all()
 
+    def _feed_beat(self, director: str, text: str) -> None:
+        lines = (self._beat_partial.get(director, "") + text).split("\n")
+        self._beat_partial[director] = lines.pop()
+        offset = self.clocks.get(director, (0.0, 0.0))[0]     # measured at the start (no command here:
+        self.beats.setdefault(director, []).extend(float(x) + offset for x in lines if x.strip())   # the reader's thread)
+
+    def lateness(self, start: float = 0.0, end: float = float("inf")) -> dict[str, tuple[float, float]]:
+        """{director: (seconds, at)}: the longest a director's heartbeat came late between ``start`` and
+        ``end`` (this monitor's clock) beyond its BEAT interval, and when that stretch began."""
+        found = {}
+        for name, beats in self.beats.items():
+            pairs = [(b - a - self.BEAT, a) for a, b in zip(beats, beats[1:]) if b >= start and a <= end]
+            if pairs:
+                late, at = max(pairs)
+                found[name] = (round(max(late, 0.0), 3), at)
+        return found
+
+    def starved(self, start: float, end: float, threshold: float) -> list[tuple[str, float, float]]:
+        """(director, seconds late, at) for each director whose heartbeat was ``threshold`` s or more late
+        between ``start`` and ``end``: the machine did not let the lab run then (its timers, keepalived's
+        adverts among them, were as late), whatever the lab's configuration."""
+        return [(n, late, at) for n, (late, at) in self.lateness(start, end).items() if late >= threshold]
+
     def wait_change(self, generation: int, timeout: float) -> bool:
         """Block until an event newer than ``generation`` arrived (True) or ``timeout`` passed."""
         with self._changed:
@@ -370,6 +400,10 @@ class OwnershipMonitor:
                     raise HarnessError(f"`ip -ts monitor` gives no events on {d.name}: "
                                        f"{(why.stderr or why.stdout).strip()[:200]}")
                 self._start[d.name] = self._snapshot(d)
+            for d in self.directors:
+                beat = d.follow(self.BEAT_COMMAND, functools.partial(self._feed_beat, d.name), timeout=self.max_seconds)
+                if beat is not None:
+                    self._beat_follows[d.name] = beat
             _LIVE.append(self)
             return self
         for follow in self._follows.values():      # a backend that streams for some hosts only
@@ -404,7 +438,7 @@ class OwnershipMonitor:
         if self in _LIVE:
             _LIVE.remove(self)
         if self._follows:
-            for f in self._follows.values():
+            for f in [*self._follows.values(), *self._beat_follows.values()]:
                 f.stop()
             return
         for d in self.directors:
@@ -435,6 +469,33 @@ class OwnershipMonitor:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def starved_episodes(monitor: "OwnershipMonitor", episodes: list[dict], before: float,
+                     threshold: float) -> list[tuple[dict, list]]:
+    """The overlap ``episodes`` (see :func:`overlap_intervals`) in which, or in the ``before`` s leading
+    to which, the machine starved a director (its heartbeat ``threshold`` s or more late): [(episode,
+    [(director, seconds late, at)])]. Such an overlap may be the machine's doing, not the lab's.
+
+    Example::
+
+        starved_episodes(mon, lasting, before=3.6, threshold=1.0)   # [] on a machine that kept up
+    """
+    found = []
+    for e in episodes:
+        hit = monitor.starved(e["start"] - before, e["end"], threshold)
+        if hit:
+            found.append((e, hit))
+    return found
+
+
+def starved_reason(found: list[tuple[dict, list]], start: float) -> str:
+    """The sentence for a check whose every failing overlap the machine may have caused."""
+    e, hit = found[0]
+    who = "; ".join(f"{n}'s heartbeat came {late:.1f} s late at {at - start:.1f} s" for n, late, at in hit)
+    return (f"the machine did not let the lab run on time ({who} into the scenario), and both directors held the "
+            f"VIP for {e['seconds']:.1f} s from {e['start'] - start:.1f} s: a split brain this machine, not the lab, "
+            "may have caused — the check cannot judge it and is graded again")
 
 
 def clock_offset(host, tries: int = 5) -> tuple[float, float]:

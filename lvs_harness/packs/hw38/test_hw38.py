@@ -494,6 +494,12 @@ def test_no_split_brain(hw, measure):
                           for e in episodes if e not in lasting])
     measure("split_brain", [(round(e["start"] - start, 2), round(e["seconds"], 2), e["holders"])
                             for e in lasting])
+    if isinstance(hw.watch, vrrp.OwnershipMonitor) and hw.watch.beats:
+        measure("heartbeat_late_s", {n: late for n, (late, _) in hw.watch.lateness().items()})
+        master_down = max(vrrp_instance(d).master_down_interval for d in hw.directors)
+        starved = vrrp.starved_episodes(hw.watch, lasting, before=master_down, threshold=advert)
+        if lasting and len(starved) == len(lasting):
+            raise HarnessError(vrrp.starved_reason(starved, start))
     assert count, "no VIP samples were taken"
     assert not lasting, (f"two VIP owners for {lasting[0]['seconds']:.1f} s from {lasting[0]['start'] - start:.1f} s "
                          f"into the scenario ({lasting[0]['holders']}); {len(lasting)} such episode(s)")
