@@ -371,6 +371,7 @@ def test_no_split_brain(nat, measure):
         lasting = [e for e in vrrp.overlap_intervals(samples) if e["seconds"] >= advert + mon.tolerance()]
         found += [(vip, e) for e in lasting]
         starved += vrrp.starved_episodes(mon, lasting, before=master_down, threshold=advert)
+    measure("heartbeat_late_s", {n: late for mon in nat.watch.values() for n, (late, _) in mon.lateness().items()})
     if found and len(starved) == len(found):      # every overlap: while the machine starved the lab
         raise HarnessError(vrrp.starved_reason(starved, start))
     measure("ownership", ownership)
