@@ -240,8 +240,8 @@ class SteadyState:
 
 def await_steady(directors, vip: str) -> tuple[bool, str]:
     """Wait, touching nothing, for the steady state of a lab just brought up: at most the time the
-    intended master (or, without one, any director) takes to win the VIP. (True, 'balancer1 holds
-    172.28.128.200 (…) after 3.4 s'), or (False, what is seen instead) — `lvs-harness up` says which.
+    intended master (or, without one, any director) takes to win the VIP. (True, 'lb1 holds
+    10.77.0.100 (…) after 3.4 s'), or (False, what is seen instead) — `lvs-harness up` says which.
 
     Example::
 

@@ -98,8 +98,9 @@ def classroom(entry: dict, checks: list[dict]) -> dict[str, dict]:
     for check in checks:
         r = results.get(check["id"]) or {"status": "error", "score": 0, "reason": "not run", "duration": 0}
         status = {"passed": "pass", "failed": "fail"}.get(r["status"], "fail" if theirs else "error")
-        text = check_text(r if r.get("reason") or entry["outcome"] == "graded" else {**r, "reason": entry["reason"]},
-                          check, markdown=False)
+        if not r.get("reason") and entry["outcome"] != "graded":     # not run: the run's own reason says why
+            r = {**r, "reason": entry["reason"]}
+        text = check_text(r, check, markdown=False)
         test = {"name": f"{check['id']}: {check['title']}", "status": status, "score": r["score"],
                 "max_score": check["points"], "message": text, "test_code": "" if status == "pass" else text,
                 "filename": "", "line_no": 0, "execution_time": f"{r.get('duration') or 0:.1f}s"}

@@ -47,7 +47,7 @@ from typing import Callable
 from . import exports
 from .checks import is_not_run, not_run
 from .errors import HarnessError
-from .labs.base import provision_budget
+from .labs.base import default_timing, provision_budget
 from .packs import load_pack
 from .report import read_event
 
@@ -70,10 +70,10 @@ def job_timeout(pack, backend: str, timing: str | None) -> float:
 
     Example::
 
-        job_timeout(load_pack("hw38"), "uml", None)      # 4 × (12 + 51) + 300 = 552
+        job_timeout(pack, "uml", None)      # 4 × (12 + pack.check_seconds[0]) + 300
     """
     fast, faithful = pack.check_seconds
-    checks = faithful if (timing or ("faithful" if backend == "vagrant" else "fast")) == "faithful" else fast
+    checks = faithful if (timing or default_timing(backend)) == "faithful" else fast
     if backend == "vagrant":
         checks *= VM_CHECKS
     return round(SLOWER * (UP_SECONDS.get(backend, UP_SECONDS["vagrant"]) + checks) + provision_budget())

@@ -33,6 +33,7 @@ import pytest
 from .checks import Check, Dependencies
 from .errors import HarnessError, Refused, SubmissionFault, VagrantfileError
 from .labs import CHOICES, PROVIDERS, LabConfig, start_lab
+from .labs.base import default_timing
 from .packs import PackError, load_pack, pack_of_module
 from .report import RECORDER, HtmlHooks, Recorder, emit
 from .submission import NothingToRun, load_submission
@@ -265,7 +266,7 @@ def client(lab):
 @pytest.fixture(scope="session")
 def timing(pytestconfig, lab) -> str:
     """'fast' or 'faithful' (see --timing); fast is the default except on the vagrant lab."""
-    mode = pytestconfig.getoption("--timing") or ("faithful" if lab.NAME == "vagrant" else "fast")
+    mode = pytestconfig.getoption("--timing") or default_timing(lab.NAME)
     pytestconfig.stash[RECORDER].info["timing"] = mode
     return mode
 

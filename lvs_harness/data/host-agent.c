@@ -97,16 +97,18 @@ static void append(struct buf *b, const char *data, size_t n) {
     b->len += n;
 }
 
-/* Append, keeping the first KEEP and the last KEEP bytes: once more than 3 * KEEP are held, the
- * middle is dropped (counted), so each byte is moved at most once. */
+/* Keep the first KEEP and the last KEEP bytes of b (it holds more than 2 * KEEP); count the rest. */
+static void keep_ends(struct buf *b) {
+    size_t drop = b->len - 2 * (size_t)KEEP;
+    memmove(b->data + KEEP, b->data + KEEP + drop, (size_t)KEEP);
+    b->len = 2 * (size_t)KEEP;
+    b->dropped += drop;
+}
+
+/* Append, dropping the middle once more than 3 * KEEP are held, so each byte is moved at most once. */
 static void append_bounded(struct buf *b, const char *data, size_t n) {
     append(b, data, n);
-    if (b->len > 3 * (size_t)KEEP) {
-        size_t drop = b->len - 2 * (size_t)KEEP;
-        memmove(b->data + KEEP, b->data + KEEP + drop, (size_t)KEEP);
-        b->len = 2 * (size_t)KEEP;
-        b->dropped += drop;
-    }
+    if (b->len > 3 * (size_t)KEEP) keep_ends(b);
 }
 
 static void write_all(const char *data, size_t n) {
@@ -124,12 +126,7 @@ static void write_all(const char *data, size_t n) {
 /* One output as sent: all of it, or its head, a line saying how much was dropped, its tail. */
 static size_t sent_len(struct buf *b, char *note, size_t note_size) {
     if (!b->dropped) { note[0] = 0; return b->len; }
-    if (b->len > 2 * (size_t)KEEP) {           /* the tail is the last KEEP bytes exactly */
-        size_t drop = b->len - 2 * (size_t)KEEP;
-        memmove(b->data + KEEP, b->data + KEEP + drop, (size_t)KEEP);
-        b->len = 2 * (size_t)KEEP;
-        b->dropped += drop;
-    }
+    if (b->len > 2 * (size_t)KEEP) keep_ends(b);       /* the tail is the last KEEP bytes exactly */
     snprintf(note, note_size, "\n[lvs-harness: %llu bytes of this output dropped here; the first and last %d kept]\n",
              b->dropped, KEEP);
     return b->len + strlen(note);

@@ -30,6 +30,11 @@ PROVISION_BUDGET = 300     # seconds for all provisioners of a lab together: a c
 
 def provision_budget() -> float:
     return float(os.environ.get("LVS_HARNESS_PROVISION_BUDGET") or PROVISION_BUDGET)
+
+
+def default_timing(backend: str) -> str:
+    """The timing a run uses unless told (see ``--timing``): faithful on VMs, fast on the embedded labs."""
+    return "faithful" if backend == "vagrant" else "fast"
 PROVIDERS = ("libvirt", "virtualbox")    # --lab vagrant
 
 
