@@ -27,6 +27,7 @@ from .grading import DEFAULT_JOBS, DEFAULT_RETRIES, Grader, merge, parse_shard, 
 from .labs import CHOICES, PROVIDERS, LabConfig, clean, remote, select_backend, start_lab
 from .labs.base import provision_budget, stderr_progress
 from .labs.image import ensure_image
+from .lms import Roster
 from .packs import DEFAULT_PACK, PackError, load_pack
 from .probes import ipvs, vrrp
 from .probes.client import http_requests, identify, real_pages
@@ -175,6 +176,7 @@ def cmd_grade(args) -> int:
         raise HarnessError("--retries must be 0 or more.")
     pack = load_pack(args.pack)          # an unknown pack is refused before anything is written
     shard = parse_shard(args.shard) if args.shard else None
+    roster = Roster.read(args.roster) if args.roster else None
     prepare_out(args.out)
     backend, why = select_backend(args.lab)
     stderr_progress(f"lab backend: {backend} ({why})")
@@ -185,15 +187,15 @@ def cmd_grade(args) -> int:
     grader = Grader(args.out, backend=backend, timing=args.timing, allow_scripts=args.allow_scripts, jobs=jobs,
                     provider=args.provider, retries=args.retries, pack=pack.name,
                     formats=tuple(dict.fromkeys(args.format or ())), shard=shard, resume=args.resume,
-                    audience=args.audience)
+                    audience=args.audience, roster=roster)
     entries = grader.grade(args.submissions)
     crashed = [e["submission"] for e in entries if e["outcome"] == "harness-failed"]
     print(f"\n{'submission':30} {'score':>7}  outcome")
     for e in entries:
         print(f"{e['submission']:30} {e['score']:>3}/{e['max_score']:<3}  {e['outcome']}")
     print(f"\nreports: {args.out / 'index.html'}" + "".join(f"\n  {args.out / e['report']}" for e in entries))
-    print(f"gradebook: {args.out / 'gradebook.csv'}, {args.out / 'gradebook.json'}; "
-          f"LMS import: {args.out / 'grades.csv'}")
+    print(f"gradebook: {args.out / 'gradebook.csv'}, {args.out / 'gradebook.json'}")
+    _imports_said(args.out, grader.imports)
     print(grader.gate.summary())
     print(f"time budgets: {provision_budget():.0f} s for a lab's provisioners together, {grader.timeout:.0f} s "
           "for a submission's whole run")
@@ -281,10 +283,18 @@ def cmd_gradescope_run(args) -> int:
 
 
 def cmd_merge(args) -> int:
-    entries = merge(args.shards, args.out)
+    entries, imports = merge(args.shards, args.out, Roster.read(args.roster) if args.roster else None)
     print(f"merged {len(entries)} submission(s) from {len(args.shards)} shard(s) into {args.out}/ "
-          f"(index.html, gradebook.csv, gradebook.json, grades.csv)")
+          f"(index.html, gradebook.csv, gradebook.json)")
+    _imports_said(args.out, imports)
     return 0
+
+
+def _imports_said(out: Path, summary) -> None:
+    print(f"LMS imports: {out / 'grades.csv'} (Canvas), {out / 'grades-moodle.csv'} (Moodle), "
+          f"{out / 'grades-checks.csv'} (points per check)")
+    for line in summary.lines():
+        print(f"  {line}")
 
 
 def _interrupt(signum, frame):
@@ -339,6 +349,13 @@ def cmd_demo(args) -> int:
 def _pack_option(parser) -> None:
     parser.add_argument("--pack", default=None, metavar="NAME",
                         help=f"the course pack (default {DEFAULT_PACK}; `lvs-harness packs` lists them)")
+
+
+def _roster_option(parser) -> None:
+    parser.add_argument("--roster", type=Path, metavar="STUDENTS.CSV",
+                        help="the class list your LMS exports (Canvas: Grades → Export; Moodle: Grades → Export → "
+                             "Plain text file), or any CSV with a Submission column: matches each submission to its "
+                             "student in grades.csv and grades-moodle.csv")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -421,6 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     gr.add_argument("--resume", action="store_true",
                     help="skip submissions whose report in --out is complete for the same inputs (content, pack, "
                          "harness version)")
+    _roster_option(gr)
     gr.set_defaults(func=cmd_grade)
 
     ck = sub.add_parser("check", help="check your own lab before handing it in: the pack's checks with hints")
@@ -447,6 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     mg = sub.add_parser("merge", help="join the --out folders of sharded grade runs into one gradebook and index")
     mg.add_argument("shards", type=Path, nargs="+", metavar="SHARD_DIR")
     mg.add_argument("--out", type=Path, default=Path("reports"), help="where the merged reports go (default: reports/)")
+    _roster_option(mg)
     mg.set_defaults(func=cmd_merge)
 
     demo = sub.add_parser("demo", help="bring the reference lab up, show balancing and failover, tear it down")

@@ -1,6 +1,6 @@
 """Grades in the formats other tools read: Gradescope's results.json, GitHub Classroom's
-autograding result, JUnit XML, and an LMS grade-import CSV — all made from a gradebook entry
-(what ``lvs-harness grade`` records per submission) and the pack's checks.
+autograding result and JUnit XML — all made from a gradebook entry (what ``lvs-harness grade``
+records per submission) and the pack's checks. The LMS imports are ``lms.py``'s.
 
 Example::
 
@@ -9,14 +9,11 @@ Example::
     gradescope(entry, checks)["tests"][0]["name"]      # 'config_valid: keepalived accepts …'
     classroom(entry, checks)["configvalid"]["status"]   # 'pass' | 'fail' | 'error' (a runner per check)
     junit(entry, checks, pack="my-lab")                   # '<?xml …><testsuites …>'
-    lms_csv(book["submissions"], checks, "my-lab")       # 'Student,ID,SIS User ID,SIS Login ID,Section,…'
 """
 
 from __future__ import annotations
 
 import base64
-import csv
-import io
 import json
 import xml.etree.ElementTree as ET
 
@@ -163,22 +160,3 @@ def write(fmt: str, entry: dict, checks: list[dict], folder, pack: str = "") -> 
         text = json.dumps(gradescope(entry, checks), indent=1, default=str)
     (folder / name).write_text(text)
     return name
-
-
-LMS_LEAD = ("Student", "ID", "SIS User ID", "SIS Login ID", "Section")   # Canvas's gradebook columns
-
-
-def lms_csv(entries: list[dict], checks: list[dict], title: str = "lab") -> str:
-    """One row per student for an LMS grade import: Canvas's leading columns (Student, ID, SIS
-    User ID, SIS Login ID, Section — the submission's name as Student and SIS Login ID), then the
-    total, its maximum and one column per check (its points). Canvas matches rows on SIS Login ID;
-    Moodle's CSV import maps any column to a user field (choose SIS Login ID → username) and each
-    grade column to a grade item (leave Max and Outcome unmapped)."""
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow([*LMS_LEAD, f"{title} total", "Max", *(f"{title}: {c['id']}" for c in checks), "Outcome"])
-    for e in entries:
-        by_id = _by_id(e)
-        writer.writerow([e["submission"], "", "", e["submission"], "", e["score"], e["max_score"],
-                         *((by_id.get(c["id"]) or {}).get("score", 0) for c in checks), e["outcome"]])
-    return buf.getvalue()

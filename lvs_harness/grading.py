@@ -44,7 +44,7 @@ from html import escape
 from pathlib import Path
 from typing import Callable
 
-from . import exports
+from . import exports, lms
 from .checks import is_not_run, not_run
 from .errors import HarnessError
 from .labs.base import default_timing, provision_budget
@@ -177,7 +177,7 @@ class Grader:
                  jobs: int = 2, progress=None, timeout: float | None = None, provider: str = "libvirt",
                  retries: int = DEFAULT_RETRIES, pack: str | None = None, formats: tuple[str, ...] = (),
                  shard: tuple[int, int] | None = None, resume: bool = False, audience: str = "staff",
-                 without_hidden: bool = False):
+                 without_hidden: bool = False, roster: lms.Roster | None = None):
         self.out = Path(out).resolve()         # the jobs run in folders of their own
         self.backend, self.timing, self.allow_scripts = backend, timing, allow_scripts
         self.provider = provider
@@ -188,6 +188,7 @@ class Grader:
         self.checks = [c for c in suite_checks(self.pack) if not (without_hidden and c["hidden"])]
         self.formats, self.shard, self.resume = tuple(formats), shard, resume
         self.audience, self.without_hidden = audience, without_hidden
+        self.roster, self.imports = roster, lms.Summary()
         self.entries: dict[str, dict] = {}
         self._procs: dict[str, subprocess.Popen] = {}
         self._lock = threading.Lock()
@@ -445,18 +446,23 @@ class Grader:
 
     # books -----------------------------------------------------------------------------
     def write_books(self, entries: list[dict]) -> None:
-        write_books(self.out, self.pack, self.checks, entries,
-                    shard=f"{self.shard[0]}/{self.shard[1]}" if self.shard else None)
+        self.imports = write_books(self.out, self.pack, self.checks, entries,
+                                   shard=f"{self.shard[0]}/{self.shard[1]}" if self.shard else None, roster=self.roster)
 
 
-def write_books(out: Path, pack, checks: list[dict], entries: list[dict], shard: str | None = None) -> None:
-    """The gradebook (JSON and CSV), the LMS import CSV and the index, written atomically."""
+def write_books(out: Path, pack, checks: list[dict], entries: list[dict], shard: str | None = None,
+                roster: lms.Roster | None = None) -> lms.Summary:
+    """The gradebook (JSON and CSV), the LMS imports (``lms.import_files``) and the index, written
+    atomically; returns what the imports leave out."""
+    files, summary = lms.import_files(entries, checks, pack.title, roster)
     _atomic_write(out / "gradebook.json", json.dumps(
         {"pack": pack.name, "suite": pack.suite, "harness": harness_version(), "shard": shard, "checks": checks,
-         "submissions": entries}, indent=1, default=str))
+         "submissions": entries, "imports": summary.as_dict()}, indent=1, default=str))
     _atomic_write(out / "gradebook.csv", gradebook_csv(entries))
-    _atomic_write(out / "grades.csv", exports.lms_csv(entries, checks, pack.title))
-    _atomic_write(out / "index.html", index_html(entries, checks, pack.title))
+    for name, text in files.items():
+        _atomic_write(out / name, text)
+    _atomic_write(out / "index.html", index_html(entries, checks, pack.title, summary.lines()))
+    return summary
 
 
 def harness_version() -> str:
@@ -514,7 +520,7 @@ def parse_shard(spec: str, env: dict | None = None) -> tuple[int, int]:
     return k, n
 
 
-def merge(folders: list[Path], out: Path) -> list[dict]:
+def merge(folders: list[Path], out: Path, roster: lms.Roster | None = None) -> tuple[list[dict], lms.Summary]:
     """Merge the outputs of shards into ``out``: the same gradebook, LMS CSV and index an
     unsharded run writes, and every submission's folder. Shards of different packs or harness
     versions, or a submission graded twice from different inputs, are refused (nothing written)."""
@@ -549,8 +555,7 @@ def merge(folders: list[Path], out: Path) -> list[dict]:
             shutil.rmtree(out / name, ignore_errors=True)
             shutil.copytree(folder / name, out / name)
     merged = [e for _, (_, e) in sorted(entries.items())]
-    write_books(out, pack, books[0][1]["checks"], merged)
-    return merged
+    return merged, write_books(out, pack, books[0][1]["checks"], merged, roster=roster)
 
 
 def verdict_differences(entry: dict, failed: dict[str, str]) -> list[str]:
@@ -631,7 +636,7 @@ def attempts_text(attempts: list[dict]) -> str:
 SYMBOLS = {"passed": ("✓", "#2ca02c"), "failed": ("✗", "#d62728"), "error": ("!", "#7f7f7f")}
 
 
-def index_html(entries: list[dict], checks: list[dict], title: str = "lvs-harness") -> str:
+def index_html(entries: list[dict], checks: list[dict], title: str = "lvs-harness", notes: list[str] = ()) -> str:
     head = "".join(f"<th class='check' title='{escape(c['title'])}'><span>{escape(c['id'])} ({c['points']})</span></th>"
                    for c in checks)
     rows, in_error = [], []
@@ -662,7 +667,10 @@ def index_html(entries: list[dict], checks: list[dict], title: str = "lvs-harnes
             "white-space:nowrap}td.reason{max-width:40em;font-size:90%}.flag,.errors{color:#b35900}</style></head><body>"
             f"<h1>{escape(title)} gradebook</h1><p>{len(entries)} submission(s), written {time.strftime('%Y-%m-%d %H:%M:%S')}. "
             "✓ passed, ✗ failed, ! could not be judged (hover for the reason). "
-            f"<a href='gradebook.csv'>CSV</a> · <a href='gradebook.json'>JSON</a></p>{banner}"
+            f"<a href='gradebook.csv'>CSV</a> · <a href='gradebook.json'>JSON</a> · LMS imports: "
+            "<a href='grades.csv'>Canvas</a>, <a href='grades-moodle.csv'>Moodle</a>, "
+            f"<a href='grades-checks.csv'>points per check</a></p>{banner}"
+            + (f"<ul class='imports'>{''.join(f'<li>{escape(n)}</li>' for n in notes)}</ul>" if notes else "") +
             f"<table><tr><th>Submission</th><th>Outcome</th><th>Score</th>{head}<th>Lab</th><th>Time</th>"
             f"<th>Attempts</th><th>Reason</th></tr>{''.join(rows)}</table></body></html>\n")
 

@@ -21,10 +21,11 @@ import junitparser
 import pytest
 import yaml
 
-from lvs_harness import exports
+from lvs_harness import exports, lms
 from lvs_harness.errors import HarnessError
 from lvs_harness.grading import merge, parse_shard, shard_of, write_books
 from lvs_harness.packs import load_pack
+from lms_readers import ImportFailed, canvas_import, moodle_import
 from support import SHARED
 
 DATA = Path(__file__).parent / "data"
@@ -167,15 +168,102 @@ def test_pytests_own_junit_xml_with_our_checks_is_valid_against_the_strict_schem
     assert (props["one.points"], props["one.score"], props["two.points"], props["two.score"]) == ("2", "2", "3", "0")
 
 
-def test_lms_csv_has_a_row_per_student_and_a_column_per_check():
-    rows = list(csv.reader(io.StringIO(exports.lms_csv(list(ENTRIES.values()), CHECKS, "hw3.8"))))
-    head = rows[0]
-    assert head[:7] == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", "hw3.8 total", "Max"]
-    assert head[7:-1] == [f"hw3.8: {c['id']}" for c in CHECKS]
-    by_student = {r[0]: r for r in rows[1:]}
-    assert by_student["example-submission"][5:7] == ["24", "24"] and by_student["example-submission"][3] == \
-        "example-submission"
-    assert sum(map(int, by_student["broken-split-brain"][7:-1])) == 6
+def _cohort() -> list[dict]:
+    """Real graded entries under the names students' submissions really have: a Classroom repository
+    (<assignment>-<login>), a file named after the student, a name with a stray word, one nobody on the
+    roster has, and one whose lab failed (its grade is not the student's)."""
+    names = {"hw3-8-ivanov-a": "example-submission", "Petrova_Maria": "broken-split-brain", "sidorov-final": "nocode",
+             "stranger": "example-submission", "kuznetsov": "example-submission"}
+    cohort = []
+    for name, source in names.items():
+        e = copy.deepcopy(ENTRIES[source])
+        e["submission"] = name
+        cohort.append(e)
+    cohort[-1]["checks"][3]["status"] = "error"
+    return cohort
+
+
+CANVAS_EXPORT = """Student,ID,SIS User ID,SIS Login ID,Section,Lab 1 (101),Current Score,Final Score
+    Points Possible,,,,,10,(read only),(read only)
+"Ivanov, Alexey",2001,S-1001,ivanov-a,Group 1,10,100,100
+"Petrova, Maria",2002,S-1002,mpetrova,Group 1,8,80,80
+"Sidorov, Ivan",2003,S-1003,sidorov,Group 2,,,
+"Kuznetsov, Oleg",2004,S-1004,kuznetsov,Group 2,9,90,90
+"Orlova, Anna",2005,S-1005,aorlova,Group 2,7,70,70
+"Student, Test",2099,,,Group 1,,,
+"""
+COURSE = [{"id": 2000 + n, "name": f"{first} {last}", "sortable_name": f"{last}, {first}", "sis_user_id": f"S-100{n}",
+           "login_id": login} for n, (first, last, login) in enumerate(
+    [("Alexey", "Ivanov", "ivanov-a"), ("Maria", "Petrova", "mpetrova"), ("Ivan", "Sidorov", "sidorov"),
+     ("Oleg", "Kuznetsov", "kuznetsov"), ("Anna", "Orlova", "aorlova")], 1)]
+
+
+def test_canvas_imports_one_column_with_its_points_possible_and_the_roster_finds_the_students():
+    files, summary = lms.import_files(_cohort(), CHECKS, "hw3.8", lms.Roster.parse(CANVAS_EXPORT, "canvas.csv"))
+    read = canvas_import(files["grades.csv"], COURSE, {101: {"title": "Lab 1", "points": 10}})
+    assert read["assignments"] == [{"title": "hw3.8", "points_possible": "24", "new": True}]   # one column, 24 points
+    grades = {r["student"]: r["grades"]["hw3.8"] for r in read["rows"]}
+    assert grades == {2001: "24", 2002: "6", 2003: "0"}            # Ivanov 24/24, Petrova 6/24, Sidorov refused: 0
+    assert None not in grades                                       # nobody Canvas does not know
+    assert summary.unmatched == ["stranger"] and list(summary.not_owned) == ["kuznetsov"]
+    assert "4 check" not in summary.not_owned["kuznetsov"] and "in error" in summary.not_owned["kuznetsov"]
+    assert summary.without_submission == ["aorlova"]
+    text = "\n".join(summary.lines())
+    assert "stranger" in text and "kuznetsov: grade left out" in text and "aorlova" in text
+    checks = list(csv.reader(io.StringIO(files["grades-checks.csv"])))
+    assert checks[0][:5] == ["Submission", "Student", "Score", "Max", "Outcome"] and len(checks) == 6
+    assert {r[0]: r[1] for r in checks[1:]}["Petrova_Maria"] == "mpetrova"
+    assert sum(map(int, {r[0]: r for r in checks[1:]}["Petrova_Maria"][5:])) == 6
+
+
+def test_without_a_roster_canvas_finds_students_by_the_submission_as_login():
+    entries = list(ENTRIES.values())
+    files, summary = lms.import_files(entries, CHECKS, "hw3.8")
+    course = [{"id": n, "name": e["submission"].title(), "login_id": e["submission"]} for n, e in enumerate(entries)]
+    read = canvas_import(files["grades.csv"], course)
+    assert [a["title"] for a in read["assignments"]] == ["hw3.8"]
+    assert {r["student"]: r["grades"]["hw3.8"] for r in read["rows"]} == {
+        n: str(e["score"]) for n, e in enumerate(entries)}
+    assert summary.lines()[0].startswith("no --roster")
+
+
+MOODLE_EXPORT = """First name,Last name,ID number,Institution,Department,Email address,hw3.8 (Real),Last downloaded from this course
+Alexey,Ivanov,1001,,,ivanov-a@uni.example,-,1765000000
+Maria,Petrova,1002,,,m.petrova@uni.example,-,1765000000
+Ivan,Sidorov,1003,,,sidorov@uni.example,-,1765000000
+"""
+
+
+def test_moodle_imports_the_lab_into_its_grade_item_with_feedback():
+    roster = lms.Roster.parse(MOODLE_EXPORT, "moodle.csv")
+    files, summary = lms.import_files(_cohort(), CHECKS, "hw3.8", roster)
+    users = [{"id": 10 + n, "idnumber": f"100{n}", "email": email} for n, email in
+             enumerate(["ivanov-a@uni.example", "m.petrova@uni.example", "sidorov@uni.example"], 1)]
+    for map_from, map_to in (("Email address", "useremail"), ("ID number", "useridnumber")):
+        read = moodle_import(files["grades-moodle.csv"], users, map_from, map_to,
+                             {"hw3.8": "hw3.8", "hw3.8 feedback": "feedback:hw3.8"}, {"hw3.8": 24})
+        assert read["grades"] == {11: {"hw3.8": 24}, 12: {"hw3.8": 6}, 13: {"hw3.8": 0}}
+    assert "Failed: vip_on_master" in read["feedback"][12]["hw3.8"]
+    assert "Petrova_Maria" not in read["feedback"][12]["hw3.8"]
+    assert summary.unmatched == ["stranger", "kuznetsov"]                       # neither is on this roster
+    # a row Moodle cannot place aborts its whole import: such a row is never written
+    with pytest.raises(ImportFailed, match="could not find user"):
+        moodle_import(files["grades-moodle.csv"], users[:2], "Email address", "useremail",
+                      {"hw3.8": "hw3.8"}, {"hw3.8": 24})
+
+
+def test_roster_matching_names_what_it_cannot_decide():
+    roster = lms.Roster.parse("Student;SIS Login ID\nAnna Smirnova;asmirnova\nAnna Smirnova;anna-s\n"
+                              "Pavel Lebedev;plebedev\n", "r.csv")
+    entries = [copy.deepcopy(ENTRIES["example-submission"]) for _ in range(4)]
+    for e, name in zip(entries, ["anna-smirnova", "plebedev", "plebedev-v2", "42"]):
+        e["submission"] = name
+    files, summary = lms.import_files(entries, CHECKS, "hw3.8", roster)
+    assert summary.ambiguous == {"anna-smirnova": ["asmirnova", "anna-s"]}
+    assert summary.shared == {"plebedev": ["plebedev", "plebedev-v2"]} and summary.unmatched == ["42"]
+    assert len(list(csv.reader(io.StringIO(files["grades.csv"])))) == 2      # header and Points Possible only
+    with pytest.raises(HarnessError, match=r"^--roster r.csv: no column names a student .* Submission, SIS Login ID"):
+        lms.Roster.parse("Section,Score\nA,1\n", "r.csv")
 
 
 @pytest.mark.parametrize("spec, env, expected", [
@@ -228,7 +316,7 @@ def _shard_dirs(tmp_path: Path, parts: list[list[str]], changes: dict | None = N
 def test_merge_gives_the_books_an_unsharded_run_writes(tmp_path):
     dirs = _shard_dirs(tmp_path, [["example-submission"], ["broken-split-brain", "nocode"], ["correct-nopreempt"]
                                   if "correct-nopreempt" in ENTRIES else []])
-    merged = merge(dirs, tmp_path / "reports")
+    merged, _ = merge(dirs, tmp_path / "reports")
     one = tmp_path / "one"
     one.mkdir()
     write_books(one, load_pack("hw38"), CHECKS, [e for _, e in sorted(ENTRIES.items())])
@@ -240,7 +328,7 @@ def test_merge_gives_the_books_an_unsharded_run_writes(tmp_path):
         "checks": [(c["id"], c["status"], c["score"]) for c in e["checks"]]} for e in book["submissions"]] == strip
     assert len(merged) == len(ENTRIES) and book["shard"] is None
     assert (tmp_path / "reports" / "example-submission" / "report.html").read_text() == "report of example-submission"
-    for name in ("gradebook.csv", "grades.csv"):
+    for name in ("gradebook.csv", "grades.csv", "grades-moodle.csv", "grades-checks.csv"):
         assert (tmp_path / "reports" / name).read_text() == (one / name).read_text()
 
 
@@ -305,3 +393,21 @@ def test_kubernetes_indexed_job_manifest():
     assert env["LVS_HARNESS_SHARDS"] == str(spec["completions"])
     assert "--shard auto" in container["args"][0] and spec["template"]["spec"]["restartPolicy"] == "Never"
     assert parse_shard("auto", {"JOB_COMPLETION_INDEX": "3", **env}) == (4, 4)
+
+
+def test_merge_with_a_roster_prints_what_the_imports_leave_out(tmp_path, capsys):
+    from lvs_harness import cli
+    dirs = _shard_dirs(tmp_path, [["example-submission"], ["broken-split-brain", "nocode"]])
+    roster = tmp_path / "students.csv"
+    roster.write_text("Submission,SIS Login ID,Student\nexample-submission,alice,Alice A\nnocode,bob,Bob B\n"
+                      "broken-split-brain,carol,Carol C\n,dave,Dave D\n")
+    assert cli.main(["merge", *map(str, dirs), "--out", str(tmp_path / "reports"), "--roster", str(roster)]) == 0
+    said = capsys.readouterr().out
+    assert "grades-moodle.csv (Moodle)" in said and "1 student(s) on the roster have no submission: dave" in said
+    rows = list(csv.reader(io.StringIO((tmp_path / "reports" / "grades.csv").read_text())))
+    assert {r[3]: r[5] for r in rows[2:]} == {"alice": "24", "carol": "6", "bob": "0"}
+    assert json.loads((tmp_path / "reports" / "gradebook.json").read_text())["imports"]["without_submission"] == ["dave"]
+    assert "dave" in (tmp_path / "reports" / "index.html").read_text()
+    assert cli.main(["merge", *map(str, dirs), "--out", str(tmp_path / "other"), "--roster",
+                     str(tmp_path / "none.csv")]) == 2
+    assert "--roster" in capsys.readouterr().err and not (tmp_path / "other").exists()
