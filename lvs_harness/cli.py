@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import json
 import shlex
 import signal
 import sys
@@ -196,6 +197,7 @@ def cmd_grade(args) -> int:
     print(f"\nreports: {args.out / 'index.html'}" + "".join(f"\n  {args.out / e['report']}" for e in entries))
     print(f"gradebook: {args.out / 'gradebook.csv'}, {args.out / 'gradebook.json'}")
     _imports_said(args.out, grader.imports)
+    _similar_said(args.out, grader.similar)
     print(grader.gate.summary())
     print(f"time budgets: {provision_budget():.0f} s for a lab's provisioners together, {grader.timeout:.0f} s "
           "for a submission's whole run")
@@ -287,7 +289,15 @@ def cmd_merge(args) -> int:
     print(f"merged {len(entries)} submission(s) from {len(args.shards)} shard(s) into {args.out}/ "
           f"(index.html, gradebook.csv, gradebook.json)")
     _imports_said(args.out, imports)
+    _similar_said(args.out, json.loads((args.out / "gradebook.json").read_text()).get("similar"))
     return 0
+
+
+def _similar_said(out: Path, similar: list[dict] | None) -> None:
+    if similar:
+        print(f"similar work: {len(similar)} pair(s) run configs alike enough to look copied (scores unchanged): "
+              + ", ".join(f"{p['a']} ~ {p['b']} {p['score']:.0%}" for p in similar[:10])
+              + (" …" if len(similar) > 10 else "") + f"; see {out / 'index.html'}")
 
 
 def _imports_said(out: Path, summary) -> None:

@@ -44,7 +44,7 @@ from html import escape
 from pathlib import Path
 from typing import Callable
 
-from . import exports, lms
+from . import exports, lms, similarity
 from .checks import is_not_run, not_run
 from .errors import HarnessError
 from .labs.base import default_timing, provision_budget
@@ -189,6 +189,7 @@ class Grader:
         self.formats, self.shard, self.resume = tuple(formats), shard, resume
         self.audience, self.without_hidden = audience, without_hidden
         self.roster, self.imports = roster, lms.Summary()
+        self.similar: list[dict] | None = None      # the cohort's similar pairs, once all are graded
         self.entries: dict[str, dict] = {}
         self._procs: dict[str, subprocess.Popen] = {}
         self._lock = threading.Lock()
@@ -246,6 +247,7 @@ class Grader:
                 self.progress(f"{label}: attempt {n} ended in error ({why}); grading it again in a fresh lab")
             entry["attempts"] = attempts
             entry["inputs"] = inputs_of(path, self.pack.name)
+            entry["fingerprint"] = fingerprint_of(path, self.pack)
             for old in keep.glob("report-attempt-*.html"):
                 os.replace(old, work / old.name)
             for fmt in self.formats:
@@ -401,7 +403,10 @@ class Grader:
             pool.shutdown(wait=True, cancel_futures=True)
             raise
         pool.shutdown(wait=True)
-        return [self.entries[n] for n in names]
+        entries = [self.entries[n] for n in names]
+        self.similar = similarity.pairs(entries) if len(entries) > 1 else None
+        self.write_books(entries)
+        return entries
 
     def _start_and_grade(self, path: Path, name: str, label: str) -> dict:
         if self._stopping:
@@ -447,22 +452,34 @@ class Grader:
     # books -----------------------------------------------------------------------------
     def write_books(self, entries: list[dict]) -> None:
         self.imports = write_books(self.out, self.pack, self.checks, entries,
-                                   shard=f"{self.shard[0]}/{self.shard[1]}" if self.shard else None, roster=self.roster)
+                                   shard=f"{self.shard[0]}/{self.shard[1]}" if self.shard else None, roster=self.roster,
+                                   similar=self.similar)
 
 
 def write_books(out: Path, pack, checks: list[dict], entries: list[dict], shard: str | None = None,
-                roster: lms.Roster | None = None) -> lms.Summary:
-    """The gradebook (JSON and CSV), the LMS imports (``lms.import_files``) and the index, written
-    atomically; returns what the imports leave out."""
+                roster: lms.Roster | None = None, similar: list[dict] | None = None) -> lms.Summary:
+    """The gradebook (JSON and CSV), the LMS imports (``lms.import_files``) and the index — with the
+    pairs of ``similar`` work (``similarity.pairs``; None: not compared yet) —, written atomically;
+    returns what the imports leave out."""
     files, summary = lms.import_files(entries, checks, pack.title, roster)
     _atomic_write(out / "gradebook.json", json.dumps(
         {"pack": pack.name, "suite": pack.suite, "harness": harness_version(), "shard": shard, "checks": checks,
-         "submissions": entries, "imports": summary.as_dict()}, indent=1, default=str))
+         "submissions": entries, "imports": summary.as_dict(), "similar": similar}, indent=1, default=str))
     _atomic_write(out / "gradebook.csv", gradebook_csv(entries))
     for name, text in files.items():
         _atomic_write(out / name, text)
-    _atomic_write(out / "index.html", index_html(entries, checks, pack.title, summary.lines()))
+    _atomic_write(out / "index.html", index_html(entries, checks, pack.title, summary.lines(), similar))
     return summary
+
+
+def fingerprint_of(path: Path, pack) -> list[str]:
+    """What ``path`` runs, normalized for comparing it with the cohort (``similarity.fingerprint``);
+    empty when it cannot be read (its outcome already says why)."""
+    from .submission import load_submission
+    try:
+        return similarity.fingerprint(load_submission(path, pack))
+    except Exception:                # noqa: BLE001 — a comparison never fails a grade
+        return []
 
 
 def harness_version() -> str:
@@ -555,7 +572,8 @@ def merge(folders: list[Path], out: Path, roster: lms.Roster | None = None) -> t
             shutil.rmtree(out / name, ignore_errors=True)
             shutil.copytree(folder / name, out / name)
     merged = [e for _, (_, e) in sorted(entries.items())]
-    return merged, write_books(out, pack, books[0][1]["checks"], merged, roster=roster)
+    return merged, write_books(out, pack, books[0][1]["checks"], merged, roster=roster,
+                               similar=similarity.pairs(merged) if len(merged) > 1 else None)
 
 
 def verdict_differences(entry: dict, failed: dict[str, str]) -> list[str]:
@@ -636,7 +654,25 @@ def attempts_text(attempts: list[dict]) -> str:
 SYMBOLS = {"passed": ("✓", "#2ca02c"), "failed": ("✗", "#d62728"), "error": ("!", "#7f7f7f")}
 
 
-def index_html(entries: list[dict], checks: list[dict], title: str = "lvs-harness", notes: list[str] = ()) -> str:
+def similar_html(similar: list[dict] | None) -> str:
+    """The index's section on work that looks copied: each pair, its similarity and the lines it
+    shares (rarest first). It changes no score."""
+    if similar is None:
+        return ""
+    if not similar:
+        return "<h2>Similar work</h2><p>No two submissions run configs alike enough to look copied.</p>"
+    items = "".join(
+        f"<details><summary><b>{escape(p['a'])}</b> and <b>{escape(p['b'])}</b>: {p['score']:.0%} alike, "
+        f"{p['count']} shared lines</summary><pre>{escape(chr(10).join(p['shared']))}</pre></details>"
+        for p in similar)
+    return ("<h2>Similar work</h2><p>Pairs whose keepalived configs, Vagrantfiles and setup commands are alike "
+            f"beyond chance (≥ {similarity.THRESHOLD:.0%}: addresses, names, comments and order do not hide a copy; "
+            "the reference's lines and lines most of the cohort shares weigh little). A lead for a grader to read "
+            f"both, not a verdict: scores are not changed.</p>{items}")
+
+
+def index_html(entries: list[dict], checks: list[dict], title: str = "lvs-harness", notes: list[str] = (),
+               similar: list[dict] | None = None) -> str:
     head = "".join(f"<th class='check' title='{escape(c['title'])}'><span>{escape(c['id'])} ({c['points']})</span></th>"
                    for c in checks)
     rows, in_error = [], []
@@ -672,7 +708,7 @@ def index_html(entries: list[dict], checks: list[dict], title: str = "lvs-harnes
             f"<a href='grades-checks.csv'>points per check</a></p>{banner}"
             + (f"<ul class='imports'>{''.join(f'<li>{escape(n)}</li>' for n in notes)}</ul>" if notes else "") +
             f"<table><tr><th>Submission</th><th>Outcome</th><th>Score</th>{head}<th>Lab</th><th>Time</th>"
-            f"<th>Attempts</th><th>Reason</th></tr>{''.join(rows)}</table></body></html>\n")
+            f"<th>Attempts</th><th>Reason</th></tr>{''.join(rows)}</table>{similar_html(similar)}</body></html>\n")
 
 
 def _atomic_write(path: Path, text: str) -> None:

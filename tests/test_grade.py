@@ -62,6 +62,12 @@ def test_batch_exits_zero_and_books_every_submission(graded):
     index = (graded["out"] / "index.html").read_text()
     for name in graded["by_name"]:
         assert f"href='{name}/report.html'" in index
+    # the cohort compared: its two near-copies are listed (tests/test_similarity.py says why), nothing else
+    book = json.loads((graded["out"] / "gradebook.json").read_text())
+    assert {(p["a"], p["b"]) for p in book["similar"]} == {
+        ("04-grigoriyazatyan-inline-backtick-configs", "13-omegam-balancers-chk-nginx"),
+        ("broken-wrr-weights", "correct-rr-weights")}
+    assert "<h2>Similar work</h2>" in index and "<b>broken-wrr-weights</b> and <b>correct-rr-weights</b>" in index
 
 
 def test_good_submissions_score_full_marks(graded):
