@@ -31,7 +31,7 @@ NAMES = [("balancer", "server"), ("lb", "web"), ("dir", "real"), ("netology", "n
 def design(rng: random.Random) -> dict:
     d, r = rng.choice(NAMES)
     sep = rng.choice(["", "-", "0"])
-    net = rng.choice([f"172.28.128", f"192.168.{rng.randint(1, 250)}", f"10.{rng.randint(0, 250)}.{rng.randint(0, 250)}"])
+    net = rng.choice(["172.28.128", f"192.168.{rng.randint(1, 250)}", f"10.{rng.randint(0, 250)}.{rng.randint(0, 250)}"])
     octets = rng.sample(range(10, 250), 5)
     return {"d": [f"{d}{sep}1", f"{d}{sep}2"], "r": [f"{r}{sep}a" if d == r else f"{r}{sep}1", f"{r}{sep}b" if d == r
                                                      else f"{r}{sep}2"],
