@@ -141,10 +141,11 @@ def test_hw38_suite_passes_on_the_reference_lab_as_vms_with_their_clocks_apart(t
     drained = next(c for c in results["checks"] if c["id"] == "inactconn_drains")["measured"]
     assert drained["drained_after_s"] < 15
     clocks = next(c for c in results["checks"] if c["id"] == "no_split_brain")["measured"]["clock_offsets_s"]
-    # offset: what turns a VM's clock into this machine's; besides the shift, each VM's own clock is off
-    # by 0.2-1.7 s (measured), so the shift shows between the two directors
+    # offset: what turns a VM's clock into this machine's. Besides the shift, each VM's own clock is off by
+    # 0.2-1.7 s (measured), and `date -s @N` drops the fraction of a second (up to 1 s each): the shift
+    # shows between the two directors within 1.5 + 1 s (measured 3.68 s of the 5 s once, 2026-12-06)
     (a, shift_a), (b, shift_b) = CLOCKS_APART.items()
-    assert abs((clocks[a]["offset"] - clocks[b]["offset"]) - (shift_b - shift_a)) < 1.0, clocks
+    assert abs((clocks[a]["offset"] - clocks[b]["offset"]) - (shift_b - shift_a)) < 2.5, clocks
     new = {r.id for r in Run.all()} - before
     assert new == set(), f"runs left behind: {new}"
     assert leftovers({results["run_id"]}) == []
