@@ -147,6 +147,17 @@ def takeover_deadline(director, vip: str | None = None) -> float:
     return inst.master_down_interval + inst.advert_int + SLACK
 
 
+def _said_addresses(by_interface: dict) -> str:
+    """{interface: [addresses]} in words: 'addresses eth1 10.0.0.1/24 and 10.0.0.100/32; lo 127.0.0.1/8'."""
+    return "addresses " + ("; ".join(f"{iface} {said(addrs)}" for iface, addrs in by_interface.items())
+                           if by_interface else "none")
+
+
+def _said_connections(total: int, per_real: dict) -> str:
+    return f"{total} connections" + (": " + ", ".join(f"{n} to {real}" for real, n in per_real.items())
+                                     if per_real else ", to no real")
+
+
 def _addresses_evidence(hosts) -> tuple[dict, str]:
     found, text = {}, []
     for h in hosts:
@@ -166,7 +177,7 @@ def assert_vip_on(director, vip: str, *, deadline: float | None = None, interval
     def observe():
         found, evidence = _addresses_evidence([director])
         owned = vrrp.owners(found, vip) == [director.name]
-        return _Seen(owned, director.name, f"addresses {found[director.name]}", evidence)
+        return _Seen(owned, director.name, _said_addresses(found[director.name]), evidence)
     return _poll(observe, what=f"VIP {vip} on {director.name}", expected=f"{vip} on a {director.name} interface",
                  deadline=deadline or takeover_deadline(director) + 3, interval=interval, hosts=[director])
 
@@ -180,7 +191,7 @@ def assert_vip_absent(host, vip: str, *, deadline: float = 5.0, interval: float 
     """
     def observe():
         found, evidence = _addresses_evidence([host])
-        return _Seen(not vrrp.owners(found, vip), None, f"addresses {found[host.name]}", evidence)
+        return _Seen(not vrrp.owners(found, vip), None, _said_addresses(found[host.name]), evidence)
     return _poll(observe, what=f"VIP {vip} absent from {host.name}", expected=f"no {vip} outside lo",
                  deadline=deadline, interval=interval, hosts=[host])
 
@@ -199,7 +210,7 @@ def assert_single_vip_owner(directors, vip: str, *, deadline: float | None = Non
         found, evidence = _addresses_evidence(directors)
         owners = vrrp.owners(found, vip)
         return _Seen(len(owners) == 1, owners[0] if len(owners) == 1 else None,
-                     f"owners {owners}", evidence)
+                     f"owners {said(owners)}", evidence)
     watch = vrrp.watching(directors)
     since = vrrp.events_seen(watch)
     first = _poll(observe, what=f"a single owner of {vip}", expected="exactly one director",
@@ -214,6 +225,55 @@ def assert_single_vip_owner(directors, vip: str, *, deadline: float | None = Non
             raise LabAssertionError(f"{vip} staying with {first.value} for {hold:.1f} s", f"only {first.value}",
                                     seen.got, first.seconds + time.monotonic() - t0, seen.evidence)
     return first
+
+
+FORWARDING = {"Route": "direct routing", "Masq": "masquerading (NAT)", "Tunnel": "tunneling", "Local": "local"}
+
+
+def said(names) -> str:
+    """Names as a sentence says them: 'a', 'a and b', 'a, b and c' ('nobody' for none)."""
+    names = [str(n) for n in names]
+    if not names:
+        return "nobody"
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def said_statuses(statuses: dict) -> str:
+    """How a batch of HTTP requests ended, in words (status 0: no HTTP answer at all).
+
+    Example::
+
+        said_statuses({0: 25, 200: 25})   # 'statuses of the 50 requests: 25 answered 200, 25 got no HTTP answer'
+    """
+    total = sum(statuses.values())
+    parts = [f"{n} " + ("got no HTTP answer" if not status else f"answered {status}")
+             for status, n in sorted(statuses.items(), key=lambda kv: (-kv[1], -(kv[0] or 0)))]
+    return f"statuses of the {total} requests: " + ", ".join(parts)
+
+
+def said_split(by_real: dict, expected: list[str] = ()) -> str:
+    """Which reals answered how many requests, in words, naming those that answered none.
+
+    Example::
+
+        said_split({"server1": 50}, ["server1", "server2"])   # 'answers came from server1 (50); none from server2'
+    """
+    got = [f"{name} ({n})" for name, n in sorted(by_real.items(), key=lambda kv: (-kv[1], str(kv[0])))
+           if name is not None]
+    text = "answers came from " + said(got) if got else "no real answered"
+    if by_real.get(None):
+        text += f"; {by_real[None]} request(s) got no answer"
+    silent = [name for name in expected if not by_real.get(name)]
+    return text + (f"; none from {said(silent)}" if silent and got else "")
+
+
+def said_reals(reals) -> str:
+    """[(address, forward)] in words: '10.0.0.1 and 10.0.0.2 by direct routing'."""
+    modes = {f for _, f in reals}
+    if len(modes) == 1:
+        mode = modes.pop()
+        return f"{said(a for a, _ in reals)} by {FORWARDING.get(mode, mode)}"
+    return said(f"{a} by {FORWARDING.get(f, f)}" for a, f in reals)
 
 
 def assert_ipvs_service(director, vip: str, port: int, *, scheduler: str = "rr", reals: list[str] | None = None,
@@ -241,10 +301,12 @@ def assert_ipvs_service(director, vip: str, port: int, *, scheduler: str = "rr",
         ok = svc.scheduler == scheduler and (want is None and all(f == forward for _, f in got_reals)
                                              or got_reals == want)
         ok = ok and (weights is None or got_weights == dict(weights))
-        got = f"scheduler {svc.scheduler}, reals {got_reals}" + (f", weights {got_weights}" if weights else "")
+        got = (f"scheduler {svc.scheduler}, reals {said_reals(got_reals) if got_reals else 'none'}"
+               + (f", weights {said(f'{a} {w}' for a, w in sorted(got_weights.items()))}" if weights else ""))
         return _Seen(ok, svc, got, text)
-    expected = (f"{protocol} {vip}:{port} {scheduler}" + (f" with {sorted(reals)} in {forward}" if reals else "")
-                + (f", weights {dict(weights)}" if weights else ""))
+    expected = (f"{protocol} {vip}:{port} {scheduler}" + (f" with {said_reals([(a, forward) for a in sorted(reals)])}"
+                                                          if reals else "")
+                + (f", weights {said(f'{a} {w}' for a, w in sorted(weights.items()))}" if weights else ""))
     return _poll(observe, what=f"IPVS service on {director.name}", expected=expected, deadline=deadline,
                  interval=interval)
 
@@ -299,7 +361,7 @@ def assert_weighted_split(director, vip: str, port: int, *, expected_total: int,
         per_real = {k: v for k, v in delta.items() if k != "total" and (v or k in shares)}
         ok = delta["total"] == expected_total and set(per_real) <= set(shares) and all(
             abs(per_real.get(a, 0) - share) <= tolerance for a, share in shares.items())
-        return _Seen(ok, per_real, f"{delta['total']} connections split {per_real}", text)
+        return _Seen(ok, per_real, _said_connections(delta["total"], per_real), text)
     want = ", ".join(f"{a}: {share:g}" for a, share in shares.items())
     return _poll(observe, what=f"weighted split over {vip}:{port} on {director.name}",
                  expected=f"{expected_total} connections, by weight ({want}; ±{tolerance} each)",
@@ -326,7 +388,7 @@ def assert_rr_balanced(director, vip: str, port: int, *, expected_total: int, to
         share = expected_total / max(len(per_real), 1)
         ok = delta["total"] == expected_total and bool(per_real) and all(
             abs(v - share) <= tolerance for v in per_real.values())
-        return _Seen(ok, per_real, f"{delta['total']} connections split {per_real}", text)
+        return _Seen(ok, per_real, _said_connections(delta["total"], per_real), text)
     return _poll(observe, what=f"round robin over {vip}:{port} on {director.name}",
                  expected=f"{expected_total} connections, an equal share (±{tolerance}) per real",
                  deadline=deadline, interval=interval)
@@ -446,7 +508,7 @@ def assert_failover_within(from_director, to_director, vip: str, *, seconds: flo
     def observe():
         found, evidence = _addresses_evidence([from_director, to_director])
         owners = vrrp.owners(found, vip)
-        return _Seen(owners == [to_director.name], owners, f"owners {owners}", evidence)
+        return _Seen(owners == [to_director.name], owners, f"owners {said(owners)}", evidence)
     return _poll(observe, what=f"failover of {vip} from {from_director.name} to {to_director.name}",
                  expected=f"{vip} on {to_director.name} only",
                  deadline=seconds if seconds is not None else takeover_deadline(to_director), interval=interval,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from html import escape
 from pathlib import Path
@@ -174,6 +175,26 @@ def read_event(line: str) -> dict | None:
     return event if isinstance(event, dict) and "event" in event else None
 
 
+PYTEST_EXPLANATION = re.compile(r"^(?:assert |AssertionError\b)", re.M)
+
+
+def for_people(text: str) -> str:
+    """A failed assertion's reason without pytest's rewriting of it (``assert …``, ``where …``,
+    the diff and the reprs it explains with): the check's own sentence. The staff report keeps
+    pytest's whole text in its log. An assertion with no sentence of its own keeps the first line.
+
+    Example::
+
+        for_people("no intended master: the highest priority is shared\nassert None is not None\n + where …")
+        # 'no intended master: the highest priority is shared'
+    """
+    m = PYTEST_EXPLANATION.search(text)
+    if m is None:
+        return text
+    own = text[:m.start()].strip()
+    return own or text.splitlines()[0].strip()
+
+
 def _verdict(report, call) -> tuple[str, str]:
     if report.passed and call.when == "call":
         return "passed", ""
@@ -183,6 +204,8 @@ def _verdict(report, call) -> tuple[str, str]:
     exc = call.excinfo.value if call.excinfo else None
     text = str(exc) if exc is not None else str(report.longrepr)
     text = text.split("\n--- evidence ---")[0].strip()
+    if isinstance(exc, AssertionError):
+        text = for_people(text)
     if len(text) > REASON_CHARS:
         text = text[:REASON_CHARS] + " …"
     if call.when == "call" and isinstance(exc, (AssertionError, pytest.fail.Exception)):

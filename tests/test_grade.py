@@ -70,6 +70,20 @@ def test_batch_exits_zero_and_books_every_submission(graded):
     assert "<h2>Similar work</h2>" in index and "<b>broken-wrr-weights</b> and <b>correct-rr-weights</b>" in index
 
 
+PYTEST_TEXT = re.compile(r"^assert |^\s*\+\s+where |object at 0x|Counter\(|<generator|Full diff|Left contains|"
+                         r"Request\(|\{'|\[\('|\{\d+: |\{None: ", re.M)
+
+
+@pytest.mark.parametrize("batch", ["graded", "graded_nat"])
+def test_reasons_are_sentences_not_pytests_text(batch, request):
+    """A check's reason is the check's own words: no assertion rewriting, object reprs or raw
+    dict/list reprs (the staff report keeps pytest's text in its log)."""
+    book = request.getfixturevalue(batch)
+    found = [(name, c["id"], c["reason"][:300]) for name, e in book["by_name"].items() for c in e["checks"]
+             if PYTEST_TEXT.search(c["reason"])]
+    assert found == []
+
+
 def test_good_submissions_score_full_marks(graded):
     for name in ("example-submission", "hw38-writeup"):
         entry = graded["by_name"][name]

@@ -195,3 +195,22 @@ def test_a_split_brain_while_the_machine_starved_the_lab_is_the_machines():
     text = vrrp.starved_reason(found, start=0.0)
     assert text.startswith("the machine did not let the lab run on time (lb1's heartbeat came 3.5 s late at 9.9 s")
     assert "graded again" in text
+
+
+def test_reasons_are_said_in_sentences():
+    from lvs_harness.assertions import said, said_reals, said_split, said_statuses
+    from lvs_harness.report import for_people
+    assert said_statuses({0: 50}) == "statuses of the 50 requests: 50 got no HTTP answer"
+    assert said_statuses({0: 25, 200: 25}) == "statuses of the 50 requests: 25 answered 200, 25 got no HTTP answer"
+    assert said_split({"netology4": 50}, ["netology3", "netology4"]) == \
+        "answers came from netology4 (50); none from netology3"
+    assert said_split({None: 25, "server1": 25}, ["server1", "server2"]) == \
+        "answers came from server1 (25); 25 request(s) got no answer; none from server2"
+    assert said_reals([("10.0.0.2", "Route"), ("10.0.0.3", "Route")]) == "10.0.0.2 and 10.0.0.3 by direct routing"
+    assert said(["a", "b", "c"]) == "a, b and c" and said([]) == "nobody"
+    # pytest's rewriting of a failed `assert x, message` is the log's, not the reason's
+    rewritten = ("no intended master: the highest priority is shared (priority lb1 100, lb2 100)\n"
+                 "assert None is not None\n +  where None = <Scenario object at 0x7f765d396b90>.master")
+    assert for_people(rewritten) == "no intended master: the highest priority is shared (priority lb1 100, lb2 100)"
+    assert for_people("assert 1 == 2\n  -1\n  +2") == "assert 1 == 2"       # no sentence of its own: the first line
+    assert for_people("a sentence\nwith a second line") == "a sentence\nwith a second line"

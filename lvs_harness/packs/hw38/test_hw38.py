@@ -15,7 +15,8 @@ import pytest
 
 from lvs_harness.assertions import (LabAssertionError, assert_config_runs, assert_dr_real, assert_failover_within,
                                     assert_inactconn_drains_within, assert_ipvs_service, assert_rr_balanced,
-                                    assert_single_vip_owner, assert_vip_on, takeover_deadline, vrrp_instance)
+                                    assert_single_vip_owner, assert_vip_on, said, said_split, said_statuses,
+                                    takeover_deadline, vrrp_instance)
 from lvs_harness.baseline import SteadyState, Unsteady, intended_master, link_is_up
 from lvs_harness.checks import Check, not_run
 from lvs_harness.errors import HarnessError
@@ -199,7 +200,7 @@ def test_directors_separate(hw, measure):
                         for s in ipvs.parse_list(d.run("ipvsadm -Ln").stdout).services for r in s.reals}
                        & director_ips)
     measure("directors_as_reals", as_reals + in_tables)
-    assert not as_reals and not in_tables, f"directors used as reals: {as_reals + in_tables}"
+    assert not as_reals and not in_tables, f"directors used as reals: {said(dict.fromkeys(as_reals + in_tables))}"
 
 
 def _left_to_settle(director) -> float:
@@ -300,8 +301,8 @@ def test_traffic_via_vip(hw, measure):
         measure("by_real_from", "IPVS connection counters (the reals serve the same page)")
     measure("statuses", dict(statuses))
     measure("by_real", dict(by_real))
-    assert statuses == {200: REQUESTS}, f"statuses {dict(statuses)}"
-    assert set(by_real) == {r.name for r in hw.reals}, f"answered by {dict(by_real)}"
+    assert statuses == {200: REQUESTS}, said_statuses(statuses)
+    assert set(by_real) == {r.name for r in hw.reals}, said_split(by_real, [r.name for r in hw.reals])
 
 
 @pytest.mark.check(id="vip_arp_to_director", points=1, title="the client's ARP for the VIP reaches the active "
@@ -313,8 +314,8 @@ def test_vip_arp_to_director(hw, measure):
     answer = hw.arp()
     measure("arp", {"mac": answer.mac, "owner": answer.owner, "repliers": list(answer.repliers)})
     assert answer.owner == owner and list(answer.repliers) == [owner], (
-        f"the VIP resolves to {answer.owner} ({answer.mac}); ARP replies from {list(answer.repliers)}, "
-        f"expected only {owner}\n{answer.raw}")
+        f"the VIP resolves to {answer.owner} ({answer.mac}); ARP replies came from {said(answer.repliers)}, "
+        f"expected from {owner} only\n--- evidence ---\n{answer.raw}")
 
 
 @pytest.mark.check(id="rr_balanced", points=2, title="round robin: an even split on the active director",
@@ -343,7 +344,7 @@ def test_inactconn_drains(hw, measure):
                                 "(default 120 s = 1 MSL; --timing faithful keeps it)")
     # a burst of its own: the drain is timed from requests just made (earlier entries may have expired)
     answers = hw.requests(DRAIN_REQUESTS)
-    assert any(a.ok for a in answers), f"no request answered: {Counter(a.status for a in answers)}"
+    assert any(a.ok for a in answers), f"no request answered ({said_statuses(Counter(a.status for a in answers))})"
     try:
         drained = assert_inactconn_drains_within(hw.holder, hw.vip, hw.port, interval=0.5)
     except LabAssertionError as err:
@@ -412,11 +413,14 @@ def test_failover(hw, measure):
         _measure_move(hw, measure, "failover_s", moved, ("link", holder, False), ("vip", backup, True), t0)
         _measure_probes(measure, prober)
         after = [r for r in prober.results if r.time > prober.results[-1].time - 0.5] if prober.results else []
-        assert after and all(r.ok for r in after), "client requests still fail after the takeover"
+        failing = [r for r in after if not r.ok]
+        assert after and not failing, (f"client requests still fail after the takeover: {len(failing)} of the last "
+                                       f"{len(after)} ({said_statuses(Counter(r.status for r in after))})"
+                                       if after else "the client's prober recorded no request after the takeover")
         if hw.lab.ipvs:
             before = hw.stats_now(backup)   # the prober's last requests are still being counted
             answers = hw.requests(10)
-            assert all(a.ok for a in answers), f"through the backup: {Counter(a.status for a in answers)}"
+            assert all(a.ok for a in answers), f"through the backup: {said_statuses(Counter(a.status for a in answers))}"
             # the takeover and traffic through the new holder are failover's; the split is rr_balanced's
             split = assert_rr_balanced(backup, hw.vip, hw.port, expected_total=10, since=before, tolerance=10)
             measure("split_on_backup", split.value)
@@ -456,7 +460,7 @@ def test_failback(hw, measure):
     _measure_move(hw, measure, "failback_s", back, ("link", holder, True), ("vip", holder, True), t0)
     states = [t.state for t in vrrp.read_transitions(backup)]
     measure("backup_states", states)
-    assert states and states[-1] == "BACKUP", f"the backup's last state is {states[-1:] or 'unknown'}"
+    assert states and states[-1] == "BACKUP", f"the backup's last state is {states[-1] if states else 'unknown'}"
 
 
 @pytest.mark.check(id="no_split_brain", points=2, title="never two VIP owners across the scenario (beyond a "
@@ -502,4 +506,4 @@ def test_no_split_brain(hw, measure):
             raise HarnessError(vrrp.starved_reason(starved, start))
     assert count, "no VIP samples were taken"
     assert not lasting, (f"two VIP owners for {lasting[0]['seconds']:.1f} s from {lasting[0]['start'] - start:.1f} s "
-                         f"into the scenario ({lasting[0]['holders']}); {len(lasting)} such episode(s)")
+                         f"into the scenario ({said(lasting[0]['holders'])}); {len(lasting)} such episode(s)")

@@ -20,7 +20,7 @@ import pytest
 
 from lvs_harness import keepalived
 from lvs_harness.assertions import (LabAssertionError, assert_config_runs, assert_failover_within, assert_ipvs_service,
-                                    assert_vip_on, assert_weighted_split, takeover_deadline)
+                                    assert_vip_on, assert_weighted_split, said, said_statuses, takeover_deadline)
 from lvs_harness.baseline import SteadyState, Unsteady, intended_master
 from lvs_harness.checks import Check, not_run
 from lvs_harness.errors import HarnessError
@@ -161,7 +161,7 @@ def baseline(request, nat, measure):
         failed = [a for a in answers if not a.ok]
         if failed:
             pytest.fail(not_run(f"in the steady state {len(failed)} of {count} requests through the VIP were not "
-                                f"answered (statuses {dict(Counter(a.status for a in answers))}; see wrr_split, "
+                                f"answered ({said_statuses(Counter(a.status for a in answers))}; see wrr_split, "
                                 "reals_via_gateway)"), pytrace=False)
 
 
@@ -264,7 +264,7 @@ def test_wrr_split(nat, measure):
     weights = nat.weights()
     total = sum(weights.values()) or 1
     measure("expected", {name: round(REQUESTS * weights.get(rip, 0) / total, 1) for name, rip in nat.rips.items()})
-    assert statuses == {200: REQUESTS}, f"statuses {dict(statuses)}"
+    assert statuses == {200: REQUESTS}, said_statuses(statuses)
     split = assert_weighted_split(nat.holder, nat.vip, nat.port, expected_total=REQUESTS, since=before,
                                   weights=weights)
     measure("split", split.value)
@@ -302,7 +302,7 @@ def test_health_check(nat, measure):
         answers = nat.requests(12)
         statuses = Counter(a.status for a in answers)
         measure("after_stop", dict(Counter(a.real for a in answers if a.ok)) if distinct(nat.pages) else {})
-        assert statuses == {200: 12}, f"with {real.name}'s server stopped: statuses {dict(statuses)}"
+        assert statuses == {200: 12}, f"with {real.name}'s server stopped: {said_statuses(statuses)}"
     finally:
         real.start("nginx")
         nat.event(real, f"nginx started on {real.name}")
@@ -347,7 +347,7 @@ def test_failover(nat, measure):
         answers = nat.requests(12)
         statuses = Counter(a.status for a in answers)
         measure("through_backup", dict(statuses))
-        assert statuses == {200: 12}, f"through {backup.name}: statuses {dict(statuses)}"
+        assert statuses == {200: 12}, f"through {backup.name}: {said_statuses(statuses)}"
     finally:
         holder.link_up(link)
         nat.event(holder, f"{link} up on {holder.name}")
@@ -379,5 +379,5 @@ def test_no_split_brain(nat, measure):
     measure("events", [(round(t - start, 2), what) for t, what in nat.events])
     measure("split_brain", [(vip, round(e["start"] - start, 2), round(e["seconds"], 2), e["holders"])
                             for vip, e in found])
-    assert not found, "; ".join(f"{vip} held by {e['holders']} for {e['seconds']:.1f} s from "
+    assert not found, "; ".join(f"{vip} held by {said(e['holders'])} for {e['seconds']:.1f} s from "
                                 f"{e['start'] - start:.1f} s" for vip, e in found)
