@@ -70,8 +70,22 @@ def test_batch_exits_zero_and_books_every_submission(graded):
     assert "<h2>Similar work</h2>" in index and "<b>broken-wrr-weights</b> and <b>correct-rr-weights</b>" in index
 
 
+def test_failed_checks_say_why_from_the_live_lab(graded):
+    """A failed check's reason starts with its diagnosis (tests/test_diagnosis.py): the first broken
+    link, observed on the lab, and its fix; a passing run looks for none."""
+    by = graded["by_name"]
+    assert re.search(r"balancer1 and balancer2 are both MASTER: they announce virtual_router_id 5[12] and 5[12], so "
+                     r"neither hears the other", checks(by["broken-split-brain"])["vip_on_master"]["reason"])
+    assert checks(by["broken-no-ipvs-on-backup"])["failover"]["reason"].startswith(
+        "balancer2 holds the VIP 172.28.128.200 but has no IPVS service for 172.28.128.200:80")
+    assert "the service is persistent (persistence_timeout 5), so one client always reaches the same real" in \
+        checks(by["01-dokdev-linked-configs-192.168.17"])["traffic_via_vip"]["reason"]
+    for name in ("example-submission", "hw38-writeup"):
+        assert not [c["id"] for c in by[name]["checks"] if any(k.startswith("diagnosis") for k in c["measured"])]
+
+
 PYTEST_TEXT = re.compile(r"^assert |^\s*\+\s+where |object at 0x|Counter\(|<generator|Full diff|Left contains|"
-                         r"Request\(|\{'|\[\('|\{\d+: |\{None: ", re.M)
+                         r"Request\(|\{'[^']*': |\[\('|\['[^']*', '|\{\d+: |\{None: ", re.M)    # dict/list reprs
 
 
 @pytest.mark.parametrize("batch", ["graded", "graded_nat"])

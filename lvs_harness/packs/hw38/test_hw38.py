@@ -13,6 +13,7 @@ from collections import Counter
 
 import pytest
 
+from lvs_harness import diagnosis
 from lvs_harness.assertions import (LabAssertionError, assert_config_runs, assert_dr_real, assert_failover_within,
                                     assert_inactconn_drains_within, assert_ipvs_service, assert_rr_balanced,
                                     assert_single_vip_owner, assert_vip_on, said, said_split, said_statuses,
@@ -120,6 +121,25 @@ class Scenario:
         return self._traffic[1]
 
 
+def _why(hw, measure, holder=None, by_real=None) -> str:
+    """A failed traffic check's diagnosis (``diagnosis.dr_path`` through ``holder``, default the VIP's
+    holder as the check began), as the sentence its reason starts with ('' when none is found)."""
+    if not hw.lab.ipvs:
+        return ""
+    t0 = time.monotonic()
+    client_ip = next((a.split("/")[0] for a in vrrp.read_addresses(hw.client).get(hw.lab_if[hw.client.name], [])
+                      if ":" not in a), None)
+    finding = client_ip and diagnosis.explain(diagnosis.dr_path, client_ip=client_ip, holder=holder or hw.holder,
+                                              reals=hw.reals, vip=hw.vip, port=hw.port, by_real=by_real,
+                                              directors=hw.directors)
+    measure("diagnosis_s", round(time.monotonic() - t0, 2))
+    if not finding:
+        return ""
+    measure("diagnosis", finding.sentence)
+    measure("diagnosis_seen", finding.evidence[-2000:])
+    return f"{finding.sentence}. Seen: "
+
+
 @pytest.fixture(scope="module")
 def hw(lab, directors, reals, client, timing):
     if len(directors) < 2 or not reals:
@@ -225,7 +245,17 @@ def test_vip_on_master(hw, measure):
     # does not hear the master (split brain) takes the VIP by then
     hold = min(max(0.0, *(_left_to_settle(d) for d in hw.directors)),
                max(takeover_deadline(d, hw.vip) for d in hw.directors))
-    owner = assert_single_vip_owner(hw.directors, hw.vip, hold=hold)
+    try:
+        owner = assert_single_vip_owner(hw.directors, hw.vip, hold=hold)
+    except LabAssertionError as err:
+        t0 = time.monotonic()
+        finding = diagnosis.explain(diagnosis.vrrp_owners, directors=hw.directors, vip=hw.vip, instances=hw.insts)
+        measure("diagnosis_s", round(time.monotonic() - t0, 2))
+        if finding:
+            measure("diagnosis", finding.sentence)
+            measure("diagnosis_seen", finding.evidence[-2000:])
+            raise err.noted(finding.sentence) from None
+        raise
     measure("vip_after_s", round(m.seconds, 2))
     measure("watched_s", round(hold, 1))
     assert owner.value == hw.master.name, f"{owner.value} holds the VIP; {hw.master_why}"
@@ -301,8 +331,10 @@ def test_traffic_via_vip(hw, measure):
         measure("by_real_from", "IPVS connection counters (the reals serve the same page)")
     measure("statuses", dict(statuses))
     measure("by_real", dict(by_real))
-    assert statuses == {200: REQUESTS}, said_statuses(statuses)
-    assert set(by_real) == {r.name for r in hw.reals}, said_split(by_real, [r.name for r in hw.reals])
+    ok = statuses == {200: REQUESTS} and set(by_real) == {r.name for r in hw.reals}
+    why = "" if ok else _why(hw, measure, by_real=by_real)
+    assert statuses == {200: REQUESTS}, why + said_statuses(statuses)
+    assert set(by_real) == {r.name for r in hw.reals}, why + said_split(by_real, [r.name for r in hw.reals])
 
 
 @pytest.mark.check(id="vip_arp_to_director", points=1, title="the client's ARP for the VIP reaches the active "
@@ -344,7 +376,9 @@ def test_inactconn_drains(hw, measure):
                                 "(default 120 s = 1 MSL; --timing faithful keeps it)")
     # a burst of its own: the drain is timed from requests just made (earlier entries may have expired)
     answers = hw.requests(DRAIN_REQUESTS)
-    assert any(a.ok for a in answers), f"no request answered ({said_statuses(Counter(a.status for a in answers))})"
+    if not any(a.ok for a in answers):
+        raise AssertionError(f"{_why(hw, measure)}no request answered "
+                             f"({said_statuses(Counter(a.status for a in answers))})")
     try:
         drained = assert_inactconn_drains_within(hw.holder, hw.vip, hw.port, interval=0.5)
     except LabAssertionError as err:
@@ -414,13 +448,17 @@ def test_failover(hw, measure):
         _measure_probes(measure, prober)
         after = [r for r in prober.results if r.time > prober.results[-1].time - 0.5] if prober.results else []
         failing = [r for r in after if not r.ok]
-        assert after and not failing, (f"client requests still fail after the takeover: {len(failing)} of the last "
-                                       f"{len(after)} ({said_statuses(Counter(r.status for r in after))})"
-                                       if after else "the client's prober recorded no request after the takeover")
+        if failing:
+            raise AssertionError(f"{_why(hw, measure, holder=backup)}client requests still fail after the takeover: "
+                                 f"{len(failing)} of the last {len(after)} "
+                                 f"({said_statuses(Counter(r.status for r in after))})")
+        assert after, "the client's prober recorded no request after the takeover"
         if hw.lab.ipvs:
             before = hw.stats_now(backup)   # the prober's last requests are still being counted
             answers = hw.requests(10)
-            assert all(a.ok for a in answers), f"through the backup: {said_statuses(Counter(a.status for a in answers))}"
+            if not all(a.ok for a in answers):
+                raise AssertionError(f"{_why(hw, measure, holder=backup)}through the backup: "
+                                     f"{said_statuses(Counter(a.status for a in answers))}")
             # the takeover and traffic through the new holder are failover's; the split is rr_balanced's
             split = assert_rr_balanced(backup, hw.vip, hw.port, expected_total=10, since=before, tolerance=10)
             measure("split_on_backup", split.value)
