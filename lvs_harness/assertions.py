@@ -153,6 +153,10 @@ def _said_addresses(by_interface: dict) -> str:
                            if by_interface else "none")
 
 
+def _said_owners(owners: list[str]) -> str:
+    return f"owners {said(owners)}" if owners else "no owner"
+
+
 def _said_connections(total: int, per_real: dict) -> str:
     return f"{total} connections" + (": " + ", ".join(f"{n} to {real}" for real, n in per_real.items())
                                      if per_real else ", to no real")
@@ -210,7 +214,7 @@ def assert_single_vip_owner(directors, vip: str, *, deadline: float | None = Non
         found, evidence = _addresses_evidence(directors)
         owners = vrrp.owners(found, vip)
         return _Seen(len(owners) == 1, owners[0] if len(owners) == 1 else None,
-                     f"owners {said(owners)}", evidence)
+                     _said_owners(owners), evidence)
     watch = vrrp.watching(directors)
     since = vrrp.events_seen(watch)
     first = _poll(observe, what=f"a single owner of {vip}", expected="exactly one director",
@@ -508,7 +512,7 @@ def assert_failover_within(from_director, to_director, vip: str, *, seconds: flo
     def observe():
         found, evidence = _addresses_evidence([from_director, to_director])
         owners = vrrp.owners(found, vip)
-        return _Seen(owners == [to_director.name], owners, f"owners {said(owners)}", evidence)
+        return _Seen(owners == [to_director.name], owners, _said_owners(owners), evidence)
     return _poll(observe, what=f"failover of {vip} from {from_director.name} to {to_director.name}",
                  expected=f"{vip} on {to_director.name} only",
                  deadline=seconds if seconds is not None else takeover_deadline(to_director), interval=interval,

@@ -345,9 +345,9 @@ def test_vip_arp_to_director(hw, measure):
     owner = hw.holder.name
     answer = hw.arp()
     measure("arp", {"mac": answer.mac, "owner": answer.owner, "repliers": list(answer.repliers)})
-    assert answer.owner == owner and list(answer.repliers) == [owner], (
-        f"the VIP resolves to {answer.owner} ({answer.mac}); ARP replies came from {said(answer.repliers)}, "
-        f"expected from {owner} only\n--- evidence ---\n{answer.raw}")
+    if not (answer.owner == owner and list(answer.repliers) == [owner]):
+        raise AssertionError(f"the VIP resolves to {answer.owner} ({answer.mac}); ARP replies came from "
+                             f"{said(answer.repliers)}, expected from {owner} only\n--- evidence ---\n{answer.raw}")
 
 
 @pytest.mark.check(id="rr_balanced", points=2, title="round robin: an even split on the active director",
