@@ -64,8 +64,7 @@ def dr_path(*, client_ip: str, holder, reals, vip: str, port: int, by_real: dict
         return Finding(f"{holder.name} holds the VIP {vip} but has no IPVS service for {vip}:{port}, so it forwards "
                        f"nothing: define the virtual_server (or ipvsadm -A/-a) on every director", "\n".join(seen))
     if not svc.reals:
-        return Finding(f"{holder.name}'s IPVS service for {vip}:{port} has no reals (its health checks may have "
-                       "removed them): check the real_server addresses and ports and their checks", "\n".join(seen))
+        return _no_reals(holder, reals, vip, port, seen)
     hosts = {}
     for real in reals:
         for addrs in vrrp.read_addresses(real).values():
@@ -103,6 +102,23 @@ def dr_path(*, client_ip: str, holder, reals, vip: str, port: int, by_real: dict
                            f"{svc.persistent}), so one client always reaches the same real — leave persistence "
                            "out of this lab", "\n".join(seen))
     return None
+
+
+def _no_reals(holder, reals, vip: str, port: int, seen: list[str]) -> Finding:
+    """Why ``holder``'s service has no reals: a real whose answers to the director's health checks
+    go into lo (the VIP wider than /32 there), else the checks or the addresses."""
+    own = [a.split("/")[0] for iface, addrs in vrrp.read_addresses(holder).items() if iface != "lo" for a in addrs
+           if ":" not in a and a.split("/")[0] != vip]
+    for real in reals:
+        where = _vip_on(real, vip)
+        if own and where and where[0] == "lo" and where[1] < 32:
+            route = _run(real, f"ip route get {own[0]}", seen)
+            if re.search(r"\bdev lo\b", route):
+                return Finding(f"{holder.name}'s IPVS service for {vip}:{port} has no reals: its health checks get no "
+                               f"answer from {real.name}, whose replies to {own[0]} are routed through lo — the VIP as "
+                               f"/{where[1]} on lo makes the whole lab network local there; use /32", "\n".join(seen))
+    return Finding(f"{holder.name}'s IPVS service for {vip}:{port} has no reals (its health checks may have removed "
+                   "them): check the real_server addresses and ports and their checks", "\n".join(seen))
 
 
 def _vip_on(host, vip: str) -> tuple[str, int] | None:

@@ -105,3 +105,16 @@ def test_looking_never_breaks_a_check():
     def broken(**_):
         raise RuntimeError("the guest stopped answering")
     assert diagnosis.explain(broken) is None
+
+
+def test_health_checks_unanswered_through_lo_empty_the_service():
+    empty = LIST.split("  -> 172.28.128.30")[0]
+    wide = {f"server{n}": Host(f"server{n}", {"ip -o addr show": addrs("lo 127.0.0.1/8", f"lo {VIP}/24",
+                                                                      f"eth1 172.28.128.{n}0/24"),
+                                               "ip route get 172.28.128.10": "local 172.28.128.10 dev lo"})
+            for n in (3, 4)}
+    said = sentence(**lab(list_text=empty, server1=wide["server3"], server2=wide["server4"]))
+    assert said.startswith("balancer1's IPVS service for 172.28.128.200:80 has no reals: its health checks get no "
+                           "answer from server3, whose replies to 172.28.128.10 are routed through lo — the VIP as /24")
+    plain = sentence(**lab(list_text=empty))
+    assert plain.startswith("balancer1's IPVS service for 172.28.128.200:80 has no reals (its health checks may")
