@@ -19,14 +19,14 @@ A roster (``--roster students.csv``) is the file Canvas (Grades → Export) or M
 Plain text file, or Participants → Download) gives, or any CSV with a ``Submission`` column. A
 submission matches the student one of whose identifiers — Submission, SIS Login ID, SIS User ID,
 Username, ID number, e-mail or its local part, or the name — is the submission's name, or a run of its
-words (``hw38-ivanov`` and GitHub Classroom's ``<assignment>-<login>`` repositories match ``ivanov``).
+words (``lab2-ivanov`` and GitHub Classroom's ``<assignment>-<login>`` repositories match ``ivanov``).
 
 Example::
 
     roster = Roster.read(Path("students.csv"))
-    files, summary = import_files(book["submissions"], book["checks"], "hw3.8", roster)
-    files["grades.csv"]           # 'Student,ID,SIS User ID,SIS Login ID,Section,hw3.8\\n    Points Possible,,,,,24\\n…'
-    summary.lines()               # ['2 submission(s) match no student on the roster: bob-old, x', …]
+    files, summary = import_files(book["submissions"], book["checks"], "my-lab", roster)
+    files["grades.csv"]           # "Student,ID,SIS User ID,SIS Login ID,Section,my-lab\\n    Points Possible,,,,,24\\n…"
+    summary.lines()               # ['2 submission(s) match no student on the roster (not in grades.csv): bob-old, x', …]
 """
 
 from __future__ import annotations
@@ -158,7 +158,7 @@ class Roster:
 
     def match(self, submission: str) -> list[int]:
         """The roster rows that ``submission`` names: its whole name first, else the longest run of its
-        words that names someone (e.g. ``hw38-ivanov`` → ``ivanov``)."""
+        words that names someone (e.g. ``lab2-ivanov`` → ``ivanov``)."""
         whole = self._whole.get(_norm(submission))
         if whole:
             return sorted(whole)

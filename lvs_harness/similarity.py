@@ -20,7 +20,7 @@ a line held by at most ``RARE`` of the cohort are scored, which keeps a cohort o
 
 Example::
 
-    sub = load_submission(Path("alice.md"), "hw38")
+    sub = load_submission(Path("alice.md"), "my-lab")
     fp = fingerprint(sub)                     # ['k vrrp_instance > virtual_router_id 77', 'v ip.200', …]
     pairs(entries)                            # [{'a': 'alice', 'b': 'bob', 'score': 0.91, 'shared': [...]}]
 """
