@@ -260,7 +260,7 @@ def said_split(by_real: dict, expected: list[str] = ()) -> str:
 
     Example::
 
-        said_split({"server1": 50}, ["server1", "server2"])   # 'answers came from server1 (50); none from server2'
+        said_split({"web1": 50}, ["web1", "web2"])   # 'answers came from web1 (50); none from web2'
     """
     got = [f"{name} ({n})" for name, n in sorted(by_real.items(), key=lambda kv: (-kv[1], str(kv[0])))
            if name is not None]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import json
 import shlex
 import signal
 import sys
@@ -285,11 +284,11 @@ def cmd_gradescope_run(args) -> int:
 
 
 def cmd_merge(args) -> int:
-    entries, imports = merge(args.shards, args.out, Roster.read(args.roster) if args.roster else None)
+    entries, imports, similar = merge(args.shards, args.out, Roster.read(args.roster) if args.roster else None)
     print(f"merged {len(entries)} submission(s) from {len(args.shards)} shard(s) into {args.out}/ "
           f"(index.html, gradebook.csv, gradebook.json)")
     _imports_said(args.out, imports)
-    _similar_said(args.out, json.loads((args.out / "gradebook.json").read_text()).get("similar"))
+    _similar_said(args.out, similar)
     return 0
 
 

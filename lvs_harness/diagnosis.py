@@ -16,9 +16,9 @@ None, and :func:`explain` turns anything that goes wrong while looking into None
 
 Example::
 
-    finding = explain(dr_path, client_ip="172.28.128.50", holder=lb1, reals=[web1, web2],
-                      vip="172.28.128.200", port=80)
-    finding.sentence   # 'web1 receives the client's requests for 172.28.128.200 from lb1 but drops them: …'
+    finding = explain(dr_path, client_ip="10.77.0.50", holder=lb1, reals=[web1, web2],
+                      vip="10.77.0.100", port=80)
+    finding.sentence   # 'web1 receives the client's requests for 10.77.0.100 from lb1 but drops them: …'
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
+from .assertions import said
 from .probes import ipvs, vrrp
 
 
@@ -63,19 +64,16 @@ def dr_path(*, client_ip: str, holder, reals, vip: str, port: int, by_real: dict
     if svc is None:
         return Finding(f"{holder.name} holds the VIP {vip} but has no IPVS service for {vip}:{port}, so it forwards "
                        f"nothing: define the virtual_server (or ipvsadm -A/-a) on every director", "\n".join(seen))
+    addresses = {real.name: vrrp.read_addresses(real) for real in reals}
     if not svc.reals:
-        return _no_reals(holder, reals, vip, port, seen)
-    hosts = {}
-    for real in reals:
-        for addrs in vrrp.read_addresses(real).values():
-            for a in addrs:
-                hosts[a.split("/")[0]] = real
+        return _no_reals(holder, reals, addresses, vip, port, seen)
+    hosts = {a.split("/")[0]: real for real in reals for addrs in addresses[real.name].values() for a in addrs}
     director_ips = {a.split("/")[0] for d in directors for addrs in vrrp.read_addresses(d).values() for a in addrs}
     for entry in svc.reals:
         real = hosts.get(entry.address)
         if real is None:
             continue
-        where = _vip_on(real, vip)
+        where = _vip_on(addresses[real.name], vip)
         if entry.forward == "Route":
             if where is None:
                 return Finding(f"{real.name} receives the client's requests for {vip} from {holder.name} but drops "
@@ -104,13 +102,13 @@ def dr_path(*, client_ip: str, holder, reals, vip: str, port: int, by_real: dict
     return None
 
 
-def _no_reals(holder, reals, vip: str, port: int, seen: list[str]) -> Finding:
+def _no_reals(holder, reals, addresses: dict, vip: str, port: int, seen: list[str]) -> Finding:
     """Why ``holder``'s service has no reals: a real whose answers to the director's health checks
     go into lo (the VIP wider than /32 there), else the checks or the addresses."""
     own = [a.split("/")[0] for iface, addrs in vrrp.read_addresses(holder).items() if iface != "lo" for a in addrs
            if ":" not in a and a.split("/")[0] != vip]
     for real in reals:
-        where = _vip_on(real, vip)
+        where = _vip_on(addresses[real.name], vip)
         if own and where and where[0] == "lo" and where[1] < 32:
             route = _run(real, f"ip route get {own[0]}", seen)
             if re.search(r"\bdev lo\b", route):
@@ -121,9 +119,9 @@ def _no_reals(holder, reals, vip: str, port: int, seen: list[str]) -> Finding:
                    "them): check the real_server addresses and ports and their checks", "\n".join(seen))
 
 
-def _vip_on(host, vip: str) -> tuple[str, int] | None:
-    """(interface, prefix length) of ``vip`` on ``host``, or None."""
-    for iface, addrs in vrrp.read_addresses(host).items():
+def _vip_on(addresses: dict[str, list[str]], vip: str) -> tuple[str, int] | None:
+    """(interface, prefix length) of ``vip`` among a host's ``addresses`` ({interface: [cidr]}), or None."""
+    for iface, addrs in addresses.items():
         for a in addrs:
             address, _, prefix = a.partition("/")
             if address == vip:
@@ -135,22 +133,18 @@ def vrrp_owners(*, directors, vip: str, instances: dict) -> Finding | None:
     """Why more than one director holds ``vip`` (``instances``: name → the VrrpInstance keepalived
     runs for it): what each announces."""
     seen: list[str] = []
-    owners = []
-    for d in directors:
-        out = _run(d, "ip -o addr show", seen)
-        if vip in {a.split("/")[0] for addrs in vrrp.parse_addresses(out).values() for a in addrs}:
-            owners.append(d)
+    found = {d.name: vrrp.parse_addresses(_run(d, "ip -o addr show", seen)) for d in directors}
+    owners = vrrp.owners(found, vip)
     if len(owners) < 2:
         return None
-    names = " and ".join(d.name for d in owners)
-    ids = {d.name: instances[d.name].virtual_router_id for d in owners if d.name in instances}
+    names = said(owners)
+    ids = {n: instances[n].virtual_router_id for n in owners if n in instances}
     if len(set(ids.values())) > 1:
-        return Finding(f"{names} are both MASTER: they announce virtual_router_id "
-                       f"{' and '.join(str(v) for v in ids.values())}, so neither hears the other — use one "
-                       "virtual_router_id on both", "\n".join(seen))
-    faces = {d.name: instances[d.name].interface for d in owners if d.name in instances}
+        return Finding(f"{names} are both MASTER: they announce virtual_router_id {said(ids.values())}, so neither "
+                       "hears the other — use one virtual_router_id on both", "\n".join(seen))
+    faces = {n: instances[n].interface for n in owners if n in instances}
     if len(set(faces.values())) > 1:
-        return Finding(f"{names} are both MASTER: they announce on {' and '.join(faces.values())}, so their adverts "
+        return Finding(f"{names} are both MASTER: they announce on {said(faces.values())}, so their adverts "
                        "may not reach each other — announce on the lab network's interface on both",
                        "\n".join(seen))
     return Finding(f"{names} both hold the VIP with virtual_router_id {next(iter(ids.values()), '?')}: their adverts "

@@ -386,8 +386,6 @@ class Grader:
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.jobs)
         futures = {pool.submit(self._start_and_grade, p, name, f"[{i + 1}/{total}] {name}"): name
                    for i, (p, name) in enumerate(pairs)}
-        if not futures:
-            self.write_books([self.entries[n] for n in names if n in self.entries])
         try:
             for fut in concurrent.futures.as_completed(futures):
                 entry = fut.result()
@@ -537,7 +535,8 @@ def parse_shard(spec: str, env: dict | None = None) -> tuple[int, int]:
     return k, n
 
 
-def merge(folders: list[Path], out: Path, roster: lms.Roster | None = None) -> tuple[list[dict], lms.Summary]:
+def merge(folders: list[Path], out: Path,
+          roster: lms.Roster | None = None) -> tuple[list[dict], lms.Summary, list[dict] | None]:
     """Merge the outputs of shards into ``out``: the same gradebook, LMS CSV and index an
     unsharded run writes, and every submission's folder. Shards of different packs or harness
     versions, or a submission graded twice from different inputs, are refused (nothing written)."""
@@ -572,8 +571,8 @@ def merge(folders: list[Path], out: Path, roster: lms.Roster | None = None) -> t
             shutil.rmtree(out / name, ignore_errors=True)
             shutil.copytree(folder / name, out / name)
     merged = [e for _, (_, e) in sorted(entries.items())]
-    return merged, write_books(out, pack, books[0][1]["checks"], merged, roster=roster,
-                               similar=similarity.pairs(merged) if len(merged) > 1 else None)
+    similar = similarity.pairs(merged) if len(merged) > 1 else None
+    return merged, write_books(out, pack, books[0][1]["checks"], merged, roster=roster, similar=similar), similar
 
 
 def verdict_differences(entry: dict, failed: dict[str, str]) -> list[str]:

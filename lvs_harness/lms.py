@@ -54,8 +54,7 @@ COLUMNS = {
     "email": ("email address", "email", "e-mail"),
     "username": ("username", "user name"),
 }
-MATCHED_BY = ("submission", "sis_login_id", "sis_user_id", "username", "idnumber", "email", "email_local", "name",
-              "canvas_id")
+PLAIN_IDS = ("submission", "sis_login_id", "sis_user_id", "username", "idnumber", "email", "canvas_id")   # as given
 IDENTIFYING = {"submission", "name", "last", "sis_user_id", "sis_login_id", "idnumber", "email", "username"}
 TEST_STUDENTS = ("test student", "student, test")      # Canvas's export lists its preview student
 FEEDBACK_CHARS = 1000
@@ -89,7 +88,7 @@ class Student:
 
     def keys(self) -> dict[str, str]:
         """Its identifiers, normalized, by the column they come from."""
-        out = {k: _norm(self.get(k)) for k in MATCHED_BY if k not in ("email_local", "name") and self.get(k)}
+        out = {k: _norm(self.get(k)) for k in PLAIN_IDS if self.get(k)}
         if "@" in self.get("email"):
             out["email_local"] = _norm(self.get("email").split("@")[0])
         if self.name:

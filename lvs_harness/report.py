@@ -175,6 +175,7 @@ def read_event(line: str) -> dict | None:
     return event if isinstance(event, dict) and "event" in event else None
 
 
+EVIDENCE_MARK = re.compile(r"\n[ \t]*--- evidence ---")   # pytest indents an assert's message lines
 PYTEST_EXPLANATION = re.compile(r"^(?:assert |AssertionError\b)", re.M)
 
 
@@ -203,7 +204,7 @@ def _verdict(report, call) -> tuple[str, str]:
         return "error", "could not be checked: " + reason.removeprefix("Skipped: ")
     exc = call.excinfo.value if call.excinfo else None
     text = str(exc) if exc is not None else str(report.longrepr)
-    text = text.split("\n--- evidence ---")[0].strip()
+    text = EVIDENCE_MARK.split(text)[0].strip()
     if isinstance(exc, AssertionError):
         text = for_people(text)
     if len(text) > REASON_CHARS:

@@ -5,7 +5,7 @@ and replayed setup commands, normalized so that what a copier changes does not h
 comments and whitespace dropped, blocks and lines in any order (a fingerprint is a set), each
 keepalived statement written with the blocks it is in (``vrrp_instance > virtual_ipaddress > …``),
 statements that say a keepalived default dropped (the default filled in), addresses kept only as their
-last octet and prefix (``172.28.128.200/32`` and ``10.1.1.200/32`` are both ``ip.200/32``: a
+last octet and prefix (``10.77.0.200/32`` and ``10.1.1.200/32`` are both ``ip.200/32``: a
 renumbered subnet is the same design), and names abstracted (the submission's host names, and the
 instance, script and group names its configs define). Lines of the pack's reference (its Vagrantfile
 and the keepalived configs that writes) are left out: what everyone may copy from the course is not
@@ -30,7 +30,6 @@ from __future__ import annotations
 import functools
 import math
 import re
-import subprocess
 from pathlib import Path
 
 from . import keepalived
@@ -133,39 +132,21 @@ def reference_lines(vagrantfile: str) -> frozenset[str]:
     with this machine's ruby — without ruby only the Vagrantfile's lines)."""
     text = Path(vagrantfile).read_text()
     lines = {"v " + x for x in text_lines(text)}
-    for script in _provisioner_scripts(text):
+    for script in _provisioner_scripts(vagrantfile):
         lines |= {"c " + x for x in text_lines(script)}
         for m in HEREDOC.finditer(script):
             lines |= {"k " + x for x in config_lines(m[2])}
     return frozenset(lines)
 
 
-def _provisioner_scripts(text: str) -> list[str]:
-    from .vagrantfile import evaluate
-
-    class Result:
-        def __init__(self, p):
-            self.rc, self.stdout, self.stderr = p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode()
-
+def _provisioner_scripts(vagrantfile: str) -> list[str]:
+    from .labs.local import run_local
+    from .vagrantfile import load_topology
     try:
-        recorded = evaluate(text, "reference", lambda argv, stdin: Result(
-            subprocess.run(argv, input=stdin, capture_output=True, timeout=60)))
+        topology = load_topology(Path(vagrantfile), lambda argv, stdin: run_local(argv, stdin, 60))
     except Exception:                 # noqa: BLE001 — no ruby here: the Vagrantfile's own lines only
         return []
-    scripts = []
-
-    def visit(node):
-        if isinstance(node, dict):
-            if isinstance(node.get("inline"), str):
-                scripts.append(node["inline"])
-            for v in node.values():
-                visit(v)
-        elif isinstance(node, list):
-            for v in node:
-                visit(v)
-
-    visit(recorded)
-    return scripts
+    return [p.script for host in topology.hosts for p in host.provisioners]
 
 
 def pairs(entries: list[dict], threshold: float = THRESHOLD) -> list[dict]:
@@ -177,12 +158,11 @@ def pairs(entries: list[dict], threshold: float = THRESHOLD) -> list[dict]:
     n = len(prints)
     if n < 2:
         return []
-    df: dict[str, int] = {}
     holders: dict[str, list[str]] = {}
     for name, lines in prints.items():
         for line in lines:
-            df[line] = df.get(line, 0) + 1
             holders.setdefault(line, []).append(name)
+    df = {line: len(who) for line, who in holders.items()}
     weight = {line: math.log(1 + n / d) for line, d in df.items()}
     rare = max(2, int(RARE * n))
     candidates = {tuple(sorted((a, b))) for line, who in holders.items() if 2 <= len(who) <= rare

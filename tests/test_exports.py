@@ -316,7 +316,7 @@ def _shard_dirs(tmp_path: Path, parts: list[list[str]], changes: dict | None = N
 def test_merge_gives_the_books_an_unsharded_run_writes(tmp_path):
     dirs = _shard_dirs(tmp_path, [["example-submission"], ["broken-split-brain", "nocode"], ["correct-nopreempt"]
                                   if "correct-nopreempt" in ENTRIES else []])
-    merged, _ = merge(dirs, tmp_path / "reports")
+    merged, _, _ = merge(dirs, tmp_path / "reports")
     one = tmp_path / "one"
     one.mkdir()
     write_books(one, load_pack("hw38"), CHECKS, [e for _, e in sorted(ENTRIES.items())])

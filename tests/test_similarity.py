@@ -122,7 +122,7 @@ def test_the_references_lines_are_no_evidence():
     reference = similarity.reference_lines(str(PACK.reference))
     assert "k vrrp_instance > virtual_router_id 38" in reference         # from the config its provisioner writes
     assert any(x.startswith("v ") for x in reference)
-    script = next(s for s in similarity._provisioner_scripts(PACK.reference.read_text()) if "vrrp_instance" in s)
+    script = next(s for s in similarity._provisioner_scripts(str(PACK.reference)) if "vrrp_instance" in s)
     config = similarity.HEREDOC.search(script)[2]
     handed_in = Submission("copied-the-reference", Path("x.md"), keepalived={"balancer1": Part(config, "block 1")},
                            pack=PACK)
@@ -144,7 +144,7 @@ def test_the_index_and_the_gradebook_list_the_pairs_and_scores_stay(tmp_path):
     (out / ".lvs-harness-reports").write_text("")
     write_books(out, PACK, book["checks"], entries)
     assert json.loads((out / "gradebook.json").read_text())["similar"] is None       # not compared while grading
-    merged, _ = merge([out], tmp_path / "reports")
+    merged, _, _ = merge([out], tmp_path / "reports")
     written = json.loads((tmp_path / "reports" / "gradebook.json").read_text())
     assert [(p["a"], p["b"]) for p in written["similar"]] == [("original", "renumbered")]
     assert [e["score"] for e in written["submissions"]] == [24, 24, 24]

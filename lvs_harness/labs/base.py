@@ -35,6 +35,8 @@ def provision_budget() -> float:
 def default_timing(backend: str) -> str:
     """The timing a run uses unless told (see ``--timing``): faithful on VMs, fast on the embedded labs."""
     return "faithful" if backend == "vagrant" else "fast"
+
+
 PROVIDERS = ("libvirt", "virtualbox")    # --lab vagrant
 
 

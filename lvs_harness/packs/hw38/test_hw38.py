@@ -121,23 +121,30 @@ class Scenario:
         return self._traffic[1]
 
 
+def _diagnose(measure, look, **kwargs):
+    """``diagnosis.explain(look, **kwargs)``, measured: its time, its sentence and what it saw."""
+    t0 = time.monotonic()
+    finding = diagnosis.explain(look, **kwargs)
+    measure("diagnosis_s", round(time.monotonic() - t0, 2))
+    if finding:
+        measure("diagnosis", finding.sentence)
+        measure("diagnosis_seen", finding.evidence[-2000:])
+    return finding
+
+
 def _why(hw, measure, holder=None, by_real=None) -> str:
     """A failed traffic check's diagnosis (``diagnosis.dr_path`` through ``holder``, default the VIP's
     holder as the check began), as the sentence its reason starts with ('' when none is found)."""
     if not hw.lab.ipvs:
         return ""
-    t0 = time.monotonic()
-    client_ip = next((a.split("/")[0] for a in vrrp.read_addresses(hw.client).get(hw.lab_if[hw.client.name], [])
-                      if ":" not in a), None)
-    finding = client_ip and diagnosis.explain(diagnosis.dr_path, client_ip=client_ip, holder=holder or hw.holder,
-                                              reals=hw.reals, vip=hw.vip, port=hw.port, by_real=by_real,
-                                              directors=hw.directors)
-    measure("diagnosis_s", round(time.monotonic() - t0, 2))
-    if not finding:
-        return ""
-    measure("diagnosis", finding.sentence)
-    measure("diagnosis_seen", finding.evidence[-2000:])
-    return f"{finding.sentence}. Seen: "
+
+    def look():
+        client_ip = next((a.split("/")[0] for a in vrrp.read_addresses(hw.client).get(hw.lab_if[hw.client.name], [])
+                          if ":" not in a), None)
+        return client_ip and diagnosis.dr_path(client_ip=client_ip, holder=holder or hw.holder, reals=hw.reals,
+                                               vip=hw.vip, port=hw.port, by_real=by_real, directors=hw.directors)
+    finding = _diagnose(measure, look)
+    return f"{finding.sentence}. Seen: " if finding else ""
 
 
 @pytest.fixture(scope="module")
@@ -248,12 +255,8 @@ def test_vip_on_master(hw, measure):
     try:
         owner = assert_single_vip_owner(hw.directors, hw.vip, hold=hold)
     except LabAssertionError as err:
-        t0 = time.monotonic()
-        finding = diagnosis.explain(diagnosis.vrrp_owners, directors=hw.directors, vip=hw.vip, instances=hw.insts)
-        measure("diagnosis_s", round(time.monotonic() - t0, 2))
+        finding = _diagnose(measure, diagnosis.vrrp_owners, directors=hw.directors, vip=hw.vip, instances=hw.insts)
         if finding:
-            measure("diagnosis", finding.sentence)
-            measure("diagnosis_seen", finding.evidence[-2000:])
             raise err.noted(finding.sentence) from None
         raise
     measure("vip_after_s", round(m.seconds, 2))
@@ -331,10 +334,10 @@ def test_traffic_via_vip(hw, measure):
         measure("by_real_from", "IPVS connection counters (the reals serve the same page)")
     measure("statuses", dict(statuses))
     measure("by_real", dict(by_real))
-    ok = statuses == {200: REQUESTS} and set(by_real) == {r.name for r in hw.reals}
-    why = "" if ok else _why(hw, measure, by_real=by_real)
-    assert statuses == {200: REQUESTS}, why + said_statuses(statuses)
-    assert set(by_real) == {r.name for r in hw.reals}, why + said_split(by_real, [r.name for r in hw.reals])
+    # a message is made only when its assertion fails: the diagnosis runs on failure alone
+    assert statuses == {200: REQUESTS}, _why(hw, measure, by_real=by_real) + said_statuses(statuses)
+    assert set(by_real) == {r.name for r in hw.reals}, (_why(hw, measure, by_real=by_real)
+                                                        + said_split(by_real, [r.name for r in hw.reals]))
 
 
 @pytest.mark.check(id="vip_arp_to_director", points=1, title="the client's ARP for the VIP reaches the active "
@@ -345,9 +348,9 @@ def test_vip_arp_to_director(hw, measure):
     owner = hw.holder.name
     answer = hw.arp()
     measure("arp", {"mac": answer.mac, "owner": answer.owner, "repliers": list(answer.repliers)})
-    if not (answer.owner == owner and list(answer.repliers) == [owner]):
-        raise AssertionError(f"the VIP resolves to {answer.owner} ({answer.mac}); ARP replies came from "
-                             f"{said(answer.repliers)}, expected from {owner} only\n--- evidence ---\n{answer.raw}")
+    assert answer.owner == owner and list(answer.repliers) == [owner], (
+        f"the VIP resolves to {answer.owner} ({answer.mac}); ARP replies came from {said(answer.repliers)}, "
+        f"expected from {owner} only\n--- evidence ---\n{answer.raw}")
 
 
 @pytest.mark.check(id="rr_balanced", points=2, title="round robin: an even split on the active director",
@@ -376,9 +379,8 @@ def test_inactconn_drains(hw, measure):
                                 "(default 120 s = 1 MSL; --timing faithful keeps it)")
     # a burst of its own: the drain is timed from requests just made (earlier entries may have expired)
     answers = hw.requests(DRAIN_REQUESTS)
-    if not any(a.ok for a in answers):
-        raise AssertionError(f"{_why(hw, measure)}no request answered "
-                             f"({said_statuses(Counter(a.status for a in answers))})")
+    assert any(a.ok for a in answers), (f"{_why(hw, measure)}no request answered "
+                                        f"({said_statuses(Counter(a.status for a in answers))})")
     try:
         drained = assert_inactconn_drains_within(hw.holder, hw.vip, hw.port, interval=0.5)
     except LabAssertionError as err:
@@ -448,17 +450,15 @@ def test_failover(hw, measure):
         _measure_probes(measure, prober)
         after = [r for r in prober.results if r.time > prober.results[-1].time - 0.5] if prober.results else []
         failing = [r for r in after if not r.ok]
-        if failing:
-            raise AssertionError(f"{_why(hw, measure, holder=backup)}client requests still fail after the takeover: "
-                                 f"{len(failing)} of the last {len(after)} "
-                                 f"({said_statuses(Counter(r.status for r in after))})")
+        assert not failing, (f"{_why(hw, measure, holder=backup)}client requests still fail after the takeover: "
+                             f"{len(failing)} of the last {len(after)} "
+                             f"({said_statuses(Counter(r.status for r in after))})")
         assert after, "the client's prober recorded no request after the takeover"
         if hw.lab.ipvs:
             before = hw.stats_now(backup)   # the prober's last requests are still being counted
             answers = hw.requests(10)
-            if not all(a.ok for a in answers):
-                raise AssertionError(f"{_why(hw, measure, holder=backup)}through the backup: "
-                                     f"{said_statuses(Counter(a.status for a in answers))}")
+            assert all(a.ok for a in answers), (f"{_why(hw, measure, holder=backup)}through the backup: "
+                                                f"{said_statuses(Counter(a.status for a in answers))}")
             # the takeover and traffic through the new holder are failover's; the split is rr_balanced's
             split = assert_rr_balanced(backup, hw.vip, hw.port, expected_total=10, since=before, tolerance=10)
             measure("split_on_backup", split.value)
