@@ -47,10 +47,13 @@ KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
 class LabAssertionError(AssertionError):
     """A lab assertion that failed: ``expected``/``got`` plus the raw ``evidence``."""
 
-    def __init__(self, what: str, expected: str, got: str, seconds: float, evidence: str = "", samples: tuple = ()):
+    def __init__(self, what: str, expected: str, got: str, seconds: float, evidence: str = "", samples: tuple = (),
+                 because: str = ""):
         self.what, self.expected, self.got, self.seconds, self.evidence = what, expected, got, seconds, evidence
-        self.samples = samples
+        self.samples, self.because = samples, because
         text = f"{what}: expected {expected}, got {got} (after {seconds:.1f} s)"
+        if because:
+            text = f"{because}. Seen: {text}"
         if evidence:
             text += "\n--- evidence ---\n" + evidence.rstrip()[-3000:]
         super().__init__(text)
@@ -58,7 +61,12 @@ class LabAssertionError(AssertionError):
     def noted(self, note: str) -> "LabAssertionError":
         """The same failure with ``note`` added to what was got (e.g. what the configuration implies)."""
         return LabAssertionError(self.what, self.expected, f"{self.got}; {note}", self.seconds, self.evidence,
-                                 self.samples)
+                                 self.samples, self.because)
+
+    def explained(self, because: str) -> "LabAssertionError":
+        """The same failure, its reason led by ``because`` (why it failed: a diagnosis's sentence)."""
+        return LabAssertionError(self.what, self.expected, self.got, self.seconds, self.evidence, self.samples,
+                                 because)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -365,7 +373,7 @@ def assert_weighted_split(director, vip: str, port: int, *, expected_total: int,
         per_real = {k: v for k, v in delta.items() if k != "total" and (v or k in shares)}
         ok = delta["total"] == expected_total and set(per_real) <= set(shares) and all(
             abs(per_real.get(a, 0) - share) <= tolerance for a, share in shares.items())
-        return _Seen(ok, per_real, _said_connections(delta["total"], per_real), text)
+        return _Seen(ok, per_real, _said_connections(delta["total"], per_real), text, sample=per_real)
     want = ", ".join(f"{a}: {share:g}" for a, share in shares.items())
     return _poll(observe, what=f"weighted split over {vip}:{port} on {director.name}",
                  expected=f"{expected_total} connections, by weight ({want}; ±{tolerance} each)",
@@ -392,7 +400,7 @@ def assert_rr_balanced(director, vip: str, port: int, *, expected_total: int, to
         share = expected_total / max(len(per_real), 1)
         ok = delta["total"] == expected_total and bool(per_real) and all(
             abs(v - share) <= tolerance for v in per_real.values())
-        return _Seen(ok, per_real, _said_connections(delta["total"], per_real), text)
+        return _Seen(ok, per_real, _said_connections(delta["total"], per_real), text, sample=per_real)
     return _poll(observe, what=f"round robin over {vip}:{port} on {director.name}",
                  expected=f"{expected_total} connections, an equal share (±{tolerance}) per real",
                  deadline=deadline, interval=interval)

@@ -36,6 +36,27 @@ NOT_RUN = "not run: "
 MARKER = "check"
 
 
+def advice(result: dict, hint: str = "") -> dict[str, str]:
+    """What a student is told of a check that did not pass: ``seen`` (what the check saw), ``why``
+    (the cause its diagnosis found, if one was) and ``do`` (the diagnosis's fix, else the check's
+    ``hint``). ``result``: a check's record (status, reason, measured).
+
+    Example::
+
+        advice({"reason": "web1 drops them: … — add it to lo as /32. Seen: 50 got no HTTP answer",
+                "measured": {"diagnosis": "web1 drops them: … — add it to lo as /32",
+                             "diagnosis_fix": "add it to lo as /32"}}, hint="curl the VIP")
+        # {'seen': '50 got no HTTP answer', 'why': 'web1 drops them: …', 'do': 'add it to lo as /32'}
+    """
+    reason = result.get("reason") or ""
+    measured = result.get("measured") or {}
+    sentence, fix = measured.get("diagnosis", ""), measured.get("diagnosis_fix", "")
+    if not sentence or not reason.startswith(sentence):
+        return {"seen": reason, "why": "", "do": hint}
+    seen = reason[len(sentence):].removeprefix(". Seen: ").strip()
+    return {"seen": seen, "why": sentence.removesuffix(f" — {fix}") if fix else sentence, "do": fix or hint}
+
+
 def not_run(reason: str) -> str:
     """The one wording of a check that was not run, and why: ``not run: <reason>``."""
     return reason if reason.startswith(NOT_RUN) else NOT_RUN + reason

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from . import exports
 from .baseline import await_steady
+from .checks import advice
 from .errors import HarnessError
 from .grading import DEFAULT_JOBS, DEFAULT_RETRIES, Grader, merge, parse_shard, prepare_out
 from .labs import CHOICES, PROVIDERS, LabConfig, clean, remote, select_backend, start_lab
@@ -259,9 +260,16 @@ def cmd_check(args) -> int:
     print(f"{pack.title}: {args.submission}\n")
     for c in entry["checks"]:
         mark = "✓" if c["status"] == "passed" else ("✗" if c["status"] == "failed" else "!")
-        print(f"{mark} {c['id']}: {c['title']}" + (f"\n    {c['reason'].splitlines()[0][:300]}" if c["reason"] else ""))
-        if c["status"] != "passed" and hints.get(c["id"]):
-            print(f"    hint: {hints[c['id']]}")
+        print(f"{mark} {c['id']}: {c['title']}")
+        if c["status"] == "passed":
+            continue
+        said = advice(c, hints.get(c["id"], ""))
+        seen = said["seen"].splitlines()[0][:300] if said["seen"] else ""
+        lines = ([("why: ", said["why"]), ("fix: ", said["do"]), ("seen: ", seen)] if said["why"]
+                 else [("", seen), ("hint: ", said["do"])])
+        for label, text in lines:
+            if text:
+                print(f"    {label}{text}")
     passed = sum(c["status"] == "passed" for c in entry["checks"])
     print(f"\n{passed} of {len(entry['checks'])} checks passed, {entry['score']}/{entry['max_score']} points"
           + (f" ({entry['outcome']}: {entry['reason'][:300]})" if entry["outcome"] != "graded" else ""))

@@ -17,6 +17,8 @@ import base64
 import json
 import xml.etree.ElementTree as ET
 
+from .checks import advice
+
 FORMATS = ("gradescope", "classroom", "junit")
 FILES = {"gradescope": "results.gradescope.json", "classroom": "classroom.json", "junit": "junit.xml"}
 CLASSROOM_ENV = "classroom.env"       # beside classroom.json: its runners for $GITHUB_ENV (see classroom_env)
@@ -28,12 +30,16 @@ def _by_id(entry: dict) -> dict:
 
 
 def check_text(result: dict, check: dict, *, markdown: bool = True) -> str:
-    """What a student is shown for one check: its status and reason, the hint (when it did not
-    pass), and a short evidence summary."""
-    lines = [f"**{result['status']}**" + (f" — {result['reason']}" if result.get("reason") else "")
-             if markdown else result["status"] + (f" — {result['reason']}" if result.get("reason") else "")]
-    if result["status"] != "passed" and check.get("hint"):
-        lines.append(("**Hint:** " if markdown else "Hint: ") + check["hint"])
+    """What a student is shown for one check: its status and what it saw; when it did not pass, why
+    (the diagnosis's cause, if one was found) and what to do (its fix, else the pack's hint); and a
+    short evidence summary."""
+    said = advice(result, check.get("hint", "")) if result["status"] != "passed" else \
+        {"seen": result.get("reason") or "", "why": "", "do": ""}
+    lines = [f"**{result['status']}**" + (f" — {said['seen']}" if said["seen"] else "")
+             if markdown else result["status"] + (f" — {said['seen']}" if said["seen"] else "")]
+    for label, text in (("Why", said["why"]), ("Fix" if said["why"] else "Hint", said["do"])):
+        if text:
+            lines.append(f"**{label}:** {text}" if markdown else f"{label}: {text}")
     evidence = (result.get("evidence") or "").strip()
     if evidence and result["status"] != "passed":
         lines.append(f"```\n{evidence[-OUTPUT_CHARS:]}\n```" if markdown else evidence[-OUTPUT_CHARS:])

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from _pytest import junitxml
 
-from .checks import Check, is_not_run
+from .checks import Check, advice, is_not_run
 from .commands import CommandResult
 from .errors import HarnessError, LabGone
 
@@ -94,6 +94,7 @@ class Recorder:
                  reason=record["reason"].splitlines()[0] if record["reason"] else "")
             return
         if decided and (call.when == "call" or report.outcome != "passed"):
+            record["measured"] = {k: v for k, v in item.user_properties if not k.startswith("check_")}
             report.lvsh_check = record
             if self.html:
                 from pytest_html import extras
@@ -338,10 +339,14 @@ class HtmlHooks:
         if self.recorder.audience != "student":
             return
         data.clear()
-        if record:
-            hint = self.recorder.hints.get(record["id"], "")
-            text = record["reason"] + (f"\n\nHint: {hint}" if hint and record["status"] != "passed" else "")
-            data.append(escape(text or record["status"]))
+        if record and record["status"] != "passed":
+            said = advice(record, self.recorder.hints.get(record["id"], ""))
+            parts = ([("Why", said["why"]), ("Fix", said["do"]), ("Seen", said["seen"])] if said["why"]
+                     else [("", said["seen"]), ("Hint", said["do"])])
+            data.append("<br><br>".join(f"<b>{label}:</b> {escape(text)}" if label else escape(text)
+                                        for label, text in parts if text) or escape(record["status"]))
+        elif record:
+            data.append(escape(record["reason"] or record["status"]))
 
     def pytest_html_results_table_row(self, report, cells):
         record = getattr(report, "lvsh_check", None)

@@ -78,6 +78,33 @@ def reporter_on(entry: dict, tmp_path: Path) -> tuple[subprocess.CompletedProces
     return run_reporter(runners, env), json.loads((tmp_path / "classroom.json").read_text())
 
 
+def diagnosed(entry: dict, check_id: str, sentence: str, fix: str) -> dict:
+    """``entry`` with ``check_id``'s reason led by a diagnosis, as the suites record it."""
+    entry = copy.deepcopy(entry)
+    for c in entry["checks"]:
+        if c["id"] == check_id:
+            c["reason"] = f"{sentence}. Seen: {c['reason']}"
+            c["measured"].update(diagnosis=sentence, diagnosis_fix=fix)
+    return entry
+
+
+def test_a_student_reads_why_and_the_fix_that_fits_it():
+    """With a diagnosis, a student is told why and its fix instead of the check's general hint."""
+    sentence = ("balancer1 and balancer2 are both MASTER: they announce virtual_router_id 51 and 52, so neither "
+                "hears the other — use one virtual_router_id on both")
+    entry = diagnosed(ENTRIES["broken-split-brain"], "vip_on_master", sentence, "use one virtual_router_id on both")
+    hint = next(c["hint"] for c in CHECKS if c["id"] == "vip_on_master")
+    out = {t["tags"][0]: t["output"] for t in exports.gradescope(entry, CHECKS)["tests"]}["vip_on_master"]
+    assert out.startswith("**failed** — a single owner of 172.28.128.200")
+    assert ("**Why:** balancer1 and balancer2 are both MASTER: they announce virtual_router_id 51 and 52, so neither "
+            "hears the other\n\n**Fix:** use one virtual_router_id on both") in out
+    assert hint not in out and "Hint" not in out
+    text = exports.classroom(entry, CHECKS)["viponmaster"]["tests"][0]["test_code"]
+    assert "Why: balancer1 and balancer2" in text and "Fix: use one virtual_router_id" in text
+    plain = {t["tags"][0]: t["output"] for t in exports.gradescope(ENTRIES["broken-split-brain"], CHECKS)["tests"]}
+    assert "**Hint:** " + hint in plain["vip_on_master"] and "**Why:**" not in plain["vip_on_master"]
+
+
 @pytest.mark.parametrize("name, score, status", [("example-submission", 24, "pass"),
                                                  ("broken-split-brain", 6, "fail"),
                                                  ("nocode", 0, "error")])

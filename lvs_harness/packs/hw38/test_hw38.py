@@ -121,30 +121,37 @@ class Scenario:
         return self._traffic[1]
 
 
-def _diagnose(measure, look, **kwargs):
-    """``diagnosis.explain(look, **kwargs)``, measured: its time, its sentence and what it saw."""
-    t0 = time.monotonic()
-    finding = diagnosis.explain(look, **kwargs)
-    measure("diagnosis_s", round(time.monotonic() - t0, 2))
-    if finding:
-        measure("diagnosis", finding.sentence)
-        measure("diagnosis_seen", finding.evidence[-2000:])
-    return finding
+def _client_ip(hw) -> str | None:
+    return next((a.split("/")[0] for a in vrrp.read_addresses(hw.client).get(hw.lab_if[hw.client.name], [])
+                 if ":" not in a), None)
+
+
+def _path(hw, measure, holder=None, by_real=None):
+    """A failed traffic check's diagnosis (``diagnosis.dr_path`` through ``holder``, default the VIP's
+    holder as the check began), or None."""
+    if not hw.lab.ipvs:
+        return None
+
+    def look():
+        client_ip = _client_ip(hw)
+        return client_ip and diagnosis.dr_path(client_ip=client_ip, holder=holder or hw.holder, reals=hw.reals,
+                                               vip=hw.vip, port=hw.port, by_real=by_real, directors=hw.directors)
+    return diagnosis.diagnose(measure, look)
 
 
 def _why(hw, measure, holder=None, by_real=None) -> str:
-    """A failed traffic check's diagnosis (``diagnosis.dr_path`` through ``holder``, default the VIP's
-    holder as the check began), as the sentence its reason starts with ('' when none is found)."""
-    if not hw.lab.ipvs:
-        return ""
+    """:func:`_path`'s sentence as the start of a reason ('' when none is found)."""
+    return diagnosis.led(_path(hw, measure, holder, by_real))
 
-    def look():
-        client_ip = next((a.split("/")[0] for a in vrrp.read_addresses(hw.client).get(hw.lab_if[hw.client.name], [])
-                          if ":" not in a), None)
-        return client_ip and diagnosis.dr_path(client_ip=client_ip, holder=holder or hw.holder, reals=hw.reals,
-                                               vip=hw.vip, port=hw.port, by_real=by_real, directors=hw.directors)
-    finding = _diagnose(measure, look)
-    return f"{finding.sentence}. Seen: " if finding else ""
+
+def _vrrp(hw, measure, expected):
+    """Why the VIP is not on ``expected`` alone (None: on one director alone): ``diagnosis.vrrp_path``."""
+    return diagnosis.diagnose(measure, diagnosis.vrrp_path, directors=hw.directors, vip=hw.vip, instances=hw.insts,
+                              lab_if=hw.lab_if, expected=expected)
+
+
+def _explained(err: LabAssertionError, finding) -> LabAssertionError:
+    return err.explained(finding.sentence) if finding else err
 
 
 @pytest.fixture(scope="module")
@@ -246,22 +253,20 @@ def _left_to_settle(director) -> float:
 def test_vip_on_master(hw, measure):
     measure("priorities", hw.priorities)
     measure("intended_master", hw.master_why)
-    assert hw.master is not None, hw.master_why
-    m = assert_vip_on(hw.master, hw.vip)
-    # watch until every director has run longer than its master-down interval: a backup that
-    # does not hear the master (split brain) takes the VIP by then
-    hold = min(max(0.0, *(_left_to_settle(d) for d in hw.directors)),
-               max(takeover_deadline(d, hw.vip) for d in hw.directors))
+    assert hw.master is not None, f"{hw.master_why} — give the director meant to be master a higher priority"
     try:
+        m = assert_vip_on(hw.master, hw.vip)
+        # watch until every director has run longer than its master-down interval: a backup that
+        # does not hear the master (split brain) takes the VIP by then
+        hold = min(max(0.0, *(_left_to_settle(d) for d in hw.directors)),
+                   max(takeover_deadline(d, hw.vip) for d in hw.directors))
         owner = assert_single_vip_owner(hw.directors, hw.vip, hold=hold)
     except LabAssertionError as err:
-        finding = _diagnose(measure, diagnosis.vrrp_owners, directors=hw.directors, vip=hw.vip, instances=hw.insts)
-        if finding:
-            raise err.noted(finding.sentence) from None
-        raise
+        raise _explained(err, _vrrp(hw, measure, hw.master)) from None
     measure("vip_after_s", round(m.seconds, 2))
     measure("watched_s", round(hold, 1))
-    assert owner.value == hw.master.name, f"{owner.value} holds the VIP; {hw.master_why}"
+    assert owner.value == hw.master.name, (f"{diagnosis.led(_vrrp(hw, measure, hw.master))}{owner.value} holds the "
+                                           f"VIP; {hw.master_why}")
 
 
 @pytest.mark.check(id="vip_by_keepalived", points=2, title="the VIP is keepalived's: stopping it on the master "
@@ -276,6 +281,8 @@ def test_vip_by_keepalived(hw, measure):
     try:
         moved = assert_failover_within(holder, backup, hw.vip)
         measure("moved_after_s", round(moved.seconds, 2))
+    except LabAssertionError as err:
+        raise _explained(err, _vrrp(hw, measure, backup)) from None
     finally:
         holder.start("keepalived")
         hw.event(holder, f"keepalived started on {holder.name}")
@@ -296,7 +303,13 @@ def test_real_dr_ready(hw, measure):
         except LabAssertionError as err:
             problems[r.name] = err.got
     measure("problems", problems)
-    assert not problems, "; ".join(f"{k}: {v}" for k, v in problems.items())
+
+    def why() -> str:
+        client_ip = _client_ip(hw)
+        return diagnosis.led(next(filter(None, (diagnosis.diagnose(
+            measure, diagnosis.dr_real, real=r, vip=hw.vip, client_ip=client_ip, interface=hw.lab_if[r.name])
+            for r in hw.reals if r.name in problems)), None) if client_ip else None)
+    assert not problems, why() + "; ".join(f"{k}: {v}" for k, v in problems.items())
 
 
 @pytest.mark.check(id="ipvs_service", points=2, title="each director has the IPVS service: rr, DR, both reals",
@@ -313,7 +326,8 @@ def test_ipvs_service(hw, measure):
         except LabAssertionError as err:
             failures[d.name] = err.got
     measure("failures", failures)
-    assert not failures, "; ".join(f"{k}: {v}" for k, v in failures.items())
+    assert not failures, (_why(hw, measure, holder=hw.lab.hosts[next(iter(failures))])
+                          + "; ".join(f"{k}: {v}" for k, v in failures.items()))
 
 
 @pytest.mark.check(id="traffic_via_vip", points=2, title=f"{REQUESTS} requests to the VIP: all 200, both reals "
@@ -348,8 +362,13 @@ def test_vip_arp_to_director(hw, measure):
     owner = hw.holder.name
     answer = hw.arp()
     measure("arp", {"mac": answer.mac, "owner": answer.owner, "repliers": list(answer.repliers)})
+
+    def why() -> str:
+        return diagnosis.led(next(filter(None, (diagnosis.diagnose(
+            measure, diagnosis.arp_leak, real=r, vip=hw.vip, interface=hw.lab_if[r.name])
+            for r in hw.reals if r.name in answer.repliers)), None))
     assert answer.owner == owner and list(answer.repliers) == [owner], (
-        f"the VIP resolves to {answer.owner} ({answer.mac}); ARP replies came from {said(answer.repliers)}, "
+        f"{why()}the VIP resolves to {answer.owner} ({answer.mac}); ARP replies came from {said(answer.repliers)}, "
         f"expected from {owner} only\n--- evidence ---\n{answer.raw}")
 
 
@@ -362,7 +381,13 @@ def test_rr_balanced(hw, measure):
         pytest.skip("this lab's kernel has no IPVS")
     _, before, director = hw.traffic()
     measure("director", director.name)
-    split = assert_rr_balanced(director, hw.vip, hw.port, expected_total=REQUESTS, since=before)
+    try:
+        split = assert_rr_balanced(director, hw.vip, hw.port, expected_total=REQUESTS, since=before)
+    except LabAssertionError as err:
+        names = {a.split("/")[0]: r.name for r in hw.reals for a in vrrp.read_addresses(r).get(hw.lab_if[r.name], [])}
+        last = err.samples[-1][1] if err.samples else {}
+        by_real = {names.get(k.rsplit(":", 1)[0], k): v for k, v in last.items()}
+        raise _explained(err, _path(hw, measure, holder=director, by_real=by_real)) from None
     measure("split", split.value)
 
 
@@ -439,6 +464,8 @@ def test_failover(hw, measure):
             t0 = _take_link_down(hw, holder)
             try:
                 moved = assert_failover_within(holder, backup, hw.vip)
+            except LabAssertionError as err:
+                raise _explained(err, _vrrp(hw, measure, backup)) from None
             finally:
                 # keep probing for one advert interval after the takeover: the gap must have closed
                 prober_until = time.monotonic() + hw.insts[backup.name].advert_int
@@ -486,7 +513,7 @@ def test_failback(hw, measure):
             try:
                 back = assert_failover_within(backup, holder, hw.vip, seconds=takeover_deadline(holder, hw.vip) + 3)
             except LabAssertionError as err:
-                raise err.noted(hw.master_why) from None
+                raise _explained(err.noted(hw.master_why), _vrrp(hw, measure, holder)) from None
             finally:
                 time.sleep(1)
         hw.last_traffic = time.monotonic()
@@ -543,5 +570,5 @@ def test_no_split_brain(hw, measure):
         if lasting and len(starved) == len(lasting):
             raise HarnessError(vrrp.starved_reason(starved, start))
     assert count, "no VIP samples were taken"
-    assert not lasting, (f"two VIP owners for {lasting[0]['seconds']:.1f} s from {lasting[0]['start'] - start:.1f} s "
+    assert not lasting, (f"{diagnosis.led(_vrrp(hw, measure, None))}two VIP owners for {lasting[0]['seconds']:.1f} s from {lasting[0]['start'] - start:.1f} s "
                          f"into the scenario ({said(lasting[0]['holders'])}); {len(lasting)} such episode(s)")

@@ -18,7 +18,7 @@ from collections import Counter
 
 import pytest
 
-from lvs_harness import keepalived
+from lvs_harness import diagnosis, keepalived
 from lvs_harness.assertions import (LabAssertionError, assert_config_runs, assert_failover_within, assert_ipvs_service,
                                     assert_vip_on, assert_weighted_split, said, said_statuses, takeover_deadline)
 from lvs_harness.baseline import SteadyState, Unsteady, intended_master
@@ -190,10 +190,12 @@ def test_sync_group(nat, measure):
             continue
         group = conf.group_of(ext.name)
         if group is None or gw.name not in group.instances:
+            groups = "; ".join(f"{g.name} of {said(g.instances)}" for g in conf.sync_groups) or "none"
             problems[d.name] = (f"{ext.name} ({nat.vip}) and {gw.name} ({nat.gateway}) are not in one "
-                                f"vrrp_sync_group (groups: {[(g.name, list(g.instances)) for g in conf.sync_groups]})")
+                                f"vrrp_sync_group (its sync groups: {groups})")
     measure("problems", problems)
-    assert not problems, "; ".join(f"{k}: {v}" for k, v in problems.items())
+    assert not problems, ("; ".join(f"{k}: {v}" for k, v in problems.items())
+                          + " — put both instances in one vrrp_sync_group, so they move together")
 
 
 @pytest.mark.check(id="vips_on_master", points=2, title="both VIPs on the intended master only", needs=KEEPALIVED,
@@ -225,7 +227,8 @@ def test_reals_via_gateway(nat, measure):
     routes = {r.name: r.run("ip -4 route show default").stdout.strip() for r in nat.reals}
     measure("routes", routes)
     wrong = {n: rt or "no default route" for n, rt in routes.items() if f"via {nat.gateway} " not in f"{rt} "}
-    assert not wrong, f"not via {nat.gateway}: " + "; ".join(f"{k}: {v}" for k, v in wrong.items())
+    assert not wrong, (f"not via {nat.gateway}: " + "; ".join(f"{k}: {v}" for k, v in wrong.items())
+                       + f" — make {nat.gateway} the default route of every real")
 
 
 @pytest.mark.check(id="ipvs_nat_service", points=2, title="each director's IPVS service: NAT, wrr, every real "
@@ -264,9 +267,22 @@ def test_wrr_split(nat, measure):
     weights = nat.weights()
     total = sum(weights.values()) or 1
     measure("expected", {name: round(REQUESTS * weights.get(rip, 0) / total, 1) for name, rip in nat.rips.items()})
-    assert statuses == {200: REQUESTS}, said_statuses(statuses)
-    split = assert_weighted_split(nat.holder, nat.vip, nat.port, expected_total=REQUESTS, since=before,
-                                  weights=weights)
+    names = {rip: name for name, rip in nat.rips.items()}
+
+    def why(by_real=None):
+        client_ip = next((a.split("/")[0] for addrs in nat.addresses[nat.client.name].values() for a in addrs
+                          if ":" not in a and not a.startswith("127.")), None)
+        return diagnosis.diagnose(measure, diagnosis.dr_path, client_ip=client_ip, holder=nat.holder, reals=nat.reals,
+                                  vip=nat.vip, port=nat.port, by_real=by_real, directors=nat.directors,
+                                  want="weighted", weights={names.get(k, k): w for k, w in weights.items()})
+    assert statuses == {200: REQUESTS}, diagnosis.led(why()) + said_statuses(statuses)
+    try:
+        split = assert_weighted_split(nat.holder, nat.vip, nat.port, expected_total=REQUESTS, since=before,
+                                      weights=weights)
+    except LabAssertionError as err:
+        last = err.samples[-1][1] if err.samples else {}
+        finding = why({names.get(k.rsplit(":", 1)[0], k): v for k, v in last.items()})
+        raise (err.explained(finding.sentence) if finding else err) from None
     measure("split", split.value)
 
 
@@ -334,7 +350,8 @@ def test_failover(nat, measure):
                     measure("gateway_on", owners)
                     assert owners == [backup.name], (f"the gateway VIP {nat.gateway} is on "
                                                      f"{' and '.join(owners) or 'no director'} after the VIP moved "
-                                                     f"to {backup.name}: the two did not move together")
+                                                     f"to {backup.name}: the two did not move together — put both "
+                                                     "instances in one vrrp_sync_group")
             finally:
                 end = time.monotonic() + nat.insts[backup.name].advert_int + 0.5
                 while time.monotonic() < end:
