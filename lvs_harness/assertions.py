@@ -130,7 +130,7 @@ def _poll(observe: Callable[[], _Seen], *, what: str, expected: str, deadline: f
         # is no verdict on the lab, so it is an error, not an assertion that failed
         raise ObservationError(f"could not observe {what} for {elapsed:.1f} s: {seen.value}") from seen.value
     if not seen.ok:
-        raise LabAssertionError(f"{what} (deadline {deadline:g} s, {how})", expected,
+        raise LabAssertionError(f"{what} (deadline {round(deadline, 2):g} s, {how})", expected,
                                 seen.got, elapsed, seen.evidence, tuple(samples))
     return Measured(seen.value, elapsed, deadline, seen.evidence, tuple(samples))
 

@@ -139,5 +139,5 @@ def test_a_student_checks_their_own_lab(tiny):
     assert "report: self-bad/student1/report.html" in bad_out
     assert "lab " in bad_err and " is up" in bad_err            # progress while the lab came up (plain lines)
     report = (tiny["root"] / "self-bad" / "student1" / "report.html").read_text()
-    assert "Hint: Is the VIP on lb1" in report
+    assert "&lt;b&gt;Hint:&lt;/b&gt; Is the VIP on lb1" in report        # no diagnosis: the check's hint
     assert "Traceback" not in report and "def test_answers" not in report and "assert [a.real" not in report
