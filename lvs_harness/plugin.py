@@ -41,7 +41,7 @@ from .submission import NothingToRun, load_submission
 
 def pytest_addoption(parser):
     group = parser.getgroup("lvs-harness", "load-balancer lab")
-    group.addoption("--lab", choices=CHOICES, default="auto",
+    group.addoption("--lab", choices=CHOICES, default=None,
                     help="lab backend: auto (netns where the kernel has IPVS and you are root, else uml), "
                          "uml (embedded User-Mode Linux guest), netns (this kernel), vagrant")
     group.addoption("--provider", choices=PROVIDERS, default="libvirt",
@@ -67,7 +67,7 @@ def pytest_addoption(parser):
     group.addoption("--student", default=None, help="the name shown in reports (default: the submission's name)")
     # lvs-harness grade, on a retry: the earlier attempts (JSON), shown in the report's summary
     group.addoption("--earlier-attempts", default=None, metavar="PATH", help=argparse.SUPPRESS)
-    group.addoption("--audience", choices=("staff", "student"), default="staff",
+    group.addoption("--audience", choices=("staff", "student"), default=None,
                     help="student: the report shows each check's reason, hint and evidence, no traceback or "
                          "harness source (staff: everything)")
     # lvs-harness check: leave out the checks the pack hides from students
@@ -77,17 +77,19 @@ def pytest_addoption(parser):
 
 
 PACK = pytest.StashKey["str | None"]()
+ACTIVE = pytest.StashKey[bool]()
+# a run is a lab run when it passes one of these, or collects a check or a test using a lab fixture
+LAB_OPTIONS = ("--lab", "--pack", "--vagrantfile", "--submission", "--keep-lab", "--allow-scripts", "--timing",
+               "--results-json", "--student", "--earlier-attempts", "--audience", "--without-hidden", "--events")
+LAB_FIXTURES = {"lab_config", "lab", "hosts", "directors", "reals", "client", "timing"}
 
 
 def pytest_configure(config):
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, _interrupt)   # tear labs down on `kill`, as on Ctrl-C
     config.addinivalue_line("markers", "check(id, points, title, needs=(), state=None, hint='', hidden=False): a "
                             "graded check (lvs_harness.checks.Check); `needs` names checks whose failure makes this "
                             "one fail with a reason instead of running, `state` the lab state it starts from")
-    config.pluginmanager.register(Dependencies(), "lvs-harness-dependencies")
     html = config.pluginmanager.hasplugin("html") and bool(config.getoption("htmlpath", None))
-    recorder = config.stash[RECORDER] = Recorder(html=html, audience=config.getoption("--audience"))
+    recorder = config.stash[RECORDER] = Recorder(html=html, audience=config.getoption("--audience") or "staff")
     recorder.config = config
     submission = config.getoption("--submission")
     recorder.info["student"] = config.getoption("--student") or (
@@ -96,14 +98,35 @@ def pytest_configure(config):
     if attempts:
         recorder.info["earlier_attempts"] = json.loads(Path(attempts).read_text())
     config.stash[PACK] = config.getoption("--pack")
+    config.stash[ACTIVE] = False
+    if any(config.getoption(name) not in (None, False) for name in LAB_OPTIONS):
+        _activate(config)
+
+
+def _activate(config) -> None:
+    """Make this a lab run: SIGTERM tears labs down as Ctrl-C does, checks' dependencies and
+    results are followed. A pytest run that asks for no lab never gets here (its signals and
+    plugins stay its own)."""
+    if config.stash[ACTIVE]:
+        return
+    config.stash[ACTIVE] = True
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _interrupt)   # tear labs down on `kill`, as on Ctrl-C
+    recorder = config.stash[RECORDER]
+    config.pluginmanager.register(Dependencies(), "lvs-harness-dependencies")
     config.pluginmanager.register(recorder, "lvs-harness-recorder")
-    if html:
+    if recorder.html:
         config.pluginmanager.register(HtmlHooks(recorder), "lvs-harness-html")
 
 
 def pytest_collection_modifyitems(session, config, items):
-    """Without --pack, the pack is the installed one whose suite is being run (if any); with
-    --without-hidden, the checks the pack hides from students are deselected."""
+    """A run that collects a check or a test using a lab fixture is a lab run. Without --pack, the
+    pack is the installed one whose suite is being run (if any); with --without-hidden, the checks
+    the pack hides from students are deselected."""
+    if any(Check.of(item) or LAB_FIXTURES & set(getattr(item, "fixturenames", ())) for item in items):
+        _activate(config)
+    if not config.stash[ACTIVE]:
+        return
     if config.getoption("--without-hidden"):
         hidden = [item for item in items if (Check.of(item) or Check("")).hidden]
         if hidden:
@@ -155,7 +178,7 @@ def lab_config(pytestconfig, tmp_path_factory) -> LabConfig:
     """
     opt = pytestconfig.getoption
     pack = pytestconfig.stash[RECORDER].pack
-    config = LabConfig(backend=opt("--lab"), provider=opt("--provider"), vagrantfile=opt("--vagrantfile"),
+    config = LabConfig(backend=opt("--lab") or "auto", provider=opt("--provider"), vagrantfile=opt("--vagrantfile"),
                        keep=opt("--keep-lab"), pack=pack.name if pack else None,
                        allow_scripts=opt("--allow-scripts"), progress=_progress(pytestconfig))
     info = pytestconfig.stash[RECORDER].info
@@ -265,7 +288,14 @@ def client(lab):
 
 @pytest.fixture(scope="session")
 def timing(pytestconfig, lab) -> str:
-    """'fast' or 'faithful' (see --timing); fast is the default except on the vagrant lab."""
+    """'fast' or 'faithful' (see --timing); fast is the default except on the vagrant lab.
+
+    Example::
+
+        def test_drain(timing, directors):
+            limit = 5 if timing == "fast" else 120      # IPVS's tcpfin timeout in each mode
+            assert limit >= 5
+    """
     mode = pytestconfig.getoption("--timing") or default_timing(lab.NAME)
     pytestconfig.stash[RECORDER].info["timing"] = mode
     return mode
@@ -277,7 +307,8 @@ def measure(request):
 
     Example::
 
-        def test_failover(measure, ...):
+        def test_failover(measure, directors):
+            measure("directors", [d.name for d in directors])
             measure("failover_s", 3.4)
     """
     return lambda name, value: request.node.user_properties.append((name, value))
