@@ -25,20 +25,16 @@ from .baseline import await_steady
 from .checks import advice
 from .errors import HarnessError
 from .grading import DEFAULT_JOBS, DEFAULT_RETRIES, Grader, merge, parse_shard, prepare_out
-from .labs import CHOICES, PROVIDERS, LabConfig, clean, remote, select_backend, start_lab
+from .labs import LabConfig, clean, remote, select_backend, start_lab
 from .labs.base import provision_budget, stderr_progress
 from .labs.image import ensure_image
 from .lms import Roster
-from .packs import DEFAULT_PACK, PackError, load_pack
+from .options import add, interrupt
+from .packs import PackError, load_pack, pack_names
 from .probes import ipvs, vrrp
 from .probes.client import http_requests, identify, real_pages
 from .runs import Run, stop_owner
 from .submission import load_submission, write_folder
-
-
-def _pack_names() -> list[str]:
-    from .packs import _entry_points
-    return sorted(_entry_points())
 
 
 def _live_runs() -> list[Run]:
@@ -73,7 +69,7 @@ def cmd_box(args) -> int:
 
 
 def cmd_packs(args) -> int:
-    eps = _pack_names()
+    eps = pack_names()
     if not eps:
         print("no packs are installed")
         return 0
@@ -183,7 +179,7 @@ def cmd_grade(args) -> int:
     stderr_progress(f"lab backend: {backend} ({why})")
     if backend == "uml":
         ensure_image(stderr_progress)        # once, before the labs start side by side
-    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     jobs = args.jobs or (1 if backend == "vagrant" else DEFAULT_JOBS)     # five VMs per submission on vagrant
     grader = Grader(args.out, backend=backend, timing=args.timing, allow_scripts=args.allow_scripts, jobs=jobs,
                     provider=args.provider, retries=args.retries, pack=pack.name,
@@ -251,7 +247,7 @@ def cmd_check(args) -> int:
     backend, _ = select_backend(args.lab)
     if backend == "uml":
         ensure_image(stderr_progress)
-    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     with Spinner() as spinner:
         grader = Grader(args.out, backend=backend, jobs=1, retries=1, pack=pack.name, audience="student",
                         without_hidden=True, progress=spinner.say)
@@ -314,10 +310,6 @@ def _imports_said(out: Path, summary) -> None:
         print(f"  {line}")
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 def cmd_demo(args) -> int:
     """Bring a pack's reference lab up, show it balancing and failing over, tear it down."""
     pack = load_pack(args.pack)
@@ -363,11 +355,6 @@ def cmd_demo(args) -> int:
     return 0
 
 
-def _pack_option(parser) -> None:
-    parser.add_argument("--pack", default=None, metavar="NAME",
-                        help=f"the course pack (default {DEFAULT_PACK}; `lvs-harness packs` lists them)")
-
-
 def _roster_option(parser) -> None:
     parser.add_argument("--roster", type=Path, metavar="STUDENTS.CSV",
                         help="the class list your LMS exports (Canvas: Grades → Export; Moodle: Grades → Export → "
@@ -395,11 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("packs", help="list the installed course packs").set_defaults(func=cmd_packs)
 
     up = sub.add_parser("up", help="bring a lab up and keep it running")
-    up.add_argument("--lab", choices=CHOICES, default="auto")
-    _pack_option(up)
-    up.add_argument("--vagrantfile", type=Path, help="default: the pack's reference")
-    up.add_argument("--provider", choices=PROVIDERS, default="libvirt", help="--lab vagrant: the Vagrant provider")
-    up.add_argument("--allow-scripts", action="store_true", help="netns: run this Vagrantfile's provisioners")
+    add(up.add_argument, "--lab", "--pack", "--vagrantfile", "--provider", "--allow-scripts")
     up.set_defaults(func=cmd_up)
 
     sub.add_parser("status", help="list labs and their hosts").set_defaults(func=cmd_status)
@@ -426,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp = sub.add_parser("import", help="read a submission (write-up or folder) and write its folder form")
     imp.add_argument("writeup", type=Path)
     imp.add_argument("-o", "--out", type=Path, required=True, help="a new (or empty) folder")
-    _pack_option(imp)
+    add(imp.add_argument, "--pack")
     imp.set_defaults(func=cmd_import)
 
     gr = sub.add_parser("grade", help="grade submissions, each in its own lab: reports, gradebook, index")
@@ -434,13 +417,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="markdown write-ups or submission folders")
     gr.add_argument("-j", "--jobs", type=int, default=None,
                     help=f"labs at once (default {DEFAULT_JOBS}, 1 on --lab vagrant; see bench/grade.py)")
-    gr.add_argument("--lab", choices=CHOICES, default="auto")
-    _pack_option(gr)
-    gr.add_argument("--provider", choices=PROVIDERS, default="libvirt", help="--lab vagrant: the Vagrant provider")
+    add(gr.add_argument, "--lab", "--pack", "--provider")
     gr.add_argument("--out", type=Path, default=Path("reports"), help="where reports go (default: reports/)")
-    gr.add_argument("--timing", choices=("fast", "faithful"), default=None)
-    gr.add_argument("--allow-scripts", action="store_true",
-                    help="netns: run the submissions' provisioners and keepalived scripts on this machine")
+    add(gr.add_argument, "--timing", "--allow-scripts")
     gr.add_argument("--retries", type=int, default=DEFAULT_RETRIES,
                     help="grade a submission again in a fresh lab when a check ended in error (the lab or the harness "
                          f"failed, not the student's work), up to N more times (default {DEFAULT_RETRIES})")
@@ -450,8 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     gr.add_argument("--shard", metavar="K/N|auto",
                     help="grade only the submissions a stable hash of their name gives to shard K of N (auto: "
                          "from GitLab, Slurm or Kubernetes array-job variables); `lvs-harness merge` joins the shards")
-    gr.add_argument("--audience", choices=("staff", "student"), default="staff",
-                    help="student: reports show each check's reason, hint and evidence, no traceback or harness source")
+    add(gr.add_argument, "--audience")
     gr.add_argument("--resume", action="store_true",
                     help="skip submissions whose report in --out is complete for the same inputs (content, pack, "
                          "harness version)")
@@ -460,22 +438,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     ck = sub.add_parser("check", help="check your own lab before handing it in: the pack's checks with hints")
     ck.add_argument("submission", type=Path, metavar="WRITE-UP-OR-FOLDER")
-    _pack_option(ck)
-    ck.add_argument("--lab", choices=CHOICES, default="auto")
+    add(ck.add_argument, "--pack", "--lab")
     ck.add_argument("--out", type=Path, default=Path("check-report"), help="where the report goes (default: check-report/)")
     ck.set_defaults(func=cmd_check)
 
     gs = sub.add_parser("gradescope", help="the Gradescope autograder: build its zip, or run it")
     gs_sub = gs.add_subparsers(dest="action", required=True)
     gb = gs_sub.add_parser("build", help="write the autograder zip (setup.sh, run_autograder, lvs-harness, the image)")
-    _pack_option(gb)
+    add(gb.add_argument, "--pack")
     gb.add_argument("--out", type=Path, default=Path("autograder.zip"))
     gb.add_argument("--image", type=Path, default=None,
                     help="the guest image to ship (default: this machine's, built if missing)")
     gb.add_argument("--image-url", default=None, help="ship no image: setup.sh fetches it from this URL")
     gb.set_defaults(func=cmd_gradescope_build)
     gr_ = gs_sub.add_parser("run", help="what run_autograder does: grade ROOT/submission into ROOT/results")
-    _pack_option(gr_)
+    add(gr_.add_argument, "--pack")
     gr_.add_argument("--root", type=Path, default=Path("/autograder"))
     gr_.set_defaults(func=cmd_gradescope_run)
 
@@ -486,8 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     mg.set_defaults(func=cmd_merge)
 
     demo = sub.add_parser("demo", help="bring the reference lab up, show balancing and failover, tear it down")
-    demo.add_argument("--lab", choices=CHOICES, default="auto")
-    _pack_option(demo)
+    add(demo.add_argument, "--lab", "--pack")
     demo.set_defaults(func=cmd_demo)
     return parser
 

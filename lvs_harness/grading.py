@@ -174,7 +174,7 @@ class CpuGate:
 
 class Grader:
     def __init__(self, out: Path, *, backend: str = "auto", timing: str | None = None, allow_scripts: bool = False,
-                 jobs: int = 2, progress=None, timeout: float | None = None, provider: str = "libvirt",
+                 jobs: int = DEFAULT_JOBS, progress=None, timeout: float | None = None, provider: str = "libvirt",
                  retries: int = DEFAULT_RETRIES, pack: str | None = None, formats: tuple[str, ...] = (),
                  shard: tuple[int, int] | None = None, resume: bool = False, audience: str = "staff",
                  without_hidden: bool = False, roster: lms.Roster | None = None):

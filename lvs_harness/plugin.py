@@ -32,8 +32,9 @@ import pytest
 
 from .checks import Check, Dependencies
 from .errors import HarnessError, Refused, SubmissionFault, VagrantfileError
-from .labs import CHOICES, PROVIDERS, LabConfig, start_lab
+from .labs import LabConfig, start_lab
 from .labs.base import default_timing
+from .options import add, interrupt
 from .packs import PackError, load_pack, pack_of_module
 from .report import RECORDER, HtmlHooks, Recorder, emit
 from .submission import NothingToRun, load_submission
@@ -41,35 +42,19 @@ from .submission import NothingToRun, load_submission
 
 def pytest_addoption(parser):
     group = parser.getgroup("lvs-harness", "load-balancer lab")
-    group.addoption("--lab", choices=CHOICES, default=None,
-                    help="lab backend: auto (netns where the kernel has IPVS and you are root, else uml), "
-                         "uml (embedded User-Mode Linux guest), netns (this kernel), vagrant")
-    group.addoption("--provider", choices=PROVIDERS, default="libvirt",
-                    help="--lab vagrant: libvirt (default; lvs-harness's own box, VMs in a network namespace) or "
-                         "virtualbox (the Vagrantfile's own box)")
-    group.addoption("--pack", default=None, metavar="NAME",
-                    help="the course pack (`lvs-harness packs` lists them); default: the pack whose suite runs, "
-                         "else the default pack for --submission")
-    group.addoption("--vagrantfile", type=Path, default=None, metavar="PATH",
-                    help="the lab to build (a Vagrantfile or its folder); default: the pack's reference")
+    add(group.addoption, "--lab", "--provider", "--pack", "--vagrantfile", defaults={"--lab": None})
     group.addoption("--submission", type=Path, default=None, metavar="PATH",
                     help="a student's submission (markdown write-up or folder): its Vagrantfile and "
                          "keepalived configs, the reference's for what it lacks")
     group.addoption("--keep-lab", action="store_true", help="leave the lab running after the tests")
-    group.addoption("--allow-scripts", action="store_true",
-                    help="on --lab netns, run the provisioners of a Vagrantfile other than the reference")
-    group.addoption("--timing", choices=("fast", "faithful"), default=None,
-                    help="fast (default on embedded labs): a short IPVS tcpfin timeout is set before traffic so "
-                         "the drain check takes seconds; faithful (default on vagrant): default timeouts (~2 min)")
+    add(group.addoption, "--allow-scripts", "--timing")
     group.addoption("--results-json", type=Path, default=None, metavar="PATH",
                     help="write each check's status, score, reason and measured values, with the run's summary, "
                          "as JSON (lvs-harness grade reads it)")
     group.addoption("--student", default=None, help="the name shown in reports (default: the submission's name)")
     # lvs-harness grade, on a retry: the earlier attempts (JSON), shown in the report's summary
     group.addoption("--earlier-attempts", default=None, metavar="PATH", help=argparse.SUPPRESS)
-    group.addoption("--audience", choices=("staff", "student"), default=None,
-                    help="student: the report shows each check's reason, hint and evidence, no traceback or "
-                         "harness source (staff: everything)")
+    add(group.addoption, "--audience", defaults={"--audience": None})      # None: not given (staff)
     # lvs-harness check: leave out the checks the pack hides from students
     group.addoption("--without-hidden", action="store_true", default=False, help=argparse.SUPPRESS)
     # lvs-harness grade: structured progress (JSON lines, see report.emit) on the output
@@ -111,7 +96,7 @@ def _activate(config) -> None:
         return
     config.stash[ACTIVE] = True
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, _interrupt)   # tear labs down on `kill`, as on Ctrl-C
+        signal.signal(signal.SIGTERM, interrupt)    # tear labs down on `kill`, as on Ctrl-C
     recorder = config.stash[RECORDER]
     config.pluginmanager.register(Dependencies(), "lvs-harness-dependencies")
     config.pluginmanager.register(recorder, "lvs-harness-recorder")
@@ -142,10 +127,6 @@ def pytest_collection_modifyitems(session, config, items):
             config.stash[RECORDER].pack = load_pack(config.stash[PACK])
         except PackError as err:
             raise pytest.UsageError(str(err)) from None
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _progress(config):

@@ -107,10 +107,15 @@ def _entry_points() -> dict[str, metadata.EntryPoint]:
     return {ep.name: ep for ep in metadata.entry_points(group=GROUP)}
 
 
+def pack_names() -> list[str]:
+    """The names of the installed packs (registered under ``lvs_harness.packs``), loaded or not."""
+    return sorted(_entry_points())
+
+
 def installed() -> list[Pack]:
     """Every pack registered under ``lvs_harness.packs`` (those that fail to load are skipped)."""
     out = []
-    for name in sorted(_entry_points()):
+    for name in pack_names():
         try:
             out.append(load_pack(name))
         except PackError:
