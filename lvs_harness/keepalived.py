@@ -45,7 +45,6 @@ class HealthCheck:
     """A real_server's checker block (HTTP_GET, TCP_CHECK, …) with the settings that bound how
     long a dead real stays in the table."""
     kind: str
-    connect_port: int | None = None
     connect_timeout: float = 5.0        # keepalived's default
     retry: int = 1                      # `retry` (older: nb_get_retry); keepalived 2.x default 1
     delay_before_retry: float = 1.0
@@ -262,9 +261,7 @@ def parse_config(text: str, config_id: str | None = None, read=None) -> Keepaliv
 
 def _checker(stmt: list) -> HealthCheck:
     body = _block(stmt)
-    port = _first(body, "connect_port")
-    return HealthCheck(stmt[0], _number(port) if port else None,
-                       _number(_first(body, "connect_timeout", 5), 5.0, float),
+    return HealthCheck(stmt[0], _number(_first(body, "connect_timeout", 5), 5.0, float),
                        _number(_first(body, "retry", _first(body, "nb_get_retry", 1)), 1),
                        _number(_first(body, "delay_before_retry", 1), 1.0, float))
 

@@ -33,7 +33,7 @@ def _handle(lab, message: dict) -> dict:
                              f"{', '.join(lab.hosts)}"}
         r = host.run(message["command"], timeout=float(message.get("timeout", 600)),
                      input=base64.b64decode(message.get("input", "")) or None)
-        return {"rc": r.rc, "stdout": r.stdout, "stderr": r.stderr, "duration": r.duration}
+        return {"rc": r.rc, "stdout": r.stdout, "stderr": r.stderr, "duration": r.duration, "timed_out": r.timed_out}
     if op == "status":
         hosts = []
         for spec in lab.topology.hosts:

@@ -57,7 +57,7 @@ def test_real_answers_are_judged_as_a_careful_grader_judges_them(graded, name):
 
 def test_nat_expectations_cover_its_corpus():
     assert sorted(NAT_EXPECTED) == sorted(p.stem for p in corpus(NAT_CORPUS))
-    assert sum(bool(e["failed"]) for e in NAT_EXPECTED.values()) >= 4      # the four broken kinds
+    assert sum(bool(e["failed"]) for e in NAT_EXPECTED.values()) >= 4      # a write-up for each broken kind
 
 
 def test_nat_example_scores_full_marks_with_its_charts(graded_nat):

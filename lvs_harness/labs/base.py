@@ -462,7 +462,7 @@ class NamespacedLab(LabBase):
         t0 = time.monotonic()
         res = self._root_run(self.ns.enter_argv(host, command), input, timeout, self.ns.env)
         return CommandResult(command=command, rc=res.rc, stdout=res.stdout, stderr=res.stderr,
-                             duration=time.monotonic() - t0)
+                             duration=time.monotonic() - t0, timed_out=res.timed_out)
 
     def _root_check(self, argv: list, what: str, input: bytes | None = None, timeout: float = 120) -> CommandResult:
         res = self._root_run(argv, input, timeout)

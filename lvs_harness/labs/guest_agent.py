@@ -15,7 +15,7 @@ Example::
 
     agent = GuestAgent(sock)
     agent.wait_ready(timeout=60, alive=lambda: proc.poll() is None)
-    rc, out, err = agent.exec(["ipvsadm", "-Ln"], timeout=10)
+    rc, out, err, timed_out = agent.exec(["ipvsadm", "-Ln"], timeout=10)
 """
 
 from __future__ import annotations
@@ -179,7 +179,7 @@ class GuestAgent:
             rc = 128 + int(status.get("signal", 0))
         if timed_out:
             rc, err = TIMEOUT_RC, err + timeout_note(timeout)
-        return rc, out, err
+        return rc, out, err, timed_out
 
     def _kill_tree(self, pid: int) -> None:
         """SIGKILL a guest process and all its descendants (daemons that called setsid stay)."""

@@ -21,13 +21,13 @@ def run_local(argv: list, input: bytes | None, timeout: float, env: dict | None 
                             start_new_session=True)
     try:
         out, err = proc.communicate(input or b"", timeout=timeout)
-        rc = proc.returncode
+        rc, timed_out = proc.returncode, False
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         out, err = proc.communicate()
-        rc, err = TIMEOUT_RC, err + timeout_note(timeout).encode()
+        rc, err, timed_out = TIMEOUT_RC, err + timeout_note(timeout).encode(), True
     return CommandResult(" ".join(argv), rc, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"),
-                         time.monotonic() - t0)
+                         time.monotonic() - t0, timed_out)
 
 
 SANDBOX_MOUNTS = (

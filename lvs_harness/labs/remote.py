@@ -105,7 +105,8 @@ class RemoteLab(LabBase):
         t0 = time.monotonic()
         reply = request(self.run, {"op": "exec", "host": host, "command": command, "timeout": timeout,
                                    "input": base64.b64encode(input or b"").decode()}, timeout=timeout + 60)
-        return CommandResult(command, reply["rc"], reply["stdout"], reply["stderr"], time.monotonic() - t0)
+        return CommandResult(command, reply["rc"], reply["stdout"], reply["stderr"], time.monotonic() - t0,
+                             reply.get("timed_out", False))
 
     def _teardown(self) -> None:
         if self.keep:

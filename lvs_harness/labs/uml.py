@@ -132,9 +132,9 @@ class Guest:
 
     def exec(self, argv: list, input: bytes | None, timeout: float, env: dict | None = None) -> CommandResult:
         t0 = time.monotonic()
-        rc, out, err = self.agent.exec([str(a) for a in argv], input=input, timeout=timeout, env=env)
+        rc, out, err, timed_out = self.agent.exec([str(a) for a in argv], input=input, timeout=timeout, env=env)
         return CommandResult(command=" ".join(map(str, argv)), rc=rc, stdout=out, stderr=err,
-                             duration=time.monotonic() - t0)
+                             duration=time.monotonic() - t0, timed_out=timed_out)
 
     def ended_by_itself(self) -> str | None:
         """How the guest ended by its own doing — powered off (exit 0), panicked (UML aborts), or
@@ -258,7 +258,8 @@ def _channel_result(command: str, reply: tuple[int, str, str, bool], timeout: fl
     rc, out, err, timed_out = reply
     if timed_out:
         rc, err = TIMEOUT_RC, err + timeout_note(timeout)
-    return CommandResult(command=command, rc=rc, stdout=out, stderr=err, duration=time.monotonic() - t0)
+    return CommandResult(command=command, rc=rc, stdout=out, stderr=err, duration=time.monotonic() - t0,
+                         timed_out=timed_out)
 
 
 def cleanup(run: Run) -> None:

@@ -337,7 +337,7 @@ class VagrantLab(LabBase):
         if res.rc == 255 and not res.stdout:
             raise LabError(f"ssh to {host} failed: {res.stderr.strip()[-300:]}")
         return CommandResult(command=command, rc=res.rc, stdout=res.stdout, stderr=res.stderr,
-                             duration=time.monotonic() - t0)
+                             duration=time.monotonic() - t0, timed_out=res.timed_out)
 
     def _teardown(self) -> None:
         cleanup(self.run, progress=self.config.progress)

@@ -250,13 +250,5 @@ def read_stats_settled(host, quiet: float = 2.5, timeout: float = 15.0) -> list[
     return last
 
 
-def read_rates(host) -> list[ServiceCounters]:
-    return parse_counters(_read(host, "-Ln --rate --exact"))
-
-
-def read_connections(host) -> list[Connection]:
-    return parse_connections(_read(host, "-Lnc"))
-
-
 def read_timeouts(host) -> Timeouts:
     return parse_timeouts(_read(host, "-Ln --timeout"))

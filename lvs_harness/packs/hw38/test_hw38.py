@@ -569,6 +569,7 @@ def test_no_split_brain(hw, measure):
         starved = vrrp.starved_episodes(hw.watch, lasting, before=master_down, threshold=advert)
         if lasting and len(starved) == len(lasting):
             raise HarnessError(vrrp.starved_reason(starved, start))
-    assert count, "no VIP samples were taken"
+    if not isinstance(hw.watch, vrrp.OwnershipMonitor):      # events always give each director its first state
+        assert count, "no VIP samples were taken"
     assert not lasting, (f"{diagnosis.led(_vrrp(hw, measure, None))}two VIP owners for {lasting[0]['seconds']:.1f} s from {lasting[0]['start'] - start:.1f} s "
                          f"into the scenario ({said(lasting[0]['holders'])}); {len(lasting)} such episode(s)")

@@ -48,7 +48,7 @@ class Nat:
         self.master, self.master_why = intended_master(directors, self.vip, self.insts)
         self.addresses = {h.name: vrrp.read_addresses(h) for h in [*directors, *reals, client]}
         self.rips = {r.name: self._rip(r) for r in reals}
-        self.gateway, self.gateway_inst = self._gateway()
+        self.gateway = self._gateway()
         self.ext_if = {d.name: vrrp.interface_toward(self.addresses[d.name], self.vip)
                        or vrrp.lab_interface(d, self.addresses[d.name], near=self.vip) for d in directors}
         self.steady = SteadyState(directors, self.vip, self.ext_if, self.master, on_action=self.event,
@@ -67,7 +67,7 @@ class Nat:
                     return c.split("/")[0]
         return None
 
-    def _gateway(self) -> tuple[str | None, str | None]:
+    def _gateway(self) -> str | None:
         """The VRRP address on the reals' network (their way back), from the intended master's config."""
         conf = self.confs[(self.master or self.directors[0]).name]
         rips = [ipaddress.ip_address(a) for a in self.rips.values() if a]
@@ -76,8 +76,8 @@ class Nat:
                 cidr = raw.split()[0]
                 net = ipaddress.ip_interface(cidr if "/" in cidr else f"{cidr}/24").network
                 if any(a in net for a in rips):
-                    return cidr.split("/")[0], inst.name
-        return None, None
+                    return cidr.split("/")[0]
+        return None
 
     def event(self, host, what: str) -> None:
         t = float(host.check("date +%s.%N").stdout)
