@@ -115,7 +115,7 @@ def test_failover_is_measured_and_probes_show_the_gap(ready, directors, client):
     # the outage is the failover as the client sees it: longer than a second, within the takeover
     # deadline plus one request's timeout (a request under way when the link went down fails too)
     assert 1.0 < outage < failover.deadline + prober.timeout, (outage, failover.seconds)
-    assert {r.real for r in prober.results if r.ok} == {"server1", "server2"}
+    assert {r.word for r in prober.results if r.ok} == {"server1", "server2"}
 
 
 def test_a_bar_chart_shows_requests_no_real_answered():

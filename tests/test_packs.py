@@ -97,6 +97,7 @@ def test_which_real_answered_is_its_own_page_whatever_it_says():
     pages = {"web1": "Hello from web1", "web2": "Hello from web2"}
     answers = [Request(0.0, 200, "Hello", 0.01, 0, "Hello from web2"), Request(1.0, 200, "Hello", 0.01, 0, "other"),
                Request(2.0, 0, None, 2.0, 28, None)]
+    assert answers[0].real is None and answers[0].word == "Hello"          # not told before identify
     assert [a.real for a in identify(answers, pages)] == ["web2", None, None]
     assert distinct(pages) and not distinct({"web1": "Welcome", "web2": "Welcome"})
     assert [a.real for a in identify(answers[:1], {"web1": "Hello from web2", "web2": "Hello from web2"})] == [None]

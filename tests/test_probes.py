@@ -135,10 +135,10 @@ def run_probe(url: str, count: int) -> str:
 @pytest.mark.parametrize("run", [run_loop, run_lane, run_burst, run_probe])
 def test_request_output_parses(local_page, run):
     answers = client.parse_requests(run(local_page, 3))
-    assert [(a.status, a.real, a.curl_rc, a.ok) for a in answers] == [(200, "server1", 0, True)] * 3
+    assert [(a.status, a.word, a.curl_rc, a.ok) for a in answers] == [(200, "server1", 0, True)] * 3
     assert all(0 < a.latency < 1 for a in answers) and answers[0].time + answers[0].latency <= answers[1].time
     refused = client.parse_requests(run("http://127.0.0.1:9/", 1))[0]
-    assert (refused.status, refused.real, refused.curl_rc, refused.ok) == (0, None, 7, False)
+    assert (refused.status, refused.word, refused.curl_rc, refused.ok) == (0, None, 7, False)
     assert re.fullmatch(r"\d+\.\d+ 7 000 \S+ -", run("http://127.0.0.1:9/", 1).splitlines()[0])
 
 

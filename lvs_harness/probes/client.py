@@ -73,10 +73,11 @@ def curl_command(url: str, count: int, timeout: float, per_second: float | None 
 class Request:
     time: float          # when it was sent (epoch seconds, the client's clock)
     status: int          # HTTP status, 0 when no answer
-    real: str | None     # the real that answered (see identify); before it, the page's first word
+    word: str | None     # the page's first word (None: no answer)
     latency: float       # seconds (curl's time_total)
     curl_rc: int = 0     # curl's exit status: 0 ok, 7 refused, 28 timed out …
     page: str | None = None   # the body, whitespace collapsed (bursts only)
+    real: str | None = None   # the real that answered, by its own page (set by identify)
 
     @property
     def ok(self) -> bool:
@@ -91,9 +92,9 @@ def parse_requests(text: str) -> list[Request]:
         if len(fields) < 4:
             continue
         end, latency = float(fields[0].replace(",", ".")), float(fields[3].replace(",", "."))
-        real = fields[4] if len(fields) > 4 and fields[4] != "-" else None
+        word = fields[4] if len(fields) > 4 and fields[4] != "-" else None
         page = " ".join(fields[5:]) if len(fields) > 5 else None
-        out.append(Request(round(end - latency, 6), int(fields[2]), real, latency, int(fields[1]), page))
+        out.append(Request(round(end - latency, 6), int(fields[2]), word, latency, int(fields[1]), page))
     return sorted(out, key=lambda r: r.time)
 
 
