@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from .errors import HarnessError, LabError, LabGone
 from . import keepalived
@@ -58,12 +59,12 @@ class LabAssertionError(AssertionError):
             text += "\n--- evidence ---\n" + evidence.rstrip()[-3000:]
         super().__init__(text)
 
-    def noted(self, note: str) -> "LabAssertionError":
+    def noted(self, note: str) -> LabAssertionError:
         """The same failure with ``note`` added to what was got (e.g. what the configuration implies)."""
         return LabAssertionError(self.what, self.expected, f"{self.got}; {note}", self.seconds, self.evidence,
                                  self.samples, self.because)
 
-    def explained(self, because: str) -> "LabAssertionError":
+    def explained(self, because: str) -> LabAssertionError:
         """The same failure, its reason led by ``because`` (why it failed: a diagnosis's sentence)."""
         return LabAssertionError(self.what, self.expected, self.got, self.seconds, self.evidence, self.samples,
                                  because)

@@ -87,7 +87,7 @@ class Check:
     hidden: bool = False
 
     @classmethod
-    def from_marker(cls, kwargs: dict, where: str = "") -> "Check":
+    def from_marker(cls, kwargs: dict, where: str = "") -> Check:
         if not kwargs.get("id"):
             raise CheckError(f"{where or 'a check'} has a check marker without an id; give it "
                              "@pytest.mark.check(id=…, points=…, title=…).")
@@ -98,7 +98,7 @@ class Check:
                    hint=str(kwargs.get("hint", "")), hidden=bool(kwargs.get("hidden", False)))
 
     @classmethod
-    def of(cls, item) -> "Check | None":
+    def of(cls, item) -> Check | None:
         """The check a pytest item is (None for a plain test); read once per item."""
         if CHECK_KEY in item.stash:
             return item.stash[CHECK_KEY]

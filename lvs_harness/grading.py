@@ -42,7 +42,7 @@ import threading
 import time
 from html import escape
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from . import exports, lms, similarity
 from .checks import is_not_run, not_run
@@ -566,7 +566,7 @@ def merge(folders: list[Path], out: Path,
             entries[e["submission"]] = (Path(folder), e)
     pack = load_pack(books[0][1]["pack"])
     prepare_out(out)
-    for name, (folder, e) in sorted(entries.items()):
+    for name, (folder, _) in sorted(entries.items()):
         if (folder / name).is_dir() and (folder / name).resolve() != (out / name).resolve():
             shutil.rmtree(out / name, ignore_errors=True)
             shutil.copytree(folder / name, out / name)

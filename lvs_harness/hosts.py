@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import functools
 import shlex
-from typing import Callable, Protocol
+from typing import Protocol
+from collections.abc import Callable
 
 import testinfra.host
 from testinfra.backend.base import BaseBackend

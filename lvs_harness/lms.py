@@ -107,7 +107,7 @@ class Roster:
     source: str = ""
 
     @classmethod
-    def read(cls, path: Path) -> "Roster":
+    def read(cls, path: Path) -> Roster:
         """Read a roster CSV (comma, semicolon or tab separated; Canvas's Points Possible and muted
         rows skipped). Refused, in one sentence, when no column identifies a student."""
         try:
@@ -117,7 +117,7 @@ class Roster:
         return cls.parse(text, str(path))
 
     @classmethod
-    def parse(cls, text: str, source: str = "roster") -> "Roster":
+    def parse(cls, text: str, source: str = "roster") -> Roster:
         lines = text.splitlines()
         first = lines[0] if lines else ""
         delimiter = max((",", ";", "\t"), key=first.count)

@@ -110,7 +110,7 @@ class Run:
         return self.data["resources"]
 
     @classmethod
-    def create(cls, backend: str, keep: bool = False) -> "Run":
+    def create(cls, backend: str, keep: bool = False) -> Run:
         root = state_root()
         root.mkdir(parents=True, exist_ok=True)
         os.chmod(root, 0o755)
@@ -131,12 +131,12 @@ class Run:
         return run
 
     @classmethod
-    def load(cls, run_id: str) -> "Run":
+    def load(cls, run_id: str) -> Run:
         path = state_root() / run_id / "run.json"
         return cls(path, json.loads(path.read_text()))
 
     @classmethod
-    def all(cls) -> list["Run"]:
+    def all(cls) -> list[Run]:
         root = state_root()
         runs = []
         if root.is_dir():

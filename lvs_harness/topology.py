@@ -60,7 +60,7 @@ class VirtualService:
     source: str = ""
 
     @classmethod
-    def from_dict(cls, data: dict) -> "VirtualService":
+    def from_dict(cls, data: dict) -> VirtualService:
         return cls(**{**data, "weights": tuple(tuple(w) for w in data.get("weights", ()))})
 
 
@@ -117,7 +117,7 @@ class Topology:
                            "LabConfig(services=(VirtualService(vip, port),)) or in the pack.")
         return self.services[0]
 
-    def with_services(self, services) -> "Topology":
+    def with_services(self, services) -> Topology:
         return dataclasses.replace(self, services=tuple(services))
 
     def host(self, name: str) -> HostSpec:
@@ -155,7 +155,7 @@ class Topology:
         return seen
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Topology":
+    def from_dict(cls, data: dict) -> Topology:
         """The inverse of ``dataclasses.asdict(topology)`` (as sent by a lab keeper)."""
         def prov(p: dict) -> Provisioner:
             return Provisioner(**{**p, "args": tuple(p["args"]) if isinstance(p["args"], list) else p["args"]})
@@ -167,7 +167,7 @@ class Topology:
 
     @classmethod
     def from_vagrant(cls, recorded: dict, *, vagrantfile: Path, roles: dict | None = None,
-                     services: tuple[VirtualService, ...] = ()) -> "Topology":
+                     services: tuple[VirtualService, ...] = ()) -> Topology:
         """Build a topology from what ``vagrant_eval.rb`` recorded of a Vagrantfile."""
         where = str(vagrantfile)
         configs = recorded.get("configs") or []

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from importlib import resources
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from .commands import CommandResult
 from .errors import HarnessError, VagrantfileError

@@ -119,10 +119,10 @@ def test_every_markdown_form_is_read(tmp_path, form):
     conf = "vrrp_instance VI_1 {\n    state MASTER\n    virtual_ipaddress {\n        10.5.5.5/24\n    }\n}\n"
     lines = conf.splitlines()
     text = {"crlf": ("lb1:\n```\n" + conf + "```\n").replace("\n", "\r\n"),
-            "indented": "1. lb1:\n\n    ```\n" + "".join("    " + l + "\n" for l in lines) + "    ```\n",
-            "quoted": "> lb1:\n> ```bash\n" + "".join("> " + l + "\n" for l in lines) + "> ```\n",
+            "indented": "1. lb1:\n\n    ```\n" + "".join("    " + line + "\n" for line in lines) + "    ```\n",
+            "quoted": "> lb1:\n> ```bash\n" + "".join("> " + line + "\n" for line in lines) + "> ```\n",
             "html": "<p>lb1:</p>\n<pre><code>" + conf.replace("{", "&#123;") + "</code></pre>\n",
-            "inline": "lb1:\n" + "".join(f"`{l}`  \n" for l in lines),
+            "inline": "lb1:\n" + "".join(f"`{line}`  \n" for line in lines),
             "info": "lb1:\n```" + conf.replace("\n", "\n", 1) + "```\n"}[form]
     md = tmp_path / "w.md"
     md.write_text(text)

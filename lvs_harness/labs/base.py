@@ -14,7 +14,8 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
+from collections.abc import Callable
 
 from ..commands import CommandResult
 from ..errors import CommandTimeout, LabError, LabGone, Refused, SubmissionFault
@@ -248,7 +249,7 @@ class Lab(Protocol):
     one_clock: bool             # do all hosts share one clock (one kernel), so their timestamps compare to the µs
 
     def close(self) -> None: ...
-    def __enter__(self) -> "Lab": ...
+    def __enter__(self) -> Lab: ...
     def __exit__(self, *exc) -> None: ...
 
 

@@ -26,7 +26,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from ..errors import LabError
 from .image import _du_mb, apt_sources, cache_root, host_codename, run_mmdebstrap

@@ -24,7 +24,7 @@ from __future__ import annotations
 import itertools
 import socket
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from ..errors import LabError, LabGone
 from . import image
@@ -59,7 +59,7 @@ class Stream:
     still runs) and returns (rc, stdout not streamed, stderr, timed out); ``running`` says whether
     it still runs."""
 
-    def __init__(self, channel: "HostChannel", rid: int, pending: _Pending, what: str):
+    def __init__(self, channel: HostChannel, rid: int, pending: _Pending, what: str):
         self._channel, self._rid, self._pending, self._what = channel, rid, pending, what
 
     @property

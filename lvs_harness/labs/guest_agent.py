@@ -27,7 +27,7 @@ import shlex
 import socket
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from ..commands import TIMEOUT_RC, timeout_note
 from ..errors import LabError, LabGone

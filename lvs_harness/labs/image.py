@@ -23,7 +23,7 @@ import tempfile
 import time
 from importlib import resources
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from ..errors import LabError
 

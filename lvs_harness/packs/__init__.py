@@ -27,7 +27,7 @@ import importlib
 import sys
 from importlib import metadata
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from ..checks import Check, CheckError, collect, validate
 from ..errors import HarnessError

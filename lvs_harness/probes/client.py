@@ -187,7 +187,7 @@ class Prober:
         self._name = f"{scratch(client)}/lvsh-probe-{secrets.token_hex(4)}"
         self._full_from = 0.0         # the client's clock when every lane was running
 
-    def start(self) -> "Prober":
+    def start(self) -> Prober:
         n = self._name
         args = f"{shlex.quote(self.url)} {self.interval:g} {self.timeout:g} {int(self.max_seconds)}"
         perl = (f"setsid -f sh -c 'echo $$ > {n}.pids; exec perl - probe {args} >> {n}.log 2>{n}.err' "
@@ -254,7 +254,7 @@ class Prober:
             best = (start, self.results[-1].time - start)
         return best
 
-    def __enter__(self) -> "Prober":
+    def __enter__(self) -> Prober:
         return self.start()
 
     def __exit__(self, *exc) -> None:

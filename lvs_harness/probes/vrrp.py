@@ -159,7 +159,7 @@ class OwnershipRecorder:
         self.samples: dict[str, list[tuple[float, bool]]] = {}
         self._name = f"{scratch(self.directors[0]) if self.directors else '/tmp'}/lvsh-vip-{secrets.token_hex(4)}"
 
-    def start(self) -> "OwnershipRecorder":
+    def start(self) -> OwnershipRecorder:
         loop = (f'{NAP}; end=$((SECONDS + {int(self.max_seconds)})); '
                 f'while [ -e {self._name}.run ] && [ $SECONDS -lt $end ]; do t=$EPOCHREALTIME; has=0; '
                 f'while read -r _ ifname _ addr _; do [ "$ifname" != lo ] && [ "${{addr%/*}}" = {self.vip} ] && has=1; '
@@ -181,7 +181,7 @@ class OwnershipRecorder:
                                     for t, h in (line.split() for line in out.splitlines() if len(line.split()) == 2)]
         return self.samples
 
-    def __enter__(self) -> "OwnershipRecorder":
+    def __enter__(self) -> OwnershipRecorder:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -222,13 +222,13 @@ def parse_monitor(text: str, director: str, vip: str, offset: float) -> list[Add
 
 
 def _stamp(ts: str, offset: float) -> float:
-    return dt.datetime.strptime(ts, ISO).replace(tzinfo=dt.timezone.utc).timestamp() + offset
+    return dt.datetime.strptime(ts, ISO).replace(tzinfo=dt.UTC).timestamp() + offset
 
 
-_LIVE: list["OwnershipMonitor"] = []      # monitors whose events arrive as they happen (see watching)
+_LIVE: list[OwnershipMonitor] = []      # monitors whose events arrive as they happen (see watching)
 
 
-def watching(hosts) -> "OwnershipMonitor | None":
+def watching(hosts) -> OwnershipMonitor | None:
     """A running :class:`OwnershipMonitor` whose events arrive live from every one of ``hosts``
     (the same Host objects), or None. Assertions wait on it instead of sleeping between polls.
 
@@ -245,13 +245,13 @@ def watching(hosts) -> "OwnershipMonitor | None":
     return None
 
 
-def events_seen(watch: "OwnershipMonitor | None") -> int:
+def events_seen(watch: OwnershipMonitor | None) -> int:
     """``watch``'s :attr:`~OwnershipMonitor.generation` (0 without one): take it before a look, then
     :func:`pause` after it."""
     return watch.generation if watch is not None else 0
 
 
-def pause(watch: "OwnershipMonitor | None", since: int, interval: float, left: float) -> None:
+def pause(watch: OwnershipMonitor | None, since: int, interval: float, left: float) -> None:
     """Between two looks: where ``watch`` is live, until its next event after ``since`` (at most
     ``left`` s); else ``interval`` s (at most ``left``).
 
@@ -335,7 +335,7 @@ class OwnershipMonitor:
     def _snapshot(self, d) -> tuple[float, bool, float]:
         out = d.check("date '+%s.%N %Y-%m-%dT%H:%M:%S.%6N'; ip -o addr show").stdout.splitlines()
         epoch, local = out[0].split()
-        zone = float(epoch) - dt.datetime.strptime(local, ISO).replace(tzinfo=dt.timezone.utc).timestamp()
+        zone = float(epoch) - dt.datetime.strptime(local, ISO).replace(tzinfo=dt.UTC).timestamp()
         held = bool(owners({d.name: parse_addresses("\n".join(out[1:]))}, self.vip))
         return self.common(d, float(epoch)), held, round(zone) + self.clock(d)[0]
 
@@ -381,7 +381,7 @@ class OwnershipMonitor:
         with self._changed:
             return self._changed.wait_for(lambda: self.generation != generation or not self.live, timeout)
 
-    def start(self) -> "OwnershipMonitor":
+    def start(self) -> OwnershipMonitor:
         """Start the monitors; raise :class:`~lvs_harness.errors.HarnessError` where a director's
         ``ip`` gives no events (fall back to :class:`OwnershipRecorder` there)."""
         from ..errors import HarnessError
@@ -464,14 +464,14 @@ class OwnershipMonitor:
             self.samples[d.name] = rows
         return self.samples
 
-    def __enter__(self) -> "OwnershipMonitor":
+    def __enter__(self) -> OwnershipMonitor:
         return self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
 
 
-def starved_episodes(monitor: "OwnershipMonitor", episodes: list[dict], before: float,
+def starved_episodes(monitor: OwnershipMonitor, episodes: list[dict], before: float,
                      threshold: float) -> list[tuple[dict, list]]:
     """The overlap ``episodes`` (see :func:`overlap_intervals`) in which, or in the ``before`` s leading
     to which, the machine starved a director (its heartbeat ``threshold`` s or more late): [(episode,
