@@ -38,8 +38,10 @@ def main() -> None:
                 looked += 1
                 found += "diagnosis" in m
                 costs[c["id"]].append(float(m["diagnosis_s"]))
-    print(f"{failed} failed checks (not counting 'not run'), {looked} looked, {found} with a diagnosis; "
-          f"looks on passing checks: {len(on_passing)} {on_passing[:5]}")
+    print(
+        f"{failed} failed checks (not counting 'not run'), {looked} looked, {found} with a diagnosis; "
+        f"looks on passing checks: {len(on_passing)} {on_passing[:5]}"
+    )
     print(f"{'check':<22}{'n':>4}{'median s':>10}{'max s':>8}")
     for check, xs in sorted(costs.items()):
         print(f"{check:<22}{len(xs):>4}{statistics.median(xs):>10.2f}{max(xs):>8.2f}")

@@ -78,8 +78,9 @@ def one_run(rt_samples: int) -> dict:
         figures = {
             "boot (s)": lab.timings["boot"],
             "evaluate Vagrantfile (s)": lab.timings["evaluate"],
-            "hosts + daemons + provisioning (s)": sum(lab.timings[k] for k in
-                                                      ("namespaces", "daemons", "provision", "keepalived")),
+            "hosts + daemons + provisioning (s)": sum(
+                lab.timings[k] for k in ("namespaces", "daemons", "provision", "keepalived")
+            ),
             "lab up (s)": up,
             "start → VIP on balancer1 (s)": vip,
             "start → VIP up and 50 requests answered (s)": answered,

@@ -57,9 +57,25 @@ def run_lab(backend: str, work: Path) -> dict:
     (work / "test_measure.py").write_text(MEASURE)
     out, results = work / f"{backend}-measure.json", work / f"{backend}-results.json"
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(work / "test_measure.py"),
-                           "--pyargs", "lvs_harness.packs.hw38", f"--lab={backend}", f"--results-json={results}"],
-                          cwd=work, capture_output=True, text=True, env={**os.environ, "BENCH_OUT": str(out)})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            str(work / "test_measure.py"),
+            "--pyargs",
+            "lvs_harness.packs.hw38",
+            f"--lab={backend}",
+            f"--results-json={results}",
+        ],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "BENCH_OUT": str(out)},
+    )
     total = time.monotonic() - t0
     if not out.exists() or not results.exists():
         print(proc.stdout[-3000:], proc.stderr[-2000:])
@@ -67,9 +83,18 @@ def run_lab(backend: str, work: Path) -> dict:
     m, r = json.loads(out.read_text()), json.loads(results.read_text())
     rss_file = Path(f"{out}.rss")
     rss = json.loads(rss_file.read_text()) if rss_file.exists() else []
-    return {"rss": rss, "backend": backend, "timings": m["timings"], "lab_s": r.get("lab_seconds"), "first_s": m["first"],
-            "rtt_ms": m["rtt"] * 1000, "suite_s": sum(c["duration"] for c in r["checks"]), "total_s": total,
-            "score": f"{r['score']}/{r['max_score']}", "timing": r.get("timing")}
+    return {
+        "rss": rss,
+        "backend": backend,
+        "timings": m["timings"],
+        "lab_s": r.get("lab_seconds"),
+        "first_s": m["first"],
+        "rtt_ms": m["rtt"] * 1000,
+        "suite_s": sum(c["duration"] for c in r["checks"]),
+        "total_s": total,
+        "score": f"{r['score']}/{r['max_score']}",
+        "timing": r.get("timing"),
+    }
 
 
 def main() -> None:
@@ -80,6 +105,7 @@ def main() -> None:
     from lvs_harness.labs.base import stderr_progress
     from lvs_harness.labs.box import ensure_box
     from lvs_harness.labs.image import ensure_image
+
     t0 = time.monotonic()
     ensure_box(stderr_progress, force=args.cold_box)
     box_s = time.monotonic() - t0
@@ -92,21 +118,29 @@ def main() -> None:
             print(f"measuring the {backend} lab …", flush=True)
             rows.append(run_lab(backend, Path(tmp)))
     print(f"\n{'':34}" + "".join(f"{r['backend']:>14}" for r in rows))
-    print(f"{'box (vagrant) / image (uml)':34}" + "".join(
-        f"{(box_s if r['backend'] == 'vagrant' else image_s):>12.1f} s" for r in rows)
-        + ("   (cold)" if args.cold_box else "   (cached)"))
+    print(
+        f"{'box (vagrant) / image (uml)':34}"
+        + "".join(f"{(box_s if r['backend'] == 'vagrant' else image_s):>12.1f} s" for r in rows)
+        + ("   (cold)" if args.cold_box else "   (cached)")
+    )
     print(f"{'lab up (5 machines)':34}" + "".join(f"{r['lab_s']:>12.1f} s" for r in rows))
     print(f"{'  of which':34}" + "   ".join(", ".join(f"{k} {v:.0f}" for k, v in r["timings"].items()) for r in rows))
     print(f"{'first command after up':34}" + "".join(f"{r['first_s'] * 1000:>11.0f} ms" for r in rows))
     print(f"{'command round trip (median of 20)':34}" + "".join(f"{r['rtt_ms']:>11.0f} ms" for r in rows))
-    print(f"{'hw3.8 suite (checks only)':34}" + "".join(f"{r['suite_s']:>12.1f} s" for r in rows)
-          + "   timing: " + ", ".join(f"{r['backend']} {r['timing']}" for r in rows))
+    print(
+        f"{'hw3.8 suite (checks only)':34}"
+        + "".join(f"{r['suite_s']:>12.1f} s" for r in rows)
+        + "   timing: "
+        + ", ".join(f"{r['backend']} {r['timing']}" for r in rows)
+    )
     print(f"{'whole run (up, suite, teardown)':34}" + "".join(f"{r['total_s']:>12.1f} s" for r in rows))
     print(f"{'score':34}" + "".join(f"{r['score']:>14}" for r in rows))
     for r in rows:
         if r["rss"]:
-            print(f"{'qemu RSS after the suite':34}{r['backend']}: {sum(r['rss'])} MiB for {len(r['rss'])} VMs "
-                  f"({min(r['rss'])}–{max(r['rss'])} MiB each)")
+            print(
+                f"{'qemu RSS after the suite':34}{r['backend']}: {sum(r['rss'])} MiB for {len(r['rss'])} VMs "
+                f"({min(r['rss'])}–{max(r['rss'])} MiB each)"
+            )
 
 
 if __name__ == "__main__":

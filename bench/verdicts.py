@@ -43,24 +43,46 @@ def main() -> None:
         for n in range(1, args.rounds + 1):
             out = Path(tmp) / f"round-{n}"
             t0 = time.monotonic()
-            proc = subprocess.run([sys.executable, "-m", "lvs_harness.cli", "grade", *map(str, subs), "-j",
-                                   str(args.jobs), "--lab", args.lab, "--out", str(out)],
-                                  capture_output=True, text=True)
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "lvs_harness.cli",
+                    "grade",
+                    *map(str, subs),
+                    "-j",
+                    str(args.jobs),
+                    "--lab",
+                    args.lab,
+                    "--out",
+                    str(out),
+                ],
+                capture_output=True,
+                text=True,
+            )
             walls.append(time.monotonic() - t0)
             book = json.loads((out / "gradebook.json").read_text())
             retried = 0
             for entry in book["submissions"]:
                 retried += len(entry.get("attempts", [])) > 1
                 name = entry["submission"]
-                diffs = (verdict_differences(entry, expected[name]["failed"]) if name in expected
-                         else listed_differences(entry, real[f"{name}.md"]))
+                diffs = (
+                    verdict_differences(entry, expected[name]["failed"])
+                    if name in expected
+                    else listed_differences(entry, real[f"{name}.md"])
+                )
                 for diff in diffs:
                     flips[(entry["submission"], diff.split(":")[0])] += 1
                     print(f"round {n}: {entry['submission']}: {diff}")
-            print(f"round {n}: {len(subs)} submissions graded in {walls[-1]:.0f} s (exit {proc.returncode}), "
-                  f"{retried} graded again after an error", flush=True)
-    print(f"\n{len(subs)} submissions × 13 checks × {args.rounds} rounds at -j {args.jobs} (--lab {args.lab}): "
-          f"{sum(flips.values())} verdict(s) differed from the expected")
+            print(
+                f"round {n}: {len(subs)} submissions graded in {walls[-1]:.0f} s (exit {proc.returncode}), "
+                f"{retried} graded again after an error",
+                flush=True,
+            )
+    print(
+        f"\n{len(subs)} submissions × 13 checks × {args.rounds} rounds at -j {args.jobs} (--lab {args.lab}): "
+        f"{sum(flips.values())} verdict(s) differed from the expected"
+    )
     for (sub, check), count in sorted(flips.items()):
         print(f"  {sub:32} {check:20} {count}/{args.rounds}")
     print(f"wall per round: {', '.join(f'{w:.0f} s' for w in walls)}")

@@ -13,5 +13,18 @@ from .hosts import Host
 from .labs import LabConfig, clean, start_lab
 from .topology import HostSpec, Interface, Topology, VirtualService
 
-__all__ = ["CommandResult", "CommandFailed", "HarnessError", "LabError", "VagrantfileError", "Host",
-           "LabConfig", "clean", "start_lab", "HostSpec", "Interface", "Topology", "VirtualService"]
+__all__ = [
+    "CommandResult",
+    "CommandFailed",
+    "HarnessError",
+    "LabError",
+    "VagrantfileError",
+    "Host",
+    "LabConfig",
+    "clean",
+    "start_lab",
+    "HostSpec",
+    "Interface",
+    "Topology",
+    "VirtualService",
+]

@@ -91,8 +91,8 @@ class DirectorState:
 
 @dataclasses.dataclass(frozen=True)
 class Steady:
-    holder: str                 # the director holding the VIP
-    actions: tuple[str, ...]    # what was done to get here (empty: it was steady already)
+    holder: str  # the director holding the VIP
+    actions: tuple[str, ...]  # what was done to get here (empty: it was steady already)
     seconds: float
 
 
@@ -103,8 +103,9 @@ class SteadyState:
     answer; ``on_action(director, text)`` is told of each restoring step (for a timeline).
     """
 
-    def __init__(self, directors, vip: str, lab_if: dict[str, str], master=None, on_action=None,
-                 insts: dict | None = None):
+    def __init__(
+        self, directors, vip: str, lab_if: dict[str, str], master=None, on_action=None, insts: dict | None = None
+    ):
         self.directors = list(directors)
         self.vip, self.lab_if, self.master = vip, lab_if, master
         self.on_action = on_action or (lambda director, text: None)
@@ -121,8 +122,10 @@ class SteadyState:
         """One command per director: its lab link, its keepalived, whether it holds the VIP."""
         found = {}
         for d in self.directors:
-            r = d.run(f"{_read_flags(self.lab_if[d.name])}; echo ---; ip -o addr show; echo ---; "
-                      "systemctl is-active keepalived")
+            r = d.run(
+                f"{_read_flags(self.lab_if[d.name])}; echo ---; ip -o addr show; echo ---; "
+                "systemctl is-active keepalived"
+            )
             link, addrs, active = (r.stdout.split("---\n") + ["", "", ""])[:3]
             holds = bool(vrrp.owners({d.name: vrrp.parse_addresses(addrs)}, self.vip))
             found[d.name] = DirectorState(d.name, _flags_up(link), active.strip() == "active", holds)
@@ -131,15 +134,19 @@ class SteadyState:
     def holder(self, states: dict[str, DirectorState]) -> str | None:
         """The single VIP holder when ``states`` are steady, else None."""
         holders = [n for n, s in states.items() if s.holds_vip]
-        ok = all(s.link_up and s.keepalived for s in states.values()) and len(holders) == 1 and (
-            self.master is None or holders == [self.master.name])
+        ok = (
+            all(s.link_up and s.keepalived for s in states.values())
+            and len(holders) == 1
+            and (self.master is None or holders == [self.master.name])
+        )
         return holders[0] if ok else None
 
     @staticmethod
     def describe(states: dict[str, DirectorState]) -> str:
         holders = [n for n, s in states.items() if s.holds_vip]
-        parts = [f"{'no director' if not holders else ' and '.join(holders)} "
-                 f"hold{'s' if len(holders) == 1 else ''} the VIP"]
+        parts = [
+            f"{'no director' if not holders else ' and '.join(holders)} hold{'s' if len(holders) == 1 else ''} the VIP"
+        ]
         parts += [f"{n}'s lab link is down" for n, s in states.items() if not s.link_up]
         parts += [f"keepalived is not running on {n}" for n, s in states.items() if not s.keepalived]
         return ", ".join(parts)
@@ -179,12 +186,16 @@ class SteadyState:
 
     def _settle(self, states: dict[str, DirectorState]) -> dict[str, DirectorState]:
         """Give VRRP its own time to settle (preemption, an election) before restarting anything."""
-        if self.master is not None and self.inst[self.master.name].nopreempt and \
-                states[self.master.name].keepalived and any(s.holds_vip for s in states.values()):
-            return self.observe()      # nopreempt: the VIP does not come back by itself
+        if (
+            self.master is not None
+            and self.inst[self.master.name].nopreempt
+            and states[self.master.name].keepalived
+            and any(s.holds_vip for s in states.values())
+        ):
+            return self.observe()  # nopreempt: the VIP does not come back by itself
         who = self.master or self.directors[0]
         deadline = time.monotonic() + self._takeover(who) + self.inst[who.name].preempt_delay
-        watch = vrrp.watching(self.directors)      # where it streams events, look at each one instead
+        watch = vrrp.watching(self.directors)  # where it streams events, look at each one instead
         while True:
             since = vrrp.events_seen(watch)
             states = self.observe()
@@ -195,15 +206,21 @@ class SteadyState:
     def _restart_in_order(self, actions: list, seen: str) -> str:
         first = [self.master] if self.master is not None else self.directors
         rest = [d for d in self.directors if d not in first]
-        self._act(actions, first[0], "keepalived restarted: stopped everywhere, then started on "
-                  + (f"{self.master.name} first" if self.master is not None else "every director"))
+        self._act(
+            actions,
+            first[0],
+            "keepalived restarted: stopped everywhere, then started on "
+            + (f"{self.master.name} first" if self.master is not None else "every director"),
+        )
         for d in self.directors:
             d.stop("keepalived")
         states = self.observe()
         if any(s.holds_vip for s in states.values()):
-            self._give_up(f"{seen}; with keepalived stopped everywhere "
-                          f"{' and '.join(n for n, s in states.items() if s.holds_vip)} still holds the VIP "
-                          "(it is not keepalived's)")
+            self._give_up(
+                f"{seen}; with keepalived stopped everywhere "
+                f"{' and '.join(n for n, s in states.items() if s.holds_vip)} still holds the VIP "
+                "(it is not keepalived's)"
+            )
         for d in first:
             self._start(d)
         want = first[0] if self.master is not None else None
@@ -211,8 +228,8 @@ class SteadyState:
             if want is not None:
                 assert_vip_on(want, self.vip, deadline=self._takeover(want) + SLACK)
         except LabAssertionError as err:
-            for d in rest:          # leave no keepalived stopped that the lab had running: later checks
-                self._start(d)      # (an IPVS table keepalived programs) judge the student's lab, not ours
+            for d in rest:  # leave no keepalived stopped that the lab had running: later checks
+                self._start(d)  # (an IPVS table keepalived programs) judge the student's lab, not ours
             self._give_up(f"{seen}; after a restart {want.name} did not take the VIP ({err.got})")
         for d in rest:
             self._start(d)
@@ -258,6 +275,8 @@ def await_steady(directors, vip: str) -> tuple[bool, str]:
         if (holder := steady.holder(states)) is not None:
             return True, f"{holder} holds {vip} after {time.monotonic() - t0:.1f} s ({why})"
         if time.monotonic() > deadline:
-            return False, (f"not steady after {time.monotonic() - t0:.1f} s, the time keepalived needs to elect "
-                           f"{who.name}: {steady.describe(states)} ({why})")
+            return False, (
+                f"not steady after {time.monotonic() - t0:.1f} s, the time keepalived needs to elect "
+                f"{who.name}: {steady.describe(states)} ({why})"
+            )
         time.sleep(0.2)

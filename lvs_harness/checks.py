@@ -53,7 +53,7 @@ def advice(result: dict, hint: str = "") -> dict[str, str]:
     sentence, fix = measured.get("diagnosis", ""), measured.get("diagnosis_fix", "")
     if not sentence or not reason.startswith(sentence):
         return {"seen": reason, "why": "", "do": hint}
-    seen = reason[len(sentence):].removeprefix(". Seen: ").strip()
+    seen = reason[len(sentence) :].removeprefix(". Seen: ").strip()
     return {"seen": seen, "why": sentence.removesuffix(f" — {fix}") if fix else sentence, "do": fix or hint}
 
 
@@ -89,13 +89,21 @@ class Check:
     @classmethod
     def from_marker(cls, kwargs: dict, where: str = "") -> Check:
         if not kwargs.get("id"):
-            raise CheckError(f"{where or 'a check'} has a check marker without an id; give it "
-                             "@pytest.mark.check(id=…, points=…, title=…).")
+            raise CheckError(
+                f"{where or 'a check'} has a check marker without an id; give it "
+                "@pytest.mark.check(id=…, points=…, title=…)."
+            )
         needs = kwargs.get("needs", ())
         pairs = needs.items() if isinstance(needs, dict) else ((n, f"needs check {n} to pass") for n in needs)
-        return cls(id=str(kwargs["id"]), title=str(kwargs.get("title", "")), points=int(kwargs.get("points", 0)),
-                   needs=tuple(Need(n, r) for n, r in pairs), state=kwargs.get("state"),
-                   hint=str(kwargs.get("hint", "")), hidden=bool(kwargs.get("hidden", False)))
+        return cls(
+            id=str(kwargs["id"]),
+            title=str(kwargs.get("title", "")),
+            points=int(kwargs.get("points", 0)),
+            needs=tuple(Need(n, r) for n, r in pairs),
+            state=kwargs.get("state"),
+            hint=str(kwargs.get("hint", "")),
+            hidden=bool(kwargs.get("hidden", False)),
+        )
 
     @classmethod
     def of(cls, item) -> Check | None:

@@ -63,6 +63,7 @@ def cmd_image(args) -> int:
 
 def cmd_box(args) -> int:
     from .labs.box import ensure_box
+
     box = ensure_box(stderr_progress, force=args.force)
     print(box.file)
     return 0
@@ -80,26 +81,38 @@ def cmd_packs(args) -> int:
             print(f"{name:10} (cannot be used: {err})")
             continue
         checks = pack.checks()
-        print(f"{pack.name:10} {pack.title} — {len(checks)} checks, {sum(c.points for c in checks)} points; "
-              f"suite {pack.suite}; reference {pack.reference}")
+        print(
+            f"{pack.name:10} {pack.title} — {len(checks)} checks, {sum(c.points for c in checks)} points; "
+            f"suite {pack.suite}; reference {pack.reference}"
+        )
     return 0
 
 
 def cmd_up(args) -> int:
     # a Vagrantfile of your own belongs to no pack unless you name one: it gets no pack's VIP
     pack = load_pack(args.pack) if args.pack or not args.vagrantfile else None
-    lab = start_lab(LabConfig(backend=args.lab, provider=args.provider, vagrantfile=args.vagrantfile,
-                              allow_scripts=args.allow_scripts, keep=True, pack=pack.name if pack else None))
+    lab = start_lab(
+        LabConfig(
+            backend=args.lab,
+            provider=args.provider,
+            vagrantfile=args.vagrantfile,
+            allow_scripts=args.allow_scripts,
+            keep=True,
+            pack=pack.name if pack else None,
+        )
+    )
     vip = lab.topology.services[0].vip if lab.topology.services else "<the VIP>"
     client = lab.topology.clients[0].name if lab.topology.clients else "<host>"
     directors = [lab.hosts[d.name] for d in lab.topology.directors]
     ready = True
     for v in dict.fromkeys(s.vip for s in lab.topology.services) if directors else ():
-        ok, text = await_steady(directors, v)       # keepalived elects a master after `up` has started it
+        ok, text = await_steady(directors, v)  # keepalived elects a master after `up` has started it
         print(("" if ok else "still waiting: ") + text)
         ready = ready and ok
-    print(f"lab {lab.run_id} is {'up' if ready else 'up, but not steady (see above)'}. Try:\n  lvs-harness status\n  lvs-harness exec {client} -- curl -s "
-          f"{vip}\n  lvs-harness down" + (f"\n(pack {pack.name})" if pack else ""))
+    print(
+        f"lab {lab.run_id} is {'up' if ready else 'up, but not steady (see above)'}. Try:\n  lvs-harness status\n  lvs-harness exec {client} -- curl -s "
+        f"{vip}\n  lvs-harness down" + (f"\n(pack {pack.name})" if pack else "")
+    )
     return 0
 
 
@@ -125,8 +138,16 @@ def cmd_exec(args) -> int:
         raise HarnessError("give the command after --, e.g. `lvs-harness exec client -- ip -br addr`.")
     run = _pick_run(args.run)
     stdin = b"" if sys.stdin is None or sys.stdin.isatty() else sys.stdin.buffer.read()
-    reply = remote.request(run, {"op": "exec", "host": args.host, "command": shlex.join(command),
-                                 "timeout": args.timeout, "input": base64.b64encode(stdin).decode()})
+    reply = remote.request(
+        run,
+        {
+            "op": "exec",
+            "host": args.host,
+            "command": shlex.join(command),
+            "timeout": args.timeout,
+            "input": base64.b64encode(stdin).decode(),
+        },
+    )
     sys.stdout.write(reply["stdout"])
     sys.stderr.write(reply["stderr"])
     return reply["rc"]
@@ -150,6 +171,7 @@ def cmd_clean(args) -> int:
     print(f"removed {len(removed)} run(s)" + (f": {', '.join(removed)}" if removed else ""))
     if args.libvirt:
         from .labs import libvirt_ns
+
         stopped = libvirt_ns.stop()
         print(f"stopped {', '.join(stopped) or 'no libvirt daemon of lvs-harness'}")
     return 0
@@ -171,20 +193,31 @@ def cmd_grade(args) -> int:
         raise HarnessError("-j must be 1 or more.")
     if args.retries < 0:
         raise HarnessError("--retries must be 0 or more.")
-    pack = load_pack(args.pack)          # an unknown pack is refused before anything is written
+    pack = load_pack(args.pack)  # an unknown pack is refused before anything is written
     shard = parse_shard(args.shard) if args.shard else None
     roster = Roster.read(args.roster) if args.roster else None
     prepare_out(args.out)
     backend, why = select_backend(args.lab)
     stderr_progress(f"lab backend: {backend} ({why})")
     if backend == "uml":
-        ensure_image(stderr_progress)        # once, before the labs start side by side
+        ensure_image(stderr_progress)  # once, before the labs start side by side
     signal.signal(signal.SIGTERM, interrupt)
-    jobs = args.jobs or (1 if backend == "vagrant" else DEFAULT_JOBS)     # five VMs per submission on vagrant
-    grader = Grader(args.out, backend=backend, timing=args.timing, allow_scripts=args.allow_scripts, jobs=jobs,
-                    provider=args.provider, retries=args.retries, pack=pack.name,
-                    formats=tuple(dict.fromkeys(args.format or ())), shard=shard, resume=args.resume,
-                    audience=args.audience, roster=roster)
+    jobs = args.jobs or (1 if backend == "vagrant" else DEFAULT_JOBS)  # five VMs per submission on vagrant
+    grader = Grader(
+        args.out,
+        backend=backend,
+        timing=args.timing,
+        allow_scripts=args.allow_scripts,
+        jobs=jobs,
+        provider=args.provider,
+        retries=args.retries,
+        pack=pack.name,
+        formats=tuple(dict.fromkeys(args.format or ())),
+        shard=shard,
+        resume=args.resume,
+        audience=args.audience,
+        roster=roster,
+    )
     entries = grader.grade(args.submissions)
     crashed = [e["submission"] for e in entries if e["outcome"] == "harness-failed"]
     print(f"\n{'submission':30} {'score':>7}  outcome")
@@ -195,8 +228,10 @@ def cmd_grade(args) -> int:
     _imports_said(args.out, grader.imports)
     _similar_said(args.out, grader.similar)
     print(grader.gate.summary())
-    print(f"time budgets: {provision_budget():.0f} s for a lab's provisioners together, {grader.timeout:.0f} s "
-          "for a submission's whole run")
+    print(
+        f"time budgets: {provision_budget():.0f} s for a lab's provisioners together, {grader.timeout:.0f} s "
+        "for a submission's whole run"
+    )
     if crashed:
         print(f"lvs-harness: the grading of {', '.join(crashed)} crashed (see their pytest.log)", file=sys.stderr)
     return 1 if crashed else 0
@@ -226,8 +261,9 @@ class Spinner:
         n = 0
         while not self._stop.wait(0.1):
             n += 1
-            self.stream.write(f"\r\033[K{self.FRAMES[n % len(self.FRAMES)]} {time.monotonic() - self.t0:4.0f} s  "
-                              f"{self.text[:100]}")
+            self.stream.write(
+                f"\r\033[K{self.FRAMES[n % len(self.FRAMES)]} {time.monotonic() - self.t0:4.0f} s  {self.text[:100]}"
+            )
             self.stream.flush()
 
     def __exit__(self, *exc):
@@ -249,8 +285,16 @@ def cmd_check(args) -> int:
         ensure_image(stderr_progress)
     signal.signal(signal.SIGTERM, interrupt)
     with Spinner() as spinner:
-        grader = Grader(args.out, backend=backend, jobs=1, retries=1, pack=pack.name, audience="student",
-                        without_hidden=True, progress=spinner.say)
+        grader = Grader(
+            args.out,
+            backend=backend,
+            jobs=1,
+            retries=1,
+            pack=pack.name,
+            audience="student",
+            without_hidden=True,
+            progress=spinner.say,
+        )
         entry = grader.grade([args.submission])[0]
     hints = {c["id"]: c["hint"] for c in grader.checks}
     print(f"{pack.title}: {args.submission}\n")
@@ -261,20 +305,26 @@ def cmd_check(args) -> int:
             continue
         said = advice(c, hints.get(c["id"], ""))
         seen = said["seen"].splitlines()[0][:300] if said["seen"] else ""
-        lines = ([("why: ", said["why"]), ("fix: ", said["do"]), ("seen: ", seen)] if said["why"]
-                 else [("", seen), ("hint: ", said["do"])])
+        lines = (
+            [("why: ", said["why"]), ("fix: ", said["do"]), ("seen: ", seen)]
+            if said["why"]
+            else [("", seen), ("hint: ", said["do"])]
+        )
         for label, text in lines:
             if text:
                 print(f"    {label}{text}")
     passed = sum(c["status"] == "passed" for c in entry["checks"])
-    print(f"\n{passed} of {len(entry['checks'])} checks passed, {entry['score']}/{entry['max_score']} points"
-          + (f" ({entry['outcome']}: {entry['reason'][:300]})" if entry["outcome"] != "graded" else ""))
+    print(
+        f"\n{passed} of {len(entry['checks'])} checks passed, {entry['score']}/{entry['max_score']} points"
+        + (f" ({entry['outcome']}: {entry['reason'][:300]})" if entry["outcome"] != "graded" else "")
+    )
     print(f"report: {args.out / entry['report']}")
     return 0 if passed == len(entry["checks"]) and entry["outcome"] == "graded" else 1
 
 
 def cmd_gradescope_build(args) -> int:
     from .gradescope import build
+
     out = build(args.out, pack=args.pack, image=args.image, image_url=args.image_url, progress=stderr_progress)
     print(f"{out}: upload it as the assignment's autograder (Gradescope: Configure Autograder → Zip file upload)")
     return 0
@@ -282,6 +332,7 @@ def cmd_gradescope_build(args) -> int:
 
 def cmd_gradescope_run(args) -> int:
     from .gradescope import run
+
     data = run(args.root, pack=args.pack)
     print(f"{args.root / 'results' / 'results.json'}: score {data.get('score')}")
     return 0
@@ -289,8 +340,10 @@ def cmd_gradescope_run(args) -> int:
 
 def cmd_merge(args) -> int:
     entries, imports, similar = merge(args.shards, args.out, Roster.read(args.roster) if args.roster else None)
-    print(f"merged {len(entries)} submission(s) from {len(args.shards)} shard(s) into {args.out}/ "
-          f"(index.html, gradebook.csv, gradebook.json)")
+    print(
+        f"merged {len(entries)} submission(s) from {len(args.shards)} shard(s) into {args.out}/ "
+        f"(index.html, gradebook.csv, gradebook.json)"
+    )
     _imports_said(args.out, imports)
     _similar_said(args.out, similar)
     return 0
@@ -298,14 +351,19 @@ def cmd_merge(args) -> int:
 
 def _similar_said(out: Path, similar: list[dict] | None) -> None:
     if similar:
-        print(f"similar work: {len(similar)} pair(s) run configs alike enough to look copied (scores unchanged): "
-              + ", ".join(f"{p['a']} ~ {p['b']} {p['score']:.0%}" for p in similar[:10])
-              + (" …" if len(similar) > 10 else "") + f"; see {out / 'index.html'}")
+        print(
+            f"similar work: {len(similar)} pair(s) run configs alike enough to look copied (scores unchanged): "
+            + ", ".join(f"{p['a']} ~ {p['b']} {p['score']:.0%}" for p in similar[:10])
+            + (" …" if len(similar) > 10 else "")
+            + f"; see {out / 'index.html'}"
+        )
 
 
 def _imports_said(out: Path, summary) -> None:
-    print(f"LMS imports: {out / 'grades.csv'} (Canvas), {out / 'grades-moodle.csv'} (Moodle), "
-          f"{out / 'grades-checks.csv'} (points per check)")
+    print(
+        f"LMS imports: {out / 'grades.csv'} (Canvas), {out / 'grades-moodle.csv'} (Moodle), "
+        f"{out / 'grades-checks.csv'} (points per check)"
+    )
     for line in summary.lines():
         print(f"  {line}")
 
@@ -337,8 +395,10 @@ def cmd_demo(args) -> int:
             return bool(svc) and len(svc.reals) == reals
 
         wait(lambda: holder() == [b1.name] and in_table(), 20)
-        print(f"\nlab {lab.run_id} ({pack.name}, {lab.NAME}) up, VIP {vip} on {', '.join(holder()) or 'nobody'} "
-              f"after {time.monotonic() - t0:.1f} s\n")
+        print(
+            f"\nlab {lab.run_id} ({pack.name}, {lab.NAME}) up, VIP {vip} on {', '.join(holder()) or 'nobody'} "
+            f"after {time.monotonic() - t0:.1f} s\n"
+        )
         print(b1.run("ipvsadm -Ln").stdout)
         url = f"http://{vip}:{lab.topology.service.port}/"
         pages = real_pages([lab.hosts[r.name] for r in lab.topology.reals], lab.topology.service.port)
@@ -356,10 +416,14 @@ def cmd_demo(args) -> int:
 
 
 def _roster_option(parser) -> None:
-    parser.add_argument("--roster", type=Path, metavar="STUDENTS.CSV",
-                        help="the class list your LMS exports (Canvas: Grades → Export; Moodle: Grades → Export → "
-                             "Plain text file), or any CSV with a Submission column: matches each submission to its "
-                             "student in grades.csv and grades-moodle.csv")
+    parser.add_argument(
+        "--roster",
+        type=Path,
+        metavar="STUDENTS.CSV",
+        help="the class list your LMS exports (Canvas: Grades → Export; Moodle: Grades → Export → "
+        "Plain text file), or any CSV with a Submission column: matches each submission to its "
+        "student in grades.csv and grades-moodle.csv",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -374,8 +438,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     box = sub.add_parser("box", help="the vagrant lab's local libvirt box")
     box_sub = box.add_subparsers(dest="action", required=True)
-    bbuild = box_sub.add_parser("build", help="build (or reuse) the cached box (Debian, from this machine's apt "
-                                "sources)")
+    bbuild = box_sub.add_parser(
+        "build", help="build (or reuse) the cached box (Debian, from this machine's apt sources)"
+    )
     bbuild.add_argument("--force", action="store_true", help="rebuild even if a cached box exists")
     bbuild.set_defaults(func=cmd_box)
 
@@ -387,8 +452,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("status", help="list labs and their hosts").set_defaults(func=cmd_status)
 
-    ex = sub.add_parser("exec", help="run a command in a lab host: exec HOST -- CMD ARG… (argv passed intact, as "
-                        "docker exec does; for shell syntax: exec HOST -- sh -c '…')")
+    ex = sub.add_parser(
+        "exec",
+        help="run a command in a lab host: exec HOST -- CMD ARG… (argv passed intact, as "
+        "docker exec does; for shell syntax: exec HOST -- sh -c '…')",
+    )
     ex.add_argument("--run", help="run id (default: the only lab that is up)")
     ex.add_argument("--timeout", type=float, default=600)
     ex.add_argument("host")
@@ -402,8 +470,9 @@ def build_parser() -> argparse.ArgumentParser:
     cl = sub.add_parser("clean", help="remove what killed runs left behind (by run id)")
     cl.add_argument("--all", action="store_true", help="also stop labs that are up")
     cl.add_argument("--run", help="only this run id")
-    cl.add_argument("--libvirt", action="store_true",
-                    help="also stop the libvirt daemons lvs-harness started for the vagrant lab")
+    cl.add_argument(
+        "--libvirt", action="store_true", help="also stop the libvirt daemons lvs-harness started for the vagrant lab"
+    )
     cl.set_defaults(func=cmd_clean)
 
     imp = sub.add_parser("import", help="read a submission (write-up or folder) and write its folder form")
@@ -413,33 +482,55 @@ def build_parser() -> argparse.ArgumentParser:
     imp.set_defaults(func=cmd_import)
 
     gr = sub.add_parser("grade", help="grade submissions, each in its own lab: reports, gradebook, index")
-    gr.add_argument("submissions", type=Path, nargs="+", metavar="SUBMISSION",
-                    help="markdown write-ups or submission folders")
-    gr.add_argument("-j", "--jobs", type=int, default=None,
-                    help=f"labs at once (default {DEFAULT_JOBS}, 1 on --lab vagrant; see bench/grade.py)")
+    gr.add_argument(
+        "submissions", type=Path, nargs="+", metavar="SUBMISSION", help="markdown write-ups or submission folders"
+    )
+    gr.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        default=None,
+        help=f"labs at once (default {DEFAULT_JOBS}, 1 on --lab vagrant; see bench/grade.py)",
+    )
     add(gr.add_argument, "--lab", "--pack", "--provider")
     gr.add_argument("--out", type=Path, default=Path("reports"), help="where reports go (default: reports/)")
     add(gr.add_argument, "--timing", "--allow-scripts")
-    gr.add_argument("--retries", type=int, default=DEFAULT_RETRIES,
-                    help="grade a submission again in a fresh lab when a check ended in error (the lab or the harness "
-                         f"failed, not the student's work), up to N more times (default {DEFAULT_RETRIES})")
-    gr.add_argument("--format", action="append", choices=exports.FORMATS, metavar="FORMAT",
-                    help="also write each submission's grade as gradescope (results.gradescope.json), classroom "
-                         "(classroom.json) or junit (junit.xml) in its report folder; repeatable")
-    gr.add_argument("--shard", metavar="K/N|auto",
-                    help="grade only the submissions a stable hash of their name gives to shard K of N (auto: "
-                         "from GitLab, Slurm or Kubernetes array-job variables); `lvs-harness merge` joins the shards")
+    gr.add_argument(
+        "--retries",
+        type=int,
+        default=DEFAULT_RETRIES,
+        help="grade a submission again in a fresh lab when a check ended in error (the lab or the harness "
+        f"failed, not the student's work), up to N more times (default {DEFAULT_RETRIES})",
+    )
+    gr.add_argument(
+        "--format",
+        action="append",
+        choices=exports.FORMATS,
+        metavar="FORMAT",
+        help="also write each submission's grade as gradescope (results.gradescope.json), classroom "
+        "(classroom.json) or junit (junit.xml) in its report folder; repeatable",
+    )
+    gr.add_argument(
+        "--shard",
+        metavar="K/N|auto",
+        help="grade only the submissions a stable hash of their name gives to shard K of N (auto: "
+        "from GitLab, Slurm or Kubernetes array-job variables); `lvs-harness merge` joins the shards",
+    )
     add(gr.add_argument, "--audience")
-    gr.add_argument("--resume", action="store_true",
-                    help="skip submissions whose report in --out is complete for the same inputs (content, pack, "
-                         "harness version)")
+    gr.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip submissions whose report in --out is complete for the same inputs (content, pack, harness version)",
+    )
     _roster_option(gr)
     gr.set_defaults(func=cmd_grade)
 
     ck = sub.add_parser("check", help="check your own lab before handing it in: the pack's checks with hints")
     ck.add_argument("submission", type=Path, metavar="WRITE-UP-OR-FOLDER")
     add(ck.add_argument, "--pack", "--lab")
-    ck.add_argument("--out", type=Path, default=Path("check-report"), help="where the report goes (default: check-report/)")
+    ck.add_argument(
+        "--out", type=Path, default=Path("check-report"), help="where the report goes (default: check-report/)"
+    )
     ck.set_defaults(func=cmd_check)
 
     gs = sub.add_parser("gradescope", help="the Gradescope autograder: build its zip, or run it")
@@ -447,8 +538,9 @@ def build_parser() -> argparse.ArgumentParser:
     gb = gs_sub.add_parser("build", help="write the autograder zip (setup.sh, run_autograder, lvs-harness, the image)")
     add(gb.add_argument, "--pack")
     gb.add_argument("--out", type=Path, default=Path("autograder.zip"))
-    gb.add_argument("--image", type=Path, default=None,
-                    help="the guest image to ship (default: this machine's, built if missing)")
+    gb.add_argument(
+        "--image", type=Path, default=None, help="the guest image to ship (default: this machine's, built if missing)"
+    )
     gb.add_argument("--image-url", default=None, help="ship no image: setup.sh fetches it from this URL")
     gb.set_defaults(func=cmd_gradescope_build)
     gr_ = gs_sub.add_parser("run", help="what run_autograder does: grade ROOT/submission into ROOT/results")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-TIMEOUT_RC = 124                    # as timeout(1)
+TIMEOUT_RC = 124  # as timeout(1)
 
 
 def timeout_note(timeout: float) -> str:
@@ -28,7 +28,7 @@ class CommandResult:
     stdout: str
     stderr: str
     duration: float
-    timed_out: bool = False         # the runner killed it at its timeout (rc 124, and a note on stderr)
+    timed_out: bool = False  # the runner killed it at its timeout (rc 124, and a note on stderr)
 
     @property
     def ok(self) -> bool:

@@ -20,20 +20,22 @@ import dataclasses
 import ipaddress
 import json
 
-DR_SETUP = ("ip addr replace {vip}/32 dev lo label lo:vip",
-            "sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2")
+DR_SETUP = (
+    "ip addr replace {vip}/32 dev lo label lo:vip",
+    "sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2",
+)
 
 
 @dataclasses.dataclass
 class Design:
     vip: str
     prefix: int = 24
-    directors: dict[str, str] = dataclasses.field(default_factory=dict)     # name -> lab interface
-    reals: dict[str, str] = dataclasses.field(default_factory=dict)         # name -> address
+    directors: dict[str, str] = dataclasses.field(default_factory=dict)  # name -> lab interface
+    reals: dict[str, str] = dataclasses.field(default_factory=dict)  # name -> address
     client: str = "client"
-    addresses: dict[str, str] = dataclasses.field(default_factory=dict)     # name -> address (all hosts)
-    interfaces: dict[str, str] = dataclasses.field(default_factory=dict)    # name -> lab interface (all hosts)
-    built: dict[str, list[str]] = dataclasses.field(default_factory=dict)   # host -> commands the harness adds
+    addresses: dict[str, str] = dataclasses.field(default_factory=dict)  # name -> address (all hosts)
+    interfaces: dict[str, str] = dataclasses.field(default_factory=dict)  # name -> lab interface (all hosts)
+    built: dict[str, list[str]] = dataclasses.field(default_factory=dict)  # host -> commands the harness adds
     notes: list[str] = dataclasses.field(default_factory=list)
 
     @property
@@ -62,14 +64,19 @@ class Design:
     def vagrantfile(self) -> str:
         """The lab as a Vagrantfile (machines, the lab network, the parts the harness built)."""
         mask = str(self.network.netmask)
-        lines = ["# The lab of a write-up without a Vagrantfile, built by lvs-harness in the student's terms:",
-                 "# their host names, VIP, subnet and interface names; what the write-up did not show is",
-                 "# built to fit and listed in the report.", 'Vagrant.configure("2") do |config|']
+        lines = [
+            "# The lab of a write-up without a Vagrantfile, built by lvs-harness in the student's terms:",
+            "# their host names, VIP, subnet and interface names; what the write-up did not show is",
+            "# built to fit and listed in the report.",
+            'Vagrant.configure("2") do |config|',
+        ]
         for name in self.hosts:
-            lines += [f"  config.vm.define {json.dumps(name)} do |m|",
-                      f"    m.vm.hostname = {json.dumps(name)}",
-                      f'    m.vm.network "private_network", ip: {json.dumps(self.addresses[name])}, netmask: '
-                      f'{json.dumps(mask)}, lvs_harness__interface: {json.dumps(self.interfaces[name])}']
+            lines += [
+                f"  config.vm.define {json.dumps(name)} do |m|",
+                f"    m.vm.hostname = {json.dumps(name)}",
+                f'    m.vm.network "private_network", ip: {json.dumps(self.addresses[name])}, netmask: '
+                f'{json.dumps(mask)}, lvs_harness__interface: {json.dumps(self.interfaces[name])}',
+            ]
             if self.built.get(name):
                 script = "\n".join(self.built[name]) + "\n"
                 lines.append(f'    m.vm.provision "shell", name: "built by lvs-harness", inline: {json.dumps(script)}')

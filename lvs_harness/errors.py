@@ -46,8 +46,7 @@ class CommandFailed(HarnessError):
         self.result = result
         out = (result.stderr or result.stdout).strip()
         super().__init__(
-            f"`{result.command}` on {host} exited {result.rc}"
-            + (f": {out[-2000:]}" if out else " with no output")
+            f"`{result.command}` on {host} exited {result.rc}" + (f": {out[-2000:]}" if out else " with no output")
         )
 
 
@@ -57,5 +56,7 @@ class CommandTimeout(LabError):
 
     def __init__(self, host: str, result, timeout: float):
         self.host, self.result, self.timeout = host, result, timeout
-        super().__init__(f"`{result.command}` on {host} did not finish within {timeout:g} s and was stopped "
-                         "(a loaded machine or a stuck lab; grade again, or give the command more time)")
+        super().__init__(
+            f"`{result.command}` on {host} did not finish within {timeout:g} s and was stopped "
+            "(a loaded machine or a stuck lab; grade again, or give the command more time)"
+        )

@@ -21,7 +21,7 @@ from .checks import advice
 
 FORMATS = ("gradescope", "classroom", "junit")
 FILES = {"gradescope": "results.gradescope.json", "classroom": "classroom.json", "junit": "junit.xml"}
-CLASSROOM_ENV = "classroom.env"       # beside classroom.json: its runners for $GITHUB_ENV (see classroom_env)
+CLASSROOM_ENV = "classroom.env"  # beside classroom.json: its runners for $GITHUB_ENV (see classroom_env)
 OUTPUT_CHARS = 4000
 
 
@@ -33,10 +33,16 @@ def check_text(result: dict, check: dict, *, markdown: bool = True) -> str:
     """What a student is shown for one check: its status and what it saw; when it did not pass, why
     (the diagnosis's cause, if one was found) and what to do (its fix, else the pack's hint); and a
     short evidence summary."""
-    said = advice(result, check.get("hint", "")) if result["status"] != "passed" else \
-        {"seen": result.get("reason") or "", "why": "", "do": ""}
-    lines = [f"**{result['status']}**" + (f" — {said['seen']}" if said["seen"] else "")
-             if markdown else result["status"] + (f" — {said['seen']}" if said["seen"] else "")]
+    said = (
+        advice(result, check.get("hint", ""))
+        if result["status"] != "passed"
+        else {"seen": result.get("reason") or "", "why": "", "do": ""}
+    )
+    lines = [
+        f"**{result['status']}**" + (f" — {said['seen']}" if said["seen"] else "")
+        if markdown
+        else result["status"] + (f" — {said['seen']}" if said["seen"] else "")
+    ]
     for label, text in (("Why", said["why"]), ("Fix" if said["why"] else "Hint", said["do"])):
         if text:
             lines.append(f"**{label}:** {text}" if markdown else f"{label}: {text}")
@@ -62,24 +68,42 @@ def gradescope(entry: dict, checks: list[dict]) -> dict:
     tests = []
     for n, check in enumerate(checks, 1):
         r = results.get(check["id"]) or {"status": "error", "score": 0, "reason": "not run", "measured": {}}
-        tests.append({
-            "name": f"{check['id']}: {check['title']}", "number": str(n),
-            "score": r["score"], "max_score": check["points"],
-            "status": "passed" if r["status"] == "passed" else "failed",
-            "output": check_text(r, check), "output_format": "md", "tags": [check["id"]],
-            "visibility": "after_published" if check.get("hidden") else "visible",
-            "extra_data": {"status": r["status"], "measured": r.get("measured", {})},
-        })
-    return {"score": entry["score"], "execution_time": round(entry.get("duration") or 0),
-            "output": summary_text(entry), "output_format": "md", "visibility": "visible",
-            "stdout_visibility": "hidden", "tests": tests,
-            "extra_data": {"outcome": entry["outcome"], "run_id": entry.get("run_id"), "backend": entry.get("backend")}}
+        tests.append(
+            {
+                "name": f"{check['id']}: {check['title']}",
+                "number": str(n),
+                "score": r["score"],
+                "max_score": check["points"],
+                "status": "passed" if r["status"] == "passed" else "failed",
+                "output": check_text(r, check),
+                "output_format": "md",
+                "tags": [check["id"]],
+                "visibility": "after_published" if check.get("hidden") else "visible",
+                "extra_data": {"status": r["status"], "measured": r.get("measured", {})},
+            }
+        )
+    return {
+        "score": entry["score"],
+        "execution_time": round(entry.get("duration") or 0),
+        "output": summary_text(entry),
+        "output_format": "md",
+        "visibility": "visible",
+        "stdout_visibility": "hidden",
+        "tests": tests,
+        "extra_data": {"outcome": entry["outcome"], "run_id": entry.get("run_id"), "backend": entry.get("backend")},
+    }
 
 
 def gradescope_nothing(expected: str) -> dict:
     """results.json for a Gradescope submission with nothing to grade: 0 points, and what was expected."""
-    return {"score": 0, "output": f"Nothing could be graded: {expected}", "output_format": "md",
-            "visibility": "visible", "stdout_visibility": "hidden", "tests": []}
+    return {
+        "score": 0,
+        "output": f"Nothing could be graded: {expected}",
+        "output_format": "md",
+        "visibility": "visible",
+        "stdout_visibility": "hidden",
+        "tests": [],
+    }
 
 
 def runner_id(check_id: str) -> str:
@@ -96,17 +120,25 @@ def classroom(entry: dict, checks: list[dict]) -> dict[str, dict]:
     pack's hint in ``test_code`` (what the reporter prints under a failed test) and ``message``
     (what it prints for an error). Each result: version, status (pass/fail/error), max_score, tests."""
     results = _by_id(entry)
-    theirs = entry["outcome"] in ("nothing-to-run", "submission-fault")      # the student's outcome, not an error
+    theirs = entry["outcome"] in ("nothing-to-run", "submission-fault")  # the student's outcome, not an error
     out = {}
     for check in checks:
         r = results.get(check["id"]) or {"status": "error", "score": 0, "reason": "not run", "duration": 0}
         status = {"passed": "pass", "failed": "fail"}.get(r["status"], "fail" if theirs else "error")
-        if not r.get("reason") and entry["outcome"] != "graded":     # not run: the run's own reason says why
+        if not r.get("reason") and entry["outcome"] != "graded":  # not run: the run's own reason says why
             r = {**r, "reason": entry["reason"]}
         text = check_text(r, check, markdown=False)
-        test = {"name": f"{check['id']}: {check['title']}", "status": status, "score": r["score"],
-                "max_score": check["points"], "message": text, "test_code": "" if status == "pass" else text,
-                "filename": "", "line_no": 0, "execution_time": f"{r.get('duration') or 0:.1f}s"}
+        test = {
+            "name": f"{check['id']}: {check['title']}",
+            "status": status,
+            "score": r["score"],
+            "max_score": check["points"],
+            "message": text,
+            "test_code": "" if status == "pass" else text,
+            "filename": "",
+            "line_no": 0,
+            "execution_time": f"{r.get('duration') or 0:.1f}s",
+        }
         out[runner_id(check["id"])] = {"version": 1, "status": status, "max_score": check["points"], "tests": [test]}
     return out
 
@@ -114,8 +146,9 @@ def classroom(entry: dict, checks: list[dict]) -> dict[str, dict]:
 def classroom_env(results: dict[str, dict]) -> str:
     """The runners' results as ``<RUNNER>_RESULTS=<base64>`` lines for ``$GITHUB_ENV`` (what the
     reporter reads), and a last line ``LVS_HARNESS_RUNNERS=<id>,<id>,…`` for its ``runners`` input."""
-    lines = [f"{rid.upper()}_RESULTS={base64.b64encode(json.dumps(res).encode()).decode()}"
-             for rid, res in results.items()]
+    lines = [
+        f"{rid.upper()}_RESULTS={base64.b64encode(json.dumps(res).encode()).decode()}" for rid, res in results.items()
+    ]
     return "\n".join([*lines, "LVS_HARNESS_RUNNERS=" + ",".join(results)]) + "\n"
 
 
@@ -127,28 +160,40 @@ def junit(entry: dict, checks: list[dict], pack: str = "") -> str:
     and each check's points and score in its testcase's system-out."""
     results = _by_id(entry)
     suites = ET.Element("testsuites")
-    counts = {s: sum((results.get(c["id"]) or {}).get("status", "error") == s for c in checks)
-              for s in ("failed", "error")}
-    suite = ET.SubElement(suites, "testsuite", name=entry["submission"], tests=str(len(checks)),
-                          failures=str(counts["failed"]), errors=str(counts["error"]), skipped="0",
-                          time=f"{entry.get('duration') or 0:.1f}")
+    counts = {
+        s: sum((results.get(c["id"]) or {}).get("status", "error") == s for c in checks) for s in ("failed", "error")
+    }
+    suite = ET.SubElement(
+        suites,
+        "testsuite",
+        name=entry["submission"],
+        tests=str(len(checks)),
+        failures=str(counts["failed"]),
+        errors=str(counts["error"]),
+        skipped="0",
+        time=f"{entry.get('duration') or 0:.1f}",
+    )
     props = ET.SubElement(suite, "properties")
     for key in ("score", "max_score", "outcome"):
         ET.SubElement(props, "property", name=key, value=str(entry[key]))
-    rows = [(check, results.get(check["id"]) or {"status": "error", "score": 0, "reason": "not run", "duration": 0})
-            for check in checks]
+    rows = [
+        (check, results.get(check["id"]) or {"status": "error", "score": 0, "reason": "not run", "duration": 0})
+        for check in checks
+    ]
     for check, r in rows:
         for key, value in (("title", check["title"]), ("points", check["points"]), ("score", r["score"])):
             ET.SubElement(props, "property", name=f"{check['id']}.{key}", value=str(value))
     for check, r in rows:
-        case = ET.SubElement(suite, "testcase", classname=pack or "lvs-harness", name=check["id"],
-                             time=f"{r.get('duration') or 0:.2f}")
+        case = ET.SubElement(
+            suite, "testcase", classname=pack or "lvs-harness", name=check["id"], time=f"{r.get('duration') or 0:.2f}"
+        )
         if r["status"] in ("failed", "error"):
             tag = "failure" if r["status"] == "failed" else "error"
             element = ET.SubElement(case, tag, message=(r.get("reason") or r["status"])[:500], type=tag)
             element.text = check_text(r, check, markdown=False)
-        ET.SubElement(case, "system-out").text = (f"check {check['id']}: {check['title']}\n"
-                                                  f"score {r['score']} of {check['points']} points")
+        ET.SubElement(
+            case, "system-out"
+        ).text = f"check {check['id']}: {check['title']}\nscore {r['score']} of {check['points']} points"
     ET.indent(suites)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
 

@@ -32,9 +32,11 @@ from .errors import HarnessError
 from .labs.image import uml_kernel
 from .packs import load_pack
 
-EXPECTED = ("a markdown write-up (*.md) whose code blocks are the lab's files, each labelled on the line "
-            "before it (\"Vagrantfile:\", \"<director> keepalived.conf:\"), or the files themselves "
-            "(Vagrantfile, keepalived/<director>.conf)")
+EXPECTED = (
+    "a markdown write-up (*.md) whose code blocks are the lab's files, each labelled on the line "
+    "before it (\"Vagrantfile:\", \"<director> keepalived.conf:\"), or the files themselves "
+    "(Vagrantfile, keepalived/<director>.conf)"
+)
 
 SETUP = """#!/usr/bin/env bash
 # Gradescope runs this once, unprivileged, to build the autograder image (lvs-harness {version}).
@@ -67,41 +69,55 @@ def source_root() -> Path:
     """The source checkout lvs-harness runs from (it goes into the zip)."""
     root = Path(__file__).resolve().parents[1]
     if not (root / "pyproject.toml").is_file():
-        raise HarnessError("`gradescope build` packs lvs-harness from its source checkout, and this installation "
-                           f"has none beside {Path(__file__).parent}; run it from a clone of the repository.")
+        raise HarnessError(
+            "`gradescope build` packs lvs-harness from its source checkout, and this installation "
+            f"has none beside {Path(__file__).parent}; run it from a clone of the repository."
+        )
     return root
 
 
-def build(out: Path, pack: str | None = None, image: Path | None = None, image_url: str | None = None,
-          progress=lambda m: None) -> Path:
+def build(
+    out: Path, pack: str | None = None, image: Path | None = None, image_url: str | None = None, progress=lambda m: None
+) -> Path:
     """Write the autograder zip: setup.sh, run_autograder, lvs-harness's source and the guest image
     (or a setup.sh that fetches it from ``image_url``). Written beside ``out`` and renamed into place."""
     pack_ = load_pack(pack)
     if image is None and not image_url:
         from .labs.image import ensure_image
+
         image = ensure_image(progress)
     if image is not None and not Path(image).is_file():
-        raise HarnessError(f"no guest image at {image}; pass --image the rootfs.img `lvs-harness image build` "
-                           "printed, or --image-url.")
+        raise HarnessError(
+            f"no guest image at {image}; pass --image the rootfs.img `lvs-harness image build` printed, or --image-url."
+        )
     from .grading import harness_version
+
     src = source_root()
-    sources = [src / "pyproject.toml", src / "README.md",
-               *(p for p in sorted((src / "lvs_harness").rglob("*")) if p.is_file() and "__pycache__" not in p.parts)]
-    fetch = (f"curl -fsSL {shlex.quote(image_url)} -o /autograder/source/rootfs.img" if image_url
-             else "test -s /autograder/source/rootfs.img")
+    sources = [
+        src / "pyproject.toml",
+        src / "README.md",
+        *(p for p in sorted((src / "lvs_harness").rglob("*")) if p.is_file() and "__pycache__" not in p.parts),
+    ]
+    fetch = (
+        f"curl -fsSL {shlex.quote(image_url)} -o /autograder/source/rootfs.img"
+        if image_url
+        else "test -s /autograder/source/rootfs.img"
+    )
     out = Path(out)
     partial = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
         with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as z:
-            for name, text in (("setup.sh", SETUP.format(version=harness_version(), fetch=fetch)),
-                               ("run_autograder", RUN.format(pack=shlex.quote(pack_.name)))):
+            for name, text in (
+                ("setup.sh", SETUP.format(version=harness_version(), fetch=fetch)),
+                ("run_autograder", RUN.format(pack=shlex.quote(pack_.name))),
+            ):
                 info = zipfile.ZipInfo(name, date_time=time.localtime()[:6])
                 info.external_attr = 0o755 << 16
                 info.compress_type = zipfile.ZIP_DEFLATED
                 z.writestr(info, text)
-            for path in sources:       # lvs-harness itself, installed by setup.sh
+            for path in sources:  # lvs-harness itself, installed by setup.sh
                 z.write(path, f"lvs-harness/{path.relative_to(src)}")
-            kernel = Path(uml_kernel()[0])     # the image carries this kernel's modules: ship the two together
+            kernel = Path(uml_kernel()[0])  # the image carries this kernel's modules: ship the two together
             info = zipfile.ZipInfo("linux.uml", date_time=time.localtime()[:6])
             info.external_attr = 0o755 << 16
             info.compress_type = zipfile.ZIP_DEFLATED
@@ -132,23 +148,34 @@ def run(root: Path, pack: str | None = None) -> dict:
             data = exports.gradescope_nothing(f"the submission holds nothing to grade; hand in {EXPECTED}.")
         else:
             from .grading import Grader, prepare_out
+
             with tempfile.TemporaryDirectory(prefix="lvsh-gradescope-") as tmp:
                 out = Path(tmp) / "reports"
                 prepare_out(out)
-                grader = Grader(out, backend="uml", jobs=1, pack=pack, formats=("gradescope",), audience="student",
-                                progress=lambda m: print(m, flush=True))
+                grader = Grader(
+                    out,
+                    backend="uml",
+                    jobs=1,
+                    pack=pack,
+                    formats=("gradescope",),
+                    audience="student",
+                    progress=lambda m: print(m, flush=True),
+                )
                 entry = grader.grade([submission])[0]
                 data = json.loads((out / entry["submission"] / exports.FILES["gradescope"]).read_text())
                 if entry["outcome"] == "refused":
-                    data["output"] = (f"Your submission could not be graded: {entry['reason']}\n\n"
-                                      f"Hand in {EXPECTED}.")
+                    data["output"] = f"Your submission could not be graded: {entry['reason']}\n\nHand in {EXPECTED}."
                 report = out / entry["report"]
                 if report.is_file():
                     shutil.copy(report, root / "results" / "report.html")
-    except Exception as err:            # never a crash: Gradescope shows the student the output
+    except Exception as err:  # never a crash: Gradescope shows the student the output
         traceback.print_exc()
-        data = {"score": 0, "output": f"The autograder could not grade this submission ({type(err).__name__}: "
-                                      f"{err}); ask your instructor.", "tests": []}
+        data = {
+            "score": 0,
+            "output": f"The autograder could not grade this submission ({type(err).__name__}: "
+            f"{err}); ask your instructor.",
+            "tests": [],
+        }
     data.setdefault("execution_time", round(time.monotonic() - t0))
     tmp = results.with_name(".results.json.tmp")
     tmp.write_text(json.dumps(data, indent=1, default=str))

@@ -52,16 +52,16 @@ from .packs import load_pack
 from .report import read_event
 
 MARKER = ".lvs-harness-reports"
-DEFAULT_JOBS = 10              # labs at most at once (bench/grade.py measures the choice: -j 4-10 on 2 cores)
-IDLE_TO_START = 0.3            # the share of the machine's CPU idle over a second before one more lab starts
-DEFAULT_RETRIES = 1            # fresh-lab attempts after a run that ended in error
-GATE_MAX_WAIT = 120.0         # seconds one start may be held back by the CPU gate
+DEFAULT_JOBS = 10  # labs at most at once (bench/grade.py measures the choice: -j 4-10 on 2 cores)
+IDLE_TO_START = 0.3  # the share of the machine's CPU idle over a second before one more lab starts
+DEFAULT_RETRIES = 1  # fresh-lab attempts after a run that ended in error
+GATE_MAX_WAIT = 120.0  # seconds one start may be held back by the CPU gate
 # A submission's run may take: its lab's bring-up (measured on the reference lab, here: uml 12 s,
 # vagrant 385 s, README) and the pack's checks (Pack.check_seconds), each SLOWER times over for a
 # machine slower than ours, plus the provisioning budget the submission's own provisioners may use
 # up. A run past it is stopped (harness-failed, retried once).
 UP_SECONDS = {"uml": 12.0, "netns": 5.0, "vagrant": 400.0}
-VM_CHECKS = 1.4                # the checks on VMs ÷ on the embedded lab, faithful timing (README: 237.7 s ÷ 171 s)
+VM_CHECKS = 1.4  # the checks on VMs ÷ on the embedded lab, faithful timing (README: 237.7 s ÷ 171 s)
 SLOWER = 4
 
 
@@ -77,8 +77,22 @@ def job_timeout(pack, backend: str, timing: str | None) -> float:
     if backend == "vagrant":
         checks *= VM_CHECKS
     return round(SLOWER * (UP_SECONDS.get(backend, UP_SECONDS["vagrant"]) + checks) + provision_budget())
-CSV_FIELDS = ("submission", "outcome", "score", "max_score", "check_id", "title", "status", "check_score",
-              "check_max_score", "reason", "measured", "attempts")
+
+
+CSV_FIELDS = (
+    "submission",
+    "outcome",
+    "score",
+    "max_score",
+    "check_id",
+    "title",
+    "status",
+    "check_score",
+    "check_max_score",
+    "reason",
+    "measured",
+    "attempts",
+)
 
 
 def suite_checks(pack) -> list[dict]:
@@ -102,8 +116,10 @@ def prepare_out(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise HarnessError(f"{out} is a file; pass --out a folder for the reports.")
     if out.is_dir() and any(p.name != ".keep" for p in out.iterdir()) and not (out / MARKER).exists():
-        raise HarnessError(f"{out} already holds files that lvs-harness did not write; pass --out an empty or "
-                           "new folder (nothing in it was changed).")
+        raise HarnessError(
+            f"{out} already holds files that lvs-harness did not write; pass --out an empty or "
+            "new folder (nothing in it was changed)."
+        )
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).write_text("reports written by lvs-harness grade\n")
 
@@ -117,7 +133,7 @@ def cpu_times(stat: str) -> tuple[int, int]:
         cpu_times("cpu  100 0 50 800 50 0 0 0 0 0\n")     # (850, 1000)
     """
     fields = [int(f) for f in stat.split("\n", 1)[0].split()[1:]]
-    busy_and_idle = fields[:8]             # user nice system idle iowait irq softirq steal
+    busy_and_idle = fields[:8]  # user nice system idle iowait irq softirq steal
     return fields[3] + (fields[4] if len(fields) > 4 else 0), sum(busy_and_idle)
 
 
@@ -134,20 +150,25 @@ class CpuGate:
         gate.admit(running=lambda: 3)     # returns once the CPU was ≥ 30 % idle over a second
     """
 
-    def __init__(self, idle_needed: float = IDLE_TO_START, window: float = 1.0,
-                 read: Callable[[], str] = lambda: Path("/proc/stat").read_text(), max_wait: float = GATE_MAX_WAIT):
+    def __init__(
+        self,
+        idle_needed: float = IDLE_TO_START,
+        window: float = 1.0,
+        read: Callable[[], str] = lambda: Path("/proc/stat").read_text(),
+        max_wait: float = GATE_MAX_WAIT,
+    ):
         self.idle_needed, self.window, self._read = idle_needed, window, read
-        self.max_wait = max_wait           # the longest one start is held back: other programs' CPU use
-                                           # must not stall a batch whose own labs sit idle
+        self.max_wait = max_wait  # the longest one start is held back: other programs' CPU use
+        # must not stall a batch whose own labs sit idle
         self._lock = threading.Lock()
-        self.waited = 0.0                  # seconds starts were held back, in all
-        self.forced = 0                    # starts let through after max_wait with the CPU still busy
+        self.waited = 0.0  # seconds starts were held back, in all
+        self.forced = 0  # starts let through after max_wait with the CPU still busy
 
     def summary(self) -> str:
         """One line for grade's summary: how long starts were held back."""
-        return (f"CPU gate: starts held back {self.waited:.0f} s in all"
-                + (f"; {self.forced} let through after {self.max_wait:.0f} s with the CPU still busy" if self.forced
-                   else ""))
+        return f"CPU gate: starts held back {self.waited:.0f} s in all" + (
+            f"; {self.forced} let through after {self.max_wait:.0f} s with the CPU still busy" if self.forced else ""
+        )
 
     def idle_fraction(self) -> float | None:
         """The share of CPU time idle over the next ``window`` seconds (None: unreadable)."""
@@ -173,12 +194,27 @@ class CpuGate:
 
 
 class Grader:
-    def __init__(self, out: Path, *, backend: str = "auto", timing: str | None = None, allow_scripts: bool = False,
-                 jobs: int = DEFAULT_JOBS, progress=None, timeout: float | None = None, provider: str = "libvirt",
-                 retries: int = DEFAULT_RETRIES, pack: str | None = None, formats: tuple[str, ...] = (),
-                 shard: tuple[int, int] | None = None, resume: bool = False, audience: str = "staff",
-                 without_hidden: bool = False, roster: lms.Roster | None = None):
-        self.out = Path(out).resolve()         # the jobs run in folders of their own
+    def __init__(
+        self,
+        out: Path,
+        *,
+        backend: str = "auto",
+        timing: str | None = None,
+        allow_scripts: bool = False,
+        jobs: int = DEFAULT_JOBS,
+        progress=None,
+        timeout: float | None = None,
+        provider: str = "libvirt",
+        retries: int = DEFAULT_RETRIES,
+        pack: str | None = None,
+        formats: tuple[str, ...] = (),
+        shard: tuple[int, int] | None = None,
+        resume: bool = False,
+        audience: str = "staff",
+        without_hidden: bool = False,
+        roster: lms.Roster | None = None,
+    ):
+        self.out = Path(out).resolve()  # the jobs run in folders of their own
         self.backend, self.timing, self.allow_scripts = backend, timing, allow_scripts
         self.provider = provider
         self._say = progress or (lambda message: print(message, file=sys.stderr, flush=True))
@@ -189,27 +225,46 @@ class Grader:
         self.formats, self.shard, self.resume = tuple(formats), shard, resume
         self.audience, self.without_hidden = audience, without_hidden
         self.roster, self.imports = roster, lms.Summary()
-        self.similar: list[dict] | None = None      # the cohort's similar pairs, once all are graded
+        self.similar: list[dict] | None = None  # the cohort's similar pairs, once all are graded
         self.entries: dict[str, dict] = {}
         self._procs: dict[str, subprocess.Popen] = {}
         self._lock = threading.Lock()
         self._print_lock = threading.Lock()
         self._stopping = False
-        self._up: set[str] = set()       # labels of the jobs whose lab came up
+        self._up: set[str] = set()  # labels of the jobs whose lab came up
         self.gate = CpuGate()
         self._expired: set[str] = set()  # jobs stopped for running past the timeout
 
     def progress(self, message: str) -> None:
-        with self._print_lock:             # lines from the jobs' threads do not interleave
+        with self._print_lock:  # lines from the jobs' threads do not interleave
             self._say(message)
 
     # one submission ------------------------------------------------------------------
     def _argv(self, path: Path, name: str, work: Path, basetemp: Path, earlier: Path | None = None) -> list[str]:
-        argv = [sys.executable, "-m", "pytest", "--pyargs", self.pack.suite, "--pack", self.pack.name, "-v",
-                "-p", "no:cacheprovider",
-                "--basetemp", str(basetemp), "--submission", str(path.resolve()), "--student", name,
-                "--lab", self.backend, f"--html={work / 'report.html'}", "--self-contained-html",
-                f"--results-json={work / 'results.json'}", "--events"]
+        argv = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--pyargs",
+            self.pack.suite,
+            "--pack",
+            self.pack.name,
+            "-v",
+            "-p",
+            "no:cacheprovider",
+            "--basetemp",
+            str(basetemp),
+            "--submission",
+            str(path.resolve()),
+            "--student",
+            name,
+            "--lab",
+            self.backend,
+            f"--html={work / 'report.html'}",
+            "--self-contained-html",
+            f"--results-json={work / 'results.json'}",
+            "--events",
+        ]
         if self.timing:
             argv.append(f"--timing={self.timing}")
         if self.backend == "vagrant":
@@ -268,9 +323,16 @@ class Grader:
                 raise KeyboardInterrupt
             t0 = time.monotonic()
             with open(work / "pytest.log", "w") as log:
-                proc = subprocess.Popen(self._argv(path, name, work, basetemp / "t", earlier), stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, bufsize=1,
-                                        errors="replace", cwd=work)
+                proc = subprocess.Popen(
+                    self._argv(path, name, work, basetemp / "t", earlier),
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    text=True,
+                    bufsize=1,
+                    errors="replace",
+                    cwd=work,
+                )
                 with self._lock:
                     self._procs[name] = proc
                 timer = threading.Timer(self.timeout, self._expire, (name, proc))
@@ -287,7 +349,7 @@ class Grader:
                         self._procs.pop(name, None)
                         expired = name in self._expired
                         self._expired.discard(name)
-            if expired:   # whatever the stopped run still wrote, it is not a grade
+            if expired:  # whatever the stopped run still wrote, it is not a grade
                 tail = [f"stopped after {self.timeout:g} s (the grading run took too long)"]
             return work, self._entry(path, name, work, None if expired else rc, tail, time.monotonic() - t0)
         except BaseException:
@@ -312,7 +374,7 @@ class Grader:
         event = read_event(line.rstrip())
         if event is None:
             if self.backend == "vagrant" and label not in self._up and "Machine booted and ready" in line:
-                self.progress(f"{label}: {line.strip().removeprefix('==> ')}")     # vagrant's own output
+                self.progress(f"{label}: {line.strip().removeprefix('==> ')}")  # vagrant's own output
             return
         kind = event["event"]
         if kind == "lab_up":
@@ -323,27 +385,48 @@ class Grader:
             self.progress(f"{label}: {event.get('message', '')}")
         elif kind == "lab_crashed":
             self.progress(f"{label}: the lab crashed {event.get('reason', '')[:160]}")
-        elif (kind == "check" and event.get("status") != "passed" and label in self._up
-              and not is_not_run(event.get("reason", ""))):
+        elif (
+            kind == "check"
+            and event.get("status") != "passed"
+            and label in self._up
+            and not is_not_run(event.get("reason", ""))
+        ):
             # (before the lab is up every check errors for one reason, reported when the run ends)
             reason = event.get("reason", "")
-            self.progress(f"{label}: {event.get('id')} {event.get('status')}" + (f" — {reason[:160]}" if reason else ""))
+            self.progress(
+                f"{label}: {event.get('id')} {event.get('status')}" + (f" — {reason[:160]}" if reason else "")
+            )
 
     def _entry(self, path: Path, name: str, work: Path, rc: int | None, tail: list[str], seconds: float) -> dict:
         try:
             results = json.loads((work / "results.json").read_text())
         except (OSError, ValueError):
             results = None
-        entry = {"submission": name, "path": str(path), "report": f"{name}/report.html",
-                 "duration": round(seconds, 1), "exit_status": rc}
+        entry = {
+            "submission": name,
+            "path": str(path),
+            "report": f"{name}/report.html",
+            "duration": round(seconds, 1),
+            "exit_status": rc,
+        }
         by_id = {c["id"]: c for c in (results or {}).get("checks", [])}
         crashed = results is None or rc not in (0, 1)
         ended = "was stopped" if rc is None else f"ended without results (exit status {rc})"
         why = f"the grading run {ended}: {' / '.join(tail[-3:]) or 'no output'}"
         missing = why if crashed else not_run("the run ended before it")
-        entry["checks"] = [by_id.get(c["id"]) or {"id": c["id"], "title": c["title"], "status": "error", "score": 0,
-                                                  "max_score": c["points"], "reason": missing, "measured": {}}
-                           for c in self.checks]
+        entry["checks"] = [
+            by_id.get(c["id"])
+            or {
+                "id": c["id"],
+                "title": c["title"],
+                "status": "error",
+                "score": 0,
+                "max_score": c["points"],
+                "reason": missing,
+                "measured": {},
+            }
+            for c in self.checks
+        ]
         entry["score"] = sum(c["score"] for c in entry["checks"])
         entry["max_score"] = sum(c["max_score"] for c in entry["checks"])
         for key in ("backend", "timing", "run_id", "lab_seconds"):
@@ -380,12 +463,16 @@ class Grader:
         if self.resume:
             pairs = self._resumed(pairs)
         total = len(pairs)
-        self.progress(f"grading {total} submission{'s' * (total != 1)}, up to {min(self.jobs, total) or 1} at a "
-                      f"time (while the CPU has room), into {self.out}/")
+        self.progress(
+            f"grading {total} submission{'s' * (total != 1)}, up to {min(self.jobs, total) or 1} at a "
+            f"time (while the CPU has room), into {self.out}/"
+        )
         done = 0
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.jobs)
-        futures = {pool.submit(self._start_and_grade, p, name, f"[{i + 1}/{total}] {name}"): name
-                   for i, (p, name) in enumerate(pairs)}
+        futures = {
+            pool.submit(self._start_and_grade, p, name, f"[{i + 1}/{total}] {name}"): name
+            for i, (p, name) in enumerate(pairs)
+        }
         try:
             for fut in concurrent.futures.as_completed(futures):
                 entry = fut.result()
@@ -393,9 +480,12 @@ class Grader:
                 self.entries[entry["submission"]] = entry
                 self.write_books([self.entries[n] for n in names if n in self.entries])
                 what = f"{entry['score']}/{entry['max_score']}" + (
-                    f", {entry['outcome']}: {entry['reason']}" if entry["outcome"] != "graded" else "")
-                self.progress(f"{entry['submission']}: {what} in {entry['duration']:.0f} s "
-                              f"({done}/{total} done) → {self.out / entry['report']}")
+                    f", {entry['outcome']}: {entry['reason']}" if entry["outcome"] != "graded" else ""
+                )
+                self.progress(
+                    f"{entry['submission']}: {what} in {entry['duration']:.0f} s "
+                    f"({done}/{total} done) → {self.out / entry['report']}"
+                )
         except BaseException:
             self.stop()
             pool.shutdown(wait=True, cancel_futures=True)
@@ -437,32 +527,65 @@ class Grader:
         todo, kept = [], []
         for path, name in pairs:
             e = before.get(name)
-            if (e and e.get("inputs") == inputs_of(path, self.pack.name) and e["outcome"] != "harness-failed"
-                    and (self.out / e["report"]).is_file()):
+            if (
+                e
+                and e.get("inputs") == inputs_of(path, self.pack.name)
+                and e["outcome"] != "harness-failed"
+                and (self.out / e["report"]).is_file()
+            ):
                 self.entries[name] = e
                 kept.append(name)
             else:
                 todo.append((path, name))
-        self.progress(f"--resume: skipped {len(kept)} submission(s) already graded with the same inputs"
-                      + (f" ({', '.join(kept[:10])}{' …' if len(kept) > 10 else ''})" if kept else ""))
+        self.progress(
+            f"--resume: skipped {len(kept)} submission(s) already graded with the same inputs"
+            + (f" ({', '.join(kept[:10])}{' …' if len(kept) > 10 else ''})" if kept else "")
+        )
         return todo
 
     # books -----------------------------------------------------------------------------
     def write_books(self, entries: list[dict]) -> None:
-        self.imports = write_books(self.out, self.pack, self.checks, entries,
-                                   shard=f"{self.shard[0]}/{self.shard[1]}" if self.shard else None, roster=self.roster,
-                                   similar=self.similar)
+        self.imports = write_books(
+            self.out,
+            self.pack,
+            self.checks,
+            entries,
+            shard=f"{self.shard[0]}/{self.shard[1]}" if self.shard else None,
+            roster=self.roster,
+            similar=self.similar,
+        )
 
 
-def write_books(out: Path, pack, checks: list[dict], entries: list[dict], shard: str | None = None,
-                roster: lms.Roster | None = None, similar: list[dict] | None = None) -> lms.Summary:
+def write_books(
+    out: Path,
+    pack,
+    checks: list[dict],
+    entries: list[dict],
+    shard: str | None = None,
+    roster: lms.Roster | None = None,
+    similar: list[dict] | None = None,
+) -> lms.Summary:
     """The gradebook (JSON and CSV), the LMS imports (``lms.import_files``) and the index — with the
     pairs of ``similar`` work (``similarity.pairs``; None: not compared yet) —, written atomically;
     returns what the imports leave out."""
     files, summary = lms.import_files(entries, checks, pack.title, roster)
-    _atomic_write(out / "gradebook.json", json.dumps(
-        {"pack": pack.name, "suite": pack.suite, "harness": harness_version(), "shard": shard, "checks": checks,
-         "submissions": entries, "imports": summary.as_dict(), "similar": similar}, indent=1, default=str))
+    _atomic_write(
+        out / "gradebook.json",
+        json.dumps(
+            {
+                "pack": pack.name,
+                "suite": pack.suite,
+                "harness": harness_version(),
+                "shard": shard,
+                "checks": checks,
+                "submissions": entries,
+                "imports": summary.as_dict(),
+                "similar": similar,
+            },
+            indent=1,
+            default=str,
+        ),
+    )
     _atomic_write(out / "gradebook.csv", gradebook_csv(entries))
     for name, text in files.items():
         _atomic_write(out / name, text)
@@ -474,14 +597,16 @@ def fingerprint_of(path: Path, pack) -> list[str]:
     """What ``path`` runs, normalized for comparing it with the cohort (``similarity.fingerprint``);
     empty when it cannot be read (its outcome already says why)."""
     from .submission import load_submission
+
     try:
         return similarity.fingerprint(load_submission(path, pack))
-    except Exception:                # noqa: BLE001 — a comparison never fails a grade
+    except Exception:  # noqa: BLE001 — a comparison never fails a grade
         return []
 
 
 def harness_version() -> str:
     from importlib import metadata
+
     try:
         return metadata.version("lvs-harness")
     except metadata.PackageNotFoundError:
@@ -505,9 +630,11 @@ def shard_of(name: str, count: int) -> int:
     return int(hashlib.sha256(name.encode()).hexdigest(), 16) % count + 1
 
 
-SHARD_FORM = ("--shard takes K/N with 1 ≤ K ≤ N (e.g. 2/4), or auto with GitLab's CI_NODE_INDEX and "
-              "CI_NODE_TOTAL, Slurm's SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT, or a Kubernetes "
-              "indexed Job's JOB_COMPLETION_INDEX with LVS_HARNESS_SHARDS (the count) set")
+SHARD_FORM = (
+    "--shard takes K/N with 1 ≤ K ≤ N (e.g. 2/4), or auto with GitLab's CI_NODE_INDEX and "
+    "CI_NODE_TOTAL, Slurm's SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT, or a Kubernetes "
+    "indexed Job's JOB_COMPLETION_INDEX with LVS_HARNESS_SHARDS (the count) set"
+)
 
 
 def parse_shard(spec: str, env: dict | None = None) -> tuple[int, int]:
@@ -535,8 +662,9 @@ def parse_shard(spec: str, env: dict | None = None) -> tuple[int, int]:
     return k, n
 
 
-def merge(folders: list[Path], out: Path,
-          roster: lms.Roster | None = None) -> tuple[list[dict], lms.Summary, list[dict] | None]:
+def merge(
+    folders: list[Path], out: Path, roster: lms.Roster | None = None
+) -> tuple[list[dict], lms.Summary, list[dict] | None]:
     """Merge the outputs of shards into ``out``: the same gradebook, LMS CSV and index an
     unsharded run writes, and every submission's folder. Shards of different packs or harness
     versions, or a submission graded twice from different inputs, are refused (nothing written)."""
@@ -545,23 +673,30 @@ def merge(folders: list[Path], out: Path,
         try:
             books.append((folder, json.loads((Path(folder) / "gradebook.json").read_text())))
         except (OSError, ValueError):
-            raise HarnessError(f"{folder} holds no readable gradebook.json; pass the --out folders of "
-                               "`lvs-harness grade --shard` runs.") from None
+            raise HarnessError(
+                f"{folder} holds no readable gradebook.json; pass the --out folders of "
+                "`lvs-harness grade --shard` runs."
+            ) from None
     if not books:
         raise HarnessError("merge needs the output folders of one or more shards.")
     for key, what in (("pack", "packs"), ("harness", "harness versions")):
         seen = {b.get(key) for _, b in books}
         if len(seen) > 1:
-            raise HarnessError(f"the shards were graded with different {what} ("
-                               + ", ".join(f"{f}: {b.get(key)}" for f, b in books) + "); merge shards of one run.")
+            raise HarnessError(
+                f"the shards were graded with different {what} ("
+                + ", ".join(f"{f}: {b.get(key)}" for f, b in books)
+                + "); merge shards of one run."
+            )
     entries: dict[str, tuple[Path, dict]] = {}
     for folder, book in books:
         for e in book["submissions"]:
             if e["submission"] in entries:
                 first, other = entries[e["submission"]]
                 if other.get("inputs") != e.get("inputs"):
-                    raise HarnessError(f"submission {e['submission']} was graded from different inputs in {first} "
-                                       f"and {folder}; grade it again in one shard.")
+                    raise HarnessError(
+                        f"submission {e['submission']} was graded from different inputs in {first} "
+                        f"and {folder}; grade it again in one shard."
+                    )
                 continue
             entries[e["submission"]] = (Path(folder), e)
     pack = load_pack(books[0][1]["pack"])
@@ -591,8 +726,9 @@ def verdict_differences(entry: dict, failed: dict[str, str]) -> list[str]:
         if check["status"] != status:
             diffs.append(f"{check['id']}: {check['status']} ({check['reason'][:300]}), expected {status}")
         elif want is not None and want not in check["reason"]:
-            diffs.append(f"{check['id']}: failed for another reason ({check['reason'][:300]}), expected one "
-                         f"with {want!r}")
+            diffs.append(
+                f"{check['id']}: failed for another reason ({check['reason'][:300]}), expected one with {want!r}"
+            )
     return diffs
 
 
@@ -608,8 +744,11 @@ def listed_differences(entry: dict, expected: dict) -> list[str]:
     by_id = {c["id"]: c for c in entry["checks"]}
     want = {c: "passed" for c in (by_id if expected.get("all_pass") else expected.get("pass", []))}
     want |= {c: "failed" for c in expected.get("fail", [])}
-    return [f"{c}: {by_id[c]['status']} ({by_id[c]['reason'][:300]}), expected {status}"
-            for c, status in want.items() if by_id[c]["status"] != status]
+    return [
+        f"{c}: {by_id[c]['status']} ({by_id[c]['reason'][:300]}), expected {status}"
+        for c, status in want.items()
+        if by_id[c]["status"] != status
+    ]
 
 
 def retry_reason(entry: dict) -> str | None:
@@ -624,9 +763,15 @@ def retry_reason(entry: dict) -> str | None:
 
 
 def attempt_summary(entry: dict, n: int) -> dict:
-    return {"attempt": n, "run_id": entry.get("run_id"), "outcome": entry["outcome"], "score": entry["score"],
-            "max_score": entry["max_score"], "duration": entry["duration"],
-            "errors": [{"id": c["id"], "reason": c["reason"]} for c in entry["checks"] if c["status"] == "error"]}
+    return {
+        "attempt": n,
+        "run_id": entry.get("run_id"),
+        "outcome": entry["outcome"],
+        "score": entry["score"],
+        "max_score": entry["max_score"],
+        "duration": entry["duration"],
+        "errors": [{"id": c["id"], "reason": c["reason"]} for c in entry["checks"] if c["status"] == "error"],
+    }
 
 
 def gradebook_csv(entries: list[dict]) -> str:
@@ -635,19 +780,32 @@ def gradebook_csv(entries: list[dict]) -> str:
     writer.writeheader()
     for e in entries:
         for c in e["checks"]:
-            writer.writerow({"submission": e["submission"], "outcome": e["outcome"], "score": e["score"],
-                             "max_score": e["max_score"], "check_id": c["id"], "title": c["title"],
-                             "status": c["status"], "check_score": c["score"], "check_max_score": c["max_score"],
-                             "reason": c["reason"], "measured": json.dumps(c["measured"], default=str),
-                             "attempts": attempts_text(e.get("attempts", []))})
+            writer.writerow(
+                {
+                    "submission": e["submission"],
+                    "outcome": e["outcome"],
+                    "score": e["score"],
+                    "max_score": e["max_score"],
+                    "check_id": c["id"],
+                    "title": c["title"],
+                    "status": c["status"],
+                    "check_score": c["score"],
+                    "check_max_score": c["max_score"],
+                    "reason": c["reason"],
+                    "measured": json.dumps(c["measured"], default=str),
+                    "attempts": attempts_text(e.get("attempts", [])),
+                }
+            )
     return buf.getvalue()
 
 
 def attempts_text(attempts: list[dict]) -> str:
     """'1: graded 20/24, error in failover; 2: graded 24/24' (one line per submission)."""
-    return "; ".join(f"{a['attempt']}: {a['outcome']} {a['score']}/{a['max_score']}"
-                     + (f", error in {', '.join(e['id'] for e in a['errors'])}" if a["errors"] else "")
-                     for a in attempts)
+    return "; ".join(
+        f"{a['attempt']}: {a['outcome']} {a['score']}/{a['max_score']}"
+        + (f", error in {', '.join(e['id'] for e in a['errors'])}" if a["errors"] else "")
+        for a in attempts
+    )
 
 
 SYMBOLS = {"passed": ("✓", "#2ca02c"), "failed": ("✗", "#d62728"), "error": ("!", "#7f7f7f")}
@@ -663,17 +821,27 @@ def similar_html(similar: list[dict] | None) -> str:
     items = "".join(
         f"<details><summary><b>{escape(p['a'])}</b> and <b>{escape(p['b'])}</b>: {p['score']:.0%} alike, "
         f"{p['count']} shared lines</summary><pre>{escape(chr(10).join(p['shared']))}</pre></details>"
-        for p in similar)
-    return ("<h2>Similar work</h2><p>Pairs whose keepalived configs, Vagrantfiles and setup commands are alike "
-            f"beyond chance (≥ {similarity.THRESHOLD:.0%}: addresses, names, comments and order do not hide a copy; "
-            "the reference's lines and lines most of the cohort shares weigh little). A lead for a grader to read "
-            f"both, not a verdict: scores are not changed.</p>{items}")
+        for p in similar
+    )
+    return (
+        "<h2>Similar work</h2><p>Pairs whose keepalived configs, Vagrantfiles and setup commands are alike "
+        f"beyond chance (≥ {similarity.THRESHOLD:.0%}: addresses, names, comments and order do not hide a copy; "
+        "the reference's lines and lines most of the cohort shares weigh little). A lead for a grader to read "
+        f"both, not a verdict: scores are not changed.</p>{items}"
+    )
 
 
-def index_html(entries: list[dict], checks: list[dict], title: str = "lvs-harness", notes: list[str] = (),
-               similar: list[dict] | None = None) -> str:
-    head = "".join(f"<th class='check' title='{escape(c['title'])}'><span>{escape(c['id'])} ({c['points']})</span></th>"
-                   for c in checks)
+def index_html(
+    entries: list[dict],
+    checks: list[dict],
+    title: str = "lvs-harness",
+    notes: list[str] = (),
+    similar: list[dict] | None = None,
+) -> str:
+    head = "".join(
+        f"<th class='check' title='{escape(c['title'])}'><span>{escape(c['id'])} ({c['points']})</span></th>"
+        for c in checks
+    )
     rows, in_error = [], []
     for e in entries:
         by_id = {c["id"]: c for c in e["checks"]}
@@ -683,31 +851,47 @@ def index_html(entries: list[dict], checks: list[dict], title: str = "lvs-harnes
         cells = "".join(
             f"<td style='color:{SYMBOLS[by_id[c['id']]['status']][1]};text-align:center' "
             f"title='{escape(by_id[c['id']]['status'] + ': ' + by_id[c['id']]['reason'])}'>"
-            f"{SYMBOLS[by_id[c['id']]['status']][0]}</td>" for c in checks)
-        link = (f"<a href='{escape(e['report'])}'>{escape(e['submission'])}</a>"
-                if e["outcome"] != "harness-failed" else f"{escape(e['submission'])} (<a href='{escape(e['submission'])}/pytest.log'>log</a>)")
-        flag = (f" <b class='flag' title='{len(errors)} check(s) could not be judged'>⚠ {len(errors)} in error</b>"
-                if errors and e["outcome"] != "refused" else "")
+            f"{SYMBOLS[by_id[c['id']]['status']][0]}</td>"
+            for c in checks
+        )
+        link = (
+            f"<a href='{escape(e['report'])}'>{escape(e['submission'])}</a>"
+            if e["outcome"] != "harness-failed"
+            else f"{escape(e['submission'])} (<a href='{escape(e['submission'])}/pytest.log'>log</a>)"
+        )
+        flag = (
+            f" <b class='flag' title='{len(errors)} check(s) could not be judged'>⚠ {len(errors)} in error</b>"
+            if errors and e["outcome"] != "refused"
+            else ""
+        )
         tries = e.get("attempts", [])
-        rows.append(f"<tr><td>{link}</td><td>{escape(e['outcome'])}{flag}</td><td><b>{e['score']}</b>/{e['max_score']}</td>"
-                    f"{cells}<td>{escape(e.get('backend') or '—')}</td><td>{e['duration']:.0f} s</td>"
-                    f"<td title='{escape(attempts_text(tries))}'>{len(tries) or 1}</td>"
-                    f"<td class='reason'>{escape(e['reason'])}</td></tr>")
-    banner = (f"<p class='errors'><b>⚠ {len(in_error)} submission(s) have checks that could not be judged</b> "
-              f"(the lab or the harness failed, not the student's work; their points are not given): "
-              f"{escape(', '.join(in_error))}. Grade them again.</p>" if in_error else "")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)} gradebook</title>"
-            "<style>body{font-family:sans-serif}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
-            "padding:4px 6px}th{background:#f4f4f4}th.check span{writing-mode:vertical-rl;transform:rotate(180deg);"
-            "white-space:nowrap}td.reason{max-width:40em;font-size:90%}.flag,.errors{color:#b35900}</style></head><body>"
-            f"<h1>{escape(title)} gradebook</h1><p>{len(entries)} submission(s), written {time.strftime('%Y-%m-%d %H:%M:%S')}. "
-            "✓ passed, ✗ failed, ! could not be judged (hover for the reason). "
-            f"<a href='gradebook.csv'>CSV</a> · <a href='gradebook.json'>JSON</a> · LMS imports: "
-            "<a href='grades.csv'>Canvas</a>, <a href='grades-moodle.csv'>Moodle</a>, "
-            f"<a href='grades-checks.csv'>points per check</a></p>{banner}"
-            + (f"<ul class='imports'>{''.join(f'<li>{escape(n)}</li>' for n in notes)}</ul>" if notes else "") +
-            f"<table><tr><th>Submission</th><th>Outcome</th><th>Score</th>{head}<th>Lab</th><th>Time</th>"
-            f"<th>Attempts</th><th>Reason</th></tr>{''.join(rows)}</table>{similar_html(similar)}</body></html>\n")
+        rows.append(
+            f"<tr><td>{link}</td><td>{escape(e['outcome'])}{flag}</td><td><b>{e['score']}</b>/{e['max_score']}</td>"
+            f"{cells}<td>{escape(e.get('backend') or '—')}</td><td>{e['duration']:.0f} s</td>"
+            f"<td title='{escape(attempts_text(tries))}'>{len(tries) or 1}</td>"
+            f"<td class='reason'>{escape(e['reason'])}</td></tr>"
+        )
+    banner = (
+        f"<p class='errors'><b>⚠ {len(in_error)} submission(s) have checks that could not be judged</b> "
+        f"(the lab or the harness failed, not the student's work; their points are not given): "
+        f"{escape(', '.join(in_error))}. Grade them again.</p>"
+        if in_error
+        else ""
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)} gradebook</title>"
+        "<style>body{font-family:sans-serif}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
+        "padding:4px 6px}th{background:#f4f4f4}th.check span{writing-mode:vertical-rl;transform:rotate(180deg);"
+        "white-space:nowrap}td.reason{max-width:40em;font-size:90%}.flag,.errors{color:#b35900}</style></head><body>"
+        f"<h1>{escape(title)} gradebook</h1><p>{len(entries)} submission(s), written {time.strftime('%Y-%m-%d %H:%M:%S')}. "
+        "✓ passed, ✗ failed, ! could not be judged (hover for the reason). "
+        f"<a href='gradebook.csv'>CSV</a> · <a href='gradebook.json'>JSON</a> · LMS imports: "
+        "<a href='grades.csv'>Canvas</a>, <a href='grades-moodle.csv'>Moodle</a>, "
+        f"<a href='grades-checks.csv'>points per check</a></p>{banner}"
+        + (f"<ul class='imports'>{''.join(f'<li>{escape(n)}</li>' for n in notes)}</ul>" if notes else "")
+        + f"<table><tr><th>Submission</th><th>Outcome</th><th>Score</th>{head}<th>Lab</th><th>Time</th>"
+        f"<th>Attempts</th><th>Reason</th></tr>{''.join(rows)}</table>{similar_html(similar)}</body></html>\n"
+    )
 
 
 def _atomic_write(path: Path, text: str) -> None:

@@ -48,8 +48,9 @@ class Followed(Protocol):
 
 
 class Follow(Protocol):
-    def __call__(self, host: str, command: str, on_output: Callable[[str], None], *,
-                 timeout: float) -> Followed | None: ...
+    def __call__(
+        self, host: str, command: str, on_output: Callable[[str], None], *, timeout: float
+    ) -> Followed | None: ...
 
 
 class Host:
@@ -59,7 +60,7 @@ class Host:
         self.spec = spec
         self._execute = execute
         self._follow = follow
-        self.observers: list[Callable[[str, CommandResult], None]] = []   # told of every command run
+        self.observers: list[Callable[[str, CommandResult], None]] = []  # told of every command run
 
     def __repr__(self) -> str:
         return f"<Host {self.name} ({self.role})>"
@@ -161,8 +162,10 @@ class Host:
         path = LOG_FILES.get(service, f"/var/log/{service}.log")
         unit = shlex.quote(service)
         # the embedded labs keep a file per daemon; a VM under systemd has the journal
-        return self.run(f"cat -- {shlex.quote(path)} 2>/dev/null || journalctl -u {unit} -o short-iso-precise "
-                        "--no-pager 2>/dev/null").stdout
+        return self.run(
+            f"cat -- {shlex.quote(path)} 2>/dev/null || journalctl -u {unit} -o short-iso-precise "
+            "--no-pager 2>/dev/null"
+        ).stdout
 
 
 class _TestinfraBackend(BaseBackend):
@@ -182,4 +185,3 @@ class _TestinfraBackend(BaseBackend):
 def host_map(specs, execute: Execute, follow: Follow | None = None) -> dict[str, Host]:
     """Host handles for every host of a topology, by name."""
     return {spec.name: Host(spec, execute, follow) for spec in specs}
-

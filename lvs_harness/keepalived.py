@@ -23,8 +23,8 @@ class VrrpInstance:
     priority: int = 100
     advert_int: float = 1.0
     virtual_ipaddresses: tuple[str, ...] = ()
-    nopreempt: bool = False         # keepalived: a BACKUP with nopreempt never takes the VIP from a master
-    preempt_delay: float = 0.0      # seconds a preempting backup waits after start-up
+    nopreempt: bool = False  # keepalived: a BACKUP with nopreempt never takes the VIP from a master
+    preempt_delay: float = 0.0  # seconds a preempting backup waits after start-up
 
     @property
     def master_down_interval(self) -> float:
@@ -44,9 +44,10 @@ class VrrpInstance:
 class HealthCheck:
     """A real_server's checker block (HTTP_GET, TCP_CHECK, …) with the settings that bound how
     long a dead real stays in the table."""
+
     kind: str
-    connect_timeout: float = 5.0        # keepalived's default
-    retry: int = 1                      # `retry` (older: nb_get_retry); keepalived 2.x default 1
+    connect_timeout: float = 5.0  # keepalived's default
+    retry: int = 1  # `retry` (older: nb_get_retry); keepalived 2.x default 1
     delay_before_retry: float = 1.0
 
 
@@ -55,7 +56,7 @@ class RealServerConf:
     address: str
     port: int
     weight: int = 1
-    checks: tuple[str, ...] = ()   # HTTP_GET, TCP_CHECK, …
+    checks: tuple[str, ...] = ()  # HTTP_GET, TCP_CHECK, …
     checkers: tuple[HealthCheck, ...] = ()
 
 
@@ -64,13 +65,14 @@ class VirtualServerConf:
     """A ``virtual_server``: ``address``/``port`` (``virtual_server IP PORT``), or a firewall mark
     (``virtual_server fwmark N``: ``fwmark``, address ""), or a ``virtual_server_group``'s
     members (``virtual_server group NAME``: ``group``, address "")."""
+
     address: str
     port: int
     lb_algo: str = ""
     lb_kind: str = ""
     protocol: str = "TCP"
     reals: tuple[RealServerConf, ...] = ()
-    delay_loop: float = 60.0            # keepalived's default: seconds between checks
+    delay_loop: float = 60.0  # keepalived's default: seconds between checks
     fwmark: int | None = None
     group: str | None = None
 
@@ -80,13 +82,15 @@ class VirtualServerConf:
         ``delay_before_retry`` before each retry (the real dies just after a good check)."""
         if not real.checkers:
             return 0.0
-        return max(self.delay_loop + (1 + c.retry) * c.connect_timeout + c.retry * c.delay_before_retry
-                   for c in real.checkers)
+        return max(
+            self.delay_loop + (1 + c.retry) * c.connect_timeout + c.retry * c.delay_before_retry for c in real.checkers
+        )
 
 
 @dataclasses.dataclass(frozen=True)
 class SyncGroup:
     """A ``vrrp_sync_group``: its instances change state together (one FAULT makes all BACKUP)."""
+
     name: str
     instances: tuple[str, ...] = ()
 
@@ -207,9 +211,13 @@ def _real(stmt: list) -> RealServerConf:
     words = [w for w in stmt[1:] if isinstance(w, str)]
     body = _block(stmt)
     checkers = [c for c in body if isinstance(c[-1], list)]
-    return RealServerConf(words[0], _number(words[1]) if len(words) > 1 else 0,
-                          _number(_first(body, "weight", 1), 1),
-                          tuple(c[0] for c in checkers), tuple(_checker(c) for c in checkers))
+    return RealServerConf(
+        words[0],
+        _number(words[1]) if len(words) > 1 else 0,
+        _number(_first(body, "weight", 1), 1),
+        tuple(c[0] for c in checkers),
+        tuple(_checker(c) for c in checkers),
+    )
 
 
 def _virtual_server(stmt: list) -> VirtualServerConf | None:
@@ -224,9 +232,17 @@ def _virtual_server(stmt: list) -> VirtualServerConf | None:
     elif words[0] == "group" and len(words) > 1:
         group, address, port = words[1], "", 0
     reals = tuple(_real(r) for r in body if r[0] == "real_server" and len(r) >= 2 and isinstance(r[1], str))
-    return VirtualServerConf(address, port, _first(body, "lb_algo", _first(body, "lvs_sched", "")),
-                             _first(body, "lb_kind", _first(body, "lvs_method", "")), _first(body, "protocol", "TCP"),
-                             reals, _number(_first(body, "delay_loop", 60), 60.0, float), fwmark, group)
+    return VirtualServerConf(
+        address,
+        port,
+        _first(body, "lb_algo", _first(body, "lvs_sched", "")),
+        _first(body, "lb_kind", _first(body, "lvs_method", "")),
+        _first(body, "protocol", "TCP"),
+        reals,
+        _number(_first(body, "delay_loop", 60), 60.0, float),
+        fwmark,
+        group,
+    )
 
 
 def parse_config(text: str, config_id: str | None = None, read=None) -> KeepalivedConfig:
@@ -237,33 +253,48 @@ def parse_config(text: str, config_id: str | None = None, read=None) -> Keepaliv
     for stmt in _statements(text, config_id, read):
         body = _block(stmt)
         if stmt[0] == "vrrp_instance":
-            vips = next((tuple(" ".join(w for w in line if isinstance(w, str)) for line in _block(s))
-                         for s in body if s[0] == "virtual_ipaddress"), ())
-            instances.append(VrrpInstance(
-                name=stmt[1] if len(stmt) > 1 and isinstance(stmt[1], str) else "",
-                state=str(_first(body, "state", "BACKUP")).upper(),
-                interface=_first(body, "interface", ""),
-                virtual_router_id=_number(_first(body, "virtual_router_id", 0)),
-                priority=_number(_first(body, "priority", 100), 100),
-                advert_int=_number(_first(body, "advert_int", 1), 1.0, float),
-                virtual_ipaddresses=vips, nopreempt=any(s[0] in ("nopreempt", "no_preempt") for s in body),
-                preempt_delay=_number(_first(body, "preempt_delay", 0), 0.0, float)))
+            vips = next(
+                (
+                    tuple(" ".join(w for w in line if isinstance(w, str)) for line in _block(s))
+                    for s in body
+                    if s[0] == "virtual_ipaddress"
+                ),
+                (),
+            )
+            instances.append(
+                VrrpInstance(
+                    name=stmt[1] if len(stmt) > 1 and isinstance(stmt[1], str) else "",
+                    state=str(_first(body, "state", "BACKUP")).upper(),
+                    interface=_first(body, "interface", ""),
+                    virtual_router_id=_number(_first(body, "virtual_router_id", 0)),
+                    priority=_number(_first(body, "priority", 100), 100),
+                    advert_int=_number(_first(body, "advert_int", 1), 1.0, float),
+                    virtual_ipaddresses=vips,
+                    nopreempt=any(s[0] in ("nopreempt", "no_preempt") for s in body),
+                    preempt_delay=_number(_first(body, "preempt_delay", 0), 0.0, float),
+                )
+            )
         elif stmt[0] == "virtual_server":
             vs = _virtual_server(stmt)
             if vs is not None:
                 servers.append(vs)
         elif stmt[0] == "vrrp_sync_group" and len(stmt) >= 2:
-            members = next((tuple(w for line in _block(s) for w in line if isinstance(w, str))
-                            for s in body if s[0] == "group"), ())
+            members = next(
+                (tuple(w for line in _block(s) for w in line if isinstance(w, str)) for s in body if s[0] == "group"),
+                (),
+            )
             groups.append(SyncGroup(stmt[1] if isinstance(stmt[1], str) else "", members))
     return KeepalivedConfig(tuple(instances), tuple(servers), tuple(groups))
 
 
 def _checker(stmt: list) -> HealthCheck:
     body = _block(stmt)
-    return HealthCheck(stmt[0], _number(_first(body, "connect_timeout", 5), 5.0, float),
-                       _number(_first(body, "retry", _first(body, "nb_get_retry", 1)), 1),
-                       _number(_first(body, "delay_before_retry", 1), 1.0, float))
+    return HealthCheck(
+        stmt[0],
+        _number(_first(body, "connect_timeout", 5), 5.0, float),
+        _number(_first(body, "retry", _first(body, "nb_get_retry", 1)), 1),
+        _number(_first(body, "delay_before_retry", 1), 1.0, float),
+    )
 
 
 FORWARD_FLAGS = {"DR": "-g", "NAT": "-m", "TUN": "-i"}
@@ -280,14 +311,17 @@ def ipvsadm_commands(vs: VirtualServerConf) -> list[str]:
         # ['ipvsadm -A -t 10.77.0.100:80 -s rr', 'ipvsadm -a -t 10.77.0.100:80 -r 10.77.0.21:80 -g -w 1', …]
     """
     if vs.group is not None:
-        return []          # its members are in the virtual_server_group block
+        return []  # its members are in the virtual_server_group block
     if vs.fwmark is not None:
         service = f"-f {vs.fwmark}"
     else:
         service = f"{PROTOCOL_FLAGS.get(vs.protocol.upper(), '-t')} {vs.address}:{vs.port}"
     out = [f"ipvsadm -A {service} -s {vs.lb_algo or 'wlc'}"]
-    out += [f"ipvsadm -a {service} -r {r.address}:{r.port or vs.port} {FORWARD_FLAGS.get(vs.lb_kind.upper(), '-m')} "
-            f"-w {r.weight}" for r in vs.reals]
+    out += [
+        f"ipvsadm -a {service} -r {r.address}:{r.port or vs.port} {FORWARD_FLAGS.get(vs.lb_kind.upper(), '-m')} "
+        f"-w {r.weight}"
+        for r in vs.reals
+    ]
     return out
 
 
@@ -310,9 +344,10 @@ def script_commands(text: str) -> list[tuple[str, str]]:
             key = stmt[0] if stmt and isinstance(stmt[0], str) else ""
             words = [w for w in stmt[1:] if isinstance(w, str)]
             runs = key.startswith("notify") or key in SCRIPT_KEYWORDS or key.endswith("_script")
-            if runs and words and not _block(stmt):     # (`vrrp_script NAME {…}` names a block)
+            if runs and words and not _block(stmt):  # (`vrrp_script NAME {…}` names a block)
                 found.append((key, " ".join(words)))
             walk(_block(stmt))
+
     walk(_statements(text))
     return found
 
@@ -321,7 +356,8 @@ def script_commands(text: str) -> list[tuple[str, str]]:
 CHANGES_BEHAVIOUR = re.compile(
     r"missing '\}'|extra '\{'|Non-existent interface|doesn't exist|Unknown interface|not found, ignoring|"
     r"- ignoring|defaulting to UDP|[Ii]nvalid|cannot|Cannot|unable to|Unable to|No VIP specified|"
-    r"has no virtual_router_id|Unknown vrrp_instance|Unknown vrrp_script|out of range|Disabling")
+    r"has no virtual_router_id|Unknown vrrp_instance|Unknown vrrp_script|out of range|Disabling"
+)
 
 
 def config_test_findings(rc: int, output: str) -> tuple[list[str], list[str]]:

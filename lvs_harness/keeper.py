@@ -29,10 +29,14 @@ def _handle(lab, message: dict) -> dict:
     if op == "exec":
         host = lab.hosts.get(message.get("host"))
         if host is None:
-            return {"error": f"no host named {message.get('host')!r} in lab {lab.run_id}; hosts are: "
-                             f"{', '.join(lab.hosts)}"}
-        r = host.run(message["command"], timeout=float(message.get("timeout", 600)),
-                     input=base64.b64decode(message.get("input", "")) or None)
+            return {
+                "error": f"no host named {message.get('host')!r} in lab {lab.run_id}; hosts are: {', '.join(lab.hosts)}"
+            }
+        r = host.run(
+            message["command"],
+            timeout=float(message.get("timeout", 600)),
+            input=base64.b64decode(message.get("input", "")) or None,
+        )
         return {"rc": r.rc, "stdout": r.stdout, "stderr": r.stderr, "duration": r.duration, "timed_out": r.timed_out}
     if op == "status":
         hosts = []
@@ -40,11 +44,19 @@ def _handle(lab, message: dict) -> dict:
             out = lab.hosts[spec.name].run("ip -o -4 addr show scope global", timeout=10).stdout
             addrs = [f"{f[1]} {f[3]}" for f in (line.split() for line in out.splitlines()) if len(f) > 3]
             hosts.append({"name": spec.name, "role": spec.role, "addresses": addrs})
-        return {"run_id": lab.run_id, "backend": lab.NAME, "hosts": hosts, "ipvs": lab.ipvs,
-                "one_clock": lab.one_clock, "timings": lab.timings,
-                "vagrantfile": str(lab.config.vagrantfile_path), "topology": dataclasses.asdict(lab.topology),
-                "provisioning": [{"host": p.host, "origin": p.origin, "result": dataclasses.asdict(p.result)}
-                                 for p in lab.provisioning]}
+        return {
+            "run_id": lab.run_id,
+            "backend": lab.NAME,
+            "hosts": hosts,
+            "ipvs": lab.ipvs,
+            "one_clock": lab.one_clock,
+            "timings": lab.timings,
+            "vagrantfile": str(lab.config.vagrantfile_path),
+            "topology": dataclasses.asdict(lab.topology),
+            "provisioning": [
+                {"host": p.host, "origin": p.origin, "result": dataclasses.asdict(p.result)} for p in lab.provisioning
+            ],
+        }
     if op == "down":
         return {"ok": True}
     return {"error": f"unknown request {op!r}"}
@@ -85,16 +97,22 @@ def _stop(signum, frame):
 
 def main() -> None:
     signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C in the terminal that ran `up` must not stop it
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in the terminal that ran `up` must not stop it
     raw = json.loads(sys.argv[1])
-    config = LabConfig(backend=raw["backend"], provider=raw.get("provider", "libvirt"),
-                       vagrantfile=Path(raw["vagrantfile"]) if raw["vagrantfile"] else None,
-                       allow_scripts=raw["allow_scripts"], roles=raw["roles"], pack=raw.get("pack"),
-                       services=tuple(VirtualService.from_dict(s) for s in raw.get("services", ())),
-                       daemons=raw.get("daemons"),
-                       files=raw.get("files"),
-                       commands=raw.get("commands"), generated=raw.get("generated", False),
-                       progress=lambda m: print(f"lvs-harness: {m}", flush=True))
+    config = LabConfig(
+        backend=raw["backend"],
+        provider=raw.get("provider", "libvirt"),
+        vagrantfile=Path(raw["vagrantfile"]) if raw["vagrantfile"] else None,
+        allow_scripts=raw["allow_scripts"],
+        roles=raw["roles"],
+        pack=raw.get("pack"),
+        services=tuple(VirtualService.from_dict(s) for s in raw.get("services", ())),
+        daemons=raw.get("daemons"),
+        files=raw.get("files"),
+        commands=raw.get("commands"),
+        generated=raw.get("generated", False),
+        progress=lambda m: print(f"lvs-harness: {m}", flush=True),
+    )
     try:
         serve(config, provision=raw.get("provision", True))
     except KeyboardInterrupt:

@@ -54,9 +54,9 @@ COLUMNS = {
     "email": ("email address", "email", "e-mail"),
     "username": ("username", "user name"),
 }
-PLAIN_IDS = ("submission", "sis_login_id", "sis_user_id", "username", "idnumber", "email", "canvas_id")   # as given
+PLAIN_IDS = ("submission", "sis_login_id", "sis_user_id", "username", "idnumber", "email", "canvas_id")  # as given
 IDENTIFYING = {"submission", "name", "last", "sis_user_id", "sis_login_id", "idnumber", "email", "username"}
-TEST_STUDENTS = ("test student", "student, test")      # Canvas's export lists its preview student
+TEST_STUDENTS = ("test student", "student, test")  # Canvas's export lists its preview student
 FEEDBACK_CHARS = 1000
 
 
@@ -83,8 +83,15 @@ class Student:
 
     @property
     def label(self) -> str:
-        return (self.get("sis_login_id") or self.get("username") or self.get("email") or self.get("idnumber")
-                or self.get("sis_user_id") or self.name or self.get("canvas_id"))
+        return (
+            self.get("sis_login_id")
+            or self.get("username")
+            or self.get("email")
+            or self.get("idnumber")
+            or self.get("sis_user_id")
+            or self.name
+            or self.get("canvas_id")
+        )
 
     def keys(self) -> dict[str, str]:
         """Its identifiers, normalized, by the column they come from."""
@@ -96,7 +103,7 @@ class Student:
             first, last = self.get("first"), self.get("last")
             if first and last:
                 out["name_reversed"] = _norm(last + first)
-            elif "," in self.name:                          # Canvas's "Last, First"
+            elif "," in self.name:  # Canvas's "Last, First"
                 out["name_reversed"] = _norm("".join(reversed(self.name.split(",", 1))))
         return {k: v for k, v in out.items() if v}
 
@@ -133,7 +140,8 @@ class Roster:
         if not set(where) & IDENTIFYING:
             raise HarnessError(
                 f"--roster {source}: no column names a student (its header is {', '.join(rows[0][:8])}); give it one "
-                "of Submission, SIS Login ID, SIS User ID, Username, ID number, Email address or Student.")
+                "of Submission, SIS Login ID, SIS User ID, Username, ID number, Email address or Student."
+            )
         students = []
         for row in rows[1:]:
             cells = {k: (row[i].strip() if i < len(row) else "") for k, i in where.items()}
@@ -147,8 +155,8 @@ class Roster:
         return cls(students, source)
 
     def __post_init__(self):
-        self._whole: dict[str, set[int]] = {}     # every identifier, for a submission named by it
-        self._words: dict[str, set[int]] = {}     # those that can name a run of a submission's words
+        self._whole: dict[str, set[int]] = {}  # every identifier, for a submission named by it
+        self._words: dict[str, set[int]] = {}  # those that can name a run of a submission's words
         for n, s in enumerate(self.students):
             for kind, key in s.keys().items():
                 self._whole.setdefault(key, set()).add(n)
@@ -177,11 +185,12 @@ class Roster:
 @dataclass
 class Summary:
     """What an import leaves out, said so the grader can act on it."""
+
     roster: str = ""
     unmatched: list[str] = field(default_factory=list)
     ambiguous: dict[str, list[str]] = field(default_factory=dict)
-    shared: dict[str, list[str]] = field(default_factory=dict)        # student label → their submissions
-    not_owned: dict[str, str] = field(default_factory=dict)           # submission → why its grade is blank
+    shared: dict[str, list[str]] = field(default_factory=dict)  # student label → their submissions
+    not_owned: dict[str, str] = field(default_factory=dict)  # submission → why its grade is blank
     without_submission: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
@@ -189,23 +198,36 @@ class Summary:
         if not self.roster:
             out.append("no --roster: grades.csv names each student by the submission's name (as SIS Login ID)")
         if self.unmatched:
-            out.append(f"{len(self.unmatched)} submission(s) match no student on the roster (not in grades.csv): "
-                       + ", ".join(self.unmatched))
+            out.append(
+                f"{len(self.unmatched)} submission(s) match no student on the roster (not in grades.csv): "
+                + ", ".join(self.unmatched)
+            )
         for sub, who in self.ambiguous.items():
-            out.append(f"submission {sub} matches {len(who)} students ({', '.join(who)}); not in grades.csv: add a "
-                       "Submission column to the roster")
+            out.append(
+                f"submission {sub} matches {len(who)} students ({', '.join(who)}); not in grades.csv: add a "
+                "Submission column to the roster"
+            )
         for who, subs in self.shared.items():
             out.append(f"{who} has {len(subs)} submissions ({', '.join(subs)}); not in grades.csv: keep one")
         for sub, why in self.not_owned.items():
             out.append(f"{sub}: grade left out, it is not the student's ({why}); grade it again")
         if self.without_submission:
-            out.append(f"{len(self.without_submission)} student(s) on the roster have no submission: "
-                       + ", ".join(self.without_submission[:50]) + (" …" if len(self.without_submission) > 50 else ""))
+            out.append(
+                f"{len(self.without_submission)} student(s) on the roster have no submission: "
+                + ", ".join(self.without_submission[:50])
+                + (" …" if len(self.without_submission) > 50 else "")
+            )
         return out
 
     def as_dict(self) -> dict:
-        return {"roster": self.roster, "unmatched": self.unmatched, "ambiguous": self.ambiguous,
-                "shared": self.shared, "not_owned": self.not_owned, "without_submission": self.without_submission}
+        return {
+            "roster": self.roster,
+            "unmatched": self.unmatched,
+            "ambiguous": self.ambiguous,
+            "shared": self.shared,
+            "not_owned": self.not_owned,
+            "without_submission": self.without_submission,
+        }
 
 
 def not_owned(entry: dict) -> str | None:
@@ -255,21 +277,25 @@ def feedback(entry: dict) -> str:
     text = f"{entry['score']}/{entry['max_score']} points"
     if entry["outcome"] != "graded":
         text += f" ({entry['outcome']}: {entry['reason']})"
-    failed = [f"{c['id']} ({c['reason'].splitlines()[0][:160]})" if c.get("reason") else c["id"]
-              for c in entry["checks"] if c["status"] == "failed"]
+    failed = [
+        f"{c['id']} ({c['reason'].splitlines()[0][:160]})" if c.get("reason") else c["id"]
+        for c in entry["checks"]
+        if c["status"] == "failed"
+    ]
     if failed:
         text += ". Failed: " + "; ".join(failed)
     return text[:FEEDBACK_CHARS]
 
 
-def import_files(entries: list[dict], checks: list[dict], title: str,
-                 roster: Roster | None = None) -> tuple[dict[str, str], Summary]:
+def import_files(
+    entries: list[dict], checks: list[dict], title: str, roster: Roster | None = None
+) -> tuple[dict[str, str], Summary]:
     """The three import files (name → text) and the summary of what they leave out."""
     summary = Summary(roster=roster.source if roster else "")
     pairs = _pairs(entries, roster, summary)
     points = {e["submission"]: _points(e, summary) for e, _ in pairs}
     student_of = {e["submission"]: s.label for e, s in pairs}
-    pairs = [(e, s) for e, s in pairs if points[e["submission"]]]      # a blank cell would clear a grade in Moodle
+    pairs = [(e, s) for e, s in pairs if points[e["submission"]]]  # a blank cell would clear a grade in Moodle
     maximum = max((e["max_score"] for e in entries), default=sum(c.get("points", 0) for c in checks))
 
     canvas = io.StringIO()
@@ -278,25 +304,54 @@ def import_files(entries: list[dict], checks: list[dict], title: str,
     w.writerow(["    Points Possible", "", "", "", "", maximum])
     for e, s in pairs:
         name = s.name or (f"{s.get('last')}, {s.get('first')}" if s.get("last") else s.label)
-        w.writerow([name, s.get("canvas_id"), s.get("sis_user_id") or s.get("idnumber"),
-                    s.get("sis_login_id") or s.get("username") or s.get("email"), s.get("section"),
-                    points[e["submission"]]])
+        w.writerow(
+            [
+                name,
+                s.get("canvas_id"),
+                s.get("sis_user_id") or s.get("idnumber"),
+                s.get("sis_login_id") or s.get("username") or s.get("email"),
+                s.get("section"),
+                points[e["submission"]],
+            ]
+        )
 
     moodle = io.StringIO()
     w = csv.writer(moodle)
     w.writerow(["ID number", "Email address", "Username", "Submission", title, f"{title} feedback"])
     for e, s in pairs:
-        w.writerow([s.get("idnumber") or s.get("sis_user_id"), s.get("email"),
-                    s.get("username") or s.get("sis_login_id"), e["submission"], points[e["submission"]],
-                    feedback(e)])
+        w.writerow(
+            [
+                s.get("idnumber") or s.get("sis_user_id"),
+                s.get("email"),
+                s.get("username") or s.get("sis_login_id"),
+                e["submission"],
+                points[e["submission"]],
+                feedback(e),
+            ]
+        )
 
     breakdown = io.StringIO()
     w = csv.writer(breakdown)
-    w.writerow(["Submission", "Student", "Score", "Max", "Outcome", *(f"{c['id']} ({c.get('points', '')})"
-                                                                      for c in checks)])
+    w.writerow(
+        ["Submission", "Student", "Score", "Max", "Outcome", *(f"{c['id']} ({c.get('points', '')})" for c in checks)]
+    )
     for e in entries:
         by_id = {c["id"]: c for c in e["checks"]}
-        w.writerow([e["submission"], student_of.get(e["submission"], ""), e["score"], e["max_score"], e["outcome"],
-                    *((by_id.get(c["id"]) or {}).get("score", "") for c in checks)])
-    return ({"grades.csv": canvas.getvalue(), "grades-moodle.csv": moodle.getvalue(),
-             "grades-checks.csv": breakdown.getvalue()}, summary)
+        w.writerow(
+            [
+                e["submission"],
+                student_of.get(e["submission"], ""),
+                e["score"],
+                e["max_score"],
+                e["outcome"],
+                *((by_id.get(c["id"]) or {}).get("score", "") for c in checks),
+            ]
+        )
+    return (
+        {
+            "grades.csv": canvas.getvalue(),
+            "grades-moodle.csv": moodle.getvalue(),
+            "grades-checks.csv": breakdown.getvalue(),
+        },
+        summary,
+    )

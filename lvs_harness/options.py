@@ -15,26 +15,47 @@ from pathlib import Path
 from .labs import CHOICES, PROVIDERS
 
 OPTIONS: dict[str, dict] = {
-    "--lab": dict(choices=CHOICES, default="auto",
-                  help="lab backend: auto (netns where the kernel has IPVS and you are root, else uml), uml (embedded "
-                       "User-Mode Linux guest), netns (this kernel), vagrant"),
-    "--provider": dict(choices=PROVIDERS, default="libvirt",
-                       help="--lab vagrant: libvirt (default; lvs-harness's own box, VMs in a network namespace) or "
-                            "virtualbox (the Vagrantfile's own box)"),
-    "--pack": dict(default=None, metavar="NAME",
-                   help="the course pack (`lvs-harness packs` lists them); default: the pack whose suite runs, else "
-                        "the default pack"),
-    "--vagrantfile": dict(type=Path, default=None, metavar="PATH",
-                          help="the lab to build (a Vagrantfile or its folder); default: the pack's reference"),
-    "--timing": dict(choices=("fast", "faithful"), default=None,
-                     help="fast (default on embedded labs): a short IPVS tcpfin timeout is set before traffic so the "
-                          "drain check takes seconds; faithful (default on vagrant): default timeouts (~2 min)"),
-    "--allow-scripts": dict(action="store_true",
-                            help="on --lab netns, run the provisioners (and keepalived scripts) of a Vagrantfile other "
-                                 "than the reference on this machine"),
-    "--audience": dict(choices=("staff", "student"), default="staff",
-                       help="student: reports show each check's reason, why and fix (or hint) and evidence, no "
-                            "traceback or harness source (staff: everything)"),
+    "--lab": dict(
+        choices=CHOICES,
+        default="auto",
+        help="lab backend: auto (netns where the kernel has IPVS and you are root, else uml), uml (embedded "
+        "User-Mode Linux guest), netns (this kernel), vagrant",
+    ),
+    "--provider": dict(
+        choices=PROVIDERS,
+        default="libvirt",
+        help="--lab vagrant: libvirt (default; lvs-harness's own box, VMs in a network namespace) or "
+        "virtualbox (the Vagrantfile's own box)",
+    ),
+    "--pack": dict(
+        default=None,
+        metavar="NAME",
+        help="the course pack (`lvs-harness packs` lists them); default: the pack whose suite runs, else "
+        "the default pack",
+    ),
+    "--vagrantfile": dict(
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="the lab to build (a Vagrantfile or its folder); default: the pack's reference",
+    ),
+    "--timing": dict(
+        choices=("fast", "faithful"),
+        default=None,
+        help="fast (default on embedded labs): a short IPVS tcpfin timeout is set before traffic so the "
+        "drain check takes seconds; faithful (default on vagrant): default timeouts (~2 min)",
+    ),
+    "--allow-scripts": dict(
+        action="store_true",
+        help="on --lab netns, run the provisioners (and keepalived scripts) of a Vagrantfile other "
+        "than the reference on this machine",
+    ),
+    "--audience": dict(
+        choices=("staff", "student"),
+        default="staff",
+        help="student: reports show each check's reason, why and fix (or hint) and evidence, no "
+        "traceback or harness source (staff: everything)",
+    ),
 }
 
 
@@ -51,4 +72,3 @@ def add(adder, *names: str, defaults: dict | None = None) -> None:
 def interrupt(signum, frame):
     """A SIGTERM handler: stop as on Ctrl-C, so labs are torn down (``signal.signal(SIGTERM, interrupt)``)."""
     raise KeyboardInterrupt(f"signal {signum}")
-

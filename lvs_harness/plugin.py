@@ -43,18 +43,28 @@ from .submission import NothingToRun, load_submission
 def pytest_addoption(parser):
     group = parser.getgroup("lvs-harness", "load-balancer lab")
     add(group.addoption, "--lab", "--provider", "--pack", "--vagrantfile", defaults={"--lab": None})
-    group.addoption("--submission", type=Path, default=None, metavar="PATH",
-                    help="a student's submission (markdown write-up or folder): its Vagrantfile and "
-                         "keepalived configs, the reference's for what it lacks")
+    group.addoption(
+        "--submission",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="a student's submission (markdown write-up or folder): its Vagrantfile and "
+        "keepalived configs, the reference's for what it lacks",
+    )
     group.addoption("--keep-lab", action="store_true", help="leave the lab running after the tests")
     add(group.addoption, "--allow-scripts", "--timing")
-    group.addoption("--results-json", type=Path, default=None, metavar="PATH",
-                    help="write each check's status, score, reason and measured values, with the run's summary, "
-                         "as JSON (lvs-harness grade reads it)")
+    group.addoption(
+        "--results-json",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="write each check's status, score, reason and measured values, with the run's summary, "
+        "as JSON (lvs-harness grade reads it)",
+    )
     group.addoption("--student", default=None, help="the name shown in reports (default: the submission's name)")
     # lvs-harness grade, on a retry: the earlier attempts (JSON), shown in the report's summary
     group.addoption("--earlier-attempts", default=None, metavar="PATH", help=argparse.SUPPRESS)
-    add(group.addoption, "--audience", defaults={"--audience": None})      # None: not given (staff)
+    add(group.addoption, "--audience", defaults={"--audience": None})  # None: not given (staff)
     # lvs-harness check: leave out the checks the pack hides from students
     group.addoption("--without-hidden", action="store_true", default=False, help=argparse.SUPPRESS)
     # lvs-harness grade: structured progress (JSON lines, see report.emit) on the output
@@ -64,21 +74,38 @@ def pytest_addoption(parser):
 PACK = pytest.StashKey["str | None"]()
 ACTIVE = pytest.StashKey[bool]()
 # a run is a lab run when it passes one of these, or collects a check or a test using a lab fixture
-LAB_OPTIONS = ("--lab", "--pack", "--vagrantfile", "--submission", "--keep-lab", "--allow-scripts", "--timing",
-               "--results-json", "--student", "--earlier-attempts", "--audience", "--without-hidden", "--events")
+LAB_OPTIONS = (
+    "--lab",
+    "--pack",
+    "--vagrantfile",
+    "--submission",
+    "--keep-lab",
+    "--allow-scripts",
+    "--timing",
+    "--results-json",
+    "--student",
+    "--earlier-attempts",
+    "--audience",
+    "--without-hidden",
+    "--events",
+)
 LAB_FIXTURES = {"lab_config", "lab", "hosts", "directors", "reals", "client", "timing"}
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "check(id, points, title, needs=(), state=None, hint='', hidden=False): a "
-                            "graded check (lvs_harness.checks.Check); `needs` names checks whose failure makes this "
-                            "one fail with a reason instead of running, `state` the lab state it starts from")
+    config.addinivalue_line(
+        "markers",
+        "check(id, points, title, needs=(), state=None, hint='', hidden=False): a "
+        "graded check (lvs_harness.checks.Check); `needs` names checks whose failure makes this "
+        "one fail with a reason instead of running, `state` the lab state it starts from",
+    )
     html = config.pluginmanager.hasplugin("html") and bool(config.getoption("htmlpath", None))
     recorder = config.stash[RECORDER] = Recorder(html=html, audience=config.getoption("--audience") or "staff")
     recorder.config = config
     submission = config.getoption("--submission")
     recorder.info["student"] = config.getoption("--student") or (
-        submission and (submission.stem if submission.is_file() else submission.name))
+        submission and (submission.stem if submission.is_file() else submission.name)
+    )
     attempts = config.getoption("--earlier-attempts")
     if attempts:
         recorder.info["earlier_attempts"] = json.loads(Path(attempts).read_text())
@@ -96,7 +123,7 @@ def _activate(config) -> None:
         return
     config.stash[ACTIVE] = True
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, interrupt)    # tear labs down on `kill`, as on Ctrl-C
+        signal.signal(signal.SIGTERM, interrupt)  # tear labs down on `kill`, as on Ctrl-C
     recorder = config.stash[RECORDER]
     config.pluginmanager.register(Dependencies(), "lvs-harness-dependencies")
     config.pluginmanager.register(recorder, "lvs-harness-recorder")
@@ -143,6 +170,7 @@ def _progress(config):
                 reporter.write_line(f"lvs-harness: {message}")
         else:
             reporter.write_line(f"lvs-harness: {message}")
+
     return write
 
 
@@ -159,14 +187,20 @@ def lab_config(pytestconfig, tmp_path_factory) -> LabConfig:
     """
     opt = pytestconfig.getoption
     pack = pytestconfig.stash[RECORDER].pack
-    config = LabConfig(backend=opt("--lab") or "auto", provider=opt("--provider"), vagrantfile=opt("--vagrantfile"),
-                       keep=opt("--keep-lab"), pack=pack.name if pack else None,
-                       allow_scripts=opt("--allow-scripts"), progress=_progress(pytestconfig))
+    config = LabConfig(
+        backend=opt("--lab") or "auto",
+        provider=opt("--provider"),
+        vagrantfile=opt("--vagrantfile"),
+        keep=opt("--keep-lab"),
+        pack=pack.name if pack else None,
+        allow_scripts=opt("--allow-scripts"),
+        progress=_progress(pytestconfig),
+    )
     info = pytestconfig.stash[RECORDER].info
     if opt("--submission"):
         try:
             sub = load_submission(opt("--submission"), pack)
-        except NothingToRun as err:          # a verdict (0 points), not a refusal of the form
+        except NothingToRun as err:  # a verdict (0 points), not a refusal of the form
             info["not_graded"] = "nothing-to-run"
             pytest.fail(str(err), pytrace=False)
         except HarnessError as err:
@@ -178,8 +212,10 @@ def lab_config(pytestconfig, tmp_path_factory) -> LabConfig:
             # errors name the write-up's block, not the copy the lab reads
             pytestconfig.stash[RECORDER].aliases[str(config.vagrantfile)] = sub.vagrantfile.origin
     elif config.vagrantfile:
-        info["submission"] = {"source": str(config.vagrantfile), "parts": [
-            {"part": "Vagrantfile", "student": True, "source": str(config.vagrantfile)}]}
+        info["submission"] = {
+            "source": str(config.vagrantfile),
+            "parts": [{"part": "Vagrantfile", "student": True, "source": str(config.vagrantfile)}],
+        }
     return config
 
 
@@ -202,12 +238,22 @@ def lab(lab_config, pytestconfig):
         text = str(err)
         for path, origin in recorder.aliases.items():
             text = text.replace(path, origin)
-        recorder.info["not_graded"] = ("refused" if isinstance(err, (Refused, VagrantfileError)) else
-                                       "submission-fault" if isinstance(err, SubmissionFault) else "lab-failed")
+        recorder.info["not_graded"] = (
+            "refused"
+            if isinstance(err, (Refused, VagrantfileError))
+            else "submission-fault"
+            if isinstance(err, SubmissionFault)
+            else "lab-failed"
+        )
         pytest.fail(f"the lab could not be started: {text}", pytrace=False)
     recorder.info.update(backend=instance.NAME, run_id=instance.run_id, lab_seconds=round(time.monotonic() - t0, 1))
-    emit(pytestconfig, "lab_up", run_id=instance.run_id, backend=instance.NAME,
-         timings={k: round(v, 1) for k, v in getattr(instance, "timings", {}).items()})
+    emit(
+        pytestconfig,
+        "lab_up",
+        run_id=instance.run_id,
+        backend=instance.NAME,
+        timings={k: round(v, 1) for k, v in getattr(instance, "timings", {}).items()},
+    )
     if instance.NAME == "vagrant":
         recorder.info["provider"] = lab_config.provider
     recorder.watch(instance.hosts.values())
@@ -262,8 +308,11 @@ def client(lab):
     """
     clients = lab.topology.clients
     if not clients:
-        pytest.fail(f"the lab has no client host (machine names: {', '.join(lab.topology.names)}); "
-                    "name one client* or map a role in lab_config.roles", pytrace=False)
+        pytest.fail(
+            f"the lab has no client host (machine names: {', '.join(lab.topology.names)}); "
+            "name one client* or map a role in lab_config.roles",
+            pytrace=False,
+        )
     return lab.hosts[clients[0].name]
 
 

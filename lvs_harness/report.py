@@ -30,7 +30,7 @@ from .commands import CommandResult
 from .errors import HarnessError, LabGone
 
 RECORDER = pytest.StashKey["Recorder"]()
-EVENT = "lvs-harness-event "     # a line of the run's output that is one JSON event (see emit)
+EVENT = "lvs-harness-event "  # a line of the run's output that is one JSON event (see emit)
 REASON_CHARS = 600
 OUTPUT_CHARS = 2000
 MAX_COMMANDS = 150
@@ -40,15 +40,15 @@ class Recorder:
     """Collects, per check, its outcome and the commands it ran; and the run's summary."""
 
     def __init__(self, html: bool = False, audience: str = "staff"):
-        self.html = html                         # add evidence and charts to pytest-html's rows
-        self.audience = audience                 # student: reason, hint, evidence; no traceback
-        self.pack = None                         # the course pack (its title and charts), if any
-        self.hints: dict[str, str] = {}          # check id -> hint (read as each check runs)
+        self.html = html  # add evidence and charts to pytest-html's rows
+        self.audience = audience  # student: reason, hint, evidence; no traceback
+        self.pack = None  # the course pack (its title and charts), if any
+        self.hints: dict[str, str] = {}  # check id -> hint (read as each check runs)
         self.info: dict = {"started": time.time()}
-        self.checks: dict[str, dict] = {}       # nodeid -> record
-        self.aliases: dict[str, str] = {}       # a path in messages -> what to call it (a write-up's block)
+        self.checks: dict[str, dict] = {}  # nodeid -> record
+        self.aliases: dict[str, str] = {}  # a path in messages -> what to call it (a write-up's block)
         self._commands: list[tuple[str, CommandResult]] | None = None
-        self.config = None                      # pytest's config (set by the plugin)
+        self.config = None  # pytest's config (set by the plugin)
 
     # the lab's hosts tell us each command they run
     def command(self, host: str, result: CommandResult) -> None:
@@ -73,9 +73,19 @@ class Recorder:
         if check is None:
             return
         self.hints[check.id] = check.hint
-        record = self.checks.setdefault(item.nodeid, {
-            "id": check.id, "title": check.title, "status": "passed", "score": 0, "max_score": check.points,
-            "reason": "", "measured": {}, "duration": 0.0})
+        record = self.checks.setdefault(
+            item.nodeid,
+            {
+                "id": check.id,
+                "title": check.title,
+                "status": "passed",
+                "score": 0,
+                "max_score": check.points,
+                "reason": "",
+                "measured": {},
+                "duration": 0.0,
+            },
+        )
         record["duration"] = round(record["duration"] + report.duration, 2)
         decided = call.when == "call" or report.failed or report.skipped
         if decided and record["status"] == "passed" and not record["reason"]:
@@ -88,21 +98,29 @@ class Recorder:
         if call.when == "teardown":
             record["measured"] = {k: v for k, v in item.user_properties if not k.startswith("check_")}
             record["score"] = record["max_score"] if record["status"] == "passed" else 0
-            report.user_properties.append(("check_score", record["score"]))     # pytest --junitxml shows it
+            report.user_properties.append(("check_score", record["score"]))  # pytest --junitxml shows it
             self._commands = None
-            emit(item.config, "check", id=record["id"], status=record["status"],
-                 reason=record["reason"].splitlines()[0] if record["reason"] else "")
+            emit(
+                item.config,
+                "check",
+                id=record["id"],
+                status=record["status"],
+                reason=record["reason"].splitlines()[0] if record["reason"] else "",
+            )
             return
         if decided and (call.when == "call" or report.outcome != "passed"):
             record["measured"] = {k: v for k, v in item.user_properties if not k.startswith("check_")}
             report.lvsh_check = record
             if self.html:
                 from pytest_html import extras
+
                 measured = {k: v for k, v in item.user_properties if not k.startswith("check_")}
                 pictures = "".join(f"<div>{svg}</div>" for svg in self.charts(measured))
                 evidence = _evidence_html(call, self._commands or [])
-                report.extras = [*getattr(report, "extras", []),
-                                 extras.html(f"<div class='lvsh-evidence'>{pictures}{evidence}</div>")]
+                report.extras = [
+                    *getattr(report, "extras", []),
+                    extras.html(f"<div class='lvsh-evidence'>{pictures}{evidence}</div>"),
+                ]
 
     def charts(self, measured: dict) -> list[str]:
         """The pack's charts for a check's measured values (none without a pack)."""
@@ -136,11 +154,17 @@ class Recorder:
     # results --------------------------------------------------------------------------
     def results(self) -> dict:
         checks = list(self.checks.values())
-        return {**self.info, "pack": self.pack.name if self.pack else None, "title": self.title,
-                "audience": self.audience,
-                "finished": time.time(), "duration": round(time.time() - self.info["started"], 1),
-                "score": sum(c["score"] for c in checks), "max_score": sum(c["max_score"] for c in checks),
-                "checks": checks}
+        return {
+            **self.info,
+            "pack": self.pack.name if self.pack else None,
+            "title": self.title,
+            "audience": self.audience,
+            "finished": time.time(),
+            "duration": round(time.time() - self.info["started"], 1),
+            "score": sum(c["score"] for c in checks),
+            "max_score": sum(c["max_score"] for c in checks),
+            "checks": checks,
+        }
 
 
 def emit(config, event: str, **fields) -> None:
@@ -170,13 +194,13 @@ def read_event(line: str) -> dict | None:
     if not line.startswith(EVENT):
         return None
     try:
-        event = json.loads(line[len(EVENT):])
+        event = json.loads(line[len(EVENT) :])
     except ValueError:
         return None
     return event if isinstance(event, dict) and "event" in event else None
 
 
-EVIDENCE_MARK = re.compile(r"\n[ \t]*--- evidence ---")   # pytest indents an assert's message lines
+EVIDENCE_MARK = re.compile(r"\n[ \t]*--- evidence ---")  # pytest indents an assert's message lines
 PYTEST_EXPLANATION = re.compile(r"^(?:assert |AssertionError\b)", re.M)
 
 
@@ -193,7 +217,7 @@ def for_people(text: str) -> str:
     m = PYTEST_EXPLANATION.search(text)
     if m is None:
         return text
-    own = text[:m.start()].strip()
+    own = text[: m.start()].strip()
     return own or text.splitlines()[0].strip()
 
 
@@ -215,7 +239,7 @@ def _verdict(report, call) -> tuple[str, str]:
     if call.when == "setup" and isinstance(exc, pytest.fail.Exception):
         # blocked by a failed check it needs: failed; else the lab or the submission, in the fixture's words
         return ("failed" if is_not_run(text) else "error"), text
-    if exc is None or isinstance(exc, HarnessError):     # the lab's own sentence
+    if exc is None or isinstance(exc, HarnessError):  # the lab's own sentence
         return "error", text
     return "error", f"{type(exc).__name__}: {text}"
 
@@ -237,7 +261,7 @@ def _evidence_html(call, commands: list[tuple[str, CommandResult]]) -> str:
     exc = call.excinfo.value if call.excinfo else None
     parts = []
     if getattr(exc, "evidence", ""):
-        parts.append(f"<p><b>Evidence at the deadline</b></p><pre>{escape(exc.evidence[-OUTPUT_CHARS * 2:])}</pre>")
+        parts.append(f"<p><b>Evidence at the deadline</b></p><pre>{escape(exc.evidence[-OUTPUT_CHARS * 2 :])}</pre>")
     lines, previous, repeats = [], None, 0
     for host, r in commands[:MAX_COMMANDS]:
         key = (host, r.command, r.rc, r.stdout, r.stderr)
@@ -256,8 +280,10 @@ def _evidence_html(call, commands: list[tuple[str, CommandResult]]) -> str:
     if len(commands) > MAX_COMMANDS:
         lines.append(f"… and {len(commands) - MAX_COMMANDS} more commands")
     if lines:
-        parts.append(f"<details><summary>Commands run on the lab hosts ({len(commands)})</summary>"
-                     f"<pre>{escape(chr(10).join(lines))}</pre></details>")
+        parts.append(
+            f"<details><summary>Commands run on the lab hosts ({len(commands)})</summary>"
+            f"<pre>{escape(chr(10).join(lines))}</pre></details>"
+        )
     return "".join(parts)
 
 
@@ -273,41 +299,69 @@ STATUS_COLOURS = {"passed": "#2ca02c", "failed": "#d62728", "error": "#7f7f7f"}
 
 def summary_html(results: dict, charts_for=lambda measured: []) -> str:
     """The report's opening: who, score, how it was run, what was the student's, the charts."""
-    rows = [("Student", results.get("student") or "—"),
-            ("Score", f"{results['score']} / {results['max_score']}"),
-            ("Lab backend", " ".join(filter(None, [results.get("backend") or "not started",
-                                                   results.get("provider") and f"({results['provider']})"]))),
-            ("Timing mode", results.get("timing") or "—"),
-            ("Lab run id", results.get("run_id") or "—"),
-            ("Lab start", f"{results['lab_seconds']:.1f} s" if results.get("lab_seconds") else "—"),
-            ("Whole run", f"{results['duration']:.1f} s")]
+    rows = [
+        ("Student", results.get("student") or "—"),
+        ("Score", f"{results['score']} / {results['max_score']}"),
+        (
+            "Lab backend",
+            " ".join(
+                filter(
+                    None,
+                    [results.get("backend") or "not started", results.get("provider") and f"({results['provider']})"],
+                )
+            ),
+        ),
+        ("Timing mode", results.get("timing") or "—"),
+        ("Lab run id", results.get("run_id") or "—"),
+        ("Lab start", f"{results['lab_seconds']:.1f} s" if results.get("lab_seconds") else "—"),
+        ("Whole run", f"{results['duration']:.1f} s"),
+    ]
     for a in results.get("earlier_attempts", []):
         errors = "; ".join(f"{e['id']}: {e['reason'][:200]}" for e in a["errors"])
-        rows.append((f"Attempt {a['attempt']}", f"{a['outcome']}, {a['score']}/{a['max_score']} (run {a['run_id'] or '—'})"
-                     + (f" — in error: {errors}" if errors else "") + (f" — {a['report']}" if a.get("report") else "")
-                     + " — graded again in a fresh lab"))
-    table = "".join(f"<tr><th style='text-align:left;padding-right:1em'>{escape(k)}</th><td>{escape(str(v))}</td></tr>"
-                    for k, v in rows)
-    out = [f"<h2>{escape(results.get('title') or 'lab checks')} grading</h2><table class='lvsh-summary'>{table}</table>"]
+        rows.append(
+            (
+                f"Attempt {a['attempt']}",
+                f"{a['outcome']}, {a['score']}/{a['max_score']} (run {a['run_id'] or '—'})"
+                + (f" — in error: {errors}" if errors else "")
+                + (f" — {a['report']}" if a.get("report") else "")
+                + " — graded again in a fresh lab",
+            )
+        )
+    table = "".join(
+        f"<tr><th style='text-align:left;padding-right:1em'>{escape(k)}</th><td>{escape(str(v))}</td></tr>"
+        for k, v in rows
+    )
+    out = [
+        f"<h2>{escape(results.get('title') or 'lab checks')} grading</h2><table class='lvsh-summary'>{table}</table>"
+    ]
     parts = results.get("submission", {}).get("parts", [])
     if parts:
-        items = "".join(f"<li><b>{escape(p['part'])}</b>: {'student' if p['student'] else 'reference'} — "
-                        f"{escape(p['source'])}" + "".join(f"<br><i>{escape(n)}</i>" for n in p.get("notes", ()))
-                        + "</li>" for p in parts)
+        items = "".join(
+            f"<li><b>{escape(p['part'])}</b>: {'student' if p['student'] else 'reference'} — "
+            f"{escape(p['source'])}" + "".join(f"<br><i>{escape(n)}</i>" for n in p.get("notes", ())) + "</li>"
+            for p in parts
+        )
         out.append(f"<p>What the lab was built from:</p><ul>{items}</ul>")
     functions = results.get("submission", {}).get("functions", [])
     if functions:
-        items = "".join(f"<li><b>{escape(f['function'])}</b>: {'student' if f['student'] else 'reference'} — "
-                        f"{escape(f['how'])}</li>" for f in functions)
+        items = "".join(
+            f"<li><b>{escape(f['function'])}</b>: {'student' if f['student'] else 'reference'} — "
+            f"{escape(f['how'])}</li>"
+            for f in functions
+        )
         out.append(f"<p>What each function of the lab came from:</p><ul class='lvsh-functions'>{items}</ul>")
     notes = results.get("submission", {}).get("notes", [])
     if notes:
         out.append("<p>Notes on the submission:</p><ul>" + "".join(f"<li>{escape(n)}</li>" for n in notes) + "</ul>")
-    checks = "".join(f"<tr><td>{escape(c['id'] or '')}</td><td style='color:{STATUS_COLOURS[c['status']]}'>"
-                     f"<b>{c['status']}</b></td><td>{c['score']}/{c['max_score']}</td><td>{escape(c['reason'])}</td></tr>"
-                     for c in results["checks"])
-    out.append("<table class='lvsh-checks' border='1' cellpadding='4' style='border-collapse:collapse'>"
-               "<tr><th>Check</th><th>Status</th><th>Points</th><th>Reason</th></tr>" + checks + "</table>")
+    checks = "".join(
+        f"<tr><td>{escape(c['id'] or '')}</td><td style='color:{STATUS_COLOURS[c['status']]}'>"
+        f"<b>{c['status']}</b></td><td>{c['score']}/{c['max_score']}</td><td>{escape(c['reason'])}</td></tr>"
+        for c in results["checks"]
+    )
+    out.append(
+        "<table class='lvsh-checks' border='1' cellpadding='4' style='border-collapse:collapse'>"
+        "<tr><th>Check</th><th>Status</th><th>Points</th><th>Reason</th></tr>" + checks + "</table>"
+    )
     pictures = [svg for c in results["checks"] for svg in charts_for(c["measured"])]
     if pictures:
         out.append("<h3>Charts</h3>" + "".join(f"<div>{svg}</div>" for svg in pictures))
@@ -341,10 +395,17 @@ class HtmlHooks:
         data.clear()
         if record and record["status"] != "passed":
             said = advice(record, self.recorder.hints.get(record["id"], ""))
-            parts = ([("Why", said["why"]), ("Fix", said["do"]), ("Seen", said["seen"])] if said["why"]
-                     else [("", said["seen"]), ("Hint", said["do"])])
-            data.append("<br><br>".join(f"<b>{label}:</b> {escape(text)}" if label else escape(text)
-                                        for label, text in parts if text) or escape(record["status"]))
+            parts = (
+                [("Why", said["why"]), ("Fix", said["do"]), ("Seen", said["seen"])]
+                if said["why"]
+                else [("", said["seen"]), ("Hint", said["do"])]
+            )
+            data.append(
+                "<br><br>".join(
+                    f"<b>{label}:</b> {escape(text)}" if label else escape(text) for label, text in parts if text
+                )
+                or escape(record["status"])
+            )
         elif record:
             data.append(escape(record["reason"] or record["status"]))
 

@@ -121,11 +121,17 @@ class Run:
                 break
             except FileExistsError:
                 continue
-        run = cls(root / run_id / "run.json", {
-            "id": run_id, "backend": backend, "created": time.time(), "keep": keep,
-            "owner": {"pid": os.getpid(), "start": _start_time(os.getpid())},
-            "resources": [],
-        })
+        run = cls(
+            root / run_id / "run.json",
+            {
+                "id": run_id,
+                "backend": backend,
+                "created": time.time(),
+                "keep": keep,
+                "owner": {"pid": os.getpid(), "start": _start_time(os.getpid())},
+                "resources": [],
+            },
+        )
         os.chmod(run.dir, 0o755)
         run.save()
         return run

@@ -25,9 +25,18 @@ def from_config(conf: keepalived.KeepalivedConfig, where: str) -> list[VirtualSe
     out = []
     for vs in conf.virtual_servers:
         inst = conf.instance_for(vs.address)
-        out.append(VirtualService(vs.address, vs.port, vs.protocol.lower(), FORWARDS.get(vs.lb_kind.upper()),
-                                  vs.lb_algo or None, tuple((r.address, r.weight) for r in vs.reals),
-                                  inst.name if inst else None, f"{where} keepalived.conf"))
+        out.append(
+            VirtualService(
+                vs.address,
+                vs.port,
+                vs.protocol.lower(),
+                FORWARDS.get(vs.lb_kind.upper()),
+                vs.lb_algo or None,
+                tuple((r.address, r.weight) for r in vs.reals),
+                inst.name if inst else None,
+                f"{where} keepalived.conf",
+            )
+        )
     return out
 
 
@@ -38,10 +47,18 @@ def from_table(table: ipvs.IpvsTable, where: str, conf: keepalived.KeepalivedCon
             continue
         inst = conf.instance_for(svc.address)
         forwards = {r.forward for r in svc.reals}
-        out.append(VirtualService(svc.address, svc.port, svc.protocol.lower(),
-                                  forwards.pop() if len(forwards) == 1 else None, svc.scheduler or None,
-                                  tuple((r.address, r.weight) for r in svc.reals), inst.name if inst else None,
-                                  f"{where} IPVS table"))
+        out.append(
+            VirtualService(
+                svc.address,
+                svc.port,
+                svc.protocol.lower(),
+                forwards.pop() if len(forwards) == 1 else None,
+                svc.scheduler or None,
+                tuple((r.address, r.weight) for r in svc.reals),
+                inst.name if inst else None,
+                f"{where} IPVS table",
+            )
+        )
     return out
 
 
@@ -56,8 +73,16 @@ def read_services(directors) -> tuple[VirtualService, ...]:
             t = d.run("ipvsadm -Ln")
             services = from_table(ipvs.parse_list(t.stdout), d.name, conf) if t.ok else []
         if not services:
-            services = [VirtualService(vip, 80, instance=i.name, source=f"{d.name} keepalived.conf vrrp_instance "
-                                       f"{i.name} (port 80 assumed)") for i in conf.instances for vip in i.vips]
+            services = [
+                VirtualService(
+                    vip,
+                    80,
+                    instance=i.name,
+                    source=f"{d.name} keepalived.conf vrrp_instance {i.name} (port 80 assumed)",
+                )
+                for i in conf.instances
+                for vip in i.vips
+            ]
         for s in services:
             if all((s.vip, s.port, s.protocol) != (f.vip, f.port, f.protocol) for f in found):
                 found.append(s)

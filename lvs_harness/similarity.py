@@ -36,13 +36,22 @@ from . import keepalived
 
 THRESHOLD = 0.6
 MIN_SHARED = 6
-RARE = 0.1                  # a line held by at most this share of the cohort (and at least 2) makes pairs candidates
+RARE = 0.1  # a line held by at most this share of the cohort (and at least 2) makes pairs candidates
 MAX_LINES = 400
 MAX_CHARS = 200
-SHOWN = 25                  # shared lines listed per pair
+SHOWN = 25  # shared lines listed per pair
 # keepalived's own defaults: a statement giving one says nothing a config without it does not
-DEFAULTS = {"advert_int": "1", "weight": "1", "protocol": "TCP", "lb_kind": "NAT", "delay_loop": "60",
-            "connect_timeout": "5", "retry": "1", "nb_get_retry": "1", "delay_before_retry": "1"}
+DEFAULTS = {
+    "advert_int": "1",
+    "weight": "1",
+    "protocol": "TCP",
+    "lb_kind": "NAT",
+    "delay_loop": "60",
+    "connect_timeout": "5",
+    "retry": "1",
+    "nb_get_retry": "1",
+    "delay_before_retry": "1",
+}
 NAMED_BLOCKS = ("vrrp_instance", "vrrp_script", "vrrp_sync_group", "track_script", "group", "router_id")
 IPV4 = re.compile(r"\b(?:\d{1,3}\.){3}(\d{1,3})(/\d{1,2})?\b")
 HEREDOC = re.compile(r"<<-?\s*['\"]?(\w+)['\"]?[^\n]*\n(.*?)\n\s*\1\s*$", re.S | re.M)
@@ -55,8 +64,9 @@ def _addresses(text: str) -> str:
 def _names(text: str, names: set[str]) -> str:
     if not names:
         return text
-    pattern = re.compile(r"(?<![\w.-])(" + "|".join(sorted(map(re.escape, names), key=len, reverse=True))
-                         + r")(?![\w-])", re.I)
+    pattern = re.compile(
+        r"(?<![\w.-])(" + "|".join(sorted(map(re.escape, names), key=len, reverse=True)) + r")(?![\w-])", re.I
+    )
     return pattern.sub("<name>", text)
 
 
@@ -117,7 +127,7 @@ def fingerprint(sub, reference: set[str] | None = None) -> list[str]:
             lines |= {"k " + x for x in config_lines(part.text, hosts)}
     if sub.vagrantfile is not None and not sub.vagrantfile.from_reference:
         lines |= {"v " + x for x in text_lines(sub.vagrantfile.text, hosts)}
-    for commands in sub.replayed().values():         # setup, not the demonstration's observations
+    for commands in sub.replayed().values():  # setup, not the demonstration's observations
         for command in commands:
             lines |= {"c " + x for x in text_lines(command, hosts)}
     if reference is None:
@@ -142,9 +152,10 @@ def reference_lines(vagrantfile: str) -> frozenset[str]:
 def _provisioner_scripts(vagrantfile: str) -> list[str]:
     from .labs.local import run_local
     from .vagrantfile import load_topology
+
     try:
         topology = load_topology(Path(vagrantfile), lambda argv, stdin: run_local(argv, stdin, 60))
-    except Exception:                 # noqa: BLE001 — no ruby here: the Vagrantfile's own lines only
+    except Exception:  # noqa: BLE001 — no ruby here: the Vagrantfile's own lines only
         return []
     return [p.script for host in topology.hosts for p in host.provisioners]
 
@@ -165,8 +176,13 @@ def pairs(entries: list[dict], threshold: float = THRESHOLD) -> list[dict]:
     df = {line: len(who) for line, who in holders.items()}
     weight = {line: math.log(1 + n / d) for line, d in df.items()}
     rare = max(2, int(RARE * n))
-    candidates = {tuple(sorted((a, b))) for line, who in holders.items() if 2 <= len(who) <= rare
-                  for i, a in enumerate(who) for b in who[i + 1:]}
+    candidates = {
+        tuple(sorted((a, b)))
+        for line, who in holders.items()
+        if 2 <= len(who) <= rare
+        for i, a in enumerate(who)
+        for b in who[i + 1 :]
+    }
     found = []
     for a, b in candidates:
         shared = prints[a] & prints[b]
@@ -175,6 +191,13 @@ def pairs(entries: list[dict], threshold: float = THRESHOLD) -> list[dict]:
         union = prints[a] | prints[b]
         score = sum(weight[x] for x in shared) / sum(weight[x] for x in union)
         if score >= threshold:
-            found.append({"a": a, "b": b, "score": round(score, 3), "count": len(shared),
-                          "shared": sorted(shared, key=lambda x: (df[x], x))[:SHOWN]})
+            found.append(
+                {
+                    "a": a,
+                    "b": b,
+                    "score": round(score, 3),
+                    "count": len(shared),
+                    "shared": sorted(shared, key=lambda x: (df[x], x))[:SHOWN],
+                }
+            )
     return sorted(found, key=lambda p: (-p["score"], p["a"], p["b"]))

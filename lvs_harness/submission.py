@@ -38,8 +38,8 @@ from .design import DR_SETUP, Design
 from .errors import HarnessError
 from .vagrantfile import read_text
 
-MAX_LINKED = 20                      # linked files read with one write-up
-MAX_HOSTS = 32                       # hosts a write-up's prompts may name (a lab of more is no homework's)
+MAX_LINKED = 20  # linked files read with one write-up
+MAX_HOSTS = 32  # hosts a write-up's prompts may name (a lab of more is no homework's)
 
 
 class SubmissionError(HarnessError):
@@ -54,49 +54,66 @@ class NothingToRun(SubmissionError):
 @dataclasses.dataclass
 class Part:
     text: str
-    origin: str                     # where it came from: "write-up.md, block 3 (…)"
+    origin: str  # where it came from: "write-up.md, block 3 (…)"
     from_reference: bool = False
     notes: list[str] = dataclasses.field(default_factory=list)
-    derived: bool = False           # made from another host's part, as the write-up's text says
+    derived: bool = False  # made from another host's part, as the write-up's text says
 
 
 @dataclasses.dataclass
 class Command:
-    host: str | None                # None: shown without a host ("on the directors" → role)
+    host: str | None  # None: shown without a host ("on the directors" → role)
     command: str
     origin: str
-    role: str | None = None         # "director" / "real" when the text says which hosts
+    role: str | None = None  # "director" / "real" when the text says which hosts
 
 
-HOST_TOKEN = re.compile(r"(?<![\w@/.:-])([A-Za-z][A-Za-z0-9_-]*?\d+)(?![\w./-])(?!:\S)"      # web2, lb-1
-                        r"|\b([A-Za-z]{3,}) ([0-9]{1,2})\b(?![.,]\d)")                           # Balancer 2
-NOT_HOSTS = re.compile(r"^(?:eth\d+|enp\w+|ens\d+|eno\d+|lo\d*|vi_\d+|vrrp_?\w*|rh_\d+|vs_?\d+|vsg_\d+|ipv[46]|md5|"
-                       r"sha\d+|h[1-6]|hw\d*|utf\d+|x86_64|ubuntu\d*|debian\d*|vip\d*|net\d*|step\d*|task\d*|"
-                       r"vagrant\d*|http\d*|tcp\d*|udp\d*|ipvs\d*|lvs\d*|nat\d*|dr\d*|pass\d*|port\d*|s\d+|"
-                       r"v\d+|r\d+|e\d+|nginx\d+|keepalived\d*|eth\d+:\d+|br\d+|veth\d*|0s\d)$", re.I)
+HOST_TOKEN = re.compile(
+    r"(?<![\w@/.:-])([A-Za-z][A-Za-z0-9_-]*?\d+)(?![\w./-])(?!:\S)"  # web2, lb-1
+    r"|\b([A-Za-z]{3,}) ([0-9]{1,2})\b(?![.,]\d)"
+)  # Balancer 2
+NOT_HOSTS = re.compile(
+    r"^(?:eth\d+|enp\w+|ens\d+|eno\d+|lo\d*|vi_\d+|vrrp_?\w*|rh_\d+|vs_?\d+|vsg_\d+|ipv[46]|md5|"
+    r"sha\d+|h[1-6]|hw\d*|utf\d+|x86_64|ubuntu\d*|debian\d*|vip\d*|net\d*|step\d*|task\d*|"
+    r"vagrant\d*|http\d*|tcp\d*|udp\d*|ipvs\d*|lvs\d*|nat\d*|dr\d*|pass\d*|port\d*|s\d+|"
+    r"v\d+|r\d+|e\d+|nginx\d+|keepalived\d*|eth\d+:\d+|br\d+|veth\d*|0s\d)$",
+    re.I,
+)
 IGNORED_HOSTS = {"vagrant", "localhost", "ubuntu", "root", "debian", "user", "admin"}
 REPLAYED = re.compile(
     r"^(?:ip\s+(?:-\d\s+)?(?:a|addr|address|r|route)\s+(?:add|replace|append)\b"
     r"|sysctl\s+(?:-\w+\s+)*(?:-w\s+)?net\.\S+=|sysctl\s+-p\b"
     r"|ipvsadm\s+(?:-[AaEeCRZ]\b|--add|--edit|--set|--restore|-R\b)|ipvsadm-restore\b"
-    r"|iptables\s+(?:-t\s+\w+\s+)?-[AI]\b|echo\s+\d+\s*>\s*/proc/sys/net/)")
+    r"|iptables\s+(?:-t\s+\w+\s+)?-[AI]\b|echo\s+\d+\s*>\s*/proc/sys/net/)"
+)
 DR_COMMAND = re.compile(r"\bdev\s+lo\b|arp_ignore|arp_announce|REDIRECT|lo:\w")
 DIRECTOR_COMMAND = re.compile(r"\bkeepalived\b|\bipvsadm\b")
-ROLE_WORDS = {"real": re.compile(r"реал|real|backend|бэкенд|бекенд|server|сервер|web", re.I),
-              "director": re.compile(r"директор|director|балансир|balancer|балансер|lvs|keepalived", re.I)}
-ALL_WORDS = re.compile(r"\b(?:both|all|each|every)\b|обоих|оба\b|обе\b|всех|каждом|каждый|на директорах|на реалах|"
-                       r"на балансировщиках|для обоих", re.I)
+ROLE_WORDS = {
+    "real": re.compile(r"реал|real|backend|бэкенд|бекенд|server|сервер|web", re.I),
+    "director": re.compile(r"директор|director|балансир|balancer|балансер|lvs|keepalived", re.I),
+}
+ALL_WORDS = re.compile(
+    r"\b(?:both|all|each|every)\b|обоих|оба\b|обе\b|всех|каждом|каждый|на директорах|на реалах|"
+    r"на балансировщиках|для обоих",
+    re.I,
+)
 # a director that balances another way: nginx's proxy_pass to an upstream, haproxy's backend servers
-OTHER_BALANCERS = {"nginx (proxy_pass)": re.compile(r"^\s*proxy_pass\s+http", re.M),
-                   "haproxy": re.compile(r"^\s*(?:backend|listen)\s+\S+\s*$(?:\n.*)*?^\s*server\s+\S+\s+\d", re.M)}
-ORDINAL = re.compile(r"(?:директор|director|балансир\w*|балансер\w*|balancer|лб|lb|lvs|keepalived|нод\w*|node|"
-                     r"сервер\w*|server|host|хост\w*)\s*[№#-]?\s*(\d{1,2})\b", re.I)
+OTHER_BALANCERS = {
+    "nginx (proxy_pass)": re.compile(r"^\s*proxy_pass\s+http", re.M),
+    "haproxy": re.compile(r"^\s*(?:backend|listen)\s+\S+\s*$(?:\n.*)*?^\s*server\s+\S+\s+\d", re.M),
+}
+ORDINAL = re.compile(
+    r"(?:директор|director|балансир\w*|балансер\w*|balancer|лб|lb|lvs|keepalived|нод\w*|node|"
+    r"сервер\w*|server|host|хост\w*)\s*[№#-]?\s*(\d{1,2})\b",
+    re.I,
+)
 DERIVE = re.compile(r"\b(state)\s+(MASTER|BACKUP)\b|\b(priority)\s+(\d+)\b", re.I)
 
 
 def _read_text(path: Path) -> str:
-    return read_text(path, SubmissionError, "a write-up or lab file",
-                     "pass a submission folder or a markdown write-up.")
+    return read_text(
+        path, SubmissionError, "a write-up or lab file", "pass a submission folder or a markdown write-up."
+    )
 
 
 def edit_distance(a: str, b: str) -> int:
@@ -168,11 +185,11 @@ class Submission:
     keepalived: dict[str, Part] = dataclasses.field(default_factory=dict)
     commands: list[Command] = dataclasses.field(default_factory=list)
     notes: list[str] = dataclasses.field(default_factory=list)
-    pack: object = None             # the lvs_harness.packs.Pack it is read for (what the homework requires)
-    roles: dict[str, list[str]] = dataclasses.field(default_factory=dict)   # director/real/client -> names
-    reals: dict[str, str] = dataclasses.field(default_factory=dict)         # real name -> address ("" unknown)
-    design: Design | None = None    # the lab built in the student's terms (no Vagrantfile of theirs)
-    vip: str | None = None          # the address the student's keepalived raises
+    pack: object = None  # the lvs_harness.packs.Pack it is read for (what the homework requires)
+    roles: dict[str, list[str]] = dataclasses.field(default_factory=dict)  # director/real/client -> names
+    reals: dict[str, str] = dataclasses.field(default_factory=dict)  # real name -> address ("" unknown)
+    design: Design | None = None  # the lab built in the student's terms (no Vagrantfile of theirs)
+    vip: str | None = None  # the address the student's keepalived raises
 
     @property
     def directors(self) -> tuple[str, ...]:
@@ -206,18 +223,31 @@ class Submission:
     def parts(self) -> list[dict]:
         """Which files of the lab are the student's, for the report."""
         built = "built by lvs-harness in the student's terms (no Vagrantfile was handed in)"
-        parts = [{"part": "Vagrantfile", "student": self.own_vagrantfile,
-                  "source": self.vagrantfile.origin if self.vagrantfile else built,
-                  "notes": (self.vagrantfile.notes if self.own_vagrantfile else self.design.notes if self.design else [])}]
+        parts = [
+            {
+                "part": "Vagrantfile",
+                "student": self.own_vagrantfile,
+                "source": self.vagrantfile.origin if self.vagrantfile else built,
+                "notes": (self.vagrantfile.notes if self.own_vagrantfile else self.design.notes if self.design else []),
+            }
+        ]
         for host in self.directors:
             part = self.keepalived.get(host)
             if part is not None:
-                parts.append({"part": f"{host} keepalived.conf", "student": True,
-                              "source": part.origin, "notes": part.notes})
+                parts.append(
+                    {"part": f"{host} keepalived.conf", "student": True, "source": part.origin, "notes": part.notes}
+                )
             else:
-                parts.append({"part": f"{host} keepalived.conf", "student": self.own_vagrantfile,
-                              "source": "written by the student's Vagrantfile's provisioner" if self.own_vagrantfile
-                              else "none handed in", "notes": []})
+                parts.append(
+                    {
+                        "part": f"{host} keepalived.conf",
+                        "student": self.own_vagrantfile,
+                        "source": "written by the student's Vagrantfile's provisioner"
+                        if self.own_vagrantfile
+                        else "none handed in",
+                        "notes": [],
+                    }
+                )
         return parts
 
     def functions(self) -> list[dict]:
@@ -225,16 +255,38 @@ class Submission:
         own = self.own_vagrantfile
         replayed = self.replayed()
         built = self.design.built if self.design else {}
-        out = [{"function": "topology (machines, networks, addresses)", "student": own,
-                "how": "the student's Vagrantfile" if own else self.vagrantfile.origin if self.vagrantfile else
-                f"built to fit the write-up: hosts {', '.join(self.design.hosts)}, VIP {self.design.vip}, "
-                f"subnet {self.design.network}" if self.design else "none"}]
+        out = [
+            {
+                "function": "topology (machines, networks, addresses)",
+                "student": own,
+                "how": "the student's Vagrantfile"
+                if own
+                else self.vagrantfile.origin
+                if self.vagrantfile
+                else f"built to fit the write-up: hosts {', '.join(self.design.hosts)}, VIP {self.design.vip}, "
+                f"subnet {self.design.network}"
+                if self.design
+                else "none",
+            }
+        ]
         for host in self.directors:
             part = self.keepalived.get(host)
-            out.append({"function": f"VRRP on {host} (keepalived vrrp_instance)",
-                        "student": part is not None and not part.derived,
-                        "how": (part.origin + (" (derived: " + "; ".join(n for n in part.notes if "derived" in n) + ")"
-                                               if part.derived else "")) if part else "the student's Vagrantfile"})
+            out.append(
+                {
+                    "function": f"VRRP on {host} (keepalived vrrp_instance)",
+                    "student": part is not None and not part.derived,
+                    "how": (
+                        part.origin
+                        + (
+                            " (derived: " + "; ".join(n for n in part.notes if "derived" in n) + ")"
+                            if part.derived
+                            else ""
+                        )
+                    )
+                    if part
+                    else "the student's Vagrantfile",
+                }
+            )
             conf = keepalived.parse_config(part.text) if part else None
             if conf and conf.virtual_servers:
                 ipvs = (True, f"virtual_server in {part.origin}")
@@ -247,14 +299,29 @@ class Submission:
             out.append({"function": f"IPVS service on {host}", "student": ipvs[0], "how": ipvs[1]})
         for host in self.roles.get("real", []):
             if replayed.get(host):
-                out.append({"function": f"real-server setup on {host}", "student": True,
-                            "how": "commands shown in the write-up, replayed: " + "; ".join(replayed[host])})
+                out.append(
+                    {
+                        "function": f"real-server setup on {host}",
+                        "student": True,
+                        "how": "commands shown in the write-up, replayed: " + "; ".join(replayed[host]),
+                    }
+                )
             elif built.get(host):
-                out.append({"function": f"real-server setup on {host}", "student": False,
-                            "how": "built to fit (the write-up shows none for it): " + "; ".join(built[host])})
+                out.append(
+                    {
+                        "function": f"real-server setup on {host}",
+                        "student": False,
+                        "how": "built to fit (the write-up shows none for it): " + "; ".join(built[host]),
+                    }
+                )
             else:
-                out.append({"function": f"real-server setup on {host}", "student": own,
-                            "how": "the student's Vagrantfile" if own else "none"})
+                out.append(
+                    {
+                        "function": f"real-server setup on {host}",
+                        "student": own,
+                        "how": "the student's Vagrantfile" if own else "none",
+                    }
+                )
         return out
 
     def lab_config(self, config, workdir: Path):
@@ -270,52 +337,77 @@ class Submission:
             vagrantfile = workdir / "Vagrantfile"
             vagrantfile.write_text(self.vagrantfile.text)
             if self.source.is_dir() and (self.source / self.vagrantfile.origin).is_file():
-                vagrantfile = self.source / self.vagrantfile.origin   # its path: provisioners live beside it
+                vagrantfile = self.source / self.vagrantfile.origin  # its path: provisioners live beside it
         else:
             vagrantfile = workdir / "Vagrantfile"
             vagrantfile.write_text(self.design.vagrantfile())
             generated = True
-            config.progress("the submission has no Vagrantfile: its lab is built in its own terms "
-                            f"({', '.join(self.design.hosts)}; VIP {self.design.vip})")
+            config.progress(
+                "the submission has no Vagrantfile: its lab is built in its own terms "
+                f"({', '.join(self.design.hosts)}; VIP {self.design.vip})"
+            )
         files = {host: {"/etc/keepalived/keepalived.conf": part.text} for host, part in self.keepalived.items()}
-        reals = ([self.design.addresses[r] for r in self.design.reals] if self.design
-                 else [a for a in self.reals.values() if a])
-        roles = {**((self.pack.roles or {}) if self.pack else {}),
-                 "by_function": {"directors": list(self.directors), "reals": reals}}
+        reals = (
+            [self.design.addresses[r] for r in self.design.reals]
+            if self.design
+            else [a for a in self.reals.values() if a]
+        )
+        roles = {
+            **((self.pack.roles or {}) if self.pack else {}),
+            "by_function": {"directors": list(self.directors), "reals": reals},
+        }
         daemons = None
-        if generated and self.pack and self.pack.skeleton_daemons:   # as the course's skeleton: on every host
+        if generated and self.pack and self.pack.skeleton_daemons:  # as the course's skeleton: on every host
             extra = tuple(self.pack.skeleton_daemons)
-            daemons = {role: tuple(dict.fromkeys(extra + tuple(self.pack.daemons.get(role, ()))))
-                       for role in ("director", "real", "client")}
+            daemons = {
+                role: tuple(dict.fromkeys(extra + tuple(self.pack.daemons.get(role, ()))))
+                for role in ("director", "real", "client")
+            }
         # the homework's service (its port, forwarding, scheduler) at the student's VIP
-        services = tuple(dataclasses.replace(s, vip=self.vip) for s in (self.pack.services if self.pack else ())
-                         ) if self.vip else ()
-        return dataclasses.replace(config, vagrantfile=vagrantfile, files=files or None, roles=roles,
-                                   services=services or config.services,
-                                   commands=self.replayed() or None, generated=generated,
-                                   daemons=daemons if daemons else config.daemons,
-                                   pack=self.pack.name if self.pack else config.pack)
+        services = (
+            tuple(dataclasses.replace(s, vip=self.vip) for s in (self.pack.services if self.pack else ()))
+            if self.vip
+            else ()
+        )
+        return dataclasses.replace(
+            config,
+            vagrantfile=vagrantfile,
+            files=files or None,
+            roles=roles,
+            services=services or config.services,
+            commands=self.replayed() or None,
+            generated=generated,
+            daemons=daemons if daemons else config.daemons,
+            pack=self.pack.name if self.pack else config.pack,
+        )
 
     def report_info(self) -> dict:
         """What the report and the gradebook say about the submission."""
-        return {"source": str(self.source), "parts": self.parts(), "functions": self.functions(),
-                "notes": self.notes, "pack": self.pack.name if self.pack else None}
+        return {
+            "source": str(self.source),
+            "parts": self.parts(),
+            "functions": self.functions(),
+            "notes": self.notes,
+            "pack": self.pack.name if self.pack else None,
+        }
 
 
 # --- reading ---------------------------------------------------------------------------------
 
+
 @dataclasses.dataclass
 class _Found:
     """What a write-up shows, before hosts are resolved."""
+
     configs: list[tuple[str | None, str, str, list[str]]] = dataclasses.field(default_factory=list)
     commands: list[Command] = dataclasses.field(default_factory=list)
-    outputs: list[str] = dataclasses.field(default_factory=list)     # command output (ipvsadm -Ln …)
+    outputs: list[str] = dataclasses.field(default_factory=list)  # command output (ipvsadm -Ln …)
     vagrantfile: Part | None = None
     prose: list[str] = dataclasses.field(default_factory=list)
-    prompt_hosts: list[str] = dataclasses.field(default_factory=list)       # distinct, in order
+    prompt_hosts: list[str] = dataclasses.field(default_factory=list)  # distinct, in order
     images: int = 0
     notes: list[str] = dataclasses.field(default_factory=list)
-    contexts: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)   # origin -> prose before it
+    contexts: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)  # origin -> prose before it
 
 
 def _is_config(text: str) -> bool:
@@ -345,8 +437,11 @@ def _split_configs(text: str) -> list[tuple[str | None, str]]:
 def _read_writeup(text: str, name: str, found: _Found) -> None:
     blocks = writeup.read_blocks(text)
     found.images += writeup.images(text)
-    found.prose += [line.strip() for line in writeup.normalise(text).split("\n")
-                    if line.strip() and not line.lstrip().startswith(("```", "~~~", "`"))]
+    found.prose += [
+        line.strip()
+        for line in writeup.normalise(text).split("\n")
+        if line.strip() and not line.lstrip().startswith(("```", "~~~", "`"))
+    ]
     previous_host = None
     for block in blocks:
         origin = block.origin(name)
@@ -364,8 +459,9 @@ def _read_writeup(text: str, name: str, found: _Found) -> None:
                 for host in hosts:
                     if host and not _room_for(found, host.lower()):
                         continue
-                    found.commands.append(Command(host and host.lower(), re.sub(r"^sudo\s+(?:-\S+\s+)*", "",
-                                                                                piece.command), origin))
+                    found.commands.append(
+                        Command(host and host.lower(), re.sub(r"^sudo\s+(?:-\S+\s+)*", "", piece.command), origin)
+                    )
                     if host and host.lower() not in found.prompt_hosts:
                         found.prompt_hosts.append(host.lower())
                 previous_host = hosts[-1].lower() if hosts[-1] else previous_host
@@ -374,8 +470,14 @@ def _read_writeup(text: str, name: str, found: _Found) -> None:
                 role = "director"
                 for line in body.splitlines():
                     if re.match(r"^\s*-[AaE]\s", line):
-                        found.commands.append(Command(piece.host and piece.host.lower(), "ipvsadm " + line.strip(),
-                                                      origin, role if not piece.host else None))
+                        found.commands.append(
+                            Command(
+                                piece.host and piece.host.lower(),
+                                "ipvsadm " + line.strip(),
+                                origin,
+                                role if not piece.host else None,
+                            )
+                        )
                 continue
             if _is_config(body):
                 for comment_host, text_part in _split_configs(body):
@@ -393,14 +495,17 @@ def _read_writeup(text: str, name: str, found: _Found) -> None:
                         names = host_tokens(rid[1]) if rid else []
                         if names:
                             host, how = names[0], f"host named by the config's router_id: {names[0]}"
-                    if host is None and previous_host and re.search(r"keepalived\.conf", blocks[block.n - 2].text
-                                                                     if block.n > 1 else ""):
+                    if (
+                        host is None
+                        and previous_host
+                        and re.search(r"keepalived\.conf", blocks[block.n - 2].text if block.n > 1 else "")
+                    ):
                         host, how = previous_host, f"host of the prompt before it: {previous_host}"
                     cleaned, stripped = strip_transcript(text_part)
                     if piece.line:
                         stripped.insert(0, f"removed the shell prompt line {piece.line!r}")
                     notes += ([how] if how else []) + stripped
-                    for each in writeup.expand_hosts(host) if host else [None]:   # root@lb{1,2}: both
+                    for each in writeup.expand_hosts(host) if host else [None]:  # root@lb{1,2}: both
                         found.configs.append((each, cleaned, origin, list(notes)))
                 continue
             if piece.command is None and piece.text.strip():
@@ -422,7 +527,7 @@ def _linked(path: Path, text: str, root: Path, found: _Found, seen: set) -> None
         target = target.split("#")[0]
         if not target or len(seen) >= MAX_LINKED:
             continue
-        linked = (path.parent / target)
+        linked = path.parent / target
         problem = outside_folder(linked, root)
         if problem:
             found.notes.append(f"the link {target!r} ({label}) was not followed: {problem}")
@@ -440,7 +545,9 @@ def _linked(path: Path, text: str, root: Path, found: _Found, seen: set) -> None
                 _linked(linked, body, root, found, seen)
             elif _is_config(body):
                 host = (host_tokens(label) or host_tokens(linked.stem) or [None])[0]
-                found.configs.append((host, strip_transcript(body)[0], str(rel), [f"linked from {path.name} as {label!r}"]))
+                found.configs.append(
+                    (host, strip_transcript(body)[0], str(rel), [f"linked from {path.name} as {label!r}"])
+                )
 
 
 def outside_folder(path: Path, root: Path) -> str | None:
@@ -498,8 +605,11 @@ def _known_names(found: _Found, pack) -> tuple[str, ...]:
     the hosts of the write-up's prompts."""
     names = list(pack.directors) if pack else []
     if found.vagrantfile:
-        names += [n.lower() for n in re.findall(r"[\"']([A-Za-z][\w-]*)[\"']", found.vagrantfile.text)
-                  if not NOT_HOSTS.match(n) and re.search(r"\d", n)]
+        names += [
+            n.lower()
+            for n in re.findall(r"[\"']([A-Za-z][\w-]*)[\"']", found.vagrantfile.text)
+            if not NOT_HOSTS.match(n) and re.search(r"\d", n)
+        ]
     names += found.prompt_hosts
     return tuple(dict.fromkeys(n for n in names if n not in IGNORED_HOSTS))
 
@@ -531,8 +641,12 @@ def _first_value(text: str, key: str) -> str | None:
 def _comment_changes(text: str) -> list[tuple[str, str]]:
     """Values a config's comments give for the other host: ``state MASTER  # second host: BACKUP``."""
     out = []
-    for m in re.finditer(r"^\s*(state|priority)\s+\S+\s*[#!].*?(?:втор|second|other|backup|друг)\w*\s+\w*\s*:?\s*"
-                         r"(MASTER|BACKUP|\d+)\s*$", text, re.M | re.I):
+    for m in re.finditer(
+        r"^\s*(state|priority)\s+\S+\s*[#!].*?(?:втор|second|other|backup|друг)\w*\s+\w*\s*:?\s*"
+        r"(MASTER|BACKUP|\d+)\s*$",
+        text,
+        re.M | re.I,
+    ):
         out.append((m[1].lower(), m[2]))
     return out
 
@@ -555,7 +669,7 @@ def _resolve(sub: Submission, found: _Found, pack) -> None:
     known = _known_names(found, pack)
     seen: dict[str | None, str | None] = {}
 
-    def canonical(name: str | None) -> str | None:       # each name matched against the known once
+    def canonical(name: str | None) -> str | None:  # each name matched against the known once
         if name not in seen:
             seen[name] = _canonical_name(name, known)
         return seen[name]
@@ -574,15 +688,17 @@ def _resolve(sub: Submission, found: _Found, pack) -> None:
             unnamed.append((text, origin, notes))
             continue
         if host in configs:
-            sub.notes.append(f"{host} has several keepalived configs in the write-up; the last one ({origin}) is "
-                             f"its answer, not {configs[host].origin}")
+            sub.notes.append(
+                f"{host} has several keepalived configs in the write-up; the last one ({origin}) is "
+                f"its answer, not {configs[host].origin}"
+            )
         configs[host] = Part(text, origin, notes=list(notes))
     directors = list(configs)
     for c in found.commands:
         if c.host and c.host not in directors and DIRECTOR_COMMAND.search(c.command):
             directors.append(c.host)
     stems = {re.sub(r"\d+$", "", d) for d in directors}
-    for line in found.prose:      # "lb2's config differs by state BACKUP": lb2 is a director too
+    for line in found.prose:  # "lb2's config differs by state BACKUP": lb2 is a director too
         if DERIVE.search(line):
             for token in host_tokens(line):
                 name = canonical(token)
@@ -594,18 +710,25 @@ def _resolve(sub: Submission, found: _Found, pack) -> None:
         # ("Director 1" / "Балансировщик 2" before a block gives its place)
         taken: set[int] = set()
         for text, origin, notes in unnamed:
-            place = next((int(m[1]) for m in (ORDINAL.search(line) for line in reversed(_context_of(origin, found)))
-                          if m), None)
+            place = next(
+                (int(m[1]) for m in (ORDINAL.search(line) for line in reversed(_context_of(origin, found))) if m), None
+            )
             if place is None or place in taken:
                 place = next(i for i in range(1, 99) if i not in taken)
             taken.add(place)
             pool = tuple(pack.directors) if pack and pack.directors else ()
             name = pool[place - 1] if place <= len(pool) else f"director{place}"
             if name in configs:
-                sub.notes.append(f"{name} has several keepalived configs in the write-up; the last one ({origin}) "
-                                 f"is its answer, not {configs[name].origin}")
-            configs[name] = Part(text, origin, notes=list(notes) + [
-                f"names no host: the director shown as number {place}, named {name} by lvs-harness"])
+                sub.notes.append(
+                    f"{name} has several keepalived configs in the write-up; the last one ({origin}) "
+                    f"is its answer, not {configs[name].origin}"
+                )
+            configs[name] = Part(
+                text,
+                origin,
+                notes=list(notes)
+                + [f"names no host: the director shown as number {place}, named {name} by lvs-harness"],
+            )
             if name not in directors:
                 directors.append(name)
     elif unnamed and not configs:
@@ -613,14 +736,17 @@ def _resolve(sub: Submission, found: _Found, pack) -> None:
         if len(unnamed) > 1:
             sub.notes.append(f"{len(unnamed)} keepalived configs name no host and are the same; {origin} is the answer")
         while len(directors) < wanted:
-            spare = next((d for d in (pack.directors if pack else ()) if d not in directors),
-                         f"director{len(directors) + 1}")
+            spare = next(
+                (d for d in (pack.directors if pack else ()) if d not in directors), f"director{len(directors) + 1}"
+            )
             directors.append(spare)
             sub.notes.append(f"the write-up names no director: {spare} is a name lvs-harness gave it")
         first = directors[0]
         configs[first] = Part(text, origin, notes=list(notes) + ["a config shown for the directors, without a host"])
     elif unnamed:
-        sub.notes += [f"{origin}: a keepalived config for no host the write-up names: not used" for _, origin, _ in unnamed]
+        sub.notes += [
+            f"{origin}: a keepalived config for no host the write-up names: not used" for _, origin, _ in unnamed
+        ]
     # directors without a config of their own: derived as the text says, else not at all; only the
     # lines that give a state or a priority can say it
     saying = [(line, _said_changes(line)) for line in found.prose if DERIVE.search(line)]
@@ -634,28 +760,39 @@ def _resolve(sub: Submission, found: _Found, pack) -> None:
                 changes = said
                 why = f"derived from {base_host}'s config as the write-up says ({line[:120]!r})"
                 break
-        if not changes:       # "on the 2nd balancer the same, only state BACKUP": the role, not a name
+        if not changes:  # "on the 2nd balancer the same, only state BACKUP": the role, not a name
             for line, found_changes in saying:
                 named = [t for t in host_tokens(line) if canonical(t) in directors]
-                if not named and ROLE_WORDS["director"].search(line) and \
-                        any(v.upper() != str(_first_value(base.text, k)).upper() for k, v in found_changes):
+                if (
+                    not named
+                    and ROLE_WORDS["director"].search(line)
+                    and any(v.upper() != str(_first_value(base.text, k)).upper() for k, v in found_changes)
+                ):
                     changes = found_changes
-                    why = f"derived from {base_host}'s config as the write-up says of the other director ({line[:120]!r})"
+                    why = (
+                        f"derived from {base_host}'s config as the write-up says of the other director ({line[:120]!r})"
+                    )
                     break
         if not changes and _comment_changes(base.text):
             changes = _comment_changes(base.text)
             why = f"derived from {base_host}'s config by its comments for the second host"
         elif not changes:
             why = f"derived from {base_host}'s config: the write-up gives one config for the directors"
-        configs[host] = Part(_derive(base.text, changes), base.origin, derived=True,
-                             notes=[why + (": " + ", ".join(f"{k} {v}" for k, v in changes) if changes else "")])
+        configs[host] = Part(
+            _derive(base.text, changes),
+            base.origin,
+            derived=True,
+            notes=[why + (": " + ", ".join(f"{k} {v}" for k, v in changes) if changes else "")],
+        )
     if not configs:
         return
     sub.keepalived = configs
     instances = [i for p in configs.values() for i in keepalived.parse_config(p.text).instances if i.vips]
     if not instances:
-        raise SubmissionError(f"{sub.source}: its keepalived configs raise no virtual address (no "
-                              "virtual_ipaddress), so there is no VIP to balance; hand in the configs you ran")
+        raise SubmissionError(
+            f"{sub.source}: its keepalived configs raise no virtual address (no "
+            "virtual_ipaddress), so there is no VIP to balance; hand in the configs you ran"
+        )
     vip_entry = instances[0].virtual_ipaddresses[0].split()[0]
     vip = sub.vip = vip_entry.split("/")[0]
     prefix = int(vip_entry.split("/")[1]) if "/" in vip_entry else 24
@@ -664,32 +801,55 @@ def _resolve(sub: Submission, found: _Found, pack) -> None:
     real_hosts = list(dict.fromkeys(real_hosts))
     sub.roles = {"director": directors, "real": [], "client": []}
     if sub.own_vagrantfile:
-        addresses += [a for a in re.findall(r"(?:-r\s+|real_server\s+)(\d+\.\d+\.\d+\.\d+)", sub.vagrantfile.text)
-                      if a not in addresses and a != vip]
+        addresses += [
+            a
+            for a in re.findall(r"(?:-r\s+|real_server\s+)(\d+\.\d+\.\d+\.\d+)", sub.vagrantfile.text)
+            if a not in addresses and a != vip
+        ]
         sub.reals = {f"real at {a}": a for a in addresses}
         # commands shown for a role, or for one real only: each host of that role without commands of its own
         for c in found.commands:
             if not c.host and c.role in ("real", "director") and REPLAYED.match(c.command):
                 c.host = f"role:{c.role}"
-        shown_reals = [h for h in dict.fromkeys(c.host for c in found.commands if c.host and not
-                       c.host.startswith("role:") and c.host not in directors and DR_COMMAND.search(c.command))]
+        shown_reals = [
+            h
+            for h in dict.fromkeys(
+                c.host
+                for c in found.commands
+                if c.host
+                and not c.host.startswith("role:")
+                and c.host not in directors
+                and DR_COMMAND.search(c.command)
+            )
+        ]
         if shown_reals and not any(c.host == "role:real" for c in found.commands):
             source = shown_reals[0]
-            found.commands += [Command("role:real", c.command, f"derived from {source}'s") for c in found.commands
-                               if c.host == source and REPLAYED.match(c.command)]
-            sub.notes.append(f"the real-server setup shown for {source} is replayed on every real the write-up "
-                             "shows none for")
+            found.commands += [
+                Command("role:real", c.command, f"derived from {source}'s")
+                for c in found.commands
+                if c.host == source and REPLAYED.match(c.command)
+            ]
+            sub.notes.append(
+                f"the real-server setup shown for {source} is replayed on every real the write-up shows none for"
+            )
         sub.commands = [c for c in found.commands if c.host]
         return
-    networks = {ipaddress.ip_network(f"{e.split()[0].split('/')[0]}/{(e.split()[0].split('/') + ['24'])[1]}", strict=False)
-                for i in instances for e in i.virtual_ipaddresses if re.match(r"\d+\.\d+\.\d+\.\d+", e)}
+    networks = {
+        ipaddress.ip_network(f"{e.split()[0].split('/')[0]}/{(e.split()[0].split('/') + ['24'])[1]}", strict=False)
+        for i in instances
+        for e in i.virtual_ipaddresses
+        if re.match(r"\d+\.\d+\.\d+\.\d+", e)
+    }
     if len(networks) > 1 and pack:
         # a lab of several networks (e.g. NAT: an outside and an inside) is not built from configs alone
-        sub.vagrantfile = Part(Path(pack.reference).read_text(), f"the reference ({Path(pack.reference).name})",
-                               from_reference=True)
-        sub.notes.append(f"the configs' VIPs span {len(networks)} networks ({', '.join(map(str, sorted(networks)))}): "
-                         f"the lab's machines and networks are pack {pack.name}'s reference topology, which lvs-harness "
-                         "does not build from configs alone; everything else is the write-up's")
+        sub.vagrantfile = Part(
+            Path(pack.reference).read_text(), f"the reference ({Path(pack.reference).name})", from_reference=True
+        )
+        sub.notes.append(
+            f"the configs' VIPs span {len(networks)} networks ({', '.join(map(str, sorted(networks)))}): "
+            f"the lab's machines and networks are pack {pack.name}'s reference topology, which lvs-harness "
+            "does not build from configs alone; everything else is the write-up's"
+        )
         sub.reals = {f"real at {a}": a for a in addresses}
         sub.roles = {"director": directors, "real": [], "client": []}
         sub.commands = [c for c in found.commands if c.host]
@@ -697,25 +857,38 @@ def _resolve(sub: Submission, found: _Found, pack) -> None:
     design = Design(vip=vip, prefix=prefix if prefix < 32 else 24)
     for host in directors:
         inst = next((i for i in keepalived.parse_config(configs[host].text).instances), None)
-        design.directors[host] = (inst.interface if inst and inst.interface else "eth1")
+        design.directors[host] = inst.interface if inst and inst.interface else "eth1"
     while len(addresses) < (pack.min_reals if pack else 1):
         net = design.network
-        spare = next(str(a) for a in net.hosts() if str(a) not in addresses and str(a) != vip
-                     and int(a) % 256 in range(30, 250))
+        spare = next(
+            str(a) for a in net.hosts() if str(a) not in addresses and str(a) != vip and int(a) % 256 in range(30, 250)
+        )
         addresses.append(spare)
         design.notes.append(f"the write-up names too few real servers: {spare} is one lvs-harness added")
     stem = _default_stem(pack, "real", "real")
     for n, address in enumerate(addresses):
-        name = real_hosts[n] if n < len(real_hosts) else next(
-            f"{stem}{k}" for k in range(1, 99) if f"{stem}{k}" not in design.reals and f"{stem}{k}" not in real_hosts)
+        name = (
+            real_hosts[n]
+            if n < len(real_hosts)
+            else next(
+                f"{stem}{k}"
+                for k in range(1, 99)
+                if f"{stem}{k}" not in design.reals and f"{stem}{k}" not in real_hosts
+            )
+        )
         design.reals[name] = address
-    others = [h for h in dict.fromkeys(found.prompt_hosts) if h not in design.directors and h not in design.reals
-              and h not in IGNORED_HOSTS]
-    design.client = next((h for h in others if "client" in h), others[0] if others else
-                         _default_stem(pack, "client", "client"))
+    others = [
+        h
+        for h in dict.fromkeys(found.prompt_hosts)
+        if h not in design.directors and h not in design.reals and h not in IGNORED_HOSTS
+    ]
+    design.client = next(
+        (h for h in others if "client" in h), others[0] if others else _default_stem(pack, "client", "client")
+    )
     design.allocate()
-    other_balancer = next((name for name, rx in OTHER_BALANCERS.items() if any(rx.search(t) for t in found.outputs)),
-                          None)
+    other_balancer = next(
+        (name for name, rx in OTHER_BALANCERS.items() if any(rx.search(t) for t in found.outputs)), None
+    )
     replayed_ipvs = {c.host for c in found.commands if c.host and REPLAYED.match(c.command) and "ipvsadm" in c.command}
     role_ipvs = [c.command for c in found.commands if not c.host and c.role == "director" and REPLAYED.match(c.command)]
     for host in design.directors:
@@ -725,12 +898,15 @@ def _resolve(sub: Submission, found: _Found, pack) -> None:
         if role_ipvs:
             found.commands += [Command(host, cmd, "shown for the directors") for cmd in role_ipvs]
             continue
-        if other_balancer:        # solved another way: not overwritten with an IPVS service of ours
-            design.notes.append(f"{host}: the write-up balances with {other_balancer}, not IPVS: no IPVS service "
-                                "is built for it, so the IPVS checks judge what the student set up")
+        if other_balancer:  # solved another way: not overwritten with an IPVS service of ours
+            design.notes.append(
+                f"{host}: the write-up balances with {other_balancer}, not IPVS: no IPVS service "
+                "is built for it, so the IPVS checks judge what the student set up"
+            )
             continue
-        service = keepalived.VirtualServerConf(vip, 80, "rr", "DR", reals=tuple(
-            keepalived.RealServerConf(a, 80) for a in design.reals.values()))
+        service = keepalived.VirtualServerConf(
+            vip, 80, "rr", "DR", reals=tuple(keepalived.RealServerConf(a, 80) for a in design.reals.values())
+        )
         design.built[host] = keepalived.ipvsadm_commands(service)
     role_real = [c.command for c in found.commands if not c.host and c.role == "real" and REPLAYED.match(c.command)]
     shown = {c.host: [] for c in found.commands}
@@ -750,13 +926,17 @@ def _resolve(sub: Submission, found: _Found, pack) -> None:
             design.notes.append(f"{host}: the real-server setup shown for {source} is derived for it")
         # what the write-up does not show of a DR real is built to fit: the VIP on lo, ARP suppression
         text = "\n".join(own)
-        missing = [cmd.format(vip=vip) for cmd, covered in zip(DR_SETUP, (r"\bdev\s+lo\b|lo:|REDIRECT", r"arp_ignore"))
-                   if not re.search(covered, text)]
+        missing = [
+            cmd.format(vip=vip)
+            for cmd, covered in zip(DR_SETUP, (r"\bdev\s+lo\b|lo:|REDIRECT", r"arp_ignore"))
+            if not re.search(covered, text)
+        ]
         if missing:
             design.built[host] = missing
             if own:
-                design.notes.append(f"{host}: built what the write-up does not show of its real-server setup: "
-                                    + "; ".join(missing))
+                design.notes.append(
+                    f"{host}: built what the write-up does not show of its real-server setup: " + "; ".join(missing)
+                )
     sub.roles = {"director": list(design.directors), "real": list(design.reals), "client": [design.client]}
     sub.reals = dict(design.reals)
     sub.design = design
@@ -777,13 +957,20 @@ def _submission(path: Path, name: str, found: _Found, pack) -> Submission:
     _resolve(sub, found, pack)
     if not sub.keepalived:
         if found.images:
-            raise NothingToRun(f"nothing to run in {path.name}: no keepalived config is written as text "
-                               f"(it shows {found.images} image(s)); hand the configs in as text, e.g. in a "
-                               "```code block``` after the host's name")
-        what = "no code blocks" if not found.configs and not found.vagrantfile and not found.commands else \
-            "no keepalived config (vrrp_instance)"
-        raise SubmissionError(f"{path} has {what}; put each director's keepalived.conf in a ```code block``` "
-                              "after a line naming its host" + "".join(f"; {note}" for note in sub.notes))
+            raise NothingToRun(
+                f"nothing to run in {path.name}: no keepalived config is written as text "
+                f"(it shows {found.images} image(s)); hand the configs in as text, e.g. in a "
+                "```code block``` after the host's name"
+            )
+        what = (
+            "no code blocks"
+            if not found.configs and not found.vagrantfile and not found.commands
+            else "no keepalived config (vrrp_instance)"
+        )
+        raise SubmissionError(
+            f"{path} has {what}; put each director's keepalived.conf in a ```code block``` "
+            "after a line naming its host" + "".join(f"; {note}" for note in sub.notes)
+        )
     return sub
 
 
@@ -798,13 +985,16 @@ def from_folder(path: Path, pack=None) -> Submission:
             continue
         problem = outside_folder(p, root)
         if problem:
-            raise SubmissionError(f"{p.relative_to(path)} in the submission cannot be read: {problem}; "
-                                  "hand in the file itself")
+            raise SubmissionError(
+                f"{p.relative_to(path)} in the submission cannot be read: {problem}; hand in the file itself"
+            )
         if p.is_file():
             files.append(p)
     if not files:
-        raise SubmissionError(f"{path} is empty; a submission folder holds a Vagrantfile and/or keepalived "
-                              "configs (keepalived/<director>.conf …), or a write-up (*.md)")
+        raise SubmissionError(
+            f"{path} is empty; a submission folder holds a Vagrantfile and/or keepalived "
+            "configs (keepalived/<director>.conf …), or a write-up (*.md)"
+        )
     found = _Found()
     for f in files:
         rel = f.relative_to(path)
@@ -817,10 +1007,13 @@ def from_folder(path: Path, pack=None) -> Submission:
             host = (host_tokens(rel.stem) or host_tokens(str(rel.with_suffix(""))) or [None])[0]
             text, notes = strip_transcript(raw)
             found.configs.append((host, text, str(rel), notes))
-        elif f.suffix == ".sh" and rel.parts[0] == "setup":       # the folder form's replayed commands
+        elif f.suffix == ".sh" and rel.parts[0] == "setup":  # the folder form's replayed commands
             host = f.stem.replace("role-", "role:", 1)
-            found.commands += [Command(host, line.strip(), str(rel)) for line in _read_text(f).splitlines()
-                               if REPLAYED.match(line.strip())]
+            found.commands += [
+                Command(host, line.strip(), str(rel))
+                for line in _read_text(f).splitlines()
+                if REPLAYED.match(line.strip())
+            ]
             if not host.startswith("role:") and host not in found.prompt_hosts:
                 found.prompt_hosts.append(host)
     writeups = [f for f in files if f.suffix.lower() == ".md"]
@@ -837,6 +1030,7 @@ def load_submission(path: Path, pack=None) -> Submission:
     nothing runnable can be read is refused in one sentence (:class:`NothingToRun` when its configs
     are only in images: a verdict of 0 points)."""
     from .packs import load_pack
+
     pack = pack if hasattr(pack, "directors") else load_pack(pack)
     path = Path(path)
     if not path.exists() and not path.is_symlink():
@@ -852,18 +1046,27 @@ def _refuse_other_pack(sub: Submission, pack, path: Path) -> None:
     raises (``Pack.vips``), not as many as this one's (names alone decide nothing: students name
     hosts as they like)."""
     from .packs import installed
+
     mine = set(pack.directors or ())
     named = set(sub.keepalived)
     if not mine or named & mine or not pack.vips:
         return
     vips = {v for p in sub.keepalived.values() for i in keepalived.parse_config(p.text).instances for v in i.vips}
-    other = next((p for p in installed() if p.name != pack.name and named and named <= set(p.directors or ())
-                  and len(vips) == p.vips != pack.vips), None)
+    other = next(
+        (
+            p
+            for p in installed()
+            if p.name != pack.name and named and named <= set(p.directors or ()) and len(vips) == p.vips != pack.vips
+        ),
+        None,
+    )
     if other:
-        raise SubmissionError(f"{path}: its keepalived configs name none of pack {pack.name}'s directors "
-                              f"({', '.join(pack.directors)}) but pack {other.name}'s, and raise {len(vips)} "
-                              f"VIP(s) as {other.name}'s lab does, so it was written for {other.name}; grade it "
-                              f"with the pack it was written for (--pack {other.name}; `lvs-harness packs` lists them)")
+        raise SubmissionError(
+            f"{path}: its keepalived configs name none of pack {pack.name}'s directors "
+            f"({', '.join(pack.directors)}) but pack {other.name}'s, and raise {len(vips)} "
+            f"VIP(s) as {other.name}'s lab does, so it was written for {other.name}; grade it "
+            f"with the pack it was written for (--pack {other.name}; `lvs-harness packs` lists them)"
+        )
 
 
 def write_folder(sub: Submission, out: Path) -> Path:

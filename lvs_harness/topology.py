@@ -34,7 +34,7 @@ DEFAULT_ROLES: dict[str, tuple[str, ...]] = {
 }
 
 
-FORWARDS = {"DR": "Route", "NAT": "Masq", "TUN": "Tunnel"}     # keepalived lb_kind -> ipvsadm's word
+FORWARDS = {"DR": "Route", "NAT": "Masq", "TUN": "Tunnel"}  # keepalived lb_kind -> ipvsadm's word
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,9 +112,11 @@ class Topology:
     def service(self) -> VirtualService:
         """The lab's virtual service, for a lab with one (else the first of ``services``)."""
         if not self.services:
-            raise LabError("this lab names no virtual service and none was found in it (no keepalived "
-                           "virtual_server, IPVS service or VRRP address on its directors); name it with "
-                           "LabConfig(services=(VirtualService(vip, port),)) or in the pack.")
+            raise LabError(
+                "this lab names no virtual service and none was found in it (no keepalived "
+                "virtual_server, IPVS service or VRRP address on its directors); name it with "
+                "LabConfig(services=(VirtualService(vip, port),)) or in the pack."
+            )
         return self.services[0]
 
     def with_services(self, services) -> Topology:
@@ -157,26 +159,41 @@ class Topology:
     @classmethod
     def from_dict(cls, data: dict) -> Topology:
         """The inverse of ``dataclasses.asdict(topology)`` (as sent by a lab keeper)."""
+
         def prov(p: dict) -> Provisioner:
             return Provisioner(**{**p, "args": tuple(p["args"]) if isinstance(p["args"], list) else p["args"]})
+
         return cls(
-            hosts=tuple(HostSpec(name=h["name"], role=h["role"], hostname=h["hostname"],
-                                 interfaces=tuple(Interface(**i) for i in h["interfaces"]),
-                                 provisioners=tuple(prov(p) for p in h["provisioners"])) for h in data["hosts"]),
-            services=tuple(VirtualService.from_dict(v) for v in data.get("services", ())), source=data["source"])
+            hosts=tuple(
+                HostSpec(
+                    name=h["name"],
+                    role=h["role"],
+                    hostname=h["hostname"],
+                    interfaces=tuple(Interface(**i) for i in h["interfaces"]),
+                    provisioners=tuple(prov(p) for p in h["provisioners"]),
+                )
+                for h in data["hosts"]
+            ),
+            services=tuple(VirtualService.from_dict(v) for v in data.get("services", ())),
+            source=data["source"],
+        )
 
     @classmethod
-    def from_vagrant(cls, recorded: dict, *, vagrantfile: Path, roles: dict | None = None,
-                     services: tuple[VirtualService, ...] = ()) -> Topology:
+    def from_vagrant(
+        cls, recorded: dict, *, vagrantfile: Path, roles: dict | None = None, services: tuple[VirtualService, ...] = ()
+    ) -> Topology:
         """Build a topology from what ``vagrant_eval.rb`` recorded of a Vagrantfile."""
         where = str(vagrantfile)
         configs = recorded.get("configs") or []
         if not configs:
-            raise VagrantfileError(f"{where} never calls Vagrant.configure, so it defines no machines; "
-                                   "wrap the machines in `Vagrant.configure(\"2\") do |config| … end`.")
+            raise VagrantfileError(
+                f"{where} never calls Vagrant.configure, so it defines no machines; "
+                "wrap the machines in `Vagrant.configure(\"2\") do |config| … end`."
+            )
         if not any(c["defines"] for c in configs):
-            raise VagrantfileError(f"{where} names no machines; define each lab host with "
-                                   "`config.vm.define \"director1\" do |m| … end`.")
+            raise VagrantfileError(
+                f"{where} names no machines; define each lab host with `config.vm.define \"director1\" do |m| … end`."
+            )
         # Vagrant merges every Vagrant.configure block: top-level settings apply to all machines,
         # and a machine defined again (in a later block) gets the later networks and provisioners too
         top = {"networks": [], "provisioners": [], "hostname": None}
@@ -195,14 +212,19 @@ class Topology:
         for name, vm in machines.items():
             provs = top["provisioners"] + vm["provisioners"]
             interfaces = _interfaces(top["networks"] + vm["networks"])
-            hosts.append(HostSpec(
-                name=name,
-                role=role_for(name, roles, tuple(_addresses(interfaces, provs))),
-                hostname=vm["hostname"] or top["hostname"] or name,
-                interfaces=interfaces,
-                provisioners=tuple(_provisioner(p, name, i + 1, vagrantfile) for i, p in enumerate(provs)
-                                   if p.get("run") != "never"),
-            ))
+            hosts.append(
+                HostSpec(
+                    name=name,
+                    role=role_for(name, roles, tuple(_addresses(interfaces, provs))),
+                    hostname=vm["hostname"] or top["hostname"] or name,
+                    interfaces=interfaces,
+                    provisioners=tuple(
+                        _provisioner(p, name, i + 1, vagrantfile)
+                        for i, p in enumerate(provs)
+                        if p.get("run") != "never"
+                    ),
+                )
+            )
         return cls(hosts=tuple(hosts), services=tuple(services), source=where)
 
 
@@ -219,7 +241,7 @@ def role_for(name: str, roles: dict | None = None, addresses: tuple[str, ...] = 
         if function.get("reals"):
             return CLIENT
         by_name = role_for(name, {k: v for k, v in roles.items() if k != "by_function"} or None)
-        return CLIENT if by_name == DIRECTOR else by_name      # no real addresses known: reals by name
+        return CLIENT if by_name == DIRECTOR else by_name  # no real addresses known: reals by name
     table = roles or DEFAULT_ROLES
     for role, patterns in table.items():
         if isinstance(patterns, str):
@@ -235,7 +257,7 @@ def _addresses(interfaces, provisioners) -> list[str]:
     found = [i.ip.split("/")[0] for i in interfaces if i.ip]
     for p in provisioners:
         args = p.get("args")
-        for a in (args if isinstance(args, list) else [args] if args else []):
+        for a in args if isinstance(args, list) else [args] if args else []:
             m = re.fullmatch(r"(\d+\.\d+\.\d+\.\d+)(?:/\d+)?", str(a))
             if m:
                 found.append(m[1])
@@ -269,13 +291,15 @@ def _interfaces(networks: list[dict]) -> tuple[Interface, ...]:
             continue  # forwarded_port / public_network are about the host, not the lab segment
         opts = net["options"]
         ip = opts.get("ip")
-        ifaces.append(Interface(
-            # lvs_harness__interface: a lab built in a student's terms names the link as their config does
-            name=str(opts.get("lvs_harness__interface") or f"eth{len(ifaces) + 1}"),
-            segment=_segment(opts),
-            ip=f"{ip}/{_prefix(opts)}" if ip and opts.get("type") != "dhcp" else None,
-            auto_config=opts.get("auto_config", True) is not False,
-        ))
+        ifaces.append(
+            Interface(
+                # lvs_harness__interface: a lab built in a student's terms names the link as their config does
+                name=str(opts.get("lvs_harness__interface") or f"eth{len(ifaces) + 1}"),
+                segment=_segment(opts),
+                ip=f"{ip}/{_prefix(opts)}" if ip and opts.get("type") != "dhcp" else None,
+                auto_config=opts.get("auto_config", True) is not False,
+            )
+        )
     return tuple(ifaces)
 
 
@@ -284,25 +308,31 @@ def _provisioner(rec: dict, machine: str, index: int, vagrantfile: Path) -> Prov
     if rec["type"] != "shell":
         raise VagrantfileError(
             f"{vagrantfile} gives machine {machine} a {rec['type']!r} provisioner; lvs-harness runs "
-            "shell provisioners only (`provision \"shell\", inline: …` or `path: …`).")
+            "shell provisioners only (`provision \"shell\", inline: …` or `path: …`)."
+        )
     if rec.get("inline") is not None:
         script = str(rec["inline"])
     elif rec.get("path"):
         base = vagrantfile.parent.resolve()
         path = (base / rec["path"]).resolve()
         if base not in path.parents:
-            raise VagrantfileError(f"{vagrantfile}: provisioner path {rec['path']!r} of {machine} points "
-                                   "outside the Vagrantfile's folder; keep provisioning scripts beside it.")
+            raise VagrantfileError(
+                f"{vagrantfile}: provisioner path {rec['path']!r} of {machine} points "
+                "outside the Vagrantfile's folder; keep provisioning scripts beside it."
+            )
         try:
             script = path.read_text()
         except (OSError, UnicodeDecodeError) as err:
-            raise VagrantfileError(f"{vagrantfile}: cannot read provisioner script {rec['path']!r} of "
-                                   f"{machine} ({err.strerror if isinstance(err, OSError) else err}); "
-                                   "put the script beside the Vagrantfile.") from None
+            raise VagrantfileError(
+                f"{vagrantfile}: cannot read provisioner script {rec['path']!r} of "
+                f"{machine} ({err.strerror if isinstance(err, OSError) else err}); "
+                "put the script beside the Vagrantfile."
+            ) from None
         origin += f" ({rec['path']})"
     else:
-        raise VagrantfileError(f"{vagrantfile}: a shell provisioner of {machine} has neither `inline:` "
-                               "nor `path:`; give it one of them.")
+        raise VagrantfileError(
+            f"{vagrantfile}: a shell provisioner of {machine} has neither `inline:` nor `path:`; give it one of them."
+        )
     args = rec.get("args")
     if isinstance(args, list):
         args = tuple(str(a) for a in args)

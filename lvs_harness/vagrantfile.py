@@ -47,8 +47,7 @@ def read_text(path: Path, error: type[HarnessError], what: str, hint: str) -> st
     except OSError as err:
         raise error(f"cannot read {path}: {err.strerror}; {hint}") from None
     if len(data) > MAX_BYTES:
-        raise error(f"{path} is {len(data)} bytes, over the {MAX_BYTES}-byte limit for {what}; "
-                    "is it the right file?")
+        raise error(f"{path} is {len(data)} bytes, over the {MAX_BYTES}-byte limit for {what}; is it the right file?")
     if b"\0" in data:
         raise error(f"{path} is a binary file, not {what}; pass the text file.")
     try:
@@ -59,8 +58,9 @@ def read_text(path: Path, error: type[HarnessError], what: str, hint: str) -> st
 
 def read_vagrantfile(path: Path) -> str:
     """The text of a Vagrantfile, or a VagrantfileError naming what is wrong with the file."""
-    return read_text(path, VagrantfileError, "a Vagrantfile",
-                     "pass --vagrantfile with the path of an existing Vagrantfile.")
+    return read_text(
+        path, VagrantfileError, "a Vagrantfile", "pass --vagrantfile with the path of an existing Vagrantfile."
+    )
 
 
 # The evaluator and the Vagrantfile both travel on stdin (the script first, then SEPARATOR):
@@ -68,8 +68,10 @@ def read_vagrantfile(path: Path) -> str:
 # UML guest's agent returned the evaluator's output with its first 64 bytes zeroed — reproduced
 # 12 times in 12, never with the script on stdin.)
 SEPARATOR = "\n#LVSH-VAGRANTFILE\n"
-LOADER = ('data = $stdin.binmode.read.force_encoding("UTF-8"); '
-          's, $lvsh_source = data.split("\\n#LVSH-VAGRANTFILE\\n", 2); eval(s, TOPLEVEL_BINDING, "vagrant_eval.rb", 1)')
+LOADER = (
+    'data = $stdin.binmode.read.force_encoding("UTF-8"); '
+    's, $lvsh_source = data.split("\\n#LVSH-VAGRANTFILE\\n", 2); eval(s, TOPLEVEL_BINDING, "vagrant_eval.rb", 1)'
+)
 
 
 def evaluate(text: str, name: str, run: Runner) -> dict:
@@ -77,25 +79,33 @@ def evaluate(text: str, name: str, run: Runner) -> dict:
     argv = ["timeout", "-k", "2", str(TIMEOUT), "ruby", "--disable-gems", "-e", LOADER, name]
     result = run(argv, (evaluator_script() + SEPARATOR + text).encode())
     if result.rc == 127:
-        raise VagrantfileError("ruby is missing where Vagrantfiles are evaluated; install the Debian "
-                               "package `ruby` (or rebuild the lab image with `lvs-harness image build --force`).")
+        raise VagrantfileError(
+            "ruby is missing where Vagrantfiles are evaluated; install the Debian "
+            "package `ruby` (or rebuild the lab image with `lvs-harness image build --force`)."
+        )
     if result.rc == 124:
-        raise VagrantfileError(f"{name} did not finish evaluating within {TIMEOUT} s; "
-                               "a Vagrantfile should only describe machines, not loop or wait.")
+        raise VagrantfileError(
+            f"{name} did not finish evaluating within {TIMEOUT} s; "
+            "a Vagrantfile should only describe machines, not loop or wait."
+        )
     try:
         recorded = json.loads(result.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
-        raise VagrantfileError(f"{name} could not be evaluated (ruby exited {result.rc}: "
-                               f"{(result.stderr or result.stdout).strip()[-300:]}).") from None
+        raise VagrantfileError(
+            f"{name} could not be evaluated (ruby exited {result.rc}: "
+            f"{(result.stderr or result.stdout).strip()[-300:]})."
+        ) from None
     if "error" in recorded:
         line = f" line {recorded['line']}" if recorded.get("line") else ""
-        raise VagrantfileError(f"{name}{line}: {recorded['error']} — fix the Vagrantfile so that "
-                               "`vagrant validate` accepts it.")
+        raise VagrantfileError(
+            f"{name}{line}: {recorded['error']} — fix the Vagrantfile so that `vagrant validate` accepts it."
+        )
     return recorded
 
 
-def load_topology(path: Path, run: Runner, roles: dict | None = None,
-                  services: tuple[VirtualService, ...] = ()) -> Topology:
+def load_topology(
+    path: Path, run: Runner, roles: dict | None = None, services: tuple[VirtualService, ...] = ()
+) -> Topology:
     """Read, evaluate and convert a Vagrantfile into a :class:`Topology`."""
     path = Path(path)
     if path.is_dir():

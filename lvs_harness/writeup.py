@@ -22,10 +22,33 @@ import html
 import re
 
 # a shell prompt: user@host:path$ , host:path# , [user@host path]# ; or a bare "$ " / "# " before a command
-PROMPT = re.compile(r"^\s*(?:(?:#\s*)?\[?(?:[\w.-]+)@(?P<host>[\w.{},-]+)(?::[^\n#$\]]*|\s+[^\n#$\]]*)\]?|"
-                    r"(?P<host2>[\w.{},-]+):[^\n#$ ]*)\s?[#$]\s?(?P<command>.*)$")     # also "# root@h:~# cmd"
-COMMAND_WORDS = ("cat", "sudo", "ip", "ipvsadm", "sysctl", "systemctl", "service", "echo", "iptables", "vim", "vi",
-                 "nano", "keepalived", "curl", "apt", "apt-get", "hostnamectl", "less", "tail", "ping", "arping")
+PROMPT = re.compile(
+    r"^\s*(?:(?:#\s*)?\[?(?:[\w.-]+)@(?P<host>[\w.{},-]+)(?::[^\n#$\]]*|\s+[^\n#$\]]*)\]?|"
+    r"(?P<host2>[\w.{},-]+):[^\n#$ ]*)\s?[#$]\s?(?P<command>.*)$"
+)  # also "# root@h:~# cmd"
+COMMAND_WORDS = (
+    "cat",
+    "sudo",
+    "ip",
+    "ipvsadm",
+    "sysctl",
+    "systemctl",
+    "service",
+    "echo",
+    "iptables",
+    "vim",
+    "vi",
+    "nano",
+    "keepalived",
+    "curl",
+    "apt",
+    "apt-get",
+    "hostnamectl",
+    "less",
+    "tail",
+    "ping",
+    "arping",
+)
 BARE_PROMPT = re.compile(r"^\s*[$#]\s+(?P<command>(?:%s)\b.*)$" % "|".join(re.escape(w) for w in COMMAND_WORDS))
 EDITORS = re.compile(r"^(?:sudo\s+)?(?:cat|vim?|nano|less|more|mcedit|tee)\s+(?:-\S+\s+)*(?P<file>/?[\w./-]+)\s*$")
 FENCE_OPEN = re.compile(r"^(?P<prefix>[ \t]*(?:>[ \t]?)*[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
@@ -37,12 +60,12 @@ LINK = re.compile(r"(?<!!)\[(?P<text>[^\]]*)\]\((?P<target>[^)\s]+)(?:\s+\"[^\"]
 
 @dataclasses.dataclass
 class Block:
-    n: int                  # 1-based, in the order of the text
+    n: int  # 1-based, in the order of the text
     text: str
-    kind: str               # fence, html, inline
-    line: int               # where it starts (1-based)
-    info: str = ""          # a fence's language word
-    context: tuple[str, ...] = ()   # the prose lines before it (up to three, nearest last)
+    kind: str  # fence, html, inline
+    line: int  # where it starts (1-based)
+    info: str = ""  # a fence's language word
+    context: tuple[str, ...] = ()  # the prose lines before it (up to three, nearest last)
 
     @property
     def label(self) -> str:
@@ -56,11 +79,12 @@ class Block:
 class Piece:
     """Part of a block: the lines after a prompt (``command`` run on ``host``; ``file`` when the
     command shows or edits a file), or the lines before any prompt (no command)."""
+
     text: str
     host: str | None = None
     command: str | None = None
     file: str | None = None
-    line: str = ""                  # the prompt line itself
+    line: str = ""  # the prompt line itself
 
 
 def normalise(text: str) -> str:
@@ -76,10 +100,10 @@ def _strip_prefix(line: str, prefix: str) -> str | None:
         m = re.match(r"^[ \t]*>[ \t]?", out)
         if not m:
             return None if out.strip() else ""
-        out = out[m.end():]
+        out = out[m.end() :]
     if not quotes:
         lead = len(out) - len(out.lstrip(" \t"))
-        out = out[min(lead, indent):]
+        out = out[min(lead, indent) :]
     return out
 
 
@@ -97,8 +121,8 @@ def _context(lines: list[str], upto: int, floor: int) -> tuple[str, ...]:
 def read_blocks(text: str) -> list[Block]:
     """Every block of code in a markdown (or HTML) write-up, in order."""
     lines = normalise(text).split("\n")
-    found: list[tuple[int, str, str, str]] = []       # (start line index, kind, text, info)
-    outside = list(lines)                               # the lines that are not in a fence
+    found: list[tuple[int, str, str, str]] = []  # (start line index, kind, text, info)
+    outside = list(lines)  # the lines that are not in a fence
     i = 0
     while i < len(lines):
         m = FENCE_OPEN.match(lines[i])
@@ -116,7 +140,7 @@ def read_blocks(text: str) -> list[Block]:
             body.append(inner)
             j += 1
         lang = ""
-        if info and not re.fullmatch(r"[\w+#.-]*", info):    # content on the opening line: ```global_defs {
+        if info and not re.fullmatch(r"[\w+#.-]*", info):  # content on the opening line: ```global_defs {
             body.insert(0, info)
         else:
             lang = info
@@ -132,7 +156,7 @@ def read_blocks(text: str) -> list[Block]:
         for k in range(start, prose.count("\n", 0, m.end()) + 1):
             outside[k] = ""
     i = 0
-    while i < len(outside):                 # runs of inline `code` lines (blank lines between them allowed)
+    while i < len(outside):  # runs of inline `code` lines (blank lines between them allowed)
         run, j, last = [], i, i
         while j < len(outside):
             m = INLINE_LINE.match(outside[j])
@@ -147,7 +171,7 @@ def read_blocks(text: str) -> list[Block]:
             for k in range(i, last + 1):
                 outside[k] = ""
             i = last + 1
-        else:       # a start inside this short run finds a shorter one: go on after it (linear in the text)
+        else:  # a start inside this short run finds a shorter one: go on after it (linear in the text)
             i = max(i + 1, j)
     found.sort()
     blocks = []
@@ -165,8 +189,11 @@ def images(text: str) -> int:
 
 def links(text: str) -> list[tuple[str, str]]:
     """(text, target) of every markdown link that is not an image and not a web address."""
-    return [(m["text"], m["target"]) for m in LINK.finditer(normalise(text))
-            if not re.match(r"^(?:[a-z][\w+.-]*:|#|//)", m["target"], re.I)]
+    return [
+        (m["text"], m["target"])
+        for m in LINK.finditer(normalise(text))
+        if not re.match(r"^(?:[a-z][\w+.-]*:|#|//)", m["target"], re.I)
+    ]
 
 
 def prompt(line: str) -> tuple[str | None, str] | None:

@@ -24,23 +24,40 @@ WRITEUP = REPO / "examples" / "hw38-writeup.md"
 CORPUS = Path(__file__).parent / "data" / "submissions"
 NAT_WRITEUP = REPO / "examples" / "lvs-nat-writeup.md"
 NAT_CORPUS = Path(__file__).parent / "data" / "lvs-nat"
-REAL = SHARED / "real-hw38"          # real public answers, read in place (never copied here)
+REAL = SHARED / "real-hw38"  # real public answers, read in place (never copied here)
 HOSTILE = Path(__file__).parent / "data" / "hostile"
 BATCH_JOBS = 6
-SECRET = "lvsh-secret-7f3a9c1e"      # planted on the grading machine behind a symlink (must show nowhere)
-PROVISION_BUDGET = "90"             # the hw3.8 batch's provisioning budget (a correct lab needs ~5-10 s)
+SECRET = "lvsh-secret-7f3a9c1e"  # planted on the grading machine behind a symlink (must show nowhere)
+PROVISION_BUDGET = "90"  # the hw3.8 batch's provisioning budget (a correct lab needs ~5-10 s)
 
 
 def corpus(folder: Path = CORPUS) -> list[Path]:
-    return sorted(folder.glob("[0-9]*.md" if folder == REAL else "*.md"))    # real-hw38: the answers, not its README
+    return sorted(folder.glob("[0-9]*.md" if folder == REAL else "*.md"))  # real-hw38: the answers, not its README
 
 
 def start_batch(root: Path, subs: list[Path], jobs: int, *args: str) -> subprocess.Popen:
     """One `lvs-harness grade` run over ``subs`` into root/reports, started."""
-    return subprocess.Popen([sys.executable, "-m", "lvs_harness.cli", "grade", *map(str, subs), "-j", str(jobs),
-                             "--lab", "uml", "--out", "reports", *args],      # relative, as in the quick start
-                            cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "LVS_HARNESS_PROVISION_BUDGET": PROVISION_BUDGET})
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "lvs_harness.cli",
+            "grade",
+            *map(str, subs),
+            "-j",
+            str(jobs),
+            "--lab",
+            "uml",
+            "--out",
+            "reports",
+            *args,
+        ],  # relative, as in the quick start
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "LVS_HARNESS_PROVISION_BUDGET": PROVISION_BUDGET},
+    )
 
 
 def finish_batch(root: Path, proc: subprocess.Popen) -> dict:
@@ -48,8 +65,12 @@ def finish_batch(root: Path, proc: subprocess.Popen) -> dict:
     stdout, stderr = proc.communicate(timeout=1800)
     out = root / "reports"
     book = json.loads((out / "gradebook.json").read_text()) if (out / "gradebook.json").exists() else None
-    return {"proc": subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr), "out": out, "book": book,
-            "by_name": {e["submission"]: e for e in (book or {}).get("submissions", [])}}
+    return {
+        "proc": subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr),
+        "out": out,
+        "book": book,
+        "by_name": {e["submission"]: e for e in (book or {}).get("submissions", [])},
+    }
 
 
 def bad_inputs(root: Path) -> dict[str, Path]:
@@ -58,8 +79,9 @@ def bad_inputs(root: Path) -> dict[str, Path]:
     files = {
         "nocode.md": "# Homework 3.8\n\nEverything works, see the screenshots.\n",
         "nohost.md": "balancer7 keepalived.conf:\n```\nvrrp_instance VI_1 {\n    priority 100\n}\n```\n",
-        "rubysyntax.md": good.replace('  config.vm.define "client" do |node|\n',
-                                      '  config.vm.define "client" do |node|\n    if true do\n'),
+        "rubysyntax.md": good.replace(
+            '  config.vm.define "client" do |node|\n', '  config.vm.define "client" do |node|\n    if true do\n'
+        ),
         "huge.md": "x" * 2_000_001,
         "images.md": "# Homework 3.8\n\nbalancer1:\n![keepalived.conf](b1.png)\n\nbalancer2:\n![conf](b2.png)\n",
     }
@@ -75,9 +97,13 @@ def bad_inputs(root: Path) -> dict[str, Path]:
     (root / "crasher" / "keepalived").mkdir(parents=True)
     (root / "crasher" / "keepalived" / "balancer1.conf").write_text(sub.keepalived["balancer1"].text)
     (root / "crasher" / "keepalived" / "balancer2.conf").write_text(
-        "global_defs {\n    enable_script_security\n    script_user root\n}\n" + sub.keepalived["balancer2"].text.replace(
-            "    advert_int 1\n", "    advert_int 1\n    notify_master \"/bin/sh -c 'umount /proc/sysrq-trigger; "
-                               "echo o > /proc/sysrq-trigger'\"\n"))
+        "global_defs {\n    enable_script_security\n    script_user root\n}\n"
+        + sub.keepalived["balancer2"].text.replace(
+            "    advert_int 1\n",
+            "    advert_int 1\n    notify_master \"/bin/sh -c 'umount /proc/sysrq-trigger; "
+            "echo o > /proc/sysrq-trigger'\"\n",
+        )
+    )
     out["crasher"] = root / "crasher"
     # a folder whose balancer1.conf is a symlink to a file of the grading machine holding a secret
     (root / "secret.txt").write_text(SECRET + "\n")
@@ -99,9 +125,17 @@ def batches(tmp_path_factory):
     runs_before = {r.id for r in Run.all()}
     hw38, nat = tmp_path_factory.mktemp("batch"), tmp_path_factory.mktemp("nat-batch")
     # the long runs first, the quick ones (refused, crashing) last: they fill the slots at the end
-    procs = {"hw38": (hw38, start_batch(hw38, [EXAMPLE, WRITEUP, *corpus(REAL), *corpus(), *corpus(HOSTILE),
-                                               *bad_inputs(hw38).values()], BATCH_JOBS - 1)),
-             "lvs-nat": (nat, start_batch(nat, [NAT_WRITEUP, *corpus(NAT_CORPUS), WRITEUP], 1, "--pack", "lvs-nat"))}
+    procs = {
+        "hw38": (
+            hw38,
+            start_batch(
+                hw38,
+                [EXAMPLE, WRITEUP, *corpus(REAL), *corpus(), *corpus(HOSTILE), *bad_inputs(hw38).values()],
+                BATCH_JOBS - 1,
+            ),
+        ),
+        "lvs-nat": (nat, start_batch(nat, [NAT_WRITEUP, *corpus(NAT_CORPUS), WRITEUP], 1, "--pack", "lvs-nat")),
+    }
     try:
         done = {name: finish_batch(root, proc) for name, (root, proc) in procs.items()}
     except BaseException:

@@ -19,9 +19,21 @@ import csv
 import io
 import re
 
-NON_ASSIGNMENT = re.compile("|".join(("Current Score", "Current Points", "Current Grade", "Final Score",
-                                      "Final Points", "Final Grade", "Override Score", "Override Grade",
-                                      "Override Status")))
+NON_ASSIGNMENT = re.compile(
+    "|".join(
+        (
+            "Current Score",
+            "Current Points",
+            "Current Grade",
+            "Final Score",
+            "Final Points",
+            "Final Grade",
+            "Override Score",
+            "Override Grade",
+            "Override Status",
+        )
+    )
+)
 
 
 class ImportFailed(Exception):
@@ -42,8 +54,11 @@ def canvas_import(text: str, students: list[dict], assignments: dict[int, dict] 
     Returns the assignments it would create or update (title, points_possible, new) and, per row,
     the student found (their id, or None for a student Canvas does not know) with their grades."""
     assignments = assignments or {}
-    rows = [r for r in csv.reader(io.StringIO(text), delimiter=_canvas_delimiter(text))
-            if not all(re.fullmatch(r"[;, ]*", c) for c in r)]
+    rows = [
+        r
+        for r in csv.reader(io.StringIO(text), delimiter=_canvas_delimiter(text))
+        if not all(re.fullmatch(r"[;, ]*", c) for c in r)
+    ]
     header = rows[0]
     if not (len(header) > 3 and "Student" in header[0] and "ID" in header[1]):
         raise ImportFailed("Invalid header row")
@@ -65,8 +80,14 @@ def canvas_import(text: str, students: list[dict], assignments: dict[int, dict] 
         m = re.fullmatch(r"(.*)\s\((\d+)\)", name)
         known = assignments.get(int(m[2])) if m else None
         known = known or next((a for a in assignments.values() if a["title"] == name), None)
-        made.append({"index": index, "title": known["title"] if known else name, "new": known is None,
-                     "points_possible": known["points"] if known else None})
+        made.append(
+            {
+                "index": index,
+                "title": known["title"] if known else name,
+                "new": known is None,
+                "points_possible": known["points"] if known else None,
+            }
+        )
     found = []
     for row in rows[1:]:
         if "Points Possible" in row[0]:
@@ -83,13 +104,19 @@ def canvas_import(text: str, students: list[dict], assignments: dict[int, dict] 
             student = next((s for s in students if s.get("login_id") == row[sis_login]), None)
         if student is None:
             student = next((s for s in students if row[0] in (s["name"], s.get("sortable_name"))), None)
-        found.append({"student": student["id"] if student else None, "row_name": row[0],
-                      "grades": {a["title"]: row[a["index"]].strip() for a in made if a["index"] < len(row)}})
+        found.append(
+            {
+                "student": student["id"] if student else None,
+                "row_name": row[0],
+                "grades": {a["title"]: row[a["index"]].strip() for a in made if a["index"] < len(row)},
+            }
+        )
     return {"assignments": [{k: a[k] for k in ("title", "points_possible", "new")} for a in made], "rows": found}
 
 
-def moodle_import(text: str, users: list[dict], map_from: str, map_to: str, mapping: dict[str, str],
-                  items: dict[str, float]) -> dict:
+def moodle_import(
+    text: str, users: list[dict], map_from: str, map_to: str, mapping: dict[str, str], items: dict[str, float]
+) -> dict:
     """Read ``text`` as Moodle does, the grader having chosen ``map_from`` (a column) → ``map_to``
     (userid, useridnumber, useremail or username) and ``mapping`` (column → grade item name, or
     "feedback:<item>"; unmapped columns are ignored). ``items``: the course's grade items and their

@@ -34,21 +34,39 @@ class SlurmCluster:
         self.env = {**os.environ, "SLURM_CONF": str(root / "slurm.conf")}
 
     def run(self, *argv: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
-        return subprocess.run(["ip", "netns", "exec", self.ns, *argv], env=self.env, capture_output=True,
-                              text=True, check=check, timeout=kw.pop("timeout", 60), **kw)
+        return subprocess.run(
+            ["ip", "netns", "exec", self.ns, *argv],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=kw.pop("timeout", 60),
+            **kw,
+        )
 
     def start(self) -> None:
         r = self.root
         (r / "state").mkdir(parents=True)
         (r / "spool").mkdir()
         subprocess.run(["ip", "netns", "add", self.ns], check=True)
-        for cmd in (["link", "set", "lo", "up"], ["link", "add", "lvshs0", "type", "veth", "peer", "name", "lvshs1"],
-                    ["addr", "add", "169.254.77.1/32", "dev", "lvshs0"], ["link", "set", "lvshs0", "up"]):
+        for cmd in (
+            ["link", "set", "lo", "up"],
+            ["link", "add", "lvshs0", "type", "veth", "peer", "name", "lvshs1"],
+            ["addr", "add", "169.254.77.1/32", "dev", "lvshs0"],
+            ["link", "set", "lvshs0", "up"],
+        ):
             subprocess.run(["ip", "-n", self.ns, *cmd], check=True)
         subprocess.run(["mungekey", "--create", f"--keyfile={r / 'munge.key'}"], check=True)
         (r / "munge.key").chmod(0o600)
-        self.run("munged", "--force", f"--socket={r / 'munge.sock'}", f"--key-file={r / 'munge.key'}",
-                 f"--pid-file={r / 'munged.pid'}", f"--log-file={r / 'munged.log'}", f"--seed-file={r / 'munged.seed'}")
+        self.run(
+            "munged",
+            "--force",
+            f"--socket={r / 'munge.sock'}",
+            f"--key-file={r / 'munge.key'}",
+            f"--pid-file={r / 'munged.pid'}",
+            f"--log-file={r / 'munged.log'}",
+            f"--seed-file={r / 'munged.seed'}",
+        )
         cgroup = "cgroup/v2\nIgnoreSystemd=yes" if _fs_type("/sys/fs/cgroup") == "cgroup2" else "cgroup/v1"
         (r / "cgroup.conf").write_text(f"CgroupPlugin={cgroup}\nCgroupAutomount=no\n")
         (r / "slurm.conf").write_text(f"""ClusterName=lvsh{self.id}
@@ -102,8 +120,11 @@ PartitionName=lab Nodes={self.node} Default=YES MaxTime=INFINITE State=UP
         return state
 
     def logs(self) -> str:
-        return "".join(f"\n--- {name}\n" + (self.root / name).read_text(errors="replace")[-3000:]
-                       for name in ("slurmctld.log", "slurmd.log") if (self.root / name).exists())
+        return "".join(
+            f"\n--- {name}\n" + (self.root / name).read_text(errors="replace")[-3000:]
+            for name in ("slurmctld.log", "slurmd.log")
+            if (self.root / name).exists()
+        )
 
     def stop(self) -> None:
         for name in ("slurmd.pid", "slurmctld.pid", "munged.pid"):
@@ -114,7 +135,7 @@ PartitionName=lab Nodes={self.node} Default=YES MaxTime=INFINITE State=UP
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and self.pids():
             time.sleep(0.2)
-        for pid in self.pids():                  # what is left in the cluster's own namespace is its own
+        for pid in self.pids():  # what is left in the cluster's own namespace is its own
             try:
                 os.kill(pid, signal.SIGKILL)
             except OSError:

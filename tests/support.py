@@ -47,9 +47,12 @@ def wait_until(probe, *, timeout: float, interval: float = 0.2, what: str = "con
     Fails the test with the last value seen when ``timeout`` passes.
     """
     t0 = time.monotonic()
-    retrying = tenacity.Retrying(stop=tenacity.stop_after_delay(timeout), wait=tenacity.wait_fixed(interval),
-                                 retry=tenacity.retry_if_result(lambda v: not v),
-                                 retry_error_callback=lambda state: state.outcome.result())
+    retrying = tenacity.Retrying(
+        stop=tenacity.stop_after_delay(timeout),
+        wait=tenacity.wait_fixed(interval),
+        retry=tenacity.retry_if_result(lambda v: not v),
+        retry_error_callback=lambda state: state.outcome.result(),
+    )
     value = retrying(probe)
     if not value:
         pytest.fail(f"{what}: not true within {timeout:g} s (last: {value!r})")

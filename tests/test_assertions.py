@@ -8,9 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from lvs_harness.assertions import (MSL, LabAssertionError, assert_dr_real, assert_failover_within,
-                                    assert_inactconn_drains_within, assert_ipvs_service, assert_rr_balanced,
-                                    assert_single_vip_owner, assert_vip_absent, assert_vip_on, takeover_deadline)
+from lvs_harness.assertions import (
+    MSL,
+    LabAssertionError,
+    assert_dr_real,
+    assert_failover_within,
+    assert_inactconn_drains_within,
+    assert_ipvs_service,
+    assert_rr_balanced,
+    assert_single_vip_owner,
+    assert_vip_absent,
+    assert_vip_on,
+    takeover_deadline,
+)
 from lvs_harness.labs import start_lab
 from lvs_harness.probes import ipvs
 from lvs_harness.probes.client import Prober, http_requests
@@ -89,7 +99,7 @@ def test_inactconn_drains_within_the_tcpfin_timeout(fresh_lab):
     assert_ipvs_service(b1, VIP, 80, reals=REALS)
     with pytest.raises(LabAssertionError, match="expected InActConn > 0"):
         assert_inactconn_drains_within(b1, VIP, 80)
-    b1.check("ipvsadm --set 0 5 0")        # FIN_WAIT entries created from now on expire after 5 s
+    b1.check("ipvsadm --set 0 5 0")  # FIN_WAIT entries created from now on expire after 5 s
     answers = http_requests(client, f"http://{VIP}/", count=6)
     assert all(a.ok for a in answers)
     drained = assert_inactconn_drains_within(b1, VIP, 80)
@@ -121,5 +131,6 @@ def test_failover_is_measured_and_probes_show_the_gap(ready, directors, client):
 def test_a_bar_chart_shows_requests_no_real_answered():
     """Regression: requests answered by no real (None) crashed the report of a whole run."""
     from lvs_harness import charts
+
     svg = charts.bars({"server1": 25, None: 25}, "answered by")
     assert "(no real)" in svg and "server1" in svg

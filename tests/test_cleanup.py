@@ -61,6 +61,6 @@ def test_sigkill_then_clean_removes_everything(backend):
 @pytest.mark.parametrize("backend", ["uml", "netns"])
 def test_ctrl_c_tears_the_lab_down(backend):
     proc, run_id = start_child(backend)
-    proc.send_signal(signal.SIGINT)      # KeyboardInterrupt leaves the `with` block, which closes the lab
+    proc.send_signal(signal.SIGINT)  # KeyboardInterrupt leaves the `with` block, which closes the lab
     proc.wait(30)
     assert leftovers(run_id) == NOTHING

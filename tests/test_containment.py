@@ -22,7 +22,7 @@ from lvs_harness.runs import Run
 from support import wait_until
 
 pytestmark = pytest.mark.lab
-RUN_NETNS = re.compile(r"lvsh-[0-9a-f]{6}-")    # a run's namespaces (lvsh-vagrant is libvirt's, shared)
+RUN_NETNS = re.compile(r"lvsh-[0-9a-f]{6}-")  # a run's namespaces (lvsh-vagrant is libvirt's, shared)
 
 
 def hostile_keepalived(mark: str) -> str:
@@ -50,8 +50,10 @@ def hostile_keepalived(mark: str) -> str:
 
 def hostile_vagrantfile(mark: str) -> str:
     # plain Ruby at the top of the file, as a student (or an attacker) could write it
-    return (f'File.write("{mark}-ruby", "x") rescue nil\nsystem("touch {mark}-system")\n'
-            f'`touch {mark}-backticks` rescue nil\n' + reference_vagrantfile().read_text())
+    return (
+        f'File.write("{mark}-ruby", "x") rescue nil\nsystem("touch {mark}-system")\n'
+        f'`touch {mark}-backticks` rescue nil\n' + reference_vagrantfile().read_text()
+    )
 
 
 @pytest.fixture
@@ -73,8 +75,11 @@ def test_uml_runs_submission_code_inside_the_guest_only(tmp_path, mark):
     with start_lab(LabConfig(backend="uml", vagrantfile=vf, files=files)) as lab:
         b1 = lab.hosts["balancer1"]
         # the scripts did run: in balancer1, inside the guest
-        wait_until(lambda: b1.run(f"test -e {mark}-notify && test -e {mark}-check").ok, timeout=20,
-                   what="keepalived's notify_master and vrrp_script ran in balancer1")
+        wait_until(
+            lambda: b1.run(f"test -e {mark}-notify && test -e {mark}-check").ok,
+            timeout=20,
+            what="keepalived's notify_master and vrrp_script ran in balancer1",
+        )
         assert host_files(mark) == [], "a submission's command created a file on the grading host"
     assert host_files(mark) == []
 
@@ -90,8 +95,11 @@ def test_netns_refuses_keepalived_scripts_without_allow_scripts(mark):
     assert f"balancer1: script \"/bin/sh -c 'touch {mark}-check'\"" in text
     assert {r.id for r in Run.all()} == before, "a refused lab left a run behind"
     if os.path.isdir("/run/netns"):
-        assert [n for n in os.listdir("/run/netns") if RUN_NETNS.match(n)
-                and not any(n.startswith(f"lvsh-{r}-") for r in before)] == []
+        assert [
+            n
+            for n in os.listdir("/run/netns")
+            if RUN_NETNS.match(n) and not any(n.startswith(f"lvsh-{r}-") for r in before)
+        ] == []
     assert host_files(mark) == []
 
 
@@ -106,6 +114,6 @@ def test_netns_refuses_a_submissions_vagrantfile_code(tmp_path, mark):
 def test_netns_evaluates_vagrantfile_code_in_a_sandbox(tmp_path, mark):
     vf = tmp_path / "Vagrantfile"
     vf.write_text(hostile_vagrantfile(mark))
-    topology = load_topology(vf, sandbox_run)       # what the netns lab does with --allow-scripts
+    topology = load_topology(vf, sandbox_run)  # what the netns lab does with --allow-scripts
     assert "balancer1" in topology.names
     assert host_files(mark) == []

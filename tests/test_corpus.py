@@ -21,8 +21,8 @@ REAL_EXPECTED = tomllib.loads((REAL / "expected.toml").read_text()) if (REAL / "
 def test_expectations_cover_the_corpus():
     assert sorted(EXPECTED) == sorted(p.stem for p in corpus())
     assert len(EXPECTED) >= 12
-    assert sum(not e["failed"] for e in EXPECTED.values()) >= 6      # correct variants
-    assert sum(bool(e["failed"]) for e in EXPECTED.values()) >= 6    # broken ones
+    assert sum(not e["failed"] for e in EXPECTED.values()) >= 6  # correct variants
+    assert sum(bool(e["failed"]) for e in EXPECTED.values()) >= 6  # broken ones
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -31,8 +31,9 @@ def test_every_verdict_is_as_expected(graded, name):
     assert entry is not None, graded["proc"].stdout[-2000:] + graded["proc"].stderr[-2000:]
     assert entry["outcome"] == "graded", entry["reason"]
     assert verdict_differences(entry, EXPECTED[name]["failed"]) == []
-    assert entry["score"] == entry["max_score"] - sum(c["max_score"] for c in entry["checks"]
-                                                      if c["id"] in EXPECTED[name]["failed"])
+    assert entry["score"] == entry["max_score"] - sum(
+        c["max_score"] for c in entry["checks"] if c["id"] in EXPECTED[name]["failed"]
+    )
 
 
 def test_configs_only_gets_its_ipvs_service_built_to_fit_and_says_so(graded):
@@ -57,7 +58,7 @@ def test_real_answers_are_judged_as_a_careful_grader_judges_them(graded, name):
 
 def test_nat_expectations_cover_its_corpus():
     assert sorted(NAT_EXPECTED) == sorted(p.stem for p in corpus(NAT_CORPUS))
-    assert sum(bool(e["failed"]) for e in NAT_EXPECTED.values()) >= 4      # a write-up for each broken kind
+    assert sum(bool(e["failed"]) for e in NAT_EXPECTED.values()) >= 4  # a write-up for each broken kind
 
 
 def test_nat_example_scores_full_marks_with_its_charts(graded_nat):

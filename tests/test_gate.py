@@ -13,7 +13,7 @@ STAT = "cpu  2184827 701 1841535 3583290 3580 0 8140 34331 0 0\ncpu0 1092413 350
 
 def test_cpu_times_reads_idle_and_total_jiffies():
     assert cpu_times(STAT) == (3583290 + 3580, 2184827 + 701 + 1841535 + 3583290 + 3580 + 0 + 8140 + 34331)
-    assert cpu_times("cpu  10 0 10 80\n") == (80, 100)      # an old kernel's four fields
+    assert cpu_times("cpu  10 0 10 80\n") == (80, 100)  # an old kernel's four fields
 
 
 def ticking(idle_share: list[float]):
@@ -24,6 +24,7 @@ def ticking(idle_share: list[float]):
         state["idle"] += int(100 * idle_share[0])
         state["total"] += 100
         return f"cpu  {state['total'] - state['idle']} 0 0 {state['idle']} 0 0 0 0 0 0\n"
+
     return read
 
 
@@ -33,9 +34,9 @@ def test_a_busy_machine_holds_the_next_lab_back_until_it_has_room():
     admitted = threading.Event()
     t = threading.Thread(target=lambda: (gate.admit(running=lambda: 2), admitted.set()))
     t.start()
-    assert not admitted.wait(0.3)           # 10 % idle: held back
+    assert not admitted.wait(0.3)  # 10 % idle: held back
     share[0] = 0.5
-    assert admitted.wait(2)                 # 50 % idle: it starts
+    assert admitted.wait(2)  # 50 % idle: it starts
     t.join()
     assert gate.waited >= 0.3
 
@@ -48,6 +49,7 @@ def test_nothing_running_or_stopping_or_unreadable_never_waits():
 
     def unreadable():
         raise OSError("no /proc")
+
     CpuGate(window=0.01, read=unreadable).admit(running=lambda: 3)
     assert time.monotonic() - t0 < 0.5
 
@@ -55,7 +57,7 @@ def test_nothing_running_or_stopping_or_unreadable_never_waits():
 def test_a_machine_kept_busy_by_others_holds_a_start_back_at_most_max_wait():
     gate = CpuGate(idle_needed=0.3, window=0.01, read=ticking([0.0]), max_wait=0.3)
     t0 = time.monotonic()
-    gate.admit(running=lambda: 1)           # the machine never idles, one idle lab of ours runs
+    gate.admit(running=lambda: 1)  # the machine never idles, one idle lab of ours runs
     assert 0.3 <= time.monotonic() - t0 < 1.0 and gate.forced == 1
     assert gate.summary() == "CPU gate: starts held back 0 s in all; 1 let through after 0 s with the CPU still busy"
 
@@ -64,6 +66,7 @@ def test_a_runs_time_budget_follows_from_its_pack_and_lab(monkeypatch):
     """Bring-up and the pack's measured checks, 4× for a slow machine, plus the provisioning budget."""
     from lvs_harness.grading import job_timeout
     from lvs_harness.packs import load_pack
+
     monkeypatch.setenv("LVS_HARNESS_PROVISION_BUDGET", "100")
     hw38 = load_pack("hw38")
     assert job_timeout(hw38, "uml", None) == 4 * (12 + hw38.check_seconds[0]) + 100

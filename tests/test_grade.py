@@ -24,7 +24,7 @@ from lvs_harness.submission import load_submission
 from conftest import HOSTILE, PROVISION_BUDGET, REAL, SECRET, WRITEUP, corpus
 
 pytestmark = pytest.mark.lab
-RUN_NETNS = re.compile(r"lvsh-[0-9a-f]{6}-")    # a run's namespaces (lvsh-vagrant is libvirt's, shared)
+RUN_NETNS = re.compile(r"lvsh-[0-9a-f]{6}-")  # a run's namespaces (lvsh-vagrant is libvirt's, shared)
 
 
 def marked_processes(ignore: set[str]) -> list[tuple[int, str]]:
@@ -48,10 +48,22 @@ def checks(entry) -> dict:
 def test_batch_exits_zero_and_books_every_submission(graded):
     proc = graded["proc"]
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    assert list(graded["by_name"]) == ["example-submission", "hw38-writeup", *(p.stem for p in corpus(REAL)),
-                                       *(p.stem for p in corpus()), *(p.stem for p in corpus(HOSTILE)), "nocode",
-                                       "nohost", "rubysyntax", "huge", "images", "binary", "emptydir", "crasher",
-                                       "leaky"]
+    assert list(graded["by_name"]) == [
+        "example-submission",
+        "hw38-writeup",
+        *(p.stem for p in corpus(REAL)),
+        *(p.stem for p in corpus()),
+        *(p.stem for p in corpus(HOSTILE)),
+        "nocode",
+        "nohost",
+        "rubysyntax",
+        "huge",
+        "images",
+        "binary",
+        "emptydir",
+        "crasher",
+        "leaky",
+    ]
     assert "reports: reports/index.html" in proc.stdout
     for entry in graded["by_name"].values():
         assert len(entry["checks"]) == 13 and entry["max_score"] == 24
@@ -66,7 +78,8 @@ def test_batch_exits_zero_and_books_every_submission(graded):
     book = json.loads((graded["out"] / "gradebook.json").read_text())
     assert {(p["a"], p["b"]) for p in book["similar"]} == {
         ("04-grigoriyazatyan-inline-backtick-configs", "13-omegam-balancers-chk-nginx"),
-        ("broken-wrr-weights", "correct-rr-weights")}
+        ("broken-wrr-weights", "correct-rr-weights"),
+    }
     assert "<h2>Similar work</h2>" in index and "<b>broken-wrr-weights</b> and <b>correct-rr-weights</b>" in index
 
 
@@ -74,24 +87,40 @@ def test_failed_checks_say_why_from_the_live_lab(graded):
     """A failed check's reason starts with its diagnosis (tests/test_diagnosis.py): the first broken
     link, observed on the lab, and its fix; a passing run looks for none."""
     by = graded["by_name"]
-    assert re.search(r"balancer1 and balancer2 are both MASTER: they announce virtual_router_id 5[12] and 5[12], so "
-                     r"neither hears the other", checks(by["broken-split-brain"])["vip_on_master"]["reason"])
+    assert re.search(
+        r"balancer1 and balancer2 are both MASTER: they announce virtual_router_id 5[12] and 5[12], so "
+        r"neither hears the other",
+        checks(by["broken-split-brain"])["vip_on_master"]["reason"],
+    )
     assert checks(by["broken-no-ipvs-on-backup"])["failover"]["reason"].startswith(
-        "balancer2 holds the VIP 172.28.128.200 but has no IPVS service for 172.28.128.200:80")
-    assert "the service is persistent (persistence_timeout 5), so one client always reaches the same real" in \
-        checks(by["01-dokdev-linked-configs-192.168.17"])["traffic_via_vip"]["reason"]
+        "balancer2 holds the VIP 172.28.128.200 but has no IPVS service for 172.28.128.200:80"
+    )
+    assert (
+        "the service is persistent (persistence_timeout 5), so one client always reaches the same real"
+        in checks(by["01-dokdev-linked-configs-192.168.17"])["traffic_via_vip"]["reason"]
+    )
     for name in ("example-submission", "hw38-writeup"):
         assert not [c["id"] for c in by[name]["checks"] if any(k.startswith("diagnosis") for k in c["measured"])]
     # every failed check of the self-test corpus has one, but those whose own reason is the cause
     # (keepalived's messages; priorities or a scheduler read from the configuration)
-    undiagnosed = {(p.stem, c["id"]) for p in corpus() for c in by[p.stem]["checks"]
-                   if c["status"] == "failed" and not c["reason"].startswith("not run") and "diagnosis" not in c["measured"]}
-    assert undiagnosed == {("broken-config-syntax", "config_valid"), ("broken-equal-priorities-inline", "vip_on_master"),
-                           ("broken-wrr-weights", "ipvs_service")}
+    undiagnosed = {
+        (p.stem, c["id"])
+        for p in corpus()
+        for c in by[p.stem]["checks"]
+        if c["status"] == "failed" and not c["reason"].startswith("not run") and "diagnosis" not in c["measured"]
+    }
+    assert undiagnosed == {
+        ("broken-config-syntax", "config_valid"),
+        ("broken-equal-priorities-inline", "vip_on_master"),
+        ("broken-wrr-weights", "ipvs_service"),
+    }
 
 
-PYTEST_TEXT = re.compile(r"^assert |^\s*\+\s+where |object at 0x|Counter\(|<generator|Full diff|Left contains|"
-                         r"Request\(|\[\]|\{\}|\{'[^']*': |\[\('|\['[^']*', '|\{\d+: |\{None: ", re.M)    # dict/list reprs
+PYTEST_TEXT = re.compile(
+    r"^assert |^\s*\+\s+where |object at 0x|Counter\(|<generator|Full diff|Left contains|"
+    r"Request\(|\[\]|\{\}|\{'[^']*': |\[\('|\['[^']*', '|\{\d+: |\{None: ",
+    re.M,
+)  # dict/list reprs
 
 
 @pytest.mark.parametrize("batch", ["graded", "graded_nat"])
@@ -99,8 +128,12 @@ def test_reasons_are_sentences_not_pytests_text(batch, request):
     """A check's reason is the check's own words: no assertion rewriting, object reprs or raw
     dict/list reprs (the staff report keeps pytest's text in its log)."""
     book = request.getfixturevalue(batch)
-    found = [(name, c["id"], c["reason"][:300]) for name, e in book["by_name"].items() for c in e["checks"]
-             if PYTEST_TEXT.search(c["reason"])]
+    found = [
+        (name, c["id"], c["reason"][:300])
+        for name, e in book["by_name"].items()
+        for c in e["checks"]
+        if PYTEST_TEXT.search(c["reason"])
+    ]
     assert found == []
 
 
@@ -108,22 +141,28 @@ def test_good_submissions_score_full_marks(graded):
     for name in ("example-submission", "hw38-writeup"):
         entry = graded["by_name"][name]
         assert (entry["outcome"], entry["score"]) == ("graded", 24), [
-            (c["id"], c["status"], c["reason"]) for c in entry["checks"] if c["status"] != "passed"]
+            (c["id"], c["status"], c["reason"]) for c in entry["checks"] if c["status"] != "passed"
+        ]
         assert entry["backend"] == "uml" and entry["timing"] == "fast"
     parts = {p["part"]: p for p in graded["by_name"]["example-submission"]["parts"]}
     assert parts["balancer2 keepalived.conf"]["student"]
-    assert "removed the shell prompt line 'root@balancer2:/home/vagrant# cat /etc/keepalived/keepalived.conf'" in \
-        parts["balancer2 keepalived.conf"]["notes"]
+    assert (
+        "removed the shell prompt line 'root@balancer2:/home/vagrant# cat /etc/keepalived/keepalived.conf'"
+        in parts["balancer2 keepalived.conf"]["notes"]
+    )
 
 
-@pytest.mark.parametrize("name, words", [
-    ("nocode", "has no code blocks"),
-    ("nohost", "raise no virtual address (no virtual_ipaddress)"),
-    ("emptydir", "is empty"),
-    ("binary", "is a binary file"),
-    ("huge", "over the 1000000-byte limit"),
-    ("rubysyntax", "rubysyntax.md, block 1 ('Vagrantfile:') line 34: SyntaxError"),
-])
+@pytest.mark.parametrize(
+    "name, words",
+    [
+        ("nocode", "has no code blocks"),
+        ("nohost", "raise no virtual address (no virtual_ipaddress)"),
+        ("emptydir", "is empty"),
+        ("binary", "is a binary file"),
+        ("huge", "over the 1000000-byte limit"),
+        ("rubysyntax", "rubysyntax.md, block 1 ('Vagrantfile:') line 34: SyntaxError"),
+    ],
+)
 def test_bad_input_is_refused_with_the_problem_named(graded, name, words):
     entry = graded["by_name"][name]
     assert entry["outcome"] == "refused" and entry["score"] == 0
@@ -151,7 +190,7 @@ def test_hostile_work_ends_in_bounded_time_with_its_outcome_and_owner(graded, na
     expected.toml gives; what a graded one did in one host left every other check as it was."""
     want, entry = HOSTILE_EXPECTED[name], graded["by_name"][name]
     assert entry["outcome"] == want["outcome"], entry["reason"]
-    assert len(entry.get("attempts", [])) <= 1          # never graded again as the machine's fault
+    assert len(entry.get("attempts", [])) <= 1  # never graded again as the machine's fault
     assert entry["duration"] < float(PROVISION_BUDGET) + 120
     if want["outcome"] == "graded":
         assert listed_differences(entry, want) == []
@@ -162,8 +201,11 @@ def test_hostile_work_ends_in_bounded_time_with_its_outcome_and_owner(graded, na
 def test_a_provisioner_that_never_ends_costs_its_budget_once_and_is_the_students(graded):
     entry = graded["by_name"]["hang"]
     assert (entry["outcome"], entry["score"]) == ("submission-fault", 0), entry["reason"]
-    assert "client's provisioner hang" in entry["reason"] and "was still running when the lab's provisioning " \
-        f"budget of {PROVISION_BUDGET} s ran out" in entry["reason"] and "'waiting'" in entry["reason"], entry["reason"]
+    assert (
+        "client's provisioner hang" in entry["reason"]
+        and f"was still running when the lab's provisioning budget of {PROVISION_BUDGET} s ran out" in entry["reason"]
+        and "'waiting'" in entry["reason"]
+    ), entry["reason"]
 
 
 def test_hostile_output_reaches_no_output_whole(graded):
@@ -185,8 +227,10 @@ def test_a_file_of_the_grading_machine_behind_a_symlink_is_never_read(graded):
     """The planted secret appears in no output: reports, results, gradebook, exports, logs."""
     entry = graded["by_name"]["leaky"]
     assert entry["outcome"] == "refused" and entry["score"] == 0
-    assert "keepalived/balancer1.conf in the submission cannot be read: it leads outside the submission folder" \
-        in entry["reason"], entry["reason"]
+    assert (
+        "keepalived/balancer1.conf in the submission cannot be read: it leads outside the submission folder"
+        in entry["reason"]
+    ), entry["reason"]
     leaks = [p for p in graded["out"].rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
     assert leaks == [] and SECRET not in graded["proc"].stdout + graded["proc"].stderr
 
@@ -197,23 +241,42 @@ def test_a_lab_crashed_by_its_submission_is_recorded_as_such(graded):
     assert entry["reason"].startswith("during check vip_by_keepalived: the lab's guest has stopped"), entry["reason"]
     by_id = checks(entry)
     assert [by_id[k]["status"] for k in ("config_valid", "directors_separate", "vip_on_master")] == ["passed"] * 3
-    assert all(c["status"] == "error" for k, c in by_id.items()
-               if k not in ("config_valid", "directors_separate", "vip_on_master"))
+    assert all(
+        c["status"] == "error"
+        for k, c in by_id.items()
+        if k not in ("config_valid", "directors_separate", "vip_on_master")
+    )
     assert entry["score"] == 4
 
 
 def test_nothing_is_left_running(graded):
     assert {r.id for r in Run.all()} <= graded["runs_before"]
-    assert marked_processes(ignore=graded["runs_before"]) == []    # (a session's lab may be up meanwhile)
+    assert marked_processes(ignore=graded["runs_before"]) == []  # (a session's lab may be up meanwhile)
     if os.path.isdir("/run/netns"):
-        assert [n for n in os.listdir("/run/netns") if RUN_NETNS.match(n)
-                and not any(n.startswith(f"lvsh-{r}-") for r in graded["runs_before"])] == []
+        assert [
+            n
+            for n in os.listdir("/run/netns")
+            if RUN_NETNS.match(n) and not any(n.startswith(f"lvsh-{r}-") for r in graded["runs_before"])
+        ] == []
     assert not [p for p in graded["out"].iterdir() if p.name.startswith(".") and p.name != ".lvs-harness-reports"]
 
 
-CHROMIUM = ["unshare", "--net", "--", "chromium", "--headless", "--no-sandbox", "--disable-gpu",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
-            "--hide-scrollbars", "--run-all-compositor-stages-before-draw", "--virtual-time-budget=5000"]
+CHROMIUM = [
+    "unshare",
+    "--net",
+    "--",
+    "chromium",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--hide-scrollbars",
+    "--run-all-compositor-stages-before-draw",
+    "--virtual-time-budget=5000",
+]
 
 
 def test_report_renders_with_visible_charts_in_headless_chromium(graded, tmp_path):
@@ -223,23 +286,30 @@ def test_report_renders_with_visible_charts_in_headless_chromium(graded, tmp_pat
     if not shutil.which("chromium"):
         pytest.fail("chromium is not installed; run install.sh")
     from PIL import Image
+
     report = graded["out"] / "example-submission" / "report.html"
     dom = subprocess.run([*CHROMIUM, "--dump-dom", report.as_uri()], capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-2000:]
-    assert "test_hw38.py::test_failover" in dom.stdout          # rows the page's script built
+    assert "test_hw38.py::test_failover" in dom.stdout  # rows the page's script built
     for kind in ("bars", "timeline", "lines"):
         assert f'class="lvsh-chart lvsh-{kind}"' in dom.stdout
     png = tmp_path / "report.png"
-    shot = subprocess.run([*CHROMIUM, "--window-size=1280,3200", f"--screenshot={png}", report.as_uri()],
-                          capture_output=True, text=True, timeout=120)
+    shot = subprocess.run(
+        [*CHROMIUM, "--window-size=1280,3200", f"--screenshot={png}", report.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert shot.returncode == 0 and png.is_file(), shot.stderr[-2000:]
     colours = Image.open(png).convert("RGB").getcolors(maxcolors=1 << 20)
     count = {rgb: n for n, rgb in colours}
 
     def pixels(hex_colour: str) -> int:
-        return count.get(tuple(int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)), 0)
-    assert pixels(charts.PALETTE[0]) > 20_000 and pixels(charts.PALETTE[1]) > 20_000, \
+        return count.get(tuple(int(hex_colour[i : i + 2], 16) for i in (1, 3, 5)), 0)
+
+    assert pixels(charts.PALETTE[0]) > 20_000 and pixels(charts.PALETTE[1]) > 20_000, (
         "the bar and timeline charts are not painted"
+    )
     assert pixels(charts.OK) > 100, "the client probes lane is not painted"
 
 
@@ -247,10 +317,25 @@ def test_netns_grading_refuses_scripts_with_the_reason_in_the_report(tmp_path):
     sub = tmp_path / "scripted" / "keepalived"
     sub.mkdir(parents=True)
     text = load_submission(WRITEUP).keepalived["balancer1"].text
-    (sub / "balancer1.conf").write_text(text.replace("    advert_int 1\n",
-                                                     "    advert_int 1\n    notify_master /usr/local/bin/hello.sh\n"))
-    proc = subprocess.run([sys.executable, "-m", "lvs_harness.cli", "grade", str(sub.parent), "--lab", "netns",
-                           "--out", str(tmp_path / "reports")], capture_output=True, text=True, timeout=300)
+    (sub / "balancer1.conf").write_text(
+        text.replace("    advert_int 1\n", "    advert_int 1\n    notify_master /usr/local/bin/hello.sh\n")
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lvs_harness.cli",
+            "grade",
+            str(sub.parent),
+            "--lab",
+            "netns",
+            "--out",
+            str(tmp_path / "reports"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     entry = json.loads((tmp_path / "reports" / "gradebook.json").read_text())["submissions"][0]
     assert entry["outcome"] == "refused"
@@ -265,6 +350,7 @@ def test_a_run_that_ends_in_error_is_graded_again_in_a_fresh_lab(tmp_path):
     the student's: grade runs it again in a fresh lab, and the gradebook and the index show
     both attempts, each with its own run."""
     from lvs_harness.grading import Grader, prepare_out
+
     lines = []
     prepare_out(tmp_path / "reports")
     grader = Grader(tmp_path / "reports", backend="uml", jobs=1, retries=1, timeout=25, progress=lines.append)
@@ -272,29 +358,49 @@ def test_a_run_that_ends_in_error_is_graded_again_in_a_fresh_lab(tmp_path):
     assert entry["outcome"] == "harness-failed"
     assert [a["attempt"] for a in entry["attempts"]] == [1, 2]
     assert all(a["outcome"] == "harness-failed" for a in entry["attempts"]), entry["attempts"]
-    assert any("attempt 1 ended in error (harness-failed" in line and "grading it again in a fresh lab" in line
-               for line in lines), lines
+    assert any(
+        "attempt 1 ended in error (harness-failed" in line and "grading it again in a fresh lab" in line
+        for line in lines
+    ), lines
     # the runs' structured events (report.emit) are relayed: each attempt's lab came up
     assert sum(": lab " in line and " is up (" in line for line in lines) == 2, lines
     book = json.loads((tmp_path / "reports" / "gradebook.json").read_text())
     assert len(book["submissions"][0]["attempts"]) == 2
     rows = list(csv.DictReader((tmp_path / "reports" / "gradebook.csv").open()))
-    assert re.fullmatch(r"1: harness-failed \d+/24(, error in .*)?; 2: harness-failed \d+/24(, error in .*)?",
-                        rows[0]["attempts"]), rows[0]["attempts"]
+    assert re.fullmatch(
+        r"1: harness-failed \d+/24(, error in .*)?; 2: harness-failed \d+/24(, error in .*)?", rows[0]["attempts"]
+    ), rows[0]["attempts"]
     assert "<td title='1: harness-failed" in (tmp_path / "reports" / "index.html").read_text()
-    assert not [p for p in (tmp_path / "reports").iterdir() if p.name.startswith(".") and p.name != ".lvs-harness-reports"]
+    assert not [
+        p for p in (tmp_path / "reports").iterdir() if p.name.startswith(".") and p.name != ".lvs-harness-reports"
+    ]
 
 
 def test_errors_are_retried_and_flagged_failures_are_not():
     from lvs_harness.grading import index_html, retry_reason
+
     check = {"id": "failover", "title": "", "score": 0, "max_score": 3, "measured": {}}
     failed = {"outcome": "graded", "reason": "", "checks": [{**check, "status": "failed", "reason": "owners []"}]}
-    errored = {"outcome": "graded", "reason": "", "checks": [{**check, "status": "error",
-                                                              "reason": "could not observe …"}]}
+    errored = {
+        "outcome": "graded",
+        "reason": "",
+        "checks": [{**check, "status": "error", "reason": "could not observe …"}],
+    }
     assert retry_reason(failed) is None
     assert retry_reason(errored).startswith("1 check(s) in error, first failover")
-    assert retry_reason({**errored, "outcome": "lab-crashed"}) is None       # the submission's own doing
+    assert retry_reason({**errored, "outcome": "lab-crashed"}) is None  # the submission's own doing
     assert retry_reason({**errored, "outcome": "refused"}) is None
-    page = index_html([{**errored, "submission": "alice", "report": "alice/report.html", "score": 0, "max_score": 3,
-                        "duration": 1.0}], [{"id": "failover", "title": "", "points": 3}])
+    page = index_html(
+        [
+            {
+                **errored,
+                "submission": "alice",
+                "report": "alice/report.html",
+                "score": 0,
+                "max_score": 3,
+                "duration": 1.0,
+            }
+        ],
+        [{"id": "failover", "title": "", "points": 3}],
+    )
     assert "1 submission(s) have checks that could not be judged" in page and "⚠ 1 in error" in page

@@ -159,12 +159,49 @@ def test_a_pack_written_from_scratch_grades_a_submission(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(packs), os.environ.get("PYTHONPATH")]))}
     # its checks on its own reference lab, from pytest (the pack is found from the suite being run),
     # side by side with grading two write-ups with it
-    ref = subprocess.Popen([sys.executable, "-m", "pytest", "--pyargs", "tinylab", "--lab", "uml", "-p",
-                            "no:cacheprovider", "-q", f"--results-json={tmp_path / 'ref.json'}"], cwd=tmp_path, env=env,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    proc = subprocess.run([sys.executable, "-m", "lvs_harness.cli", "grade", "--pack", "tinylab", "alice.md", "bob.md",
-                           "--lab", "uml", "-j", "2", "--out", "reports"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=900)
+    ref = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--pyargs",
+            "tinylab",
+            "--lab",
+            "uml",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            f"--results-json={tmp_path / 'ref.json'}",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lvs_harness.cli",
+            "grade",
+            "--pack",
+            "tinylab",
+            "alice.md",
+            "bob.md",
+            "--lab",
+            "uml",
+            "-j",
+            "2",
+            "--out",
+            "reports",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     ref_out = ref.communicate(timeout=600)[0]
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     book = json.loads((tmp_path / "reports" / "gradebook.json").read_text())
@@ -191,13 +228,21 @@ def test_packs_lists_a_pack_and_refuses_bad_ones_in_one_sentence(tmp_path):
         (packs / name).mkdir()
         (packs / name / "__init__.py").write_text(textwrap.dedent(text))
         (packs / name / "Vagrantfile").write_text(VAGRANTFILE)
-    (packs / "twice" / "test_twice.py").write_text(textwrap.dedent(SUITE) + textwrap.dedent(SUITE).replace(
-        "def test_answers", "def test_answers_again"))
+    (packs / "twice" / "test_twice.py").write_text(
+        textwrap.dedent(SUITE) + textwrap.dedent(SUITE).replace("def test_answers", "def test_answers_again")
+    )
     env = {**os.environ, "PYTHONPATH": str(packs)}
 
     def grade(pack: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "lvs_harness.cli", "grade", "--pack", pack, "x.md",
-                               "--out", "reports"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "lvs_harness.cli", "grade", "--pack", pack, "x.md", "--out", "reports"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
     (tmp_path / "x.md").write_text(WRITEUP)
     expected = {
         "nosuchpack": "no pack named 'nosuchpack'; installed packs: hw38, lvs-nat",
@@ -209,6 +254,6 @@ def test_packs_lists_a_pack_and_refuses_bad_ones_in_one_sentence(tmp_path):
         res = grade(pack)
         assert res.returncode == 2 and words in res.stderr, (pack, res.stderr)
         assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
-    assert not (tmp_path / "reports").exists()        # refused before anything was written
+    assert not (tmp_path / "reports").exists()  # refused before anything was written
     listed = subprocess.run([sys.executable, "-m", "lvs_harness.cli", "packs"], capture_output=True, text=True, env=env)
     assert listed.returncode == 0 and "hw38" in listed.stdout and "lvs-nat" in listed.stdout, listed.stdout

@@ -14,14 +14,15 @@ pytestmark = pytest.mark.lab
 
 
 def cli(*args, input=None):
-    return subprocess.run([sys.executable, "-m", "lvs_harness.cli", *args], input=input, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "lvs_harness.cli", *args], input=input, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_kept_lab_outlives_its_starter_and_goes_down_on_request(lab_config):
     lab = start_lab(LabConfig(backend=lab_config.backend, keep=True, progress=lambda m: None), provision=False)
     run_id = lab.run_id
-    lab.close()                                   # kept: still up, held by its keeper
+    lab.close()  # kept: still up, held by its keeper
     run = Run.load(run_id)
     assert run.owner_alive()
     status = cli("status")

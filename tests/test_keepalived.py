@@ -54,9 +54,11 @@ virtual_server group WEB {
 
 
 def test_params_conditionals_includes_and_comments():
-    text = ("$VIP=10.77.0.100\n@lb1 $PRIO=150\n@^lb1 $PRIO=100\ninclude extra.conf\n"
-            "vrrp_instance VI_1 {  # the instance\n    priority $PRIO\n    notify \"/bin/echo a#b!c\"\n"
-            "    virtual_ipaddress {\n        ${VIP}/24\n    }\n}\n")
+    text = (
+        "$VIP=10.77.0.100\n@lb1 $PRIO=150\n@^lb1 $PRIO=100\ninclude extra.conf\n"
+        "vrrp_instance VI_1 {  # the instance\n    priority $PRIO\n    notify \"/bin/echo a#b!c\"\n"
+        "    virtual_ipaddress {\n        ${VIP}/24\n    }\n}\n"
+    )
     assert parse_config(text, "lb1").instances[0].priority == 150
     assert parse_config(text, "lb2").instances[0].priority == 100
     assert parse_config(text).instances[0].vips == ["10.77.0.100"]
@@ -66,16 +68,19 @@ def test_params_conditionals_includes_and_comments():
 
 
 def test_old_keywords_and_what_keepalived_reads_from_odd_values():
-    conf = parse_config(INSTANCE.replace("priority 150", "priority 100 / 50") +
-                        "virtual_server 10.77.0.100 80 {\n lvs_sched rr\n lvs_method DR\n"
-                        " real_server 10.77.0.31 80 {\n }\n}\n")
-    assert conf.instances[0].priority == 100                       # keepalived reads "100 / 50" as 100
+    conf = parse_config(
+        INSTANCE.replace("priority 150", "priority 100 / 50")
+        + "virtual_server 10.77.0.100 80 {\n lvs_sched rr\n lvs_method DR\n"
+        " real_server 10.77.0.31 80 {\n }\n}\n"
+    )
+    assert conf.instances[0].priority == 100  # keepalived reads "100 / 50" as 100
     assert (conf.virtual_servers[0].lb_algo, conf.virtual_servers[0].lb_kind) == ("rr", "DR")
 
 
 def test_a_virtual_server_without_its_brace_does_not_crash_the_parser():
-    conf = parse_config(INSTANCE + "virtual_server 10.77.0.100 80\n    lb_algo rr\n    real_server 10.77.0.31 80 {\n"
-                                   "    }\n}\n")
+    conf = parse_config(
+        INSTANCE + "virtual_server 10.77.0.100 80\n    lb_algo rr\n    real_server 10.77.0.31 80 {\n    }\n}\n"
+    )
     assert conf.instances[0].vips == ["10.77.0.100"]
 
 
@@ -84,21 +89,37 @@ def keepalived_says(tmp_path, text: str) -> tuple[int, str]:
         pytest.skip("keepalived is not installed here (install.sh installs it)")
     conf = tmp_path / "keepalived.conf"
     conf.write_text(text)
-    r = subprocess.run(["unshare", "--net", "--", "sh", "-c",
-                        f"ip link add eth1 type veth peer name eth1p && keepalived --config-test -f {conf}"],
-                       capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        [
+            "unshare",
+            "--net",
+            "--",
+            "sh",
+            "-c",
+            f"ip link add eth1 type veth peer name eth1p && keepalived --config-test -f {conf}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     return r.returncode, r.stdout + r.stderr
 
 
-@pytest.mark.parametrize("change, kind, words", [
-    ("", None, None),
-    ("    authentication {\n        auth_type PASS\n        auth_pass netology_secret\n    }\n", "warning",
-     "Truncating auth_pass to 8 characters"),
-    ("    track_script {\n        chk\n    }\n", "error", "track script chk not found"),
-    ("    lvs_sync_daemon_interface eth1\n", "warning", "deprecated"),
-    ("    foo_bar 1\n", "warning", "Unknown keyword 'foo_bar'"),
-    ("    virtual_ipaddress {\n", "error", "missing '}'"),
-])
+@pytest.mark.parametrize(
+    "change, kind, words",
+    [
+        ("", None, None),
+        (
+            "    authentication {\n        auth_type PASS\n        auth_pass netology_secret\n    }\n",
+            "warning",
+            "Truncating auth_pass to 8 characters",
+        ),
+        ("    track_script {\n        chk\n    }\n", "error", "track script chk not found"),
+        ("    lvs_sync_daemon_interface eth1\n", "warning", "deprecated"),
+        ("    foo_bar 1\n", "warning", "Unknown keyword 'foo_bar'"),
+        ("    virtual_ipaddress {\n", "error", "missing '}'"),
+    ],
+)
 def test_config_valid_reads_what_keepalived_says(tmp_path, change, kind, words):
     text = INSTANCE.replace("    advert_int 1\n", "    advert_int 1\n" + change)
     rc, out = keepalived_says(tmp_path, text)
@@ -113,13 +134,16 @@ def test_config_valid_reads_what_keepalived_says(tmp_path, change, kind, words):
 
 def test_scripts_without_script_security_are_a_warning(tmp_path):
     text = "vrrp_script chk {\n    script \"/bin/true\"\n}\n" + INSTANCE.replace(
-        "    advert_int 1\n", "    advert_int 1\n    track_script {\n        chk\n    }\n")
+        "    advert_int 1\n", "    advert_int 1\n    track_script {\n        chk\n    }\n"
+    )
     rc, out = keepalived_says(tmp_path, text)
     errors, warnings = config_test_findings(rc, out)
     assert rc != 0 and errors == [] and any("script_security" in w for w in warnings), out
 
 
 def test_an_interface_the_host_lacks_is_an_error(tmp_path):
-    rc, out = keepalived_says(tmp_path, INSTANCE.replace("interface eth1", "interface eth0").replace("dev eth1", "dev eth0"))
+    rc, out = keepalived_says(
+        tmp_path, INSTANCE.replace("interface eth1", "interface eth0").replace("dev eth1", "dev eth0")
+    )
     errors, _ = config_test_findings(rc, out)
     assert any("eth0" in e or "Non-existent interface" in e for e in errors), out

@@ -38,8 +38,13 @@ def holders(lab):
 
 
 def requests_by_real(lab, n=50):
-    out = lab.hosts["client"].check(
-        f"for i in $(seq {n}); do r=$(curl -s -m 3 -w ' %{{http_code}}' http://{VIP}/); echo $r; done", timeout=120).stdout
+    out = (
+        lab.hosts["client"]
+        .check(
+            f"for i in $(seq {n}); do r=$(curl -s -m 3 -w ' %{{http_code}}' http://{VIP}/); echo $r; done", timeout=120
+        )
+        .stdout
+    )
     answers = [line.split() for line in out.splitlines()]
     assert {a[-1] for a in answers} == {"200"}, answers
     return {name: sum(1 for a in answers if a[0] == name) for name in ("server1", "server2")}
@@ -60,8 +65,10 @@ def test_vip_on_balancer1_and_traffic_balanced(example_lab):
         pytest.skip("this lab's kernel has no IPVS")
     wait_until(lambda: holders(example_lab) == ["balancer1"], timeout=15, what="VIP on balancer1")
     table = example_lab.hosts["balancer1"].check("ipvsadm -Ln").stdout
-    assert re.findall(r"->\s+(\S+)\s+(\w+)\s+1\s", table) == [("172.28.128.30:80", "Route"),
-                                                             ("172.28.128.40:80", "Route")]
+    assert re.findall(r"->\s+(\S+)\s+(\w+)\s+1\s", table) == [
+        ("172.28.128.30:80", "Route"),
+        ("172.28.128.40:80", "Route"),
+    ]
     assert requests_by_real(example_lab) == {"server1": 25, "server2": 25}
 
 

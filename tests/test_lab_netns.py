@@ -69,8 +69,9 @@ def test_vrrp_failover_and_failback(netns_lab):
     b1 = netns_lab.hosts["balancer1"]
     b1.link_down("eth1")
     try:
-        _, seconds = wait_until(lambda: holders(netns_lab) == ["balancer2"], timeout=10, interval=0.1,
-                                what="VIP on balancer2")
+        _, seconds = wait_until(
+            lambda: holders(netns_lab) == ["balancer2"], timeout=10, interval=0.1, what="VIP on balancer2"
+        )
         assert seconds < 10
     finally:
         b1.link_up("eth1")
@@ -94,8 +95,9 @@ def test_closing_a_netns_lab_leaves_nothing(lab_config):
         lab.hosts["server1"].start("nginx")
         run_id = lab.run_id
         assert f"lvsh-{run_id}-server1" in netns_names()
-        nginx = subprocess.run(["ip", "netns", "pids", f"lvsh-{run_id}-server1"], capture_output=True,
-                               text=True, check=True).stdout.split()
+        nginx = subprocess.run(
+            ["ip", "netns", "pids", f"lvsh-{run_id}-server1"], capture_output=True, text=True, check=True
+        ).stdout.split()
         assert nginx, "nginx runs inside server1's namespace"
     assert f"lvsh-{run_id}" not in netns_names()
     assert [p for p in nginx if is_alive(int(p))] == []

@@ -34,6 +34,7 @@ def test_a_command_past_its_timeout_is_a_harness_error_and_leaves_nothing(hosts)
     """A command killed at its timeout is CommandTimeout (graded as an error, never as a lab that
     misbehaved), and what it started is gone."""
     from lvs_harness.errors import CommandTimeout, LabError
+
     client = hosts["client"]
     with pytest.raises(CommandTimeout) as caught:
         client.run("sleep 30 & sleep 31; true", timeout=1)
@@ -53,8 +54,9 @@ def test_each_host_is_its_own_machine(hosts):
 
 
 def test_vip_ends_up_on_balancer1(directors):
-    holders, seconds = wait_until(lambda: vip_holders(directors) == ["balancer1"] and ["balancer1"],
-                                  timeout=15, what="VIP on balancer1 only")
+    holders, seconds = wait_until(
+        lambda: vip_holders(directors) == ["balancer1"] and ["balancer1"], timeout=15, what="VIP on balancer1 only"
+    )
     assert holders == ["balancer1"]
     log = directors[0].log("keepalived")
     assert "Entering MASTER STATE" in log
@@ -67,8 +69,11 @@ def test_vip_ends_up_on_balancer1(directors):
 def test_ipvs_routes_to_both_reals_on_balancer1(lab, directors):
     if not lab.ipvs:
         pytest.skip("this lab's kernel has no IPVS")
-    reals, _ = wait_until(lambda: sorted(ipvs_reals(directors[0])) if len(ipvs_reals(directors[0])) == 2 else None,
-                          timeout=15, what="both reals in balancer1's IPVS table (health checks pass)")
+    reals, _ = wait_until(
+        lambda: sorted(ipvs_reals(directors[0])) if len(ipvs_reals(directors[0])) == 2 else None,
+        timeout=15,
+        what="both reals in balancer1's IPVS table (health checks pass)",
+    )
     assert reals == [("172.28.128.30", "Route"), ("172.28.128.40", "Route")]
     assert "TCP  172.28.128.200:80 rr" in directors[0].check("ipvsadm -Ln").stdout
 
@@ -78,8 +83,9 @@ def test_50_requests_to_the_vip_are_answered_by_both_reals(lab, client, director
         pytest.skip("this lab's kernel has no IPVS")
     wait_until(lambda: len(ipvs_reals(directors[0])) == 2, timeout=15, what="both reals in the IPVS table")
     # one line per request: "<page> <status>"; each real's page is its name
-    out = client.check(f"for i in $(seq 50); do r=$(curl -s -m 3 -w ' %{{http_code}}' http://{VIP}/); echo $r; done",
-                       timeout=120).stdout
+    out = client.check(
+        f"for i in $(seq 50); do r=$(curl -s -m 3 -w ' %{{http_code}}' http://{VIP}/); echo $r; done", timeout=120
+    ).stdout
     answers = [line.split() for line in out.splitlines()]
     assert len(answers) == 50 and {code for _, code in answers} == {"200"}
     by_real = {name: sum(1 for n, _ in answers if n == name) for name in ("server1", "server2")}
@@ -101,8 +107,12 @@ def test_link_down_on_balancer1_moves_the_vip_to_balancer2(directors):
     wait_until(lambda: vip_holders(directors) == ["balancer1"], timeout=15, what="VIP on balancer1 before failover")
     b1.link_down("eth1")
     try:
-        _, moved = wait_until(lambda: vip_holders(directors) == ["balancer2"], timeout=10, interval=0.1,
-                              what="VIP on balancer2 after eth1 down on balancer1")
+        _, moved = wait_until(
+            lambda: vip_holders(directors) == ["balancer2"],
+            timeout=10,
+            interval=0.1,
+            what="VIP on balancer2 after eth1 down on balancer1",
+        )
         assert moved < 10
         assert "Entering FAULT STATE" in b1.log("keepalived")
         assert "Entering MASTER STATE" in b2.log("keepalived")

@@ -18,8 +18,10 @@ pytestmark = pytest.mark.lab
 @pytest.fixture(scope="module")
 def guest(lab):
     if lab.NAME != "uml" or not hasattr(lab, "guest"):
-        pytest.skip(f"these checks need the uml lab in this process (this run: {lab.NAME}, "
-                    f"{'kept by a keeper' if not hasattr(lab, 'guest') else 'in process'})")
+        pytest.skip(
+            f"these checks need the uml lab in this process (this run: {lab.NAME}, "
+            f"{'kept by a keeper' if not hasattr(lab, 'guest') else 'in process'})"
+        )
     return lab.guest
 
 
@@ -59,8 +61,9 @@ def test_cached_image_is_never_written(guest):
 def test_large_outputs_cross_the_channel_intact(guest):
     """Regression: without the glibc tunables, qemu-ga replies lost 16-byte runs (ymm upper halves)."""
     for size in (5000, 70000, 400000):
-        r = guest.exec(["sh", "-c", f"head -c {size} /dev/urandom | base64 -w 76 | tee /run/probe | sha256sum"],
-                       None, 60)
+        r = guest.exec(
+            ["sh", "-c", f"head -c {size} /dev/urandom | base64 -w 76 | tee /run/probe | sha256sum"], None, 60
+        )
         data = guest.exec(["cat", "/run/probe"], None, 60).stdout
         assert hashlib.sha256(data.encode()).hexdigest() == r.stdout.split()[0]
     big_input = secrets.token_hex(50000).encode()
@@ -72,11 +75,14 @@ def test_starts_from_a_directory_nobody_can_enter(lab_config, tmp_path):
     """Regression: UML inherited a 0700 cwd and its COW setup failed with EINVAL."""
     import subprocess
     import sys
+
     private = tmp_path / "private"
     private.mkdir(mode=0o700)
-    code = ("from lvs_harness.labs import LabConfig, start_lab\n"
-            "with start_lab(LabConfig(backend='uml', progress=lambda m: None), provision=False) as lab:\n"
-            "    print(lab.hosts['client'].check('hostname').stdout)")
+    code = (
+        "from lvs_harness.labs import LabConfig, start_lab\n"
+        "with start_lab(LabConfig(backend='uml', progress=lambda m: None), provision=False) as lab:\n"
+        "    print(lab.hosts['client'].check('hostname').stdout)"
+    )
     r = subprocess.run([sys.executable, "-c", code], cwd=private, capture_output=True, text=True, timeout=120)
     assert r.stdout.strip() == "client", r.stderr[-2000:]
 
@@ -112,28 +118,35 @@ def test_channel_carries_large_inputs_and_outputs_and_then_more_commands(channel
 
 def test_channel_timeout_kills_the_command_and_its_children(channel_lab):
     from lvs_harness.errors import CommandTimeout
+
     host = channel_lab.hosts["server2"]
     tag = secrets.token_hex(4)
-    n = 10 + secrets.randbelow(90)      # sleep's argument: digits only
+    n = 10 + secrets.randbelow(90)  # sleep's argument: digits only
     with pytest.raises(CommandTimeout) as err:
         host.run(f"sleep 31{n} & sleep 30{n}; echo never", timeout=1)
     assert err.value.result.rc == 124 and err.value.result.duration < 5
     assert host.run(f"pgrep -f 'sleep 3[01]{n}'").stdout == ""
     # a daemon that leaves the command's session stays, as under systemd; a background child holding the
     # output is waited for only briefly
-    assert host.run(f"setsid -f sh -c 'echo $$ > /tmp/{tag}.pid; exec sleep 5' >/dev/null 2>&1; sleep 0.2; "
-                    "echo started").stdout == "started\n"
-    assert host.run(f"kill $(cat /tmp/{tag}.pid)").ok          # it was still running
+    assert (
+        host.run(
+            f"setsid -f sh -c 'echo $$ > /tmp/{tag}.pid; exec sleep 5' >/dev/null 2>&1; sleep 0.2; echo started"
+        ).stdout
+        == "started\n"
+    )
+    assert host.run(f"kill $(cat /tmp/{tag}.pid)").ok  # it was still running
     assert host.run("sleep 3 & echo bg", timeout=10).duration < 2.5
 
 
 def test_channel_runs_commands_side_by_side(channel_lab):
     import threading
+
     hosts = channel_lab.hosts
     results = {}
 
     def one(i):
         results[i] = hosts["client" if i % 2 else "balancer2"].run(f"sleep 0.5; echo {i}; hostname").stdout.split()
+
     threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
     [t.start() for t in threads]
     [t.join() for t in threads]
@@ -149,25 +162,33 @@ def test_without_the_channel_commands_go_through_the_guest_agent(tmp_path):
     """An image without the agent (here: it is looked for elsewhere) costs speed, not the lab: it says so."""
     import subprocess
     import sys
-    code = ("import lvs_harness.labs.image as image\n"
-            "image.AGENT = '/usr/local/lib/lvs-harness/no-such-agent'\n"
-            "from lvs_harness.labs import LabConfig, start_lab\n"
-            "with start_lab(LabConfig(backend='uml', progress=print), provision=False) as lab:\n"
-            "    print('channel', lab.channel)\n"
-            "    print(lab.hosts['client'].check('hostname').stdout)")
+
+    code = (
+        "import lvs_harness.labs.image as image\n"
+        "image.AGENT = '/usr/local/lib/lvs-harness/no-such-agent'\n"
+        "from lvs_harness.labs import LabConfig, start_lab\n"
+        "with start_lab(LabConfig(backend='uml', progress=print), provision=False) as lab:\n"
+        "    print('channel', lab.channel)\n"
+        "    print(lab.hosts['client'].check('hostname').stdout)"
+    )
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert "exited at its start (status 127" in r.stdout and "go through the guest agent instead" in r.stdout, r.stdout
-    assert [line for line in r.stdout.splitlines() if line][-2:] == ["channel None", "client"], r.stdout[-2000:] + r.stderr[-2000:]
+    assert [line for line in r.stdout.splitlines() if line][-2:] == ["channel None", "client"], (
+        r.stdout[-2000:] + r.stderr[-2000:]
+    )
 
 
 def test_plain_commands_run_as_sh_would_run_them(channel_lab):
     """The agent execs a plain "program arg …" line itself, without sh: the same output, rc and
     errors as through sh, PATH searched in the host (its own /usr/local/sbin/systemctl shim)."""
     host = channel_lab.hosts["balancer1"]
-    for plain, through_sh in [("ip -o link show dev lo", "ip -o link show dev lo;"),
-                              ("systemctl is-active keepalived", "systemctl is-active keepalived;"),
-                              ("hostname", "hostname;"), ("ls /nonexistent", "ls /nonexistent;"),
-                              ("nosuchprogram-lvsh arg", "nosuchprogram-lvsh arg;")]:
+    for plain, through_sh in [
+        ("ip -o link show dev lo", "ip -o link show dev lo;"),
+        ("systemctl is-active keepalived", "systemctl is-active keepalived;"),
+        ("hostname", "hostname;"),
+        ("ls /nonexistent", "ls /nonexistent;"),
+        ("nosuchprogram-lvsh arg", "nosuchprogram-lvsh arg;"),
+    ]:
         a, b = host.run(plain), host.run(through_sh)
         assert (a.rc, a.stdout) == (b.rc, b.stdout), plain
         assert bool(a.stderr) == bool(b.stderr), plain
@@ -182,6 +203,7 @@ def test_follow_hands_output_over_as_it_is_written_and_stop_ends_the_group(chann
     ends by itself reports its rc."""
     import threading
     import time
+
     host = channel_lab.hosts["client"]
     n = 10 + secrets.randbelow(90)
     pieces, first = [], threading.Event()
@@ -189,11 +211,12 @@ def test_follow_hands_output_over_as_it_is_written_and_stop_ends_the_group(chann
     def got(text):
         pieces.append((time.monotonic(), text))
         first.set()
+
     t0 = time.monotonic()
     watch = host.follow(f"echo one; sleep 32{n} & sleep 33{n}", got, timeout=60)
     assert watch is not None and first.wait(5) and "".join(p for _, p in pieces) == "one\n"
     assert watch.running and pieces[0][0] - t0 < 2
-    assert host.run(f"pgrep -f 'sleep 3[23]{n}'").stdout.split()      # both still run
+    assert host.run(f"pgrep -f 'sleep 3[23]{n}'").stdout.split()  # both still run
     result = watch.stop()
     assert not watch.running and result.rc == 137
     assert host.run(f"pgrep -f 'sleep 3[23]{n}'").stdout == ""
@@ -210,6 +233,7 @@ def test_vip_assertions_wait_on_the_kernel_events_not_a_poll(channel_lab):
     looks) instead of every 0.1 s, and the verdict is the same; without one, they poll."""
     from lvs_harness.assertions import assert_failover_within, assert_vip_on
     from lvs_harness.probes import vrrp
+
     hosts = channel_lab.hosts
     b1, b2 = hosts["balancer1"], hosts["balancer2"]
     vip = channel_lab.topology.service.vip
@@ -218,6 +242,7 @@ def test_vip_assertions_wait_on_the_kernel_events_not_a_poll(channel_lab):
     def count(host, result):
         if result.command == "ip -o -4 addr show":
             looks.append(host)
+
     assert_vip_on(b1, vip, deadline=15)
     for d in (b1, b2):
         d.observers.append(count)
@@ -245,4 +270,3 @@ def test_vip_assertions_wait_on_the_kernel_events_not_a_poll(channel_lab):
     finally:
         for d in (b1, b2):
             d.observers.remove(count)
-

@@ -24,9 +24,21 @@ from lvs_harness.labs.box import CMDLINE
 from lvs_harness.runs import Run, pids_with_marker, state_root
 
 pytestmark = pytest.mark.lab
-CHECKS = ["config_valid", "directors_separate", "vip_on_master", "vip_by_keepalived", "real_dr_ready", "ipvs_service",
-          "traffic_via_vip", "vip_arp_to_director", "rr_balanced", "inactconn_drains", "failover", "failback",
-          "no_split_brain"]
+CHECKS = [
+    "config_valid",
+    "directors_separate",
+    "vip_on_master",
+    "vip_by_keepalived",
+    "real_dr_ready",
+    "ipvs_service",
+    "traffic_via_vip",
+    "vip_arp_to_director",
+    "rr_balanced",
+    "inactconn_drains",
+    "failover",
+    "failback",
+    "no_split_brain",
+]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -77,8 +89,10 @@ def qemu_of(run_id: str) -> list[int]:
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            if Path(f"/proc/{pid}/comm").read_text().startswith("qemu") and \
-                    f"guest=lvsh-{run_id}_".encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+            if (
+                Path(f"/proc/{pid}/comm").read_text().startswith("qemu")
+                and f"guest=lvsh-{run_id}_".encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+            ):
                 found.append(int(pid))
         except OSError:
             continue
@@ -93,10 +107,27 @@ def suite_run(tmp_path: Path) -> subprocess.Popen:
     """The hw3.8 suite with --lab vagrant on a one-machine Vagrantfile, in a session of its own (a terminal's
     Ctrl-C reaches every process of the foreground group: pytest and the vagrant it runs)."""
     vf = one_machine(tmp_path / "lab")
-    return subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--pyargs",
-                             "lvs_harness.packs.hw38", "--lab", "vagrant", "--vagrantfile", str(vf), "--allow-scripts"],
-                            cwd=tmp_path, stdout=(tmp_path / "pytest.out").open("w"), stderr=subprocess.STDOUT,
-                            start_new_session=True)     # a file: nobody reads a pipe while vagrant works
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "--pyargs",
+            "lvs_harness.packs.hw38",
+            "--lab",
+            "vagrant",
+            "--vagrantfile",
+            str(vf),
+            "--allow-scripts",
+        ],
+        cwd=tmp_path,
+        stdout=(tmp_path / "pytest.out").open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # a file: nobody reads a pipe while vagrant works
 
 
 def mid_up(proc: subprocess.Popen, out: Path, seconds: float = 400) -> str:
@@ -125,14 +156,40 @@ def test_hw38_suite_passes_on_the_reference_lab_as_vms_with_their_clocks_apart(t
     assert provisioner in reference
     shift = ", ".join(f'"{name}" => {seconds}' for name, seconds in CLOCKS_APART.items())
     (tmp_path / "lab").mkdir()
-    (tmp_path / "lab" / "Vagrantfile").write_text(reference.replace(provisioner, provisioner + (
-        '      m.vm.provision "shell", name: "clock", inline: "systemctl stop systemd-timesyncd chrony 2>/dev/null; '
-        f'date -s @$(( $(date +%s) + #{{{{{shift}}}[name]}} ))"\n')))
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--pyargs",
-                           "lvs_harness.packs.hw38", "--lab", "vagrant", "--timing", "fast",
-                           "--vagrantfile", str(tmp_path / "lab" / "Vagrantfile"), "--allow-scripts",
-                           f"--results-json={out}"],       # fast: CI's budget (faithful adds the 120 s drain)
-                          cwd=tmp_path, capture_output=True, text=True, timeout=1500)
+    (tmp_path / "lab" / "Vagrantfile").write_text(
+        reference.replace(
+            provisioner,
+            provisioner
+            + (
+                '      m.vm.provision "shell", name: "clock", inline: "systemctl stop systemd-timesyncd chrony 2>/dev/null; '
+                f'date -s @$(( $(date +%s) + #{{{{{shift}}}[name]}} ))"\n'
+            ),
+        )
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "--pyargs",
+            "lvs_harness.packs.hw38",
+            "--lab",
+            "vagrant",
+            "--timing",
+            "fast",
+            "--vagrantfile",
+            str(tmp_path / "lab" / "Vagrantfile"),
+            "--allow-scripts",
+            f"--results-json={out}",
+        ],  # fast: CI's budget (faithful adds the 120 s drain)
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
     assert out.exists(), proc.stdout[-3000:] + proc.stderr[-2000:]
     results = json.loads(out.read_text())
     assert (results["backend"], results["provider"], results["timing"]) == ("vagrant", "libvirt", "fast")
@@ -178,9 +235,16 @@ def test_two_runs_at_once_have_their_own_machines_networks_and_addresses(tmp_pat
     """Two graders on one host, the same Vagrantfile (same machine names and addresses) at once."""
     vf = one_machine(tmp_path / "lab")
     before = {r.id for r in Run.all()}
-    ups = [subprocess.Popen([*CLI, "up", "--lab", "vagrant", "--vagrantfile", str(vf), "--allow-scripts"],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-           for _ in range(2)]
+    ups = [
+        subprocess.Popen(
+            [*CLI, "up", "--lab", "vagrant", "--vagrantfile", str(vf), "--allow-scripts"],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=900)[0] for p in ups]
     ids = [m[1] for out in outs if (m := re.search(r"lab ([0-9a-f]{6}) is up\.", out))]
     try:
@@ -192,22 +256,36 @@ def test_two_runs_at_once_have_their_own_machines_networks_and_addresses(tmp_pat
         for run_id in ids:
             # both NICs on the one internal network, as VirtualBox would have them; the run's own network
             nics = libvirt_ns.virsh("domiflist", f"lvsh-{run_id}_client").stdout.split("\n")
-            lab_nics = [line.split()[2] for line in nics
-                        if line.strip() and line.split()[2] != libvirt_ns.MGMT_NETWORK]
+            lab_nics = [line.split()[2] for line in nics if line.strip() and line.split()[2] != libvirt_ns.MGMT_NETWORK]
             assert lab_nics == [f"lvsh-{run_id}-0"] * 2, nics
-            r = subprocess.run([*CLI, "exec", "--run", run_id, "client", "--", "sh", "-c", "ip -o -4 addr show eth2; "
-                                "arping -D -c 2 -w 3 -I eth2 172.28.128.50 >/dev/null && echo alone"],
-                               capture_output=True, text=True, timeout=120)
-            assert "172.28.128.50/24" in r.stdout and "alone" in r.stdout, r.stdout + r.stderr   # not B's twin
-        qemu = [Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-                for pid in filter(str.isdigit, os.listdir("/proc"))
-                if Path(f"/proc/{pid}/comm").exists() and Path(f"/proc/{pid}/comm").read_text().startswith("qemu")]
+            r = subprocess.run(
+                [
+                    *CLI,
+                    "exec",
+                    "--run",
+                    run_id,
+                    "client",
+                    "--",
+                    "sh",
+                    "-c",
+                    "ip -o -4 addr show eth2; arping -D -c 2 -w 3 -I eth2 172.28.128.50 >/dev/null && echo alone",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert "172.28.128.50/24" in r.stdout and "alone" in r.stdout, r.stdout + r.stderr  # not B's twin
+        qemu = [
+            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            for pid in filter(str.isdigit, os.listdir("/proc"))
+            if Path(f"/proc/{pid}/comm").exists() and Path(f"/proc/{pid}/comm").read_text().startswith("qemu")
+        ]
         ours = [c for c in qemu if f"guest=lvsh-{a}_client" in c]
-        assert ours and "-accel tcg,tb-size=" in ours[0]      # the translation cache cap is in effect
+        assert ours and "-accel tcg,tb-size=" in ours[0]  # the translation cache cap is in effect
         down = subprocess.run([*CLI, "down", "--run", a], capture_output=True, text=True, timeout=300)
         assert down.returncode == 0, down.stdout + down.stderr
         assert not [d for d in domains() if d.startswith(f"lvsh-{a}_")]
-        assert f"lvsh-{b}_client" in libvirt_ns.virsh("list", "--name").stdout.split()    # B still running
+        assert f"lvsh-{b}_client" in libvirt_ns.virsh("list", "--name").stdout.split()  # B still running
         # libvirtd stopped under B (as `lvs-harness clean --libvirt` does): its VM keeps running, and
         # taking B down must start libvirt again to destroy it, not leave a qemu with no record
         libvirt_ns.stop()
@@ -215,7 +293,7 @@ def test_two_runs_at_once_have_their_own_machines_networks_and_addresses(tmp_pat
         down = subprocess.run([*CLI, "down", "--run", b], capture_output=True, text=True, timeout=300)
         assert down.returncode == 0, down.stdout + down.stderr
         assert qemu_of(b) == [] and leftovers({b}) == []
-    finally:      # every run this test made, by its id (also when its output could not be read)
+    finally:  # every run this test made, by its id (also when its output could not be read)
         for run_id in ids + sorted({r.id for r in Run.all()} - before - set(ids)):
             subprocess.run([*CLI, "down", "--run", run_id], capture_output=True, timeout=300)
     for run_id in ids:
@@ -230,7 +308,7 @@ def test_ctrl_c_or_sigkill_in_the_middle_of_vagrant_up_leaves_nothing(tmp_path):
     interrupted, killed = suite_run(tmp_path / "int"), suite_run(tmp_path / "kill")
     int_id = mid_up(interrupted, tmp_path / "int" / "pytest.out")
     kill_id = mid_up(killed, tmp_path / "kill" / "pytest.out")
-    killed.kill()                                  # pytest only: its vagrant goes on
+    killed.kill()  # pytest only: its vagrant goes on
     killed.wait()
     os.killpg(interrupted.pid, signal.SIGINT)
     interrupted.wait(timeout=300)
@@ -245,14 +323,19 @@ def test_ctrl_c_or_sigkill_in_the_middle_of_vagrant_up_leaves_nothing(tmp_path):
 
 def test_a_machine_that_never_boots_is_one_sentence_and_nothing_is_left(tmp_path, monkeypatch):
     monkeypatch.setattr(vagrant_lab, "BOOT_TIMEOUT", 30)
-    vf = one_machine(tmp_path / "lab", extra=f'  config.vm.provider :libvirt do |lv|\n'
-                                           f'    lv.cmd_line = "{CMDLINE} init=/bin/false"\n  end\n')
+    vf = one_machine(
+        tmp_path / "lab",
+        extra=f'  config.vm.provider :libvirt do |lv|\n    lv.cmd_line = "{CMDLINE} init=/bin/false"\n  end\n',
+    )
     before = {r.id for r in Run.all()}
     t0 = time.monotonic()
     with pytest.raises(LabError) as err:
         start_lab(LabConfig(backend="vagrant", vagrantfile=vf, allow_scripts=True))
-    assert re.fullmatch(r"client got no address in 30 s \(vagrant was waiting for one\): it did not boot.*box build "
-                        r"--force` rebuilds lvs-harness's box\.", str(err.value)), str(err.value)
+    assert re.fullmatch(
+        r"client got no address in 30 s \(vagrant was waiting for one\): it did not boot.*box build "
+        r"--force` rebuilds lvs-harness's box\.",
+        str(err.value),
+    ), str(err.value)
     assert time.monotonic() - t0 < 400
     new = {r.id for r in Run.all()} - before
     assert new == set()
@@ -265,11 +348,17 @@ def test_virtualbox_where_there_is_none_is_one_sentence_with_the_fix():
     assert {r.id for r in Run.all()} == before
 
 
-@pytest.mark.parametrize("capture, expected", [
-    ("vagrant-up-box-missing.txt", "failed: box 'bento/ubuntu-20.04' is not installed in Vagrant and cannot be "
-                                   "downloaded here: add it with `vagrant box add bento/ubuntu-20.04 FILE`"),
-    ("vagrant-up-no-virtualbox.txt", "failed: the virtualbox provider cannot run on this machine"),
-])
+@pytest.mark.parametrize(
+    "capture, expected",
+    [
+        (
+            "vagrant-up-box-missing.txt",
+            "failed: box 'bento/ubuntu-20.04' is not installed in Vagrant and cannot be "
+            "downloaded here: add it with `vagrant box add bento/ubuntu-20.04 FILE`",
+        ),
+        ("vagrant-up-no-virtualbox.txt", "failed: the virtualbox provider cannot run on this machine"),
+    ],
+)
 def test_vagrant_up_failures_read_from_real_outputs(capture, expected):
     said = (Path(__file__).parent / "data" / capture).read_text().splitlines()
     message = vagrant_lab.up_failure(1, said, "virtualbox")

@@ -38,18 +38,26 @@ def tiny(tmp_path_factory):
 
 
 def cli_run(tiny, *args, timeout=900) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lvs_harness.cli", *args], cwd=tiny["root"], env=tiny["env"],
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "lvs_harness.cli", *args],
+        cwd=tiny["root"],
+        env=tiny["env"],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def verdicts(out: Path) -> dict:
     book = json.loads((out / "gradebook.json").read_text())
-    return {e["submission"]: (e["outcome"], e["score"], [(c["id"], c["status"], c["score"]) for c in e["checks"]])
-            for e in book["submissions"]}
+    return {
+        e["submission"]: (e["outcome"], e["score"], [(c["id"], c["status"], c["score"]) for c in e["checks"]])
+        for e in book["submissions"]
+    }
 
 
 SHARDS = 4
-slurm = slurm_cluster.slurm          # the fixture
+slurm = slurm_cluster.slurm  # the fixture
 
 
 def test_a_slurm_job_array_grades_shards_a_dependent_job_merges_them_and_resume_skips_them(tiny, slurm):
@@ -59,13 +67,29 @@ def test_a_slurm_job_array_grades_shards_a_dependent_job_merges_them_and_resume_
     names = [str(p) for p in tiny["subs"]]
     slurm.env.update(tiny["env"])
     cli = f"{sys.executable} -m lvs_harness.cli"
-    array = slurm.sbatch(f"--array=0-{SHARDS - 1}", "-D", str(tiny["root"]), "-o", "shard-%a.log", "-c", "1",
-                         "--wrap", f"{cli} grade --pack tinylab {' '.join(names)} --lab uml -j 1 --shard auto "
-                         "--out shard-$SLURM_ARRAY_TASK_ID")
-    merge = slurm.sbatch(f"--dependency=afterany:{array}", "-D", str(tiny["root"]), "-o", "merge.log", "--wrap",
-                         f"{cli} merge {' '.join(f'shard-{k}' for k in range(SHARDS))} --out merged")
-    whole = cli_run(tiny, "grade", "--pack", "tinylab", *names, "--lab", "uml", "-j", "2", "--out", "whole",
-                    "--format", "junit")
+    array = slurm.sbatch(
+        f"--array=0-{SHARDS - 1}",
+        "-D",
+        str(tiny["root"]),
+        "-o",
+        "shard-%a.log",
+        "-c",
+        "1",
+        "--wrap",
+        f"{cli} grade --pack tinylab {' '.join(names)} --lab uml -j 1 --shard auto --out shard-$SLURM_ARRAY_TASK_ID",
+    )
+    merge = slurm.sbatch(
+        f"--dependency=afterany:{array}",
+        "-D",
+        str(tiny["root"]),
+        "-o",
+        "merge.log",
+        "--wrap",
+        f"{cli} merge {' '.join(f'shard-{k}' for k in range(SHARDS))} --out merged",
+    )
+    whole = cli_run(
+        tiny, "grade", "--pack", "tinylab", *names, "--lab", "uml", "-j", "2", "--out", "whole", "--format", "junit"
+    )
     assert whole.returncode == 0, whole.stderr[-2000:]
     state = slurm.wait(merge)
     logs = "".join(f"\n--- {p.name}\n{p.read_text()[-2000:]}" for p in sorted(tiny["root"].glob("*.log")))
@@ -80,24 +104,40 @@ def test_a_slurm_job_array_grades_shards_a_dependent_job_merges_them_and_resume_
     for name in scores:
         assert (tiny["root"] / "merged" / name / "report.html").is_file()
         assert (tiny["root"] / "whole" / name / "junit.xml").is_file()
-    for name in ("grades.csv", "grades-checks.csv"):       # (reasons, and so feedback, carry timings)
+    for name in ("grades.csv", "grades-checks.csv"):  # (reasons, and so feedback, carry timings)
         assert (tiny["root"] / "merged" / name).read_text() == (tiny["root"] / "whole" / name).read_text()
     # the same inputs again with --resume: nothing is graded again
-    again = cli_run(tiny, "grade", "--pack", "tinylab", *names, "--lab", "uml", "--out", "whole", "--resume",
-                    timeout=120)
+    again = cli_run(
+        tiny, "grade", "--pack", "tinylab", *names, "--lab", "uml", "--out", "whole", "--resume", timeout=120
+    )
     assert again.returncode == 0 and "--resume: skipped 6 submission(s)" in again.stderr, again.stderr[-2000:]
     assert "started" not in again.stderr
 
 
 def test_run_autograder_in_an_autograder_layout(tiny, tmp_path):
     zip_path = tmp_path / "autograder.zip"
-    built = cli_run(tiny, "gradescope", "build", "--pack", "tinylab", "--out", str(zip_path),
-                "--image-url", "file:///srv/lvs-harness/rootfs.img", timeout=300)
+    built = cli_run(
+        tiny,
+        "gradescope",
+        "build",
+        "--pack",
+        "tinylab",
+        "--out",
+        str(zip_path),
+        "--image-url",
+        "file:///srv/lvs-harness/rootfs.img",
+        timeout=300,
+    )
     assert built.returncode == 0, built.stderr
     with zipfile.ZipFile(zip_path) as z:
         names = z.namelist()
-        assert {"setup.sh", "run_autograder", "lvs-harness/pyproject.toml", "lvs-harness/lvs_harness/cli.py",
-                "linux.uml"} <= set(names)
+        assert {
+            "setup.sh",
+            "run_autograder",
+            "lvs-harness/pyproject.toml",
+            "lvs-harness/lvs_harness/cli.py",
+            "linux.uml",
+        } <= set(names)
         assert (z.getinfo("linux.uml").external_attr >> 16) & 0o111
         z.extract("linux.uml", tmp_path / "alice" / "source")
         assert (z.getinfo("run_autograder").external_attr >> 16) & 0o111
@@ -108,7 +148,7 @@ def test_run_autograder_in_an_autograder_layout(tiny, tmp_path):
     script = tmp_path / "run_autograder"
     script.chmod(0o755)
     env = {**tiny["env"], "LVS_HARNESS_PYTHON": sys.executable, "LVS_HARNESS_IMAGE": str(ensure_image(print))}
-    (tmp_path / "alice" / "source" / "linux.uml").chmod(0o755)    # the kernel run_autograder uses (its default)
+    (tmp_path / "alice" / "source" / "linux.uml").chmod(0o755)  # the kernel run_autograder uses (its default)
     results = {}
     for case, files in (("alice", {"write-up.md": WRITEUP}), ("empty", {"notes.txt": "I will hand it in later"})):
         root = tmp_path / case
@@ -116,8 +156,14 @@ def test_run_autograder_in_an_autograder_layout(tiny, tmp_path):
             (root / sub).mkdir(parents=True, exist_ok=True)
         for name, text in files.items():
             (root / "submission" / name).write_text(text)
-        run = subprocess.run([str(script)], cwd=root, env={**env, "AUTOGRADER_ROOT": str(root)}, capture_output=True,
-                             text=True, timeout=600)
+        run = subprocess.run(
+            [str(script)],
+            cwd=root,
+            env={**env, "AUTOGRADER_ROOT": str(root)},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
         results[case] = json.loads((root / "results" / "results.json").read_text())
         jsonschema.validate(results[case], json.loads((SCHEMAS / "gradescope-results.schema.json").read_text()))
@@ -127,17 +173,36 @@ def test_run_autograder_in_an_autograder_layout(tiny, tmp_path):
 
 
 def test_a_student_checks_their_own_lab(tiny):
-    runs = {name: subprocess.Popen([sys.executable, "-m", "lvs_harness.cli", "check", "--pack", "tinylab",
-                                    str(tiny["subs"][i]), "--lab", "uml", "--out", f"self-{name}"], cwd=tiny["root"],
-                                   env=tiny["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for name, i in (("good", 0), ("bad", 1))}
+    runs = {
+        name: subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "lvs_harness.cli",
+                "check",
+                "--pack",
+                "tinylab",
+                str(tiny["subs"][i]),
+                "--lab",
+                "uml",
+                "--out",
+                f"self-{name}",
+            ],
+            cwd=tiny["root"],
+            env=tiny["env"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name, i in (("good", 0), ("bad", 1))
+    }
     (good_out, good_err), (bad_out, bad_err) = (runs[n].communicate(timeout=600) for n in ("good", "bad"))
     assert runs["good"].returncode == 0, good_out[-2000:] + good_err[-2000:]
     assert "✓ answers: five requests to the VIP" in good_out and "1 of 1 checks passed" in good_out
     assert runs["bad"].returncode == 1, bad_out[-2000:] + bad_err[-2000:]
     assert "✗ answers" in bad_out and "hint: Is the VIP on lb1" in bad_out
     assert "report: self-bad/student1/report.html" in bad_out
-    assert "lab " in bad_err and " is up" in bad_err            # progress while the lab came up (plain lines)
+    assert "lab " in bad_err and " is up" in bad_err  # progress while the lab came up (plain lines)
     report = (tiny["root"] / "self-bad" / "student1" / "report.html").read_text()
-    assert "&lt;b&gt;Hint:&lt;/b&gt; Is the VIP on lb1" in report        # no diagnosis: the check's hint
+    assert "&lt;b&gt;Hint:&lt;/b&gt; Is the VIP on lb1" in report  # no diagnosis: the check's hint
     assert "Traceback" not in report and "def test_answers" not in report and "assert [a.real" not in report

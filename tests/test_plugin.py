@@ -31,15 +31,24 @@ def test_a_lab_fixture_makes_it_a_lab_run(request, lab_config):
 
 def run_pytest(tmp_path, name: str, text: str, *args: str) -> subprocess.CompletedProcess:
     (tmp_path / f"test_{name}.py").write_text(textwrap.dedent(text))
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path), *args],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path), *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_a_plain_suite_keeps_its_signals_and_plugins(tmp_path):
     proc = run_pytest(tmp_path, "plain", PLAIN)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-    assert "lvs-harness" in subprocess.run([sys.executable, "-m", "pytest", "--help"], capture_output=True,
-                                           text=True, timeout=120).stdout      # the plugin was loaded all the same
+    assert (
+        "lvs-harness"
+        in subprocess.run(
+            [sys.executable, "-m", "pytest", "--help"], capture_output=True, text=True, timeout=120
+        ).stdout
+    )  # the plugin was loaded all the same
 
 
 def test_a_suite_using_a_lab_fixture_or_a_lab_option_is_a_lab_run(tmp_path):

@@ -7,8 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from lvs_harness.probes.ipvs import (IpvsUnavailable, number, parse_connections, parse_counters, parse_list,
-                                     parse_timeouts)
+from lvs_harness.probes.ipvs import (
+    IpvsUnavailable,
+    number,
+    parse_connections,
+    parse_counters,
+    parse_list,
+    parse_timeouts,
+)
 from support import EXAMPLE
 
 DATA = Path(__file__).parent / "data" / "ipvsadm"
@@ -24,7 +30,9 @@ def test_list_after_50_requests():
     svc = table.service("172.28.128.200", 80)
     assert (svc.key, svc.scheduler, svc.persistent, svc.flags) == ("TCP 172.28.128.200:80", "rr", None, ())
     assert [(r.address, r.port, r.forward, r.weight, r.active, r.inactive) for r in svc.reals] == [
-        ("172.28.128.30", 80, "Route", 1, 0, 25), ("172.28.128.40", 80, "Route", 1, 0, 25)]
+        ("172.28.128.30", 80, "Route", 1, 0, 25),
+        ("172.28.128.40", 80, "Route", 1, 0, 25),
+    ]
     assert svc.real("172.28.128.40").inactive == 25 and svc.real("172.28.128.99") is None
     assert table.service("172.28.128.200", 80, "udp") is None
 
@@ -36,8 +44,13 @@ def test_empty_table():
 
 def test_several_services_ipv6_fwmark_persistence_and_forwarding_methods():
     table = parse_list(data("several-services.txt"))
-    assert [s.key for s in table.services] == ["TCP 172.28.128.200:80", "TCP 172.28.128.201:443",
-                                              "UDP 172.28.128.201:53", "TCP [fd00::200]:80", "FWM 42"]
+    assert [s.key for s in table.services] == [
+        "TCP 172.28.128.200:80",
+        "TCP 172.28.128.201:443",
+        "UDP 172.28.128.201:53",
+        "TCP [fd00::200]:80",
+        "FWM 42",
+    ]
     https = table.service("172.28.128.201", 443)
     assert (https.scheduler, https.persistent) == ("wlc", 300)
     assert [(r.forward, r.weight) for r in https.reals] == [("Masq", 3), ("Tunnel", 0)]
@@ -48,8 +61,13 @@ def test_several_services_ipv6_fwmark_persistence_and_forwarding_methods():
     assert (fwm.protocol, fwm.fwmark, fwm.address, fwm.scheduler) == ("FWM", 42, None, "rr")
     assert [(r.address, r.port) for r in fwm.reals] == [("172.28.128.40", 0)]
     stats = parse_counters(data("several-services-stats.txt"))
-    assert [s.key for s in stats] == ["TCP 172.28.128.200:80", "TCP 172.28.128.201:443", "UDP 172.28.128.201:53",
-                                      "TCP [fd00::200]:80", "FWM 42"]
+    assert [s.key for s in stats] == [
+        "TCP 172.28.128.200:80",
+        "TCP 172.28.128.201:443",
+        "UDP 172.28.128.201:53",
+        "TCP [fd00::200]:80",
+        "FWM 42",
+    ]
     assert list(stats[3].reals) == ["[fd00::30]:80"] and stats[4].conns == 0
 
 
@@ -80,10 +98,18 @@ def test_connections():
     assert {c.state for c in conns} == {"FIN_WAIT"} and {c.protocol for c in conns} == {"TCP"}
     first = conns[0]
     assert (first.expires, first.source, first.virtual, first.destination) == (
-        116, "172.28.128.50:36434", "172.28.128.200:80", "172.28.128.40:80")
+        116,
+        "172.28.128.50:36434",
+        "172.28.128.200:80",
+        "172.28.128.40:80",
+    )
     assert sum(c.destination == "172.28.128.30:80" for c in conns) == 25
-    assert parse_connections("IPVS connection entries\npro expire state       source             virtual"
-                             "            destination\n") == []
+    assert (
+        parse_connections(
+            "IPVS connection entries\npro expire state       source             virtual            destination\n"
+        )
+        == []
+    )
 
 
 def test_timeouts():

@@ -22,8 +22,12 @@ DATA = Path(__file__).parent / "data"
 def test_transitions_from_the_lab_log():
     b1 = vrrp.parse_transitions((DATA / "keepalived" / "balancer1-failover.log").read_text())
     assert [(t.instance, t.state, t.init) for t in b1] == [
-        ("VI_1", "BACKUP", True), ("VI_1", "MASTER", False), ("VI_1", "FAULT", False),
-        ("VI_1", "BACKUP", False), ("VI_1", "MASTER", False)]
+        ("VI_1", "BACKUP", True),
+        ("VI_1", "MASTER", False),
+        ("VI_1", "FAULT", False),
+        ("VI_1", "BACKUP", False),
+        ("VI_1", "MASTER", False),
+    ]
     assert b1[0].time == dt.datetime(2026, 11, 26, 12, 55, 22, 213655)
     b2 = vrrp.parse_transitions((DATA / "keepalived" / "balancer2-failover.log").read_text())
     assert [t.state for t in b2] == ["BACKUP", "MASTER", "BACKUP"]
@@ -59,8 +63,13 @@ def test_keepalived_config_of_the_example_and_the_master_down_interval():
     parts = example_parts()
     b1 = keepalived.parse_config(parts["balancer1"]).instances[0]
     b2 = keepalived.parse_config(parts["balancer2"]).instances[0]
-    assert (b1.state, b1.interface, b1.virtual_router_id, b1.priority, b1.vips) == ("MASTER", "eth1", 33, 100,
-                                                                                    ["172.28.128.200"])
+    assert (b1.state, b1.interface, b1.virtual_router_id, b1.priority, b1.vips) == (
+        "MASTER",
+        "eth1",
+        33,
+        100,
+        ["172.28.128.200"],
+    )
     assert (b2.state, b2.priority) == ("BACKUP", 50)
     assert b2.master_down_interval == pytest.approx(3 + 206 / 256)
     assert keepalived.parse_config(parts["balancer1"]).virtual_servers == ()
@@ -70,9 +79,16 @@ def test_keepalived_config_virtual_server_one_line_blocks_and_comments():
     conf = keepalived.parse_config(
         "! comment\nvrrp_instance VI_2 {\n state backup # lower case\n priority 90\n advert_int 2\n"
         " virtual_ipaddress { 10.0.0.1 }\n}\nvirtual_server 10.0.0.1 443 { lb_algo wlc\n lb_kind NAT\n"
-        " real_server 10.0.0.2 443 { weight 3\n  TCP_CHECK { connect_timeout 2 } }\n}\n")
+        " real_server 10.0.0.2 443 { weight 3\n  TCP_CHECK { connect_timeout 2 } }\n}\n"
+    )
     inst = conf.instances[0]
-    assert (inst.name, inst.state, inst.priority, inst.advert_int, inst.vips) == ("VI_2", "BACKUP", 90, 2.0, ["10.0.0.1"])
+    assert (inst.name, inst.state, inst.priority, inst.advert_int, inst.vips) == (
+        "VI_2",
+        "BACKUP",
+        90,
+        2.0,
+        ["10.0.0.1"],
+    )
     assert inst.master_down_interval == pytest.approx(6 + 166 / 256 * 2)
     vs = conf.virtual_servers[0]
     assert (vs.address, vs.port, vs.lb_algo, vs.lb_kind) == ("10.0.0.1", 443, "wlc", "NAT")
@@ -84,6 +100,7 @@ def local_page(request):
     """A page on loopback that names its server, like the lab's reals: the server closing after
     each answer (HTTP/1.0), keeping the connection for the client to close (HTTP/1.1, as nginx),
     or sending its body in chunks."""
+
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.0" if request.param == "HTTP/1.0" else "HTTP/1.1"
 
@@ -122,14 +139,19 @@ def run_lane(url: str, count: int) -> str:
 
 def run_burst(url: str, count: int) -> str:
     """A burst's own process (data/http-client.pl), run here."""
-    return subprocess.run(["perl", "-", "burst", url, str(count), "1"], input=client.client_script(),
-                          capture_output=True, check=True).stdout.decode()
+    return subprocess.run(
+        ["perl", "-", "burst", url, str(count), "1"], input=client.client_script(), capture_output=True, check=True
+    ).stdout.decode()
 
 
 def run_probe(url: str, count: int) -> str:
     """The prober's own process (data/http-client.pl) at 20 requests a second for count / 20 s, run here."""
-    return subprocess.run(["perl", "-", "probe", url, "0.05", "0.5", str(count / 20 - 0.01)],
-                          input=client.client_script(), capture_output=True, check=True).stdout.decode()
+    return subprocess.run(
+        ["perl", "-", "probe", url, "0.05", "0.5", str(count / 20 - 0.01)],
+        input=client.client_script(),
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
 
 
 @pytest.mark.parametrize("run", [run_loop, run_lane, run_burst, run_probe])
@@ -167,10 +189,14 @@ def test_keepalived_script_commands_are_all_found():
         }
     ''')
     assert keepalived.script_commands(text) == [
-        ("vrrp_notify_fifo_script", "/usr/local/bin/fifo.sh"), ("script", "\"/bin/sh -c 'pidof nginx'\""),
-        ("notify_master", '"/bin/touch /tmp/master"'), ("notify", "/etc/keepalived/notify.sh"),
-        ("quorum_up", '"/bin/true"'), ("notify_down", "/bin/down.sh"),
-        ("misc_path", '"/usr/bin/curl -s 172.28.128.30"')]
+        ("vrrp_notify_fifo_script", "/usr/local/bin/fifo.sh"),
+        ("script", "\"/bin/sh -c 'pidof nginx'\""),
+        ("notify_master", '"/bin/touch /tmp/master"'),
+        ("notify", "/etc/keepalived/notify.sh"),
+        ("quorum_up", '"/bin/true"'),
+        ("notify_down", "/bin/down.sh"),
+        ("misc_path", '"/usr/bin/curl -s 172.28.128.30"'),
+    ]
 
 
 def test_the_example_and_the_reference_run_no_keepalived_scripts():
@@ -183,9 +209,12 @@ def test_a_split_brain_while_the_machine_starved_the_lab_is_the_machines():
     """An overlap of VIP owners during, or within the master-down interval after, a stretch in which a
     director's heartbeat came a whole advert interval late may be the machine's doing: it is named so."""
     from lvs_harness.probes import vrrp
+
     mon = vrrp.OwnershipMonitor([], "10.0.0.100")
-    mon.beats = {"lb1": [i / 10 for i in range(100)] + [13.5 + i / 10 for i in range(100)],
-                 "lb2": [i / 10 for i in range(230)]}
+    mon.beats = {
+        "lb1": [i / 10 for i in range(100)] + [13.5 + i / 10 for i in range(100)],
+        "lb2": [i / 10 for i in range(230)],
+    }
     late = mon.lateness()
     assert late["lb1"] == (3.5, 9.9) and late["lb2"][0] == 0.0
     during = {"start": 14.0, "end": 15.2, "seconds": 1.2, "holders": ["lb1", "lb2"]}
@@ -200,17 +229,24 @@ def test_a_split_brain_while_the_machine_starved_the_lab_is_the_machines():
 def test_reasons_are_said_in_sentences():
     from lvs_harness.assertions import said, said_reals, said_split, said_statuses
     from lvs_harness.report import for_people
+
     assert said_statuses({0: 50}) == "statuses of the 50 requests: 50 got no HTTP answer"
     assert said_statuses({0: 25, 200: 25}) == "statuses of the 50 requests: 25 answered 200, 25 got no HTTP answer"
-    assert said_split({"netology4": 50}, ["netology3", "netology4"]) == \
-        "answers came from netology4 (50); none from netology3"
-    assert said_split({None: 25, "server1": 25}, ["server1", "server2"]) == \
-        "answers came from server1 (25); 25 request(s) got no answer; none from server2"
+    assert (
+        said_split({"netology4": 50}, ["netology3", "netology4"])
+        == "answers came from netology4 (50); none from netology3"
+    )
+    assert (
+        said_split({None: 25, "server1": 25}, ["server1", "server2"])
+        == "answers came from server1 (25); 25 request(s) got no answer; none from server2"
+    )
     assert said_reals([("10.0.0.2", "Route"), ("10.0.0.3", "Route")]) == "10.0.0.2 and 10.0.0.3 by direct routing"
     assert said(["a", "b", "c"]) == "a, b and c" and said([]) == "nobody"
     # pytest's rewriting of a failed `assert x, message` is the log's, not the reason's
-    rewritten = ("no intended master: the highest priority is shared (priority lb1 100, lb2 100)\n"
-                 "assert None is not None\n +  where None = <Scenario object at 0x7f765d396b90>.master")
+    rewritten = (
+        "no intended master: the highest priority is shared (priority lb1 100, lb2 100)\n"
+        "assert None is not None\n +  where None = <Scenario object at 0x7f765d396b90>.master"
+    )
     assert for_people(rewritten) == "no intended master: the highest priority is shared (priority lb1 100, lb2 100)"
-    assert for_people("assert 1 == 2\n  -1\n  +2") == "assert 1 == 2"       # no sentence of its own: the first line
+    assert for_people("assert 1 == 2\n  -1\n  +2") == "assert 1 == 2"  # no sentence of its own: the first line
     assert for_people("a sentence\nwith a second line") == "a sentence\nwith a second line"

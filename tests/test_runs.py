@@ -32,7 +32,7 @@ def test_a_dead_owner_makes_a_run_stale_and_clean_removes_it(state):
     run = runs.Run.create("uml")
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
-    run.set(owner={"pid": child.pid, "start": "0"})   # now owned by a process that is gone
+    run.set(owner={"pid": child.pid, "start": "0"})  # now owned by a process that is gone
     assert not runs.Run.load(run.id).owner_alive()
     live = runs.Run.create("uml")
     assert clean(stale_only=True) == [run.id]

@@ -31,8 +31,11 @@ def flagged(entries) -> dict[frozenset, dict]:
 
 
 def test_the_corpus_near_copies_are_flagged_and_nothing_else():
-    ours = sorted((DATA / "copies").glob("*.md")) + sorted((DATA / "submissions").glob("*.md")) + [
-        REPO / "examples" / "hw38-writeup.md"]
+    ours = (
+        sorted((DATA / "copies").glob("*.md"))
+        + sorted((DATA / "submissions").glob("*.md"))
+        + [REPO / "examples" / "hw38-writeup.md"]
+    )
     real = sorted((SHARED / "real-hw38").glob("[0-9]*.md")) + [SHARED / "hw3.8" / "example-submission.md"]
     if not all(p.is_file() for p in real):
         pytest.skip(f"the real answers are not at {SHARED} (set LVS_HARNESS_SHARED)")
@@ -40,8 +43,8 @@ def test_the_corpus_near_copies_are_flagged_and_nothing_else():
     assert all(e["fingerprint"] for e in entries), [e["submission"] for e in entries if not e["fingerprint"]]
     pairs = flagged(entries)
     assert set(pairs) == {
-        frozenset(("original", "renumbered")),                 # written for this test: renumbered, renamed, reordered
-        frozenset(("broken-wrr-weights", "correct-rr-weights")),   # one written from the other, the algorithm changed
+        frozenset(("original", "renumbered")),  # written for this test: renumbered, renamed, reordered
+        frozenset(("broken-wrr-weights", "correct-rr-weights")),  # one written from the other, the algorithm changed
         # two real answers run the same keepalived config (the same secret, router id, priorities and check)
         frozenset(("04-grigoriyazatyan-inline-backtick-configs", "13-omegam-balancers-chk-nginx")),
     }, {tuple(sorted(k)): v["score"] for k, v in pairs.items()}
@@ -114,18 +117,19 @@ def test_what_a_copier_changes_does_not_hide_a_copy():
     a, b = similarity.config_lines(A, {"lb1"}), similarity.config_lines(B, {"dir1"})
     assert a == b
     assert "vrrp_instance > authentication > auth_pass h7Tq2v" in a
-    assert not any("advert_int" in x or "weight" in x or "protocol" in x for x in a)     # defaults, filled in
+    assert not any("advert_int" in x or "weight" in x or "protocol" in x for x in a)  # defaults, filled in
     assert similarity.config_lines(A.replace("auth_pass h7Tq2v", "auth_pass other1"), {"lb1"}) != b
 
 
 def test_the_references_lines_are_no_evidence():
     reference = similarity.reference_lines(str(PACK.reference))
-    assert "k vrrp_instance > virtual_router_id 38" in reference         # from the config its provisioner writes
+    assert "k vrrp_instance > virtual_router_id 38" in reference  # from the config its provisioner writes
     assert any(x.startswith("v ") for x in reference)
     script = next(s for s in similarity._provisioner_scripts(str(PACK.reference)) if "vrrp_instance" in s)
     config = similarity.HEREDOC.search(script)[2]
-    handed_in = Submission("copied-the-reference", Path("x.md"), keepalived={"balancer1": Part(config, "block 1")},
-                           pack=PACK)
+    handed_in = Submission(
+        "copied-the-reference", Path("x.md"), keepalived={"balancer1": Part(config, "block 1")}, pack=PACK
+    )
     assert similarity.fingerprint(handed_in) == []
     assert similarity.fingerprint(handed_in, reference=set()) != []
 
@@ -143,7 +147,7 @@ def test_the_index_and_the_gradebook_list_the_pairs_and_scores_stay(tmp_path):
     out.mkdir()
     (out / ".lvs-harness-reports").write_text("")
     write_books(out, PACK, book["checks"], entries)
-    assert json.loads((out / "gradebook.json").read_text())["similar"] is None       # not compared while grading
+    assert json.loads((out / "gradebook.json").read_text())["similar"] is None  # not compared while grading
     merged, _, _ = merge([out], tmp_path / "reports")
     written = json.loads((tmp_path / "reports" / "gradebook.json").read_text())
     assert [(p["a"], p["b"]) for p in written["similar"]] == [("original", "renumbered")]

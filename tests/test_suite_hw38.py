@@ -18,9 +18,21 @@ import lvs_harness.packs.hw38.test_hw38 as suite
 from lvs_harness.labs import reference_vagrantfile
 
 pytestmark = pytest.mark.lab
-ALL = ["config_valid", "directors_separate", "vip_on_master", "vip_by_keepalived", "real_dr_ready", "ipvs_service",
-       "traffic_via_vip", "vip_arp_to_director", "rr_balanced", "inactconn_drains", "failover", "failback",
-       "no_split_brain"]
+ALL = [
+    "config_valid",
+    "directors_separate",
+    "vip_on_master",
+    "vip_by_keepalived",
+    "real_dr_ready",
+    "ipvs_service",
+    "traffic_via_vip",
+    "vip_arp_to_director",
+    "rr_balanced",
+    "inactconn_drains",
+    "failover",
+    "failback",
+    "no_split_brain",
+]
 
 CONFTEST = textwrap.dedent('''
     import dataclasses, json, os
@@ -47,19 +59,25 @@ CONFTEST = textwrap.dedent('''
         Path(os.environ["HW38_OUT"]).write_text(json.dumps(RESULTS))
 ''')
 
-def run_suite(tmp_path: Path, vagrantfile: str | None, files: dict | None = None, lab: str = "uml",
-              args: tuple = ()) -> dict:
+
+def run_suite(
+    tmp_path: Path, vagrantfile: str | None, files: dict | None = None, lab: str = "uml", args: tuple = ()
+) -> dict:
     shutil.copy(suite.__file__, tmp_path / "test_hw38.py")
     (tmp_path / "conftest.py").write_text(CONFTEST)
     spec = tmp_path / "spec.json"
     if vagrantfile is not None:
         (tmp_path / "Vagrantfile").write_text(vagrantfile)
-    spec.write_text(json.dumps({"vagrantfile": str(tmp_path / "Vagrantfile") if vagrantfile else None,
-                                "files": files}))
+    spec.write_text(json.dumps({"vagrantfile": str(tmp_path / "Vagrantfile") if vagrantfile else None, "files": files}))
     out = tmp_path / "results.json"
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--lab={lab}",
-                           *args, str(tmp_path)], cwd=tmp_path, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "HW38_SPEC": str(spec), "HW38_OUT": str(out)})
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--lab={lab}", *args, str(tmp_path)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "HW38_SPEC": str(spec), "HW38_OUT": str(out)},
+    )
     assert out.exists(), proc.stdout[-3000:] + proc.stderr[-2000:]
     results = json.loads(out.read_text())
     assert list(results) == ALL, f"checks ran out of order or went missing: {list(results)}"

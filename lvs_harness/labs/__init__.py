@@ -20,8 +20,11 @@ from .base import PROVIDERS, Lab, LabBase, LabConfig, ProvisionResult, reference
 
 # name -> the module holding the backend (its Lab class, available(), cleanup(run)); imported only
 # when that backend is asked for, so `--lab uml` never imports python-vagrant
-BACKENDS = {"uml": ("lvs_harness.labs.uml", "UmlLab"), "netns": ("lvs_harness.labs.netns", "NetnsLab"),
-            "vagrant": ("lvs_harness.labs.vagrant", "VagrantLab")}
+BACKENDS = {
+    "uml": ("lvs_harness.labs.uml", "UmlLab"),
+    "netns": ("lvs_harness.labs.netns", "NetnsLab"),
+    "vagrant": ("lvs_harness.labs.vagrant", "VagrantLab"),
+}
 CHOICES = ("auto", *BACKENDS)
 
 
@@ -56,7 +59,7 @@ def start_lab(config: LabConfig | None = None, provision: bool = True) -> Lab:
     held by a keeper process, so it outlives this one (``lvs-harness exec/status/down``).
     """
     config = config or LabConfig()
-    read_vagrantfile(config.vagrantfile_file)   # a bad path fails before anything starts
+    read_vagrantfile(config.vagrantfile_file)  # a bad path fails before anything starts
     backend, why = select_backend(config.backend)
     if config.backend == "auto":
         config.progress(f"lab backend: {backend} ({why})")
@@ -64,6 +67,7 @@ def start_lab(config: LabConfig | None = None, provision: bool = True) -> Lab:
     config = dataclasses.replace(config, backend=backend)
     if config.keep:
         from . import remote
+
         run_id = remote.spawn(dataclasses.replace(config, keep=False), provision=provision)
         return remote.RemoteLab(Run.load(run_id), keep=True, progress=config.progress)
     return backend_class(backend).start(config, provision=provision)
@@ -71,8 +75,7 @@ def start_lab(config: LabConfig | None = None, provision: bool = True) -> Lab:
 
 def cleanup_run(run: Run) -> None:
     if run.backend not in BACKENDS:
-        raise HarnessError(f"run {run.id} was made by an unknown backend {run.backend!r}; "
-                           f"remove {run.dir} by hand.")
+        raise HarnessError(f"run {run.id} was made by an unknown backend {run.backend!r}; remove {run.dir} by hand.")
     backend_module(run.backend).cleanup(run)
 
 
@@ -91,5 +94,16 @@ def clean(stale_only: bool = True, progress=None, run_id: str | None = None) -> 
     return removed
 
 
-__all__ = ["Lab", "LabBase", "LabConfig", "ProvisionResult", "PROVIDERS", "start_lab", "select_backend", "clean",
-           "cleanup_run", "reference_vagrantfile", "backend_class"]
+__all__ = [
+    "Lab",
+    "LabBase",
+    "LabConfig",
+    "ProvisionResult",
+    "PROVIDERS",
+    "start_lab",
+    "select_backend",
+    "clean",
+    "cleanup_run",
+    "reference_vagrantfile",
+    "backend_class",
+]

@@ -25,8 +25,8 @@ from ..topology import Provisioner, Topology, VirtualService
 from ..vagrantfile import load_topology
 from .namespaces import SCRIPT_ON_STDIN, Namespaces
 
-PROVISION_BUDGET = 300     # seconds for all provisioners of a lab together: a correct lab needs ~5 s here
-                           # (4x that on a slow machine); LVS_HARNESS_PROVISION_BUDGET overrides it
+PROVISION_BUDGET = 300  # seconds for all provisioners of a lab together: a correct lab needs ~5 s here
+# (4x that on a slow machine); LVS_HARNESS_PROVISION_BUDGET overrides it
 
 
 def provision_budget() -> float:
@@ -38,12 +38,13 @@ def default_timing(backend: str) -> str:
     return "faithful" if backend == "vagrant" else "fast"
 
 
-PROVIDERS = ("libvirt", "virtualbox")    # --lab vagrant
+PROVIDERS = ("libvirt", "virtualbox")  # --lab vagrant
 
 
 def reference_vagrantfile(pack: str | None = None) -> Path:
     """The reference Vagrantfile of ``pack`` (default: the default pack's)."""
     from ..packs import load_pack
+
     return Path(load_pack(pack).reference)
 
 
@@ -63,26 +64,27 @@ class LabConfig:
     """
 
     backend: str = "auto"
-    provider: str = "libvirt"                # vagrant lab: libvirt (here, CI) or virtualbox (graders' laptops)
-    vagrantfile: Path | None = None          # None: the pack's reference
-    keep: bool = False                       # outlive this process (held by a keeper process)
-    pack: str | None = None                  # the course pack (None: the default pack's reference lab, or
-                                             # a lab of your own when you give `vagrantfile`)
-    roles: dict | None = None                # role -> glob patterns; None: the pack's, else generic ones
-    services: tuple[VirtualService, ...] = ()   # the virtual services; (): the pack's, else read from the lab
-    daemons: dict | None = None              # role -> daemons started at bring-up; None: the pack's
-    allow_scripts: bool = False              # run provisioners of a non-reference Vagrantfile on netns
-    files: dict | None = None                # {host: {path: text}} written after provisioning (e.g. keepalived.conf)
-    commands: dict | None = None             # {host: [command]} replayed after provisioning and files (a
-                                             # write-up's setup commands), before keepalived starts
-    generated: bool = False                  # the Vagrantfile was written by lvs-harness (a lab built in a
-                                             # student's terms): its provisioners are ours
+    provider: str = "libvirt"  # vagrant lab: libvirt (here, CI) or virtualbox (graders' laptops)
+    vagrantfile: Path | None = None  # None: the pack's reference
+    keep: bool = False  # outlive this process (held by a keeper process)
+    pack: str | None = None  # the course pack (None: the default pack's reference lab, or
+    # a lab of your own when you give `vagrantfile`)
+    roles: dict | None = None  # role -> glob patterns; None: the pack's, else generic ones
+    services: tuple[VirtualService, ...] = ()  # the virtual services; (): the pack's, else read from the lab
+    daemons: dict | None = None  # role -> daemons started at bring-up; None: the pack's
+    allow_scripts: bool = False  # run provisioners of a non-reference Vagrantfile on netns
+    files: dict | None = None  # {host: {path: text}} written after provisioning (e.g. keepalived.conf)
+    commands: dict | None = None  # {host: [command]} replayed after provisioning and files (a
+    # write-up's setup commands), before keepalived starts
+    generated: bool = False  # the Vagrantfile was written by lvs-harness (a lab built in a
+    # student's terms): its provisioners are ours
     progress: Callable[[str], None] = stderr_progress
 
     @property
     def the_pack(self):
         """The pack this lab belongs to: the one named, else (for the reference lab) the default."""
         from ..packs import load_pack
+
         return load_pack(self.pack) if self.pack or not self.vagrantfile else None
 
     @property
@@ -103,6 +105,7 @@ class LabConfig:
         if self.daemons is not None:
             return self.daemons
         from ..packs import DEFAULT_DAEMONS
+
         return pack.daemons if pack else DEFAULT_DAEMONS
 
     @property
@@ -113,6 +116,7 @@ class LabConfig:
     @property
     def reference_path(self) -> Path:
         from ..packs import load_pack
+
         return Path(load_pack(self.pack).reference)
 
     @property
@@ -128,16 +132,16 @@ class LabConfig:
     @property
     def trusted(self) -> bool:
         """May this machine run the Vagrantfile's code: the pack's reference, or ``allow_scripts``."""
-        return (self.allow_scripts or self.generated
-                or self.vagrantfile_file.resolve() == self.reference_path.resolve())
+        return self.allow_scripts or self.generated or self.vagrantfile_file.resolve() == self.reference_path.resolve()
 
 
 def name_real_pages(hosts: dict[str, Host], topology: Topology) -> None:
     """Each real's page names it, unless one is there (a readable page; which real answered is
     told apart by each real's own page, whatever it says: see :mod:`lvs_harness.probes.client`)."""
     for spec in topology.reals:
-        hosts[spec.name].check(f"[ -e /var/www/html/index.html ] || echo {shlex.quote(spec.name)} "
-                               "> /var/www/html/index.html")
+        hosts[spec.name].check(
+            f"[ -e /var/www/html/index.html ] || echo {shlex.quote(spec.name)} > /var/www/html/index.html"
+        )
 
 
 # daemons started once the configs are in place (after provisioning and the submission's files)
@@ -171,6 +175,7 @@ def discover_services(topology: Topology, hosts: dict[str, Host]) -> Topology:
     if topology.services:
         return topology
     from ..services import read_services
+
     return topology.with_services(read_services([hosts[d.name] for d in topology.directors]))
 
 
@@ -182,8 +187,10 @@ def write_files(hosts: dict[str, Host], files: dict | None) -> list[str]:
     changed: list[str] = []
     for host, contents in (files or {}).items():
         if host not in hosts:
-            raise LabError(f"a file is meant for host {host!r}, which the Vagrantfile does not define; "
-                           f"hosts are: {', '.join(hosts)}")
+            raise LabError(
+                f"a file is meant for host {host!r}, which the Vagrantfile does not define; "
+                f"hosts are: {', '.join(hosts)}"
+            )
         for path, text in contents.items():
             hosts[host].write_file(path, text)
             if path.startswith(KEEPALIVED_DIR) and host not in changed:
@@ -201,8 +208,9 @@ class ProvisionResult:
 REPLAY_TIMEOUT = 30
 
 
-def replay(hosts: dict[str, Host], commands: dict | None,
-           theirs=lambda what: contextlib.nullcontext()) -> list[ProvisionResult]:
+def replay(
+    hosts: dict[str, Host], commands: dict | None, theirs=lambda what: contextlib.nullcontext()
+) -> list[ProvisionResult]:
     """Run each host's replayed setup commands ({host: [command]}) in order; a failing one is
     recorded, as a provisioner's, and the next runs. A key ``role:ROLE`` stands for every host of
     that role that has no commands of its own. Each runs inside ``theirs(what)`` (see LabBase._theirs)."""
@@ -215,8 +223,9 @@ def replay(hosts: dict[str, Host], commands: dict | None,
                 commands[name] = cmds
     for host, cmds in commands.items():
         if host not in hosts:
-            raise LabError(f"commands are meant for host {host!r}, which the lab does not have; hosts are: "
-                           f"{', '.join(hosts)}")
+            raise LabError(
+                f"commands are meant for host {host!r}, which the lab does not have; hosts are: {', '.join(hosts)}"
+            )
         for n, command in enumerate(cmds, 1):
             try:
                 with theirs(f"the command {command[:80]!r} shown for {host}"):
@@ -237,16 +246,16 @@ class Lab(Protocol):
             lab.hosts["client"].check("curl -s 10.70.1.100").stdout
     """
 
-    NAME: str                   # the backend: uml, netns, vagrant
-    config: LabConfig           # how it was asked for
-    run: Run                    # its run (state folder, owner), by id
+    NAME: str  # the backend: uml, netns, vagrant
+    config: LabConfig  # how it was asked for
+    run: Run  # its run (state folder, owner), by id
     run_id: str
-    topology: Topology          # hosts, roles, interfaces, services
-    hosts: dict[str, Host]      # name -> Host (commands, files, links, daemons)
-    provisioning: list[ProvisionResult]   # what each provisioner did
-    timings: dict[str, float]   # bring-up steps -> seconds
-    ipvs: bool                  # does the lab's kernel have IPVS (False: netns on a kernel without it)
-    one_clock: bool             # do all hosts share one clock (one kernel), so their timestamps compare to the µs
+    topology: Topology  # hosts, roles, interfaces, services
+    hosts: dict[str, Host]  # name -> Host (commands, files, links, daemons)
+    provisioning: list[ProvisionResult]  # what each provisioner did
+    timings: dict[str, float]  # bring-up steps -> seconds
+    ipvs: bool  # does the lab's kernel have IPVS (False: netns on a kernel without it)
+    one_clock: bool  # do all hosts share one clock (one kernel), so their timestamps compare to the µs
 
     def close(self) -> None: ...
     def __enter__(self) -> Lab: ...
@@ -311,8 +320,9 @@ class LabBase:
             how = self._ended_by_itself()
             if how is None:
                 raise
-            raise SubmissionFault(f"the lab {how} while {what} ran; a setup command must not power off, reboot "
-                                  "or crash the machine.") from None
+            raise SubmissionFault(
+                f"the lab {how} while {what} ran; a setup command must not power off, reboot or crash the machine."
+            ) from None
 
     def _closed_error(self, host: str, command: str) -> LabError:
         return LabError(f"the lab {self.run_id} is closed; start a new one to run `{command}` on {host}")
@@ -340,13 +350,15 @@ class NamespacedLab(LabBase):
     """
 
     GUEST_ENV: dict = {}
-    MAX_HOSTS: int | None = None      # lab hosts this backend holds (None: as many as the machine)
+    MAX_HOSTS: int | None = None  # lab hosts this backend holds (None: as many as the machine)
 
-    def __init__(self, config: LabConfig, run: Run, ns_state: str, init: list[str] | None = None,
-                 cgroups: str | None = None):
-        super().__init__(config, run)       # one_clock: every host is a namespace of one kernel
-        self.ns = Namespaces(prefix=f"lvsh-{run.id}", state=ns_state, run_id=run.id, env=self.GUEST_ENV,
-                             init=init, cgroups=cgroups)
+    def __init__(
+        self, config: LabConfig, run: Run, ns_state: str, init: list[str] | None = None, cgroups: str | None = None
+    ):
+        super().__init__(config, run)  # one_clock: every host is a namespace of one kernel
+        self.ns = Namespaces(
+            prefix=f"lvsh-{run.id}", state=ns_state, run_id=run.id, env=self.GUEST_ENV, init=init, cgroups=cgroups
+        )
 
     # to be provided ------------------------------------------------------------
     def _root_run(self, argv: list, input: bytes | None, timeout: float, env: dict | None = None) -> CommandResult:
@@ -373,14 +385,17 @@ class NamespacedLab(LabBase):
     def _bring_up(self, provision: bool = True) -> None:
         cfg = self.config
         with self._timed("evaluate", f"evaluating {cfg.vagrantfile_path}"):
-            self.topology = load_topology(cfg.vagrantfile_path, self._sandbox_run, cfg.role_patterns,
-                                          cfg.service_list)
+            self.topology = load_topology(cfg.vagrantfile_path, self._sandbox_run, cfg.role_patterns, cfg.service_list)
         if self.MAX_HOSTS and len(self.topology.hosts) > self.MAX_HOSTS:
-            raise Refused(f"{cfg.vagrantfile_path.name} defines {len(self.topology.hosts)} machines; the {self.NAME} lab "
-                          f"holds at most {self.MAX_HOSTS} — a homework lab needs a handful.")
+            raise Refused(
+                f"{cfg.vagrantfile_path.name} defines {len(self.topology.hosts)} machines; the {self.NAME} lab "
+                f"holds at most {self.MAX_HOSTS} — a homework lab needs a handful."
+            )
         self.run.set(hosts=self.topology.names, ns_prefix=self.ns.prefix)
         with self._timed("namespaces", f"creating hosts {', '.join(self.topology.names)}"):
-            self._root_check(SCRIPT_ON_STDIN, "build the lab namespaces", input=self.ns.build_script(self.topology).encode())
+            self._root_check(
+                SCRIPT_ON_STDIN, "build the lab namespaces", input=self.ns.build_script(self.topology).encode()
+            )
         self.hosts = host_map(self.topology.hosts, self._execute, self._follow)
         daemons = role_daemons(self.topology, cfg.daemon_map)
         install_units(self.hosts, cfg.unit_map)
@@ -394,7 +409,7 @@ class NamespacedLab(LabBase):
             with self._timed("provision", "running the Vagrantfile's provisioners"):
                 self._provision()
         for host in write_files(self.hosts, cfg.files):
-            self.hosts[host].run("systemctl stop keepalived")   # started below with the new config
+            self.hosts[host].run("systemctl stop keepalived")  # started below with the new config
         self.provisioning += replay(self.hosts, cfg.commands, self._theirs)
         late = {h: [d for d in ds if d in DIRECTOR_DAEMONS] for h, ds in daemons.items()}
         with self._timed("keepalived", f"starting {describe(late) or 'no daemons'}"):
@@ -417,17 +432,23 @@ class NamespacedLab(LabBase):
                     res = self._run_provisioner(self.hosts[spec.name], prov, n, max(1.0, deadline - time.monotonic()))
                 self.provisioning.append(ProvisionResult(spec.name, prov.origin, res))
                 if res.rc == 124 and time.monotonic() >= deadline:
-                    said = [line for line in (res.stdout + "\n" + res.stderr).splitlines()
-                            if line.strip() and not line.startswith("timed out after")]
+                    said = [
+                        line
+                        for line in (res.stdout + "\n" + res.stderr).splitlines()
+                        if line.strip() and not line.startswith("timed out after")
+                    ]
                     tail = said[-1:] or ["nothing"]
                     raise SubmissionFault(
                         f"{spec.name}'s provisioner {prov.name or n + 1} ({prov.origin}) was still running when the "
                         f"lab's provisioning budget of {budget:.0f} s ran out, and was stopped (its last output: "
                         f"{tail[0][:200]!r}); a provisioner must finish on its own — no endless loops, prompts or "
-                        "long sleeps.")
+                        "long sleeps."
+                    )
                 if not res.ok:
-                    self.config.progress(f"provisioner of {spec.name} ({prov.origin}) exited {res.rc}; "
-                                         "continuing (its output is in lab.provisioning)")
+                    self.config.progress(
+                        f"provisioner of {spec.name} ({prov.origin}) exited {res.rc}; "
+                        "continuing (its output is in lab.provisioning)"
+                    )
 
     @staticmethod
     def _run_provisioner(host: Host, prov: Provisioner, n: int, timeout: float) -> CommandResult:
@@ -462,8 +483,14 @@ class NamespacedLab(LabBase):
         """Run ``command`` with /bin/sh as root in ``host`` (a backend may have a faster way)."""
         t0 = time.monotonic()
         res = self._root_run(self.ns.enter_argv(host, command), input, timeout, self.ns.env)
-        return CommandResult(command=command, rc=res.rc, stdout=res.stdout, stderr=res.stderr,
-                             duration=time.monotonic() - t0, timed_out=res.timed_out)
+        return CommandResult(
+            command=command,
+            rc=res.rc,
+            stdout=res.stdout,
+            stderr=res.stderr,
+            duration=time.monotonic() - t0,
+            timed_out=res.timed_out,
+        )
 
     def _root_check(self, argv: list, what: str, input: bytes | None = None, timeout: float = 120) -> CommandResult:
         res = self._root_run(argv, input, timeout)

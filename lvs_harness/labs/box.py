@@ -34,14 +34,31 @@ from .image import _du_mb, apt_sources, cache_root, host_codename, run_mmdebstra
 FORMAT = 1
 BOX_NAME = "lvs-harness/debian"
 PACKAGES = (
-    "systemd-sysv", "linux-image-amd64", "openssh-server", "sudo", "ifupdown", "isc-dhcp-client", "iproute2",
-    "procps", "kmod", "psmisc", "keepalived", "ipvsadm", "nginx-light", "curl", "iputils-ping", "iputils-arping",
-    "netbase", "bash",
-    "libnss-myhostname",   # the machine's own name resolves whatever a provisioner sets (sudo warns otherwise)
+    "systemd-sysv",
+    "linux-image-amd64",
+    "openssh-server",
+    "sudo",
+    "ifupdown",
+    "isc-dhcp-client",
+    "iproute2",
+    "procps",
+    "kmod",
+    "psmisc",
+    "keepalived",
+    "ipvsadm",
+    "nginx-light",
+    "curl",
+    "iputils-ping",
+    "iputils-arping",
+    "netbase",
+    "bash",
+    "libnss-myhostname",  # the machine's own name resolves whatever a provisioner sets (sudo warns otherwise)
 )
 CMDLINE = "root=/dev/vda rw console=ttyS0 net.ifnames=0 biosdevname=0 quiet"
-VAGRANT_KEYS = ("/usr/share/rubygems-integration/all/gems/vagrant-*/keys/vagrant.pub",
-                "/opt/vagrant/embedded/gems/gems/vagrant-*/keys/vagrant.pub")
+VAGRANT_KEYS = (
+    "/usr/share/rubygems-integration/all/gems/vagrant-*/keys/vagrant.pub",
+    "/opt/vagrant/embedded/gems/gems/vagrant-*/keys/vagrant.pub",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +80,7 @@ class Box:
 
 def vagrant_public_key() -> str:
     import glob
+
     for pattern in VAGRANT_KEYS:
         found = sorted(glob.glob(pattern))
         if found:
@@ -73,8 +91,15 @@ def vagrant_public_key() -> str:
 def box_key() -> str:
     codename = host_codename()
     h = hashlib.sha256()
-    for part in (str(FORMAT), codename, " ".join(PACKAGES), CMDLINE, vagrant_public_key(), _customize_script(),
-                 *(Path(f).read_text(errors="replace") for f in apt_sources(codename))):
+    for part in (
+        str(FORMAT),
+        codename,
+        " ".join(PACKAGES),
+        CMDLINE,
+        vagrant_public_key(),
+        _customize_script(),
+        *(Path(f).read_text(errors="replace") for f in apt_sources(codename)),
+    ):
         h.update(part.encode() + b"\0")
     return h.hexdigest()[:16]
 
@@ -143,14 +168,18 @@ def build_box(box: Box, progress: Callable[[str], None]) -> None:
         root = Path(tmp) / "rootfs"
         progress(f"building the Vagrant box with mmdebstrap ({len(PACKAGES)} packages; about two minutes)")
         log = Path(tmp) / "mmdebstrap.log"
-        run_mmdebstrap(PACKAGES, root, log, progress, "the Vagrant box",
-                       hooks=(f"echo {key!r} > \"$1/tmp/vagrant.pub\"",
-                              f"chroot \"$1\" sh -c {_quote(_customize_script())}"))
+        run_mmdebstrap(
+            PACKAGES,
+            root,
+            log,
+            progress,
+            "the Vagrant box",
+            hooks=(f"echo {key!r} > \"$1/tmp/vagrant.pub\"", f"chroot \"$1\" sh -c {_quote(_customize_script())}"),
+        )
         kernels = sorted((root / "boot").glob("vmlinuz-*"))
         initrds = sorted((root / "boot").glob("initrd.img-*"))
         if not kernels or not initrds:
-            raise LabError("the box has no kernel or initrd in /boot (linux-image-amd64 did not install); "
-                           f"see {log}")
+            raise LabError(f"the box has no kernel or initrd in /boot (linux-image-amd64 did not install); see {log}")
         (root / "tmp" / "vagrant.pub").unlink(missing_ok=True)
         work = Path(tmp) / "box"
         work.mkdir()
@@ -159,16 +188,29 @@ def build_box(box: Box, progress: Callable[[str], None]) -> None:
         size_mb = int(_du_mb(root) * 1.3) + 1024
         raw = Path(tmp) / "box.raw"
         progress(f"writing the box disk ({size_mb} MB ext4 → qcow2)")
-        subprocess.run(["mke2fs", "-q", "-F", "-t", "ext4", "-L", "lvs-box", "-d", str(root), str(raw),
-                        f"{size_mb}M"], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            ["mke2fs", "-q", "-F", "-t", "ext4", "-L", "lvs-box", "-d", str(root), str(raw), f"{size_mb}M"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         subprocess.run(["qemu-img", "convert", "-O", "qcow2", str(raw), str(work / "box.img")], check=True)
         raw.unlink()
         gib = -(-size_mb // 1024)
-        (work / "metadata.json").write_text(json.dumps({"provider": "libvirt", "format": "qcow2",
-                                                        "virtual_size": gib}))
+        (work / "metadata.json").write_text(json.dumps({"provider": "libvirt", "format": "qcow2", "virtual_size": gib}))
         (work / "Vagrantfile").write_text(box_vagrantfile(box))
-        subprocess.run(["tar", "-C", str(work), "-cf", str(Path(tmp) / "lvs-harness.box"), "metadata.json",
-                        "Vagrantfile", "box.img"], check=True)
+        subprocess.run(
+            [
+                "tar",
+                "-C",
+                str(work),
+                "-cf",
+                str(Path(tmp) / "lvs-harness.box"),
+                "metadata.json",
+                "Vagrantfile",
+                "box.img",
+            ],
+            check=True,
+        )
         for name in ("vmlinuz", "initrd.img"):
             os.chmod(Path(tmp) / name, 0o644)
             os.replace(Path(tmp) / name, box.dir / name)
@@ -178,8 +220,7 @@ def build_box(box: Box, progress: Callable[[str], None]) -> None:
     for old in box.dir.parent.iterdir():
         if old.is_dir() and old != box.dir and (old / "lvs-harness.box").exists():
             shutil.rmtree(old, ignore_errors=True)
-    progress(f"Vagrant box ready in {time.monotonic() - t0:.0f} s: {box.file} "
-             f"({box.file.stat().st_size // 2**20} MB)")
+    progress(f"Vagrant box ready in {time.monotonic() - t0:.0f} s: {box.file} ({box.file.stat().st_size // 2**20} MB)")
 
 
 def box_vagrantfile(box: Box) -> str:
@@ -205,4 +246,5 @@ end
 
 def _quote(text: str) -> str:
     import shlex
+
     return shlex.quote(text)

@@ -28,21 +28,28 @@ from collections.abc import Callable
 
 from ..errors import LabError, LabGone
 from . import image
-from .guest_agent import GONE       # the channel ends with the guest (or with its agent, killed by a submission)
+from .guest_agent import GONE  # the channel ends with the guest (or with its agent, killed by a submission)
 
 TTY = "/dev/ttyS2"
 SPOOL = "/run/lvsh-agent"
-LOG = "/run/lvsh-agent.log"          # the agent's own errors (in the guest)
-WINDOW = 2048         # bytes sent and not yet acknowledged by the agent (see host-agent.c)
+LOG = "/run/lvsh-agent.log"  # the agent's own errors (in the guest)
+WINDOW = 2048  # bytes sent and not yet acknowledged by the agent (see host-agent.c)
 CHUNK = 1024
-MARGIN = 15.0          # s past a command's timeout before the harness stops waiting for the agent's kill
+MARGIN = 15.0  # s past a command's timeout before the harness stops waiting for the agent's kill
 
 
 def agent_argv(prefix: str, state: str, agent: str | None = None, cgroups: str | None = None) -> list[str]:
     """What starts the agent in the guest (as root, detached): raw mode on its line, then the agent,
     then its end said on the line (an image without the agent: "EXIT 127" at once)."""
-    return ["/bin/sh", "-c", f'stty -F {TTY} raw -echo && "$0" {TTY} "$1" "$2" {SPOOL} $3 2>>{LOG}; '
-            f'echo "EXIT $?" > {TTY}', agent or image.AGENT, prefix, state, cgroups or ""]
+    return [
+        "/bin/sh",
+        "-c",
+        f'stty -F {TTY} raw -echo && "$0" {TTY} "$1" "$2" {SPOOL} $3 2>>{LOG}; echo "EXIT $?" > {TTY}',
+        agent or image.AGENT,
+        prefix,
+        state,
+        cgroups or "",
+    ]
 
 
 class _Pending:
@@ -86,7 +93,7 @@ class HostChannel:
         self._ready = threading.Event()
         self._gone = False
         self.agent_pid: int | None = None
-        self.exit_status: int | None = None     # the agent's, if it ended
+        self.exit_status: int | None = None  # the agent's, if it ended
         self._reader = threading.Thread(target=self._read_loop, name="lvsh-channel", daemon=True)
         self._reader.start()
 
@@ -103,6 +110,7 @@ class HostChannel:
                     return False
                 buf += chunk
             return True
+
         try:
             while True:
                 if not fill(lambda b: b"\n" in b):
@@ -116,14 +124,14 @@ class HostChannel:
                         self._unacked = max(0, self._unacked - int(fields[1]))
                         self._credit.notify_all()
                     continue
-                if fields[0] == b"EXIT":       # the agent ended (see agent_argv): nothing more will come
+                if fields[0] == b"EXIT":  # the agent ended (see agent_argv): nothing more will come
                     self.exit_status = int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else None
                     return
                 if fields[0] == b"READY":
                     self.agent_pid = int(fields[1])
                     self._ready.set()
                     continue
-                if fields[0] == b"O" and len(fields) == 3:      # a streamed command's output
+                if fields[0] == b"O" and len(fields) == 3:  # a streamed command's output
                     rid, n = int(fields[1]), int(fields[2])
                     if not fill(lambda b: len(b) >= n):
                         return
@@ -133,15 +141,19 @@ class HostChannel:
                         pending.on_output(data.decode("utf-8", "replace"))
                     continue
                 if fields[0] != b"R" or len(fields) != 6:
-                    continue     # line noise before the agent set its line raw
+                    continue  # line noise before the agent set its line raw
                 rid, rc, timed_out, n_out, n_err = (int(f) for f in fields[1:])
                 if not fill(lambda b: len(b) >= n_out + n_err):
                     return
-                out, err, buf = buf[:n_out], buf[n_out:n_out + n_err], buf[n_out + n_err:]
+                out, err, buf = buf[:n_out], buf[n_out : n_out + n_err], buf[n_out + n_err :]
                 pending = self._pending.pop(rid, None)
                 if pending is not None:
-                    pending.result = (rc, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"),
-                                      bool(timed_out))
+                    pending.result = (
+                        rc,
+                        out.decode("utf-8", "replace"),
+                        err.decode("utf-8", "replace"),
+                        bool(timed_out),
+                    )
                     pending.done.set()
         except OSError:
             return
@@ -163,8 +175,10 @@ class HostChannel:
                 break
         if self.agent_pid is None:
             if self.exit_status is not None:
-                raise LabError(f"the lab's command channel exited at its start (status {self.exit_status}; "
-                               f"its errors are in the guest's {LOG})")
+                raise LabError(
+                    f"the lab's command channel exited at its start (status {self.exit_status}; "
+                    f"its errors are in the guest's {LOG})"
+                )
             raise LabError(f"the lab's command channel did not start within {timeout:g} s")
 
     def run(self, host: str, command: str, input: bytes | None, timeout: float) -> tuple[int, str, str, bool]:
@@ -179,8 +193,15 @@ class HostChannel:
         rid, pending = self._request("S", host, command, None, timeout, on_output)
         return Stream(self, rid, pending, f"`{command[:200]}` on {host}")
 
-    def _request(self, kind: str, host: str, command: str, input: bytes | None, timeout: float,
-                 on_output: Callable[[str], None] | None = None) -> tuple[int, _Pending]:
+    def _request(
+        self,
+        kind: str,
+        host: str,
+        command: str,
+        input: bytes | None,
+        timeout: float,
+        on_output: Callable[[str], None] | None = None,
+    ) -> tuple[int, _Pending]:
         if self._gone:
             raise LabGone(GONE)
         rid = next(self._ids)
@@ -210,10 +231,9 @@ class HostChannel:
         """Send ``data`` in chunks, keeping at most :data:`WINDOW` bytes unacknowledged."""
         with self._send_lock:
             for i in range(0, len(data), CHUNK):
-                piece = data[i:i + CHUNK]
+                piece = data[i : i + CHUNK]
                 with self._credit:
-                    if not self._credit.wait_for(lambda: self._gone or self._unacked + len(piece) <= WINDOW,
-                                                 timeout):
+                    if not self._credit.wait_for(lambda: self._gone or self._unacked + len(piece) <= WINDOW, timeout):
                         raise LabError(f"the lab's command channel took no input for {timeout:g} s")
                     if self._gone:
                         raise LabGone(GONE)

@@ -25,7 +25,7 @@ PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 38, 22, 2
 
 # Landlock filesystem rights (ABI 1-5)
 EXECUTE, WRITE_FILE, READ_FILE, READ_DIR = 1 << 0, 1 << 1, 1 << 2, 1 << 3
-ALL_FS_V1 = (1 << 13) - 1            # execute … make_sym
+ALL_FS_V1 = (1 << 13) - 1  # execute … make_sym
 REFER, TRUNCATE, IOCTL_DEV = 1 << 13, 1 << 14, 1 << 15
 NET_BIND_TCP, NET_CONNECT_TCP = 1 << 0, 1 << 1
 SCOPE_ABSTRACT_UNIX_SOCKET, SCOPE_SIGNAL = 1 << 0, 1 << 1
@@ -70,7 +70,7 @@ def landlock(read: list[str], write: list[str]) -> None:
                 fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
                 try:
                     allowed = access if os.path.isdir(path) else access & (EXECUTE | WRITE_FILE | READ_FILE | TRUNCATE)
-                    rule = ctypes.create_string_buffer(struct.pack("=Qi", allowed, fd))   # path_beneath_attr, packed
+                    rule = ctypes.create_string_buffer(struct.pack("=Qi", allowed, fd))  # path_beneath_attr, packed
                     _check(_libc.syscall(NR_LANDLOCK_ADD_RULE, ruleset, 1, rule, 0), f"landlock_add_rule({path})")
                 finally:
                     os.close(fd)
@@ -91,12 +91,16 @@ def hide_xstate() -> None:
     ld_w_abs, jeq_k, ret_k = 0x20, 0x15, 0x06
     audit_arch_x86_64, nr_ptrace, ptrace_getregset, nt_x86_xstate = 0xC000003E, 101, 0x4204, 0x202
     prog = [
-        (ld_w_abs, 0, 0, 4), (jeq_k, 0, 7, audit_arch_x86_64),
-        (ld_w_abs, 0, 0, 0), (jeq_k, 0, 5, nr_ptrace),
-        (ld_w_abs, 0, 0, 16), (jeq_k, 0, 3, ptrace_getregset),
-        (ld_w_abs, 0, 0, 32), (jeq_k, 0, 1, nt_x86_xstate),
-        (ret_k, 0, 0, 0x00050000 | 5),    # SECCOMP_RET_ERRNO | EIO
-        (ret_k, 0, 0, 0x7FFF0000),        # SECCOMP_RET_ALLOW
+        (ld_w_abs, 0, 0, 4),
+        (jeq_k, 0, 7, audit_arch_x86_64),
+        (ld_w_abs, 0, 0, 0),
+        (jeq_k, 0, 5, nr_ptrace),
+        (ld_w_abs, 0, 0, 16),
+        (jeq_k, 0, 3, ptrace_getregset),
+        (ld_w_abs, 0, 0, 32),
+        (jeq_k, 0, 1, nt_x86_xstate),
+        (ret_k, 0, 0, 0x00050000 | 5),  # SECCOMP_RET_ERRNO | EIO
+        (ret_k, 0, 0, 0x7FFF0000),  # SECCOMP_RET_ALLOW
     ]
     buf = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *i) for i in prog))
 

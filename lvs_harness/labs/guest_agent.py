@@ -37,8 +37,10 @@ CHUNK = 1024  # raw bytes per guest-file-write (base64 grows it to ~1.4 KB)
 SPILL_PREFIX = "/run/lvsh-spill-"
 
 
-GONE = ("the lab's guest has stopped (it powered off or crashed, e.g. by a command of the submission); "
-        "nothing more can run in this lab")
+GONE = (
+    "the lab's guest has stopped (it powered off or crashed, e.g. by a command of the submission); "
+    "nothing more can run in this lab"
+)
 
 
 class GuestAgent:
@@ -107,8 +109,7 @@ class GuestAgent:
 
     def _send_sync(self) -> int:
         token = secrets.randbits(31)
-        self._sock.sendall(json.dumps({"execute": "guest-sync-delimited", "arguments": {"id": token}}).encode()
-                           + b"\n")
+        self._sock.sendall(json.dumps({"execute": "guest-sync-delimited", "arguments": {"id": token}}).encode() + b"\n")
         return token
 
     def _await_sync(self, tokens: set[int], deadline: float) -> bool:
@@ -123,7 +124,9 @@ class GuestAgent:
         handle = self._request("guest-file-open", path=path, mode="w")
         try:
             for i in range(0, len(data), CHUNK):
-                self._request("guest-file-write", handle=handle, **{"buf-b64": base64.b64encode(data[i:i + CHUNK]).decode()})
+                self._request(
+                    "guest-file-write", handle=handle, **{"buf-b64": base64.b64encode(data[i : i + CHUNK]).decode()}
+                )
         finally:
             self._request("guest-file-close", handle=handle)
 
@@ -134,8 +137,12 @@ class GuestAgent:
             self._spills += 1
             base = f"{SPILL_PREFIX}{self._spills}"
         self.write_file(base + ".in", input or b"")
-        self.write_file(base + ".sh", (f'rm -f "$0"; exec 0<{base}.in; rm -f {base}.in; exec '
-                                       + " ".join(shlex.quote(a) for a in argv) + "\n").encode())
+        self.write_file(
+            base + ".sh",
+            (
+                f'rm -f "$0"; exec 0<{base}.in; rm -f {base}.in; exec ' + " ".join(shlex.quote(a) for a in argv) + "\n"
+            ).encode(),
+        )
         return {"path": "/bin/sh", "arg": [base + ".sh"], "capture-output": True}
 
     def start(self, argv: list[str], env: dict | None = None) -> int:
@@ -143,8 +150,9 @@ class GuestAgent:
         extra = {"env": [f"{k}={v}" for k, v in env.items()]} if env is not None else {}
         return self._request("guest-exec", timeout=5, path=argv[0], arg=list(argv[1:]), **extra)["pid"]
 
-    def exec(self, argv: list[str], input: bytes | None = None, timeout: float = 60,
-             env: dict | None = None) -> tuple[int, str, str]:
+    def exec(
+        self, argv: list[str], input: bytes | None = None, timeout: float = 60, env: dict | None = None
+    ) -> tuple[int, str, str]:
         """Run argv in the guest as root and return (rc, stdout, stderr).
 
         ``env`` replaces the environment (default: the agent's own, from the guest's init).
@@ -183,8 +191,10 @@ class GuestAgent:
 
     def _kill_tree(self, pid: int) -> None:
         """SIGKILL a guest process and all its descendants (daemons that called setsid stay)."""
-        script = ('tree() { for c in $(pgrep -P "$1"); do tree "$c"; done; echo "$1"; }; '
-                  'sid=$(ps -o sid= -p "$1"); pids=""; for p in $(tree "$1"); do '
-                  '[ "$(ps -o sid= -p "$p")" = "$sid" ] && pids="$pids $p"; done; '
-                  'kill -STOP $pids; kill -9 $pids; true')
+        script = (
+            'tree() { for c in $(pgrep -P "$1"); do tree "$c"; done; echo "$1"; }; '
+            'sid=$(ps -o sid= -p "$1"); pids=""; for p in $(tree "$1"); do '
+            '[ "$(ps -o sid= -p "$p")" = "$sid" ] && pids="$pids $p"; done; '
+            'kill -STOP $pids; kill -9 $pids; true'
+        )
         self._request("guest-exec", path="/bin/sh", arg=["-c", script, "kill-tree", str(pid)])

@@ -29,15 +29,30 @@ from ..errors import LabError
 
 FORMAT = 8  # bump whenever _customize() changes what goes into the image
 PACKAGES = (
-    "mount", "iproute2", "procps", "kmod", "util-linux", "psmisc", "keepalived", "ipvsadm",
-    "nginx-light", "curl", "iputils-ping", "iputils-arping", "net-tools", "tcpdump", "sudo",
-    "ruby", "qemu-guest-agent", "tini",
-    "iptables",     # students make reals ready for DR with an iptables REDIRECT too
+    "mount",
+    "iproute2",
+    "procps",
+    "kmod",
+    "util-linux",
+    "psmisc",
+    "keepalived",
+    "ipvsadm",
+    "nginx-light",
+    "curl",
+    "iputils-ping",
+    "iputils-arping",
+    "net-tools",
+    "tcpdump",
+    "sudo",
+    "ruby",
+    "qemu-guest-agent",
+    "tini",
+    "iptables",  # students make reals ready for DR with an iptables REDIRECT too
 )
 DPKG_EXCLUDES = ("/usr/share/doc/*", "/usr/share/man/*", "/usr/share/locale/*", "/usr/share/info/*")
 UML_KERNEL = "/usr/bin/linux.uml"
 UML_MODULES = "/usr/lib/uml/modules"
-AGENT = "/usr/local/lib/lvs-harness/host-agent"      # in the image: the command channel's agent (see channel.py)
+AGENT = "/usr/local/lib/lvs-harness/host-agent"  # in the image: the command channel's agent (see channel.py)
 
 
 def cache_root() -> Path:
@@ -55,13 +70,17 @@ def uml_kernel() -> tuple[str, str]:
     given = os.environ.get("LVS_HARNESS_UML_KERNEL")
     if given:
         if not os.access(given, os.X_OK):
-            raise LabError(f"LVS_HARNESS_UML_KERNEL names {given}, which is not an executable UML kernel; "
-                           "unset it, or point it at the linux.uml the image was built with.")
+            raise LabError(
+                f"LVS_HARNESS_UML_KERNEL names {given}, which is not an executable UML kernel; "
+                "unset it, or point it at the linux.uml the image was built with."
+            )
         return given, "shipped"
     versions = sorted(os.listdir(UML_MODULES)) if os.path.isdir(UML_MODULES) else []
     if not os.access(UML_KERNEL, os.X_OK) or not versions:
-        raise LabError("the uml lab needs User-Mode Linux: install the Debian package `user-mode-linux` "
-                       "(sudo apt-get install user-mode-linux).")
+        raise LabError(
+            "the uml lab needs User-Mode Linux: install the Debian package `user-mode-linux` "
+            "(sudo apt-get install user-mode-linux)."
+        )
     return UML_KERNEL, versions[-1]
 
 
@@ -77,14 +96,23 @@ def host_codename() -> str:
     for line in Path("/etc/os-release").read_text().splitlines():
         if line.startswith("VERSION_CODENAME="):
             return line.split("=", 1)[1].strip().strip('"')
-    raise LabError("cannot tell this system's release from /etc/os-release; the uml lab image is "
-                   "built with mmdebstrap on Debian or Ubuntu.")
+    raise LabError(
+        "cannot tell this system's release from /etc/os-release; the uml lab image is "
+        "built with mmdebstrap on Debian or Ubuntu."
+    )
 
 
 def apt_sources(codename: str) -> list[str]:
     """The host's own apt source files that serve ``codename`` (passed to mmdebstrap as mirrors)."""
-    files = [f for f in ["/etc/apt/sources.list", *sorted(glob.glob("/etc/apt/sources.list.d/*.list")),
-                         *sorted(glob.glob("/etc/apt/sources.list.d/*.sources"))] if os.path.isfile(f)]
+    files = [
+        f
+        for f in [
+            "/etc/apt/sources.list",
+            *sorted(glob.glob("/etc/apt/sources.list.d/*.list")),
+            *sorted(glob.glob("/etc/apt/sources.list.d/*.sources")),
+        ]
+        if os.path.isfile(f)
+    ]
     chosen = []
     for f in files:
         text = Path(f).read_text(errors="replace")
@@ -92,8 +120,10 @@ def apt_sources(codename: str) -> list[str]:
         if any(codename in ln.split() or ln.startswith("Suites:") and codename in ln for ln in active):
             chosen.append(f)
     if not chosen:
-        raise LabError(f"no apt source of this machine serves {codename!r}; configure apt so that "
-                       "`apt-get update` works, then retry.")
+        raise LabError(
+            f"no apt source of this machine serves {codename!r}; configure apt so that "
+            "`apt-get update` works, then retry."
+        )
     return chosen
 
 
@@ -101,8 +131,16 @@ def image_key() -> str:
     _, kver = uml_kernel()
     codename = host_codename()
     h = hashlib.sha256()
-    for part in (str(FORMAT), codename, kver, " ".join(PACKAGES), " ".join(DPKG_EXCLUDES), init_script(), agent_source(),
-                 *(Path(f).read_text(errors="replace") for f in apt_sources(codename))):
+    for part in (
+        str(FORMAT),
+        codename,
+        kver,
+        " ".join(PACKAGES),
+        " ".join(DPKG_EXCLUDES),
+        init_script(),
+        agent_source(),
+        *(Path(f).read_text(errors="replace") for f in apt_sources(codename)),
+    ):
         h.update(part.encode() + b"\0")
     return h.hexdigest()[:16]
 
@@ -118,15 +156,17 @@ def ensure_image(progress: Callable[[str], None], force: bool = False) -> Path:
     given = os.environ.get("LVS_HARNESS_IMAGE")
     if given:
         if not Path(given).is_file():
-            raise LabError(f"LVS_HARNESS_IMAGE names {given}, which does not exist; point it at a rootfs.img "
-                           "made by `lvs-harness image build`, or unset it.")
+            raise LabError(
+                f"LVS_HARNESS_IMAGE names {given}, which does not exist; point it at a rootfs.img "
+                "made by `lvs-harness image build`, or unset it."
+            )
         return Path(given)
     path = image_path()
     if path.exists() and not force:
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.parent / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)           # one build at a time; others wait and reuse it
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one build at a time; others wait and reuse it
         if path.exists() and not force:
             return path
         build_image(path, progress)
@@ -135,8 +175,10 @@ def ensure_image(progress: Callable[[str], None], force: bool = False) -> Path:
 
 def build_image(dest: Path, progress: Callable[[str], None]) -> None:
     if os.geteuid() != 0:
-        raise LabError("building the lab image needs root (mmdebstrap creates device nodes and "
-                       "chroots): run `sudo lvs-harness image build` once.")
+        raise LabError(
+            "building the lab image needs root (mmdebstrap creates device nodes and "
+            "chroots): run `sudo lvs-harness image build` once."
+        )
     for tool, pkg in (("mmdebstrap", "mmdebstrap"), ("mke2fs", "e2fsprogs"), ("gcc", "gcc")):
         if not shutil.which(tool):
             raise LabError(f"building the lab image needs {tool}: install the Debian package `{pkg}`.")
@@ -150,41 +192,56 @@ def build_image(dest: Path, progress: Callable[[str], None]) -> None:
         size_mb = int(_du_mb(root) * 1.25) + 384
         img = Path(tmp) / "rootfs.img"
         progress(f"writing the ext4 image ({size_mb} MB sparse)")
-        subprocess.run(["mke2fs", "-q", "-F", "-t", "ext4", "-L", "lvs-harness", "-d", str(root), str(img),
-                        f"{size_mb}M"], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            ["mke2fs", "-q", "-F", "-t", "ext4", "-L", "lvs-harness", "-d", str(root), str(img), f"{size_mb}M"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         os.chmod(img, 0o444)
         dest.parent.chmod(0o755)
         for parent in (dest.parent.parent, dest.parent.parent.parent):
             parent.chmod(0o755)
         os.replace(img, dest)
-    for old in dest.parent.parent.iterdir():       # images built from older inputs
+    for old in dest.parent.parent.iterdir():  # images built from older inputs
         if old.is_dir() and old != dest.parent and (old / "rootfs.img").exists():
             shutil.rmtree(old, ignore_errors=True)
     progress(f"lab image ready in {time.monotonic() - t0:.0f} s: {dest}")
 
 
-def run_mmdebstrap(packages, root: Path, log: Path, progress: Callable[[str], None], what: str,
-                   hooks: tuple[str, ...] = ()) -> None:
+def run_mmdebstrap(
+    packages, root: Path, log: Path, progress: Callable[[str], None], what: str, hooks: tuple[str, ...] = ()
+) -> None:
     """Install ``packages`` into ``root`` with mmdebstrap from this machine's apt sources (docs left
     out), then run ``hooks`` (``--customize-hook``s); its whole output goes to ``log``, its main
     steps to ``progress``; on failure, an error with its last lines."""
     codename = host_codename()
-    cmd = ["mmdebstrap", "--variant=apt", "--include=" + ",".join(packages),
-           *(f"--dpkgopt=path-exclude={p}" for p in DPKG_EXCLUDES), "--dpkgopt=path-include=/usr/share/doc/*/copyright",
-           *(f"--customize-hook={h}" for h in hooks), codename, str(root), *apt_sources(codename)]
+    cmd = [
+        "mmdebstrap",
+        "--variant=apt",
+        "--include=" + ",".join(packages),
+        *(f"--dpkgopt=path-exclude={p}" for p in DPKG_EXCLUDES),
+        "--dpkgopt=path-include=/usr/share/doc/*/copyright",
+        *(f"--customize-hook={h}" for h in hooks),
+        codename,
+        str(root),
+        *apt_sources(codename),
+    ]
     t0 = time.monotonic()
     with open(log, "w") as fh:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for line in proc.stdout:
             fh.write(line)
-            if line.startswith("I: ") and any(w in line for w in ("downloading", "extracting", "installing",
-                                                                    "success")):
+            if line.startswith("I: ") and any(
+                w in line for w in ("downloading", "extracting", "installing", "success")
+            ):
                 progress(f"  {line[3:].strip()} ({time.monotonic() - t0:.0f} s)")
         rc = proc.wait()
     if rc != 0:
         tail = "".join(log.read_text().splitlines(keepends=True)[-15:])
-        raise LabError(f"mmdebstrap failed ({rc}) building {what}; check that `apt-get update` works on this "
-                       f"machine. Last lines:\n{tail}")
+        raise LabError(
+            f"mmdebstrap failed ({rc}) building {what}; check that `apt-get update` works on this "
+            f"machine. Last lines:\n{tail}"
+        )
 
 
 def _customize(root: Path, kver: str) -> None:
@@ -199,15 +256,19 @@ def _customize(root: Path, kver: str) -> None:
     # the guest has no network: apt sources would only cost every `apt update` in a student's
     # provisioner its failing fetches (0.5 s of CPU each, measured; 0.2 s without); apt's caches
     # are built once here from what is installed, not by each apt call in each host
-    (root / "etc" / "apt" / "sources.list").write_text("# lvs-harness lab: no network, so no sources; "
-                                                       "the packages are in the image\n")
+    (root / "etc" / "apt" / "sources.list").write_text(
+        "# lvs-harness lab: no network, so no sources; the packages are in the image\n"
+    )
     for f in (root / "etc" / "apt" / "sources.list.d").glob("*"):
         f.unlink()
     subprocess.run(["chroot", str(root), "apt-cache", "gencaches"], check=True, stdout=subprocess.DEVNULL)
     # iptables through the legacy x_tables: this UML kernel has no nft nat chain (nft_chain_nat)
     for tool in ("iptables", "ip6tables"):
-        subprocess.run(["chroot", str(root), "update-alternatives", "--set", tool, f"/usr/sbin/{tool}-legacy"],
-                       check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            ["chroot", str(root), "update-alternatives", "--set", tool, f"/usr/sbin/{tool}-legacy"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
     # sudo drops the environment, and with it GLIBC_TUNABLES (see uml.GUEST_GLIBC_TUNABLES): a
     # provisioner's `sudo systemctl restart keepalived` would start keepalived with the string
     # functions whose registers UML does not keep
@@ -231,11 +292,14 @@ def compile_agent(dest: Path) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "host-agent.c").write_text(agent_source())
-        r = subprocess.run(["gcc", "-O2", "-Wall", "-o", str(dest), str(Path(tmp) / "host-agent.c")],
-                           capture_output=True, text=True)
+        r = subprocess.run(
+            ["gcc", "-O2", "-Wall", "-o", str(dest), str(Path(tmp) / "host-agent.c")], capture_output=True, text=True
+        )
     if r.returncode != 0:
-        raise LabError(f"could not compile the lab's command agent (gcc exited {r.returncode}); install the "
-                       f"Debian packages gcc and libc6-dev. gcc said:\n{r.stderr[-1500:]}")
+        raise LabError(
+            f"could not compile the lab's command agent (gcc exited {r.returncode}); install the "
+            f"Debian packages gcc and libc6-dev. gcc said:\n{r.stderr[-1500:]}"
+        )
 
 
 def _du_mb(path: Path) -> int:

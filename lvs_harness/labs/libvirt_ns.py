@@ -41,9 +41,15 @@ MGMT_XML = f"""<network>
 """
 POOL_XML = """<pool type='dir'><name>default</name><target><path>/var/lib/libvirt/images</path></target></pool>"""
 SOCKET = Path("/run/libvirt/libvirt-sock")
-REQUIRED = (("vagrant", "vagrant"), ("libvirtd", "libvirt-daemon-system"), ("virtlogd", "libvirt-daemon-system"),
-            ("virsh", "libvirt-clients"), ("qemu-system-x86_64", "qemu-system-x86"), ("qemu-img", "qemu-utils"),
-            ("dnsmasq", "dnsmasq-base"))
+REQUIRED = (
+    ("vagrant", "vagrant"),
+    ("libvirtd", "libvirt-daemon-system"),
+    ("virtlogd", "libvirt-daemon-system"),
+    ("virsh", "libvirt-clients"),
+    ("qemu-system-x86_64", "qemu-system-x86"),
+    ("qemu-img", "qemu-utils"),
+    ("dnsmasq", "dnsmasq-base"),
+)
 
 
 def state_dir() -> Path:
@@ -86,8 +92,11 @@ def _foreign_libvirtd() -> list[int]:
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             # (a libvirtd that just exited stays in /proc as a zombie for a moment: not a running one)
-            if Path(f"/proc/{pid}/comm").read_text().strip() == "libvirtd" and int(pid) not in ours \
-                    and is_alive(int(pid)):
+            if (
+                Path(f"/proc/{pid}/comm").read_text().strip() == "libvirtd"
+                and int(pid) not in ours
+                and is_alive(int(pid))
+            ):
                 found.append(int(pid))
         except OSError:
             pass
@@ -113,7 +122,7 @@ def emulator() -> Path:
     qemu = shutil.which("qemu-system-x86_64") or "/usr/bin/qemu-system-x86_64"
     path = state_dir() / "qemu-system-x86_64"
     text = QEMU_WRAPPER.format(qemu=qemu, tb=TB_CACHE_MB)
-    if not path.exists() or path.read_text() != text:   # an unchanged file keeps libvirt's capability cache
+    if not path.exists() or path.read_text() != text:  # an unchanged file keeps libvirt's capability cache
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(text)
@@ -144,28 +153,34 @@ def ensure(progress: Callable[[str], None]) -> None:
     """The namespace, virtlogd, libvirtd, the management network and the default pool, started once."""
     missing = missing_tools()
     if missing:
-        raise LabError(f"the vagrant lab needs these Debian packages: {' '.join(missing)} "
-                       "(sudo apt-get install vagrant vagrant-libvirt libvirt-daemon-system qemu-system-x86 "
-                       "qemu-utils dnsmasq-base).")
+        raise LabError(
+            f"the vagrant lab needs these Debian packages: {' '.join(missing)} "
+            "(sudo apt-get install vagrant vagrant-libvirt libvirt-daemon-system qemu-system-x86 "
+            "qemu-utils dnsmasq-base)."
+        )
     if os.geteuid() != 0:
-        raise LabError("the vagrant lab runs libvirt in a network namespace of its own, which needs root; "
-                       "run it with sudo.")
+        raise LabError(
+            "the vagrant lab runs libvirt in a network namespace of its own, which needs root; run it with sudo."
+        )
     state_dir().mkdir(parents=True, exist_ok=True)
     if not Path(f"/run/netns/{NETNS}").exists():
         _run(["ip", "netns", "add", NETNS])
     _run(["ip", "-n", NETNS, "link", "set", "lo", "up"])
     foreign = _foreign_libvirtd()
     if foreign:
-        raise LabError(f"a libvirtd that lvs-harness did not start is running (pid {foreign[0]}); its networks "
-                       "would live in this machine's main network namespace. Stop it (e.g. `systemctl stop "
-                       "libvirtd`) and retry.")
+        raise LabError(
+            f"a libvirtd that lvs-harness did not start is running (pid {foreign[0]}); its networks "
+            "would live in this machine's main network namespace. Stop it (e.g. `systemctl stop "
+            "libvirtd`) and retry."
+        )
     for name, extra in (("virtlogd", []), ("libvirtd", [])):
         if _pid(name) is None:
             progress(f"starting {name} in network namespace {NETNS}")
             pidfile = state_dir() / f"{name}.pid"
             pidfile.unlink(missing_ok=True)
-            _run(in_netns(["unshare", "--mount", "--", "sh", "-c", DAEMON, name, name, "-d", "-p", str(pidfile),
-                           *extra]))
+            _run(
+                in_netns(["unshare", "--mount", "--", "sh", "-c", DAEMON, name, name, "-d", "-p", str(pidfile), *extra])
+            )
             _wait(lambda: _pid(name) is not None, 30, f"{name} to start")
     _wait(lambda: SOCKET.exists() and virsh("version", check=False).returncode == 0, 60, "libvirtd to answer")
     if virsh("net-info", MGMT_NETWORK, check=False).returncode != 0:
@@ -192,7 +207,7 @@ def stop() -> list[str]:
         for net in virsh("net-list", "--name", check=False).stdout.split():
             virsh("net-destroy", net, check=False)
             stopped.append(f"network {net}")
-    for pidfile in Path("/run/libvirt/network").glob(f"{MGMT_NETWORK}*.pid"):   # left by an earlier stop
+    for pidfile in Path("/run/libvirt/network").glob(f"{MGMT_NETWORK}*.pid"):  # left by an earlier stop
         try:
             pid = int(pidfile.read_text().split()[0])
             if is_alive(pid) and Path(f"/proc/{pid}/comm").read_text().strip() == "dnsmasq":

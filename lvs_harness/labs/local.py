@@ -17,8 +17,9 @@ def run_local(argv: list, input: bytes | None, timeout: float, env: dict | None 
     """Run argv here; on timeout kill its whole process group and return rc 124."""
     t0 = time.monotonic()
     argv = [str(a) for a in argv]
-    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True
+    )
     try:
         out, err = proc.communicate(input or b"", timeout=timeout)
         rc, timed_out = proc.returncode, False
@@ -26,8 +27,14 @@ def run_local(argv: list, input: bytes | None, timeout: float, env: dict | None 
         os.killpg(proc.pid, signal.SIGKILL)
         out, err = proc.communicate()
         rc, err, timed_out = TIMEOUT_RC, err + timeout_note(timeout).encode(), True
-    return CommandResult(" ".join(argv), rc, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"),
-                         time.monotonic() - t0, timed_out)
+    return CommandResult(
+        " ".join(argv),
+        rc,
+        out.decode("utf-8", "replace"),
+        err.decode("utf-8", "replace"),
+        time.monotonic() - t0,
+        timed_out,
+    )
 
 
 SANDBOX_MOUNTS = (
@@ -41,8 +48,28 @@ def sandbox_run(argv: list, input: bytes | None, timeout: float = 60) -> Command
     """Run untrusted ``argv`` on this machine as nobody, with no network, a read-only root and
     empty /tmp, /var/tmp, /dev/shm and /run (used to evaluate Vagrantfiles for the netns lab)."""
     if os.geteuid() != 0:
-        raise LabError("evaluating a Vagrantfile on this machine needs root (for its sandbox); run with sudo "
-                       "or use --lab uml.")
-    return run_local(["unshare", "--net", "--ipc", "--uts", "--pid", "--fork", "--kill-child", "--mount",
-                   "--mount-proc", "--", "sh", "-c", SANDBOX_MOUNTS, "sandbox", *argv], input, timeout,
-                     env=SANDBOX_ENV)
+        raise LabError(
+            "evaluating a Vagrantfile on this machine needs root (for its sandbox); run with sudo or use --lab uml."
+        )
+    return run_local(
+        [
+            "unshare",
+            "--net",
+            "--ipc",
+            "--uts",
+            "--pid",
+            "--fork",
+            "--kill-child",
+            "--mount",
+            "--mount-proc",
+            "--",
+            "sh",
+            "-c",
+            SANDBOX_MOUNTS,
+            "sandbox",
+            *argv,
+        ],
+        input,
+        timeout,
+        env=SANDBOX_ENV,
+    )

@@ -51,15 +51,28 @@ def shim_text() -> str:
 
 
 class Namespaces:
-    def __init__(self, prefix: str, state: str, run_id: str, env: dict | None = None,
-                 init: list[str] | None = None, cgroups: str | None = None):
+    def __init__(
+        self,
+        prefix: str,
+        state: str,
+        run_id: str,
+        env: dict | None = None,
+        init: list[str] | None = None,
+        cgroups: str | None = None,
+    ):
         self.prefix = prefix
         self.state = state.rstrip("/")
         self.run_id = run_id
-        self.init = init            # argv of each host's PID 1 (None: hosts share the outer PID namespace)
-        self.cgroups = cgroups      # a cgroup2 directory with pids and memory enabled, or None
-        self.env = {"PATH": PATH, "HOME": "/root", "LANG": "C.UTF-8", "TERM": "dumb",
-                    "LVS_HARNESS_RUN": run_id, **(env or {})}
+        self.init = init  # argv of each host's PID 1 (None: hosts share the outer PID namespace)
+        self.cgroups = cgroups  # a cgroup2 directory with pids and memory enabled, or None
+        self.env = {
+            "PATH": PATH,
+            "HOME": "/root",
+            "LANG": "C.UTF-8",
+            "TERM": "dumb",
+            "LVS_HARNESS_RUN": run_id,
+            **(env or {}),
+        }
 
     # names ------------------------------------------------------------------
     def netns(self, host: str) -> str:
@@ -84,15 +97,27 @@ class Namespaces:
         which kills the process tree, rather than by a `timeout` process per command.
         """
         pid = [f"--pid={self._ns_file(host, 'pid')}"] if self.init else []
-        return ["nsenter", f"--net=/run/netns/{self.netns(host)}", f"--mount={self._ns_file(host, 'mnt')}",
-                f"--uts={self._ns_file(host, 'uts')}", *pid, "--wd=/root", "--", "/bin/sh", "-c", command]
+        return [
+            "nsenter",
+            f"--net=/run/netns/{self.netns(host)}",
+            f"--mount={self._ns_file(host, 'mnt')}",
+            f"--uts={self._ns_file(host, 'uts')}",
+            *pid,
+            "--wd=/root",
+            "--",
+            "/bin/sh",
+            "-c",
+            command,
+        ]
 
     def build_script(self, topology: Topology) -> str:
         """One bash script that creates every namespace, bridge and veth of the topology."""
         for h in topology.hosts:
             if not NAME_RE.match(h.name):
-                raise LabError(f"machine name {h.name!r} cannot name a lab host; use letters, digits, "
-                               "'-', '_' or '.' (up to 41 characters), starting with a letter or digit.")
+                raise LabError(
+                    f"machine name {h.name!r} cannot name a lab host; use letters, digits, "
+                    "'-', '_' or '.' (up to 41 characters), starting with a letter or digit."
+                )
         segs = {s: f"br{i}" for i, s in enumerate(topology.segments)}
         q = shlex.quote
         sw = q(self.switch)
@@ -109,17 +134,22 @@ class Namespaces:
             # only that (and the memory it writes is its cgroup's)
             "mkdir -p \"$S/ns\" " + " ".join(hdirs),
             *(f"mount -t tmpfs -o size={HOST_DISK},mode=755 lvsh-layers {hdir}" for hdir in hdirs),
-            "mkdir -p " + " ".join(f"{hdir}/{d.replace('/', '-')}.{kind}" for hdir in hdirs
-                                   for d in OVERLAID for kind in "uw")
-            + " " + " ".join(f"{hdir}/usr-local.u/sbin" for hdir in hdirs),
+            "mkdir -p "
+            + " ".join(f"{hdir}/{d.replace('/', '-')}.{kind}" for hdir in hdirs for d in OVERLAID for kind in "uw")
+            + " "
+            + " ".join(f"{hdir}/usr-local.u/sbin" for hdir in hdirs),
             'mountpoint -q "$S/ns" || mount --bind "$S/ns" "$S/ns"',
             'mount --make-private "$S/ns"',
-            "touch " + " ".join(f'"$S/ns/"{q(h.name)}.{kind}' for h in topology.hosts for kind in ("mnt", "uts", "pid")),
+            "touch "
+            + " ".join(f'"$S/ns/"{q(h.name)}.{kind}' for h in topology.hosts for kind in ("mnt", "uts", "pid")),
             f"ip -b - <<'EOF'\n{netns_adds}\nEOF",
             f"ip -n {sw} -b - <<'EOF'\nlink set lo up\n"
-            + "".join(f"link add {br} type bridge\nlink set {br} up\n" for br in segs.values()) + "EOF",
-            "IFS= read -r -d '' SHIM <<'LVSH_SHIM_EOF' || true", shim_text().rstrip("\n"), "LVSH_SHIM_EOF",
-            *(f'printf "%s\\n" "$SHIM" > {shim}' for shim in shims),     # `service` too: the shim reads $0
+            + "".join(f"link add {br} type bridge\nlink set {br} up\n" for br in segs.values())
+            + "EOF",
+            "IFS= read -r -d '' SHIM <<'LVSH_SHIM_EOF' || true",
+            shim_text().rstrip("\n"),
+            "LVSH_SHIM_EOF",
+            *(f'printf "%s\\n" "$SHIM" > {shim}' for shim in shims),  # `service` too: the shim reads $0
             "chmod 755 " + " ".join(shims),
         ]
         # the host's own mounts, by one `mount -a`: sysfs (this network namespace's /sys/class/net),
@@ -169,23 +199,32 @@ class Namespaces:
         once; the script goes on when every init has mounted its /proc ("ready")."""
         q = shlex.quote
         lines, fds = [], []
-        if self.cgroups:        # (a guest whose init could not set up cgroups: hosts without limits)
+        if self.cgroups:  # (a guest whose init could not set up cgroups: hosts without limits)
             lines.append(f'CG={q(self.cgroups)}; [ -d "$CG" ] || CG=""')
             for h in topology.hosts:
                 cg = f'"$CG"/{q(self.netns(h.name))}'
-                lines.append(f'if [ -n "$CG" ]; then mkdir {cg}; '
-                             + "; ".join(f"echo {v} > {cg}/{k}" for k, v in HOST_LIMITS.items()) + "; fi")
+                lines.append(
+                    f'if [ -n "$CG" ]; then mkdir {cg}; '
+                    + "; ".join(f"echo {v} > {cg}/{k}" for k, v in HOST_LIMITS.items())
+                    + "; fi"
+                )
         init = " ".join(q(a) for a in self.init)
         for idx, h in enumerate(topology.hosts):
             name = q(h.name)
-            join = (f'[ -z "$CG" ] || echo $BASHPID > "$CG"/{q(self.netns(h.name))}/cgroup.procs; '
-                    if self.cgroups else "")
-            lines.append(f'exec {{init{idx}}}< <({join}exec nsenter --net=/run/netns/{q(self.netns(h.name))} '
-                         f'unshare --pid="$S/ns/"{name}.pid --fork nsenter --mount="$S/ns/"{name}.mnt '
-                         f'--uts="$S/ns/"{name}.uts {init} </dev/null 2>&1)')
+            join = (
+                f'[ -z "$CG" ] || echo $BASHPID > "$CG"/{q(self.netns(h.name))}/cgroup.procs; ' if self.cgroups else ""
+            )
+            lines.append(
+                f'exec {{init{idx}}}< <({join}exec nsenter --net=/run/netns/{q(self.netns(h.name))} '
+                f'unshare --pid="$S/ns/"{name}.pid --fork nsenter --mount="$S/ns/"{name}.mnt '
+                f'--uts="$S/ns/"{name}.uts {init} </dev/null 2>&1)'
+            )
             fds.append(f"init{idx}")
-        lines += [f'read -r ready <&${fd} && [ "$ready" = ready ] || {{ echo "the init of a lab host failed: $ready" >&2; '
-                  f"exit 1; }}; exec {{{fd}}}<&-" for fd in fds]
+        lines += [
+            f'read -r ready <&${fd} && [ "$ready" = ready ] || {{ echo "the init of a lab host failed: $ready" >&2; '
+            f"exit 1; }}; exec {{{fd}}}<&-"
+            for fd in fds
+        ]
         return lines
 
     def destroy_script(self, hosts) -> str:
@@ -198,25 +237,36 @@ class Namespaces:
         q = shlex.quote
         names = " ".join(q(n) for n in self.all_netns(hosts))
         cgroups = " ".join(f"{q(self.cgroups)}/{q(self.netns(h))}" for h in hosts) if self.cgroups else ""
-        return "\n".join([
-            f"S={q(self.state)}",
-            "all=''",
-            f"for ns in {names}; do",
-            '  [ -e "/run/netns/$ns" ] || continue',
-            '  pids=$(ip netns pids "$ns" 2>/dev/null); [ -n "$pids" ] && kill -9 $pids 2>/dev/null',
-            '  all="$all $pids"',
-            "done",
-            "# wait (up to 5 s) until the killed processes are gone or zombies",
-            "for i in $(seq 50); do",
-            '  left=$(for p in $all; do ps -o stat= -p "$p" 2>/dev/null | grep -qv Z && echo "$p"; done)',
-            '  [ -z "$left" ] && break; sleep 0.1',
-            "done",
-            'for f in "$S"/ns/*.mnt "$S"/ns/*.uts "$S"/ns/*.pid; do [ -e "$f" ] && umount "$f" 2>/dev/null; done',
-            *([f"for cg in {cgroups}; do [ -d \"$cg\" ] || continue; for i in $(seq 50); do rmdir \"$cg\" 2>/dev/null && break; "
-               "sleep 0.1; done; done"] if cgroups else []),
-            f"for ns in {names}; do ip netns del \"$ns\" 2>/dev/null; done",
-            'mountpoint -q "$S/ns" && umount "$S/ns"',
-            'for d in "$S"/hosts/*; do mountpoint -q "$d" && umount -l "$d"; done',
-            'rm -rf "$S"',
-            "true",
-        ]) + "\n"
+        return (
+            "\n".join(
+                [
+                    f"S={q(self.state)}",
+                    "all=''",
+                    f"for ns in {names}; do",
+                    '  [ -e "/run/netns/$ns" ] || continue',
+                    '  pids=$(ip netns pids "$ns" 2>/dev/null); [ -n "$pids" ] && kill -9 $pids 2>/dev/null',
+                    '  all="$all $pids"',
+                    "done",
+                    "# wait (up to 5 s) until the killed processes are gone or zombies",
+                    "for i in $(seq 50); do",
+                    '  left=$(for p in $all; do ps -o stat= -p "$p" 2>/dev/null | grep -qv Z && echo "$p"; done)',
+                    '  [ -z "$left" ] && break; sleep 0.1',
+                    "done",
+                    'for f in "$S"/ns/*.mnt "$S"/ns/*.uts "$S"/ns/*.pid; do [ -e "$f" ] && umount "$f" 2>/dev/null; done',
+                    *(
+                        [
+                            f"for cg in {cgroups}; do [ -d \"$cg\" ] || continue; for i in $(seq 50); do rmdir \"$cg\" 2>/dev/null && break; "
+                            "sleep 0.1; done; done"
+                        ]
+                        if cgroups
+                        else []
+                    ),
+                    f"for ns in {names}; do ip netns del \"$ns\" 2>/dev/null; done",
+                    'mountpoint -q "$S/ns" && umount "$S/ns"',
+                    'for d in "$S"/hosts/*; do mountpoint -q "$d" && umount -l "$d"; done',
+                    'rm -rf "$S"',
+                    "true",
+                ]
+            )
+            + "\n"
+        )

@@ -28,8 +28,16 @@ from .image import host_agent
 from .local import run_local, sandbox_run
 from .namespaces import SCRIPT_ON_STDIN, Namespaces
 
-REQUIRED = (("ip", "iproute2"), ("nsenter", "util-linux"), ("unshare", "util-linux"), ("setpriv", "util-linux"),
-            ("keepalived", "keepalived"), ("nginx", "nginx-light"), ("curl", "curl"), ("ruby", "ruby"))
+REQUIRED = (
+    ("ip", "iproute2"),
+    ("nsenter", "util-linux"),
+    ("unshare", "util-linux"),
+    ("setpriv", "util-linux"),
+    ("keepalived", "keepalived"),
+    ("nginx", "nginx-light"),
+    ("curl", "curl"),
+    ("ruby", "ruby"),
+)
 
 
 def ipvs_available() -> bool:
@@ -60,22 +68,31 @@ class NetnsLab(NamespacedLab):
     @classmethod
     def _preflight(cls, config: LabConfig, provision: bool) -> None:
         if os.geteuid() != 0:
-            raise LabError("the netns lab needs root (it creates network namespaces); run it with sudo "
-                           "or use --lab uml.")
+            raise LabError(
+                "the netns lab needs root (it creates network namespaces); run it with sudo or use --lab uml."
+            )
         missing = [pkg for tool, pkg in REQUIRED if not shutil.which(tool)]
         if missing:
             raise LabError(f"the netns lab needs these Debian packages: {' '.join(sorted(set(missing)))}.")
         if provision and not config.trusted:
-            raise Refused(f"the netns lab would run the provisioners of {config.vagrantfile_path} as root on "
-                           "this machine; use --lab uml (they run inside a guest there), or pass "
-                           "--allow-scripts if you trust that Vagrantfile.")
-        scripts = [f"{host}: {key} {command}" for host, files in (config.files or {}).items()
-                   for path, text in files.items() if path.startswith("/etc/keepalived/")
-                   for key, command in keepalived.script_commands(text)]
+            raise Refused(
+                f"the netns lab would run the provisioners of {config.vagrantfile_path} as root on "
+                "this machine; use --lab uml (they run inside a guest there), or pass "
+                "--allow-scripts if you trust that Vagrantfile."
+            )
+        scripts = [
+            f"{host}: {key} {command}"
+            for host, files in (config.files or {}).items()
+            for path, text in files.items()
+            if path.startswith("/etc/keepalived/")
+            for key, command in keepalived.script_commands(text)
+        ]
         if scripts and not config.allow_scripts:
-            raise Refused("the netns lab would let keepalived run these commands as root on this machine: "
-                           f"{'; '.join(scripts)}; use --lab uml (they run inside a guest there), or pass "
-                           "--allow-scripts if you trust them.")
+            raise Refused(
+                "the netns lab would let keepalived run these commands as root on this machine: "
+                f"{'; '.join(scripts)}; use --lab uml (they run inside a guest there), or pass "
+                "--allow-scripts if you trust them."
+            )
 
     def _root_run(self, argv, input, timeout, env=None) -> CommandResult:
         return run_local(argv, input, timeout, env)
@@ -93,8 +110,14 @@ def cleanup(run: Run) -> None:
     ns = Namespaces(prefix=run.data.get("ns_prefix", f"lvsh-{run.id}"), state=str(run.dir / "ns"), run_id=run.id)
     # hosts not yet recorded (killed during bring-up): find the run's namespaces by its prefix
     if os.path.isdir("/run/netns"):
-        hosts = sorted(set(hosts) | {n[len(ns.prefix) + 1:] for n in os.listdir("/run/netns")
-                                     if n.startswith(ns.prefix + "-") and n != ns.switch})
+        hosts = sorted(
+            set(hosts)
+            | {
+                n[len(ns.prefix) + 1 :]
+                for n in os.listdir("/run/netns")
+                if n.startswith(ns.prefix + "-") and n != ns.switch
+            }
+        )
     run_local(SCRIPT_ON_STDIN, ns.destroy_script(hosts).encode(), 60)
     kill_marked(run.id)
     shutil.rmtree(run.dir, ignore_errors=True)

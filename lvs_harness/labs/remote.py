@@ -52,8 +52,10 @@ def request(run: Run, message: dict, timeout: float = 660) -> dict:
         try:
             sock.connect(str(path))
         except OSError:
-            raise HarnessError(f"lab {run.id} is not answering (no keeper at {path}); "
-                               f"remove it with `lvs-harness clean --run {run.id}`.") from None
+            raise HarnessError(
+                f"lab {run.id} is not answering (no keeper at {path}); "
+                f"remove it with `lvs-harness clean --run {run.id}`."
+            ) from None
         sock.sendall(json.dumps(message).encode() + b"\n")
         data = read_message(sock)
     reply = json.loads(data or b'{"error": "the keeper closed the connection"}')
@@ -64,14 +66,27 @@ def request(run: Run, message: dict, timeout: float = 660) -> dict:
 
 def spawn(config: LabConfig, provision: bool = True) -> str:
     """Start a keeper holding a lab for ``config``; relay its progress; return the run id once up."""
-    raw = {"backend": config.backend, "provider": config.provider,
-           "vagrantfile": str(config.vagrantfile) if config.vagrantfile else None,
-           "allow_scripts": config.allow_scripts, "roles": config.roles, "files": config.files,
-           "commands": config.commands, "generated": config.generated,
-           "pack": config.pack, "daemons": config.daemons,
-           "services": [dataclasses.asdict(s) for s in config.services], "provision": provision}
-    proc = subprocess.Popen([sys.executable, "-m", "lvs_harness.keeper", json.dumps(raw)], stdout=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+    raw = {
+        "backend": config.backend,
+        "provider": config.provider,
+        "vagrantfile": str(config.vagrantfile) if config.vagrantfile else None,
+        "allow_scripts": config.allow_scripts,
+        "roles": config.roles,
+        "files": config.files,
+        "commands": config.commands,
+        "generated": config.generated,
+        "pack": config.pack,
+        "daemons": config.daemons,
+        "services": [dataclasses.asdict(s) for s in config.services],
+        "provision": provision,
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lvs_harness.keeper", json.dumps(raw)],
+        stdout=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
     for line in proc.stdout:
         line = line.rstrip("\n")
         if line.startswith("READY "):
@@ -88,30 +103,44 @@ class RemoteLab(LabBase):
     def __init__(self, run: Run, keep: bool, progress=lambda m: None):
         status = request(run, {"op": "status"}, timeout=60)
         self.NAME = status["backend"]
-        super().__init__(LabConfig(backend=self.NAME, vagrantfile=Path(status["vagrantfile"]), keep=keep,
-                                   progress=progress), run)
+        super().__init__(
+            LabConfig(backend=self.NAME, vagrantfile=Path(status["vagrantfile"]), keep=keep, progress=progress), run
+        )
         self.keep = keep
         self.ipvs = status["ipvs"]
         self.one_clock = status.get("one_clock", False)
         self.timings = status.get("timings", {})
         self.topology = Topology.from_dict(status["topology"])
         self.hosts = host_map(self.topology.hosts, self._execute)
-        self.provisioning = [ProvisionResult(p["host"], p["origin"], CommandResult(**p["result"]))
-                             for p in status["provisioning"]]
+        self.provisioning = [
+            ProvisionResult(p["host"], p["origin"], CommandResult(**p["result"])) for p in status["provisioning"]
+        ]
 
     def _execute(self, host: str, command: str, *, timeout: float, input: bytes | None) -> CommandResult:
         if self._closed:
             raise self._closed_error(host, command)
         t0 = time.monotonic()
-        reply = request(self.run, {"op": "exec", "host": host, "command": command, "timeout": timeout,
-                                   "input": base64.b64encode(input or b"").decode()}, timeout=timeout + 60)
-        return CommandResult(command, reply["rc"], reply["stdout"], reply["stderr"], time.monotonic() - t0,
-                             reply.get("timed_out", False))
+        reply = request(
+            self.run,
+            {
+                "op": "exec",
+                "host": host,
+                "command": command,
+                "timeout": timeout,
+                "input": base64.b64encode(input or b"").decode(),
+            },
+            timeout=timeout + 60,
+        )
+        return CommandResult(
+            command, reply["rc"], reply["stdout"], reply["stderr"], time.monotonic() - t0, reply.get("timed_out", False)
+        )
 
     def _teardown(self) -> None:
         if self.keep:
-            self.config.progress(f"lab {self.run_id} kept: `lvs-harness exec HOST -- CMD`, `lvs-harness status`, "
-                                 f"`lvs-harness down --run {self.run_id}`")
+            self.config.progress(
+                f"lab {self.run_id} kept: `lvs-harness exec HOST -- CMD`, `lvs-harness status`, "
+                f"`lvs-harness down --run {self.run_id}`"
+            )
             return
         stop(self.run)
 

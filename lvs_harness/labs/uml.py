@@ -39,15 +39,16 @@ GUEST_MEM = "256M"
 BOOT_TIMEOUT = 60
 CHANNEL_TIMEOUT = 20
 GUEST_STATE = "/run/lvsh"
-GUEST_CGROUPS = "/sys/fs/cgroup/lvsh"   # made by the guest's init (data/guest-init)
+GUEST_CGROUPS = "/sys/fs/cgroup/lvsh"  # made by the guest's init (data/guest-init)
 # UML runs with XSTATE hidden (see hide_xstate), so only the FXSR part of the FPU state
 # (x87 + xmm) survives a guest process being interrupted. glibc would pick AVX/AVX-512
 # string and memcpy variants on this CPU and lose ymm/zmm upper halves (seen: 16-byte
 # runs of zeros in qemu-ga replies; nginx failing to find its own variables), so every
 # guest process runs with those variants disabled. Passed on the kernel command line,
 # which hands unknown KEY=VALUE words to init's environment.
-GUEST_GLIBC_TUNABLES = ("glibc.cpu.hwcaps=-AVX512F,-AVX512VL,-AVX512BW,-AVX512DQ,-AVX512CD,-AVX2,-AVX,"
-                        "-AVX_Fast_Unaligned_Load")
+GUEST_GLIBC_TUNABLES = (
+    "glibc.cpu.hwcaps=-AVX512F,-AVX512VL,-AVX512BW,-AVX512DQ,-AVX512CD,-AVX2,-AVX,-AVX_Fast_Unaligned_Load"
+)
 
 
 class Guest:
@@ -79,29 +80,51 @@ class Guest:
             if uid is not None:
                 os.chown(d, uid, gid)
         hostfs.mkdir(mode=0o555)
-        if kernel != UML_KERNEL:       # a shipped kernel (LVS_HARNESS_UML_KERNEL), maybe where nobody cannot read it
+        if kernel != UML_KERNEL:  # a shipped kernel (LVS_HARNESS_UML_KERNEL), maybe where nobody cannot read it
             shutil.copy(kernel, work / "linux.uml")
             os.chmod(work / "linux.uml", 0o755)
             kernel = str(work / "linux.uml")
         if not landlock_abi():
-            self.progress("warning: this kernel has no Landlock, so code run as root in the guest can read "
-                          "world-readable host files through hostfs (UML's hostfs= does not stop '..')")
+            self.progress(
+                "warning: this kernel has no Landlock, so code run as root in the guest can read "
+                "world-readable host files through hostfs (UML's hostfs= does not stop '..')"
+            )
         here, there = socket.socketpair()
-        self.channel_sock, channel_end = socket.socketpair()     # the host agent's line (see .channel)
-        argv = [kernel, f"mem={self.mem}", f"ubd0={work}/cow,{self.image}", "root=/dev/ubda", "rw",
-                "init=/sbin/lvsh-init", "con=null", "con0=null,fd:1", "ssl=null", f"ssl1=fd:{there.fileno()}",
-                f"ssl2=fd:{channel_end.fileno()}",
-                f"umid=lvsh-{run.id}", f"uml_dir={work}", f"hostfs={hostfs}",
-                f"GLIBC_TUNABLES={GUEST_GLIBC_TUNABLES}"]
+        self.channel_sock, channel_end = socket.socketpair()  # the host agent's line (see .channel)
+        argv = [
+            kernel,
+            f"mem={self.mem}",
+            f"ubd0={work}/cow,{self.image}",
+            "root=/dev/ubda",
+            "rw",
+            "init=/sbin/lvsh-init",
+            "con=null",
+            "con0=null,fd:1",
+            "ssl=null",
+            f"ssl1=fd:{there.fileno()}",
+            f"ssl2=fd:{channel_end.fileno()}",
+            f"umid=lvsh-{run.id}",
+            f"uml_dir={work}",
+            f"hostfs={hostfs}",
+            f"GLIBC_TUNABLES={GUEST_GLIBC_TUNABLES}",
+        ]
         env = {"PATH": "/usr/bin:/bin", "TMPDIR": str(shm), "HOME": str(work), MARKER: run.id}
         t0 = time.monotonic()
         with open(self.console, "wb") as console:
             self.proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT, env=env,
-                pass_fds=[there.fileno(), channel_end.fileno()], start_new_session=True, user=uid, group=gid,
-                cwd=work,   # UML's COW code chdirs around; a cwd nobody cannot enter made it fail (EINVAL)
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=console,
+                stderr=subprocess.STDOUT,
+                env=env,
+                pass_fds=[there.fileno(), channel_end.fileno()],
+                start_new_session=True,
+                user=uid,
+                group=gid,
+                cwd=work,  # UML's COW code chdirs around; a cwd nobody cannot enter made it fail (EINVAL)
                 extra_groups=[] if uid is not None else None,
-                preexec_fn=lambda: self._confine(kernel, [str(work), str(shm)], hostfs))
+                preexec_fn=lambda: self._confine(kernel, [str(work), str(shm)], hostfs),
+            )
         there.close()
         channel_end.close()
         run.add("process_group", pgid=self.proc.pid)
@@ -120,8 +143,9 @@ class Guest:
             # UML reads /proc/cpuinfo for CPU features, tests SIGIO on a pty and opens /dev/null
             # for its null channels; nothing else of the host is needed
             read = [kernel, str(self.image), str(hostfs), "/etc/ld.so.cache", "/proc/cpuinfo", *libs]
-            landlock(read=[p for p in read if os.path.exists(p)],
-                     write=[*writable, "/dev/null", "/dev/ptmx", "/dev/pts"])
+            landlock(
+                read=[p for p in read if os.path.exists(p)], write=[*writable, "/dev/null", "/dev/ptmx", "/dev/pts"]
+            )
 
     def console_tail(self, lines: int = 15) -> str:
         try:
@@ -133,8 +157,14 @@ class Guest:
     def exec(self, argv: list, input: bytes | None, timeout: float, env: dict | None = None) -> CommandResult:
         t0 = time.monotonic()
         rc, out, err, timed_out = self.agent.exec([str(a) for a in argv], input=input, timeout=timeout, env=env)
-        return CommandResult(command=" ".join(map(str, argv)), rc=rc, stdout=out, stderr=err,
-                             duration=time.monotonic() - t0, timed_out=timed_out)
+        return CommandResult(
+            command=" ".join(map(str, argv)),
+            rc=rc,
+            stdout=out,
+            stderr=err,
+            duration=time.monotonic() - t0,
+            timed_out=timed_out,
+        )
 
     def ended_by_itself(self) -> str | None:
         """How the guest ended by its own doing — powered off (exit 0), panicked (UML aborts), or
@@ -168,7 +198,7 @@ class Guest:
                 try:
                     self.proc.wait(10)
                 except subprocess.TimeoutExpired:
-                    pass   # cleanup() then kills whatever still carries the run id
+                    pass  # cleanup() then kills whatever still carries the run id
 
 
 class UmlLab(NamespacedLab):
@@ -202,9 +232,11 @@ class UmlLab(NamespacedLab):
             channel.wait_ready(CHANNEL_TIMEOUT, alive=lambda: guest.proc.poll() is None)
         except LabError as err:
             channel.close()
-            self.ns.init = None       # the agent is also each host's init: without it, hosts share one PID namespace
-            self.config.progress(f"warning: {err}; lab commands go through the guest agent instead (slower), "
-                                 "and the lab hosts share one PID namespace")
+            self.ns.init = None  # the agent is also each host's init: without it, hosts share one PID namespace
+            self.config.progress(
+                f"warning: {err}; lab commands go through the guest agent instead (slower), "
+                "and the lab hosts share one PID namespace"
+            )
             return
         self.channel = channel
 
@@ -224,9 +256,23 @@ class UmlLab(NamespacedLab):
 
     def _sandbox_run(self, argv, input) -> CommandResult:
         # inside the guest, as nobody, with no network namespace of any lab host
-        return self.guest.exec(["unshare", "--net", "--ipc", "--", "setpriv", "--reuid=nobody",
-                                "--regid=nogroup", "--clear-groups", "--", *argv], input, 60,
-                               env={**SANDBOX_ENV, **self.GUEST_ENV})
+        return self.guest.exec(
+            [
+                "unshare",
+                "--net",
+                "--ipc",
+                "--",
+                "setpriv",
+                "--reuid=nobody",
+                "--regid=nogroup",
+                "--clear-groups",
+                "--",
+                *argv,
+            ],
+            input,
+            60,
+            env={**SANDBOX_ENV, **self.GUEST_ENV},
+        )
 
     def _ended_by_itself(self) -> str | None:
         return self.guest.ended_by_itself()
@@ -258,8 +304,9 @@ def _channel_result(command: str, reply: tuple[int, str, str, bool], timeout: fl
     rc, out, err, timed_out = reply
     if timed_out:
         rc, err = TIMEOUT_RC, err + timeout_note(timeout)
-    return CommandResult(command=command, rc=rc, stdout=out, stderr=err, duration=time.monotonic() - t0,
-                         timed_out=timed_out)
+    return CommandResult(
+        command=command, rc=rc, stdout=out, stderr=err, duration=time.monotonic() - t0, timed_out=timed_out
+    )
 
 
 def cleanup(run: Run) -> None:

@@ -42,8 +42,8 @@ from .box import BOX_NAME, ensure_box
 from .image import cache_root
 from .local import run_local, sandbox_run
 
-BOOT_TIMEOUT = 600       # seconds a machine may take to get its address under `vagrant up` (libvirt)
-SSH_TIMEOUT = 300        # seconds for a machine to answer ssh once `vagrant up` is done
+BOOT_TIMEOUT = 600  # seconds a machine may take to get its address under `vagrant up` (libvirt)
+SSH_TIMEOUT = 300  # seconds for a machine to answer ssh once `vagrant up` is done
 WRAPPER_NAME = "Vagrantfile.lvs-harness"
 WRAPPER = """# lvs-harness: this run's view of {source}
 module LvsHarnessRun
@@ -112,24 +112,35 @@ def provider_problem(provider: str) -> str | None:
         if not shutil.which("vagrant"):
             return "the vagrant lab needs Vagrant, and this machine has no `vagrant` command: install Vagrant."
         if not shutil.which("VBoxManage"):
-            return ("--provider virtualbox needs VirtualBox, and this machine has none (no VBoxManage): install "
-                    "VirtualBox, or use --provider libvirt (lvs-harness builds its own box for it).")
+            return (
+                "--provider virtualbox needs VirtualBox, and this machine has none (no VBoxManage): install "
+                "VirtualBox, or use --provider libvirt (lvs-harness builds its own box for it)."
+            )
         return None
     ok, why = available()
     if not ok:
-        return (f"{why}: sudo apt-get install vagrant vagrant-libvirt libvirt-daemon-system qemu-system-x86 "
-                "qemu-utils dnsmasq-base.")
+        return (
+            f"{why}: sudo apt-get install vagrant vagrant-libvirt libvirt-daemon-system qemu-system-x86 "
+            "qemu-utils dnsmasq-base."
+        )
     if os.geteuid() != 0:
-        return ("the vagrant lab on libvirt needs root here (libvirt runs in a network namespace of its own); "
-                "run it with sudo.")
+        return (
+            "the vagrant lab on libvirt needs root here (libvirt runs in a network namespace of its own); "
+            "run it with sudo."
+        )
     return None
 
 
 def vagrant_env(run_id: str, provider: str = "libvirt") -> dict:
     """The environment of this run's vagrant commands: the wrapper Vagrantfile, the run's marker, and on
     libvirt lvs-harness's own VAGRANT_HOME (where its box is); VirtualBox uses the user's boxes."""
-    env = {**os.environ, "VAGRANT_CHECKPOINT_DISABLE": "1", "VAGRANT_DEFAULT_PROVIDER": provider,
-           "VAGRANT_VAGRANTFILE": WRAPPER_NAME, MARKER: run_id}
+    env = {
+        **os.environ,
+        "VAGRANT_CHECKPOINT_DISABLE": "1",
+        "VAGRANT_DEFAULT_PROVIDER": provider,
+        "VAGRANT_VAGRANTFILE": WRAPPER_NAME,
+        MARKER: run_id,
+    }
     if provider == "libvirt":
         env["VAGRANT_HOME"] = str(cache_root() / "vagrant-home")
     return env
@@ -148,11 +159,12 @@ class VagrantLab(LabBase):
     def __init__(self, config: LabConfig, run: Run):
         super().__init__(config, run)
         self.dir = run.dir / f"lvsh-{run.id}"
-        self.one_clock = False     # each VM keeps its own clock
+        self.one_clock = False  # each VM keeps its own clock
         self.provider = config.provider
         self._env = vagrant_env(run.id, self.provider)
-        self.vagrant = python_vagrant.Vagrant(root=str(self.dir), env=self._env, quiet_stdout=False,
-                                              err_cm=self._stderr)
+        self.vagrant = python_vagrant.Vagrant(
+            root=str(self.dir), env=self._env, quiet_stdout=False, err_cm=self._stderr
+        )
         # python-vagrant runs the binary it finds; ours is `vagrant` inside the lab's namespace
         self.vagrant._vagrant_exe = str(run.dir / "bin" / "vagrant")
 
@@ -163,14 +175,17 @@ class VagrantLab(LabBase):
         if problem:
             raise LabError(problem)
         if not config.trusted:
-            raise Refused(f"Vagrant would run the code and provisioners of {config.vagrantfile_path} as root on this "
-                          "machine; use --lab uml (they run inside a guest there), or pass --allow-scripts if you "
-                          "trust that Vagrantfile.")
+            raise Refused(
+                f"Vagrant would run the code and provisioners of {config.vagrantfile_path} as root on this "
+                "machine; use --lab uml (they run inside a guest there), or pass --allow-scripts if you "
+                "trust that Vagrantfile."
+            )
         load_topology(config.vagrantfile_file, sandbox_run, config.role_patterns, config.service_list)  # fails early
 
     def _up(self, provision: bool) -> None:
-        self.topology = load_topology(self.config.vagrantfile_file, sandbox_run, self.config.role_patterns,
-                                      self.config.service_list)
+        self.topology = load_topology(
+            self.config.vagrantfile_file, sandbox_run, self.config.role_patterns, self.config.service_list
+        )
         self._vagrant_lab_up(provision)
 
     def _timed(self, key: str, t0: float) -> None:
@@ -188,20 +203,30 @@ class VagrantLab(LabBase):
         self.run.set(hosts=self.topology.names, workdir=str(self.dir), provider=self.provider)
         self.dir.mkdir()
         shutil.copy(source, self.dir / "Vagrantfile")
-        for extra in source.parent.iterdir():      # provisioner scripts beside it (`path:`)
+        for extra in source.parent.iterdir():  # provisioner scripts beside it (`path:`)
             if extra.is_file() and extra.name != source.name and extra.stat().st_size < 1_000_000:
                 shutil.copy(extra, self.dir / extra.name)
-        (self.dir / WRAPPER_NAME).write_text(WRAPPER.format(
-            source=source, run_id=self.run_id, vagrantfile=str(self.dir / "Vagrantfile"), box=BOX_NAME,
-            mgmt=libvirt_ns.MGMT_NETWORK, define_networks=str(self.provider == "libvirt").lower(), workdir=str(self.dir),
-            emulator=str(libvirt_ns.emulator()) if self.provider == "libvirt" else ""))
+        (self.dir / WRAPPER_NAME).write_text(
+            WRAPPER.format(
+                source=source,
+                run_id=self.run_id,
+                vagrantfile=str(self.dir / "Vagrantfile"),
+                box=BOX_NAME,
+                mgmt=libvirt_ns.MGMT_NETWORK,
+                define_networks=str(self.provider == "libvirt").lower(),
+                workdir=str(self.dir),
+                emulator=str(libvirt_ns.emulator()) if self.provider == "libvirt" else "",
+            )
+        )
         bindir = self.run.dir / "bin"
         bindir.mkdir()
         (bindir / "vagrant").write_text(vagrant_command(self.provider))
         (bindir / "vagrant").chmod(0o755)
         t0 = time.monotonic()
-        progress(f"vagrant up ({len(self.topology.names)} machines, {self.provider}"
-                 + (", software emulation: minutes)" if self.provider == "libvirt" else ")"))
+        progress(
+            f"vagrant up ({len(self.topology.names)} machines, {self.provider}"
+            + (", software emulation: minutes)" if self.provider == "libvirt" else ")")
+        )
         self._vagrant_up(provision)
         self._timed("vagrant up", t0)
         t0 = time.monotonic()
@@ -218,8 +243,10 @@ class VagrantLab(LabBase):
                 except LabError as err:
                     why = str(err)
                 if time.monotonic() > deadline:
-                    raise LabError(f"{name} does not answer ssh {SSH_TIMEOUT} s after `vagrant up` ({why}); check "
-                                   "that its box boots and runs sshd (--keep-lab keeps the machines for a look).")
+                    raise LabError(
+                        f"{name} does not answer ssh {SSH_TIMEOUT} s after `vagrant up` ({why}); check "
+                        "that its box boots and runs sshd (--keep-lab keeps the machines for a look)."
+                    )
                 time.sleep(2)
         self._timed("ssh", t0)
         name_real_pages(self.hosts, self.topology)
@@ -249,7 +276,7 @@ class VagrantLab(LabBase):
         """`vagrant up`, streamed as progress. vagrant-libvirt waits very long (300 tries) for a machine's
         address; a machine still without one BOOT_TIMEOUT s after vagrant began waiting ends the run."""
         said = collections.deque(maxlen=40)
-        waiting: dict[str, float] = {}        # machine -> when vagrant began waiting for its address
+        waiting: dict[str, float] = {}  # machine -> when vagrant began waiting for its address
         stalled: list[str] = []
         done = threading.Event()
 
@@ -258,7 +285,7 @@ class VagrantLab(LabBase):
                 late = [m for m, since in list(waiting.items()) if time.monotonic() - since > BOOT_TIMEOUT]
                 if late:
                     stalled.extend(late)
-                    kill_marked(self.run_id)      # this run's `vagrant up`, by its marker
+                    kill_marked(self.run_id)  # this run's `vagrant up`, by its marker
                     return
 
         threading.Thread(target=watchdog, daemon=True).start()
@@ -276,9 +303,11 @@ class VagrantLab(LabBase):
                     waiting.pop(about[1], None)
         except subprocess.CalledProcessError as err:
             if stalled:
-                raise LabError(f"{stalled[0]} got no address in {BOOT_TIMEOUT} s (vagrant was waiting for one): it "
-                               "did not boot, or its box starts no DHCP client on its first NIC; `lvs-harness box "
-                               "build --force` rebuilds lvs-harness's box.") from None
+                raise LabError(
+                    f"{stalled[0]} got no address in {BOOT_TIMEOUT} s (vagrant was waiting for one): it "
+                    "did not boot, or its box starts no DHCP client on its first NIC; `lvs-harness box "
+                    "build --force` rebuilds lvs-harness's box."
+                ) from None
             errors = self._errors()
             for line in errors:
                 self.config.progress(f"  {line}")
@@ -287,15 +316,21 @@ class VagrantLab(LabBase):
             done.set()
 
     def _add_box(self, box) -> None:
-        listed = subprocess.run(libvirt_ns.in_netns(["vagrant", "box", "list"]), capture_output=True, text=True,
-                                env=self._env)
+        listed = subprocess.run(
+            libvirt_ns.in_netns(["vagrant", "box", "list"]), capture_output=True, text=True, env=self._env
+        )
         stamp = cache_root() / "vagrant-home" / f".{BOX_NAME.replace('/', '-')}.added"
         if BOX_NAME in listed.stdout and stamp.exists() and stamp.read_text() == str(box.file):
             return
         self.config.progress(f"adding box {BOX_NAME} to Vagrant")
-        r = subprocess.run(libvirt_ns.in_netns(["vagrant", "box", "add", "--force", "--name", BOX_NAME,
-                                                "--provider", "libvirt", str(box.file)]),
-                           capture_output=True, text=True, env=self._env)
+        r = subprocess.run(
+            libvirt_ns.in_netns(
+                ["vagrant", "box", "add", "--force", "--name", BOX_NAME, "--provider", "libvirt", str(box.file)]
+            ),
+            capture_output=True,
+            text=True,
+            env=self._env,
+        )
         if r.returncode != 0:
             raise LabError(f"`vagrant box add {BOX_NAME}` failed: {(r.stderr or r.stdout).strip()[-500:]}")
         stamp.write_text(str(box.file))
@@ -327,17 +362,35 @@ class VagrantLab(LabBase):
             raise self._closed_error(host, command)
         t0 = time.monotonic()
         argv = [
-            "ssh", "-F", str(self.run.dir / "ssh_config"), "-o", "ControlMaster=auto",
-            "-o", f"ControlPath={self.run.dir}/ssh-%n.sock", "-o", "ControlPersist=yes",
-            "-o", "ServerAliveInterval=5", "-o", "ConnectTimeout=20", host,
-            "sudo -n sh -c " + shlex.quote(command)]
+            "ssh",
+            "-F",
+            str(self.run.dir / "ssh_config"),
+            "-o",
+            "ControlMaster=auto",
+            "-o",
+            f"ControlPath={self.run.dir}/ssh-%n.sock",
+            "-o",
+            "ControlPersist=yes",
+            "-o",
+            "ServerAliveInterval=5",
+            "-o",
+            "ConnectTimeout=20",
+            host,
+            "sudo -n sh -c " + shlex.quote(command),
+        ]
         if self.provider == "libvirt":
             argv = libvirt_ns.in_netns(argv)
         res = run_local(argv, input, timeout, self._env)
         if res.rc == 255 and not res.stdout:
             raise LabError(f"ssh to {host} failed: {res.stderr.strip()[-300:]}")
-        return CommandResult(command=command, rc=res.rc, stdout=res.stdout, stderr=res.stderr,
-                             duration=time.monotonic() - t0, timed_out=res.timed_out)
+        return CommandResult(
+            command=command,
+            rc=res.rc,
+            stdout=res.stdout,
+            stderr=res.stderr,
+            duration=time.monotonic() - t0,
+            timed_out=res.timed_out,
+        )
 
     def _teardown(self) -> None:
         cleanup(self.run, progress=self.config.progress)
@@ -358,15 +411,21 @@ def destroy_libvirt_objects(run_id: str) -> None:
         libvirt_ns.virsh("net-undefine", net, check=False)
 
 
-UP_FAILURES = (   # (what vagrant says, what it means for the user)
-    (r"The box '(?P<box>[^']+)' could not be found or could not be accessed in the remote catalog",
-     "box '{box}' is not installed in Vagrant and cannot be downloaded here: add it with `vagrant box add "
-     "{box} FILE`, or use --provider libvirt, where lvs-harness builds and uses its own box"),
-    (r"The provider '(?P<provider>\w+)' that was requested .* isn't usable on this system",
-     "the {provider} provider cannot run on this machine (install it, or choose the other --provider)"),
-    (r"Timed out while waiting for the machine to boot",
-     "a machine did not become reachable by ssh within the Vagrantfile's boot_timeout: check that it boots "
-     "(its console log) and that its box runs sshd"),
+UP_FAILURES = (  # (what vagrant says, what it means for the user)
+    (
+        r"The box '(?P<box>[^']+)' could not be found or could not be accessed in the remote catalog",
+        "box '{box}' is not installed in Vagrant and cannot be downloaded here: add it with `vagrant box add "
+        "{box} FILE`, or use --provider libvirt, where lvs-harness builds and uses its own box",
+    ),
+    (
+        r"The provider '(?P<provider>\w+)' that was requested .* isn't usable on this system",
+        "the {provider} provider cannot run on this machine (install it, or choose the other --provider)",
+    ),
+    (
+        r"Timed out while waiting for the machine to boot",
+        "a machine did not become reachable by ssh within the Vagrantfile's boot_timeout: check that it boots "
+        "(its console log) and that its box runs sshd",
+    ),
 )
 
 
@@ -389,7 +448,7 @@ def cleanup(run: Run, progress=None) -> None:
     starts lvs-harness's libvirt daemons again first, else they would be left running with no record."""
     provider = run.data.get("provider", "libvirt")
     workdir = run.dir / f"lvsh-{run.id}"
-    kill_marked(run.id)        # a `vagrant up` a killed run left going would go on creating machines
+    kill_marked(run.id)  # a `vagrant up` a killed run left going would go on creating machines
     if provider == "libvirt" and (workdir / ".vagrant").exists():
         try:
             with libvirt_ns.lock():
@@ -400,8 +459,13 @@ def cleanup(run: Run, progress=None) -> None:
     if (workdir / ".vagrant").exists() and (run.dir / "bin" / "vagrant").exists():
         if progress:
             progress(f"vagrant destroy (run {run.id})")
-        subprocess.run([str(run.dir / "bin" / "vagrant"), "destroy", "-f"], cwd=workdir, capture_output=True,
-                       env=vagrant_env(run.id, provider), timeout=600)
+        subprocess.run(
+            [str(run.dir / "bin" / "vagrant"), "destroy", "-f"],
+            cwd=workdir,
+            capture_output=True,
+            env=vagrant_env(run.id, provider),
+            timeout=600,
+        )
     if provider == "libvirt":
         destroy_libvirt_objects(run.id)
     kill_marked(run.id)

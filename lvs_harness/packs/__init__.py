@@ -34,7 +34,7 @@ from ..errors import HarnessError
 from ..topology import VirtualService
 
 GROUP = "lvs_harness.packs"
-DEFAULT_PACK = "hw38"          # what every command grades when no --pack is given
+DEFAULT_PACK = "hw38"  # what every command grades when no --pack is given
 
 # the daemons a role runs unless the pack says otherwise
 DEFAULT_DAEMONS = {"real": ("nginx",), "director": ("keepalived",)}
@@ -132,19 +132,24 @@ def load_pack(name: str | None = None) -> Pack:
     if name in eps:
         try:
             obj = eps[name].load()
-        except Exception as err:       # a pack's own import error: name the pack and the problem
-            raise PackError(f"pack {name} could not be loaded ({type(err).__name__}: {err}); "
-                            f"fix or reinstall the package that provides it ({eps[name].value}).") from None
+        except Exception as err:  # a pack's own import error: name the pack and the problem
+            raise PackError(
+                f"pack {name} could not be loaded ({type(err).__name__}: {err}); "
+                f"fix or reinstall the package that provides it ({eps[name].value})."
+            ) from None
     else:
         try:
             obj = importlib.import_module(name)
         except ModuleNotFoundError as err:
             if err.name and name.split(".")[0] != err.name.split(".")[0]:
-                raise PackError(f"pack {name} could not be loaded (it imports {err.name}, which is missing); "
-                                "install what it needs.") from None
+                raise PackError(
+                    f"pack {name} could not be loaded (it imports {err.name}, which is missing); install what it needs."
+                ) from None
             known = ", ".join(sorted(eps)) or "none"
-            raise PackError(f"no pack named {name!r}; installed packs: {known} (or name an importable "
-                            "module whose PACK is a lvs_harness.packs.Pack).") from None
+            raise PackError(
+                f"no pack named {name!r}; installed packs: {known} (or name an importable "
+                "module whose PACK is a lvs_harness.packs.Pack)."
+            ) from None
         except Exception as err:
             raise PackError(f"pack {name} could not be loaded ({type(err).__name__}: {err}).") from None
     pack = getattr(obj, "PACK", obj)
@@ -155,8 +160,10 @@ def load_pack(name: str | None = None) -> Pack:
 
 def _validated(pack: Pack) -> Pack:
     if not Path(pack.reference).is_file():
-        raise PackError(f"pack {pack.name} has no reference Vagrantfile ({pack.reference} is missing); "
-                        "a pack ships the Vagrantfile of its reference lab.")
+        raise PackError(
+            f"pack {pack.name} has no reference Vagrantfile ({pack.reference} is missing); "
+            "a pack ships the Vagrantfile of its reference lab."
+        )
     try:
         pack.checks()
     except PackError:
@@ -164,8 +171,9 @@ def _validated(pack: Pack) -> Pack:
     except CheckError as err:
         raise PackError(str(err)) from None
     except Exception as err:
-        raise PackError(f"pack {pack.name}'s suite {pack.suite} could not be imported "
-                        f"({type(err).__name__}: {err}).") from None
+        raise PackError(
+            f"pack {pack.name}'s suite {pack.suite} could not be imported ({type(err).__name__}: {err})."
+        ) from None
     return pack
 
 

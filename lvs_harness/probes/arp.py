@@ -18,10 +18,10 @@ import re
 @dataclasses.dataclass(frozen=True)
 class ArpAnswer:
     address: str
-    mac: str | None            # what the neighbour table holds after resolving
-    owner: str | None          # the lab host whose interface has that MAC
+    mac: str | None  # what the neighbour table holds after resolving
+    owner: str | None  # the lab host whose interface has that MAC
     repliers: tuple[str, ...]  # every lab host that answered an ARP request for the address
-    raw: str = ""              # arping's and `ip neigh`'s output, as evidence
+    raw: str = ""  # arping's and `ip neigh`'s output, as evidence
 
 
 def parse_link_macs(text: str) -> dict[str, str]:
@@ -56,11 +56,14 @@ def resolve(client, address: str, hosts, interface: str | None = None, macs: dic
     ``hosts``, if already read."""
     hosts = list(hosts)
     interface = interface or route_interface(client, address) or "eth1"
-    r = client.run(f"ip neigh flush to {address}; arping -c 2 -w 3 -I {interface} {address}; "
-                   f"ping -c 1 -W 1 {address} >/dev/null; ip neigh show to {address}")
+    r = client.run(
+        f"ip neigh flush to {address}; arping -c 2 -w 3 -I {interface} {address}; "
+        f"ping -c 1 -W 1 {address} >/dev/null; ip neigh show to {address}"
+    )
     mac = re.search(r"lladdr ([0-9a-f:]{17})", r.stdout)
     table = macs if macs is not None else mac_table(hosts)
     mac_value = mac[1] if mac else None
     repliers = sorted(table.get(m, m) for m in set(parse_arping(r.stdout)))
-    return ArpAnswer(address, mac_value, table.get(mac_value) if mac_value else None, tuple(repliers),
-                     r.stdout + r.stderr)
+    return ArpAnswer(
+        address, mac_value, table.get(mac_value) if mac_value else None, tuple(repliers), r.stdout + r.stderr
+    )

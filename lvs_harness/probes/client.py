@@ -63,21 +63,23 @@ PARSE = (
 def curl_command(url: str, count: int, timeout: float, per_second: float | None = None) -> str:
     """One curl that makes ``count`` requests to ``url`` in turn, each on a new connection, at most
     ``per_second`` of them a second; unbuffered (stdbuf), so each line leaves as its request ends."""
-    glob = f"{url}{'&' if '?' in url else '?'}lvsh=[1-{int(count)}]"     # curl's URL globbing
-    rate = f"--rate {max(1, round(per_second * 3600))}/h " if per_second else ""   # curl takes whole numbers
-    return (f"stdbuf -o0 curl -s -m {timeout:g} -H 'Connection: close' {rate}"
-            f"-w '\\n{MARK} %{{exitcode}} %{{http_code}} %{{time_total}}\\n' {shlex.quote(glob)}")
+    glob = f"{url}{'&' if '?' in url else '?'}lvsh=[1-{int(count)}]"  # curl's URL globbing
+    rate = f"--rate {max(1, round(per_second * 3600))}/h " if per_second else ""  # curl takes whole numbers
+    return (
+        f"stdbuf -o0 curl -s -m {timeout:g} -H 'Connection: close' {rate}"
+        f"-w '\\n{MARK} %{{exitcode}} %{{http_code}} %{{time_total}}\\n' {shlex.quote(glob)}"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
 class Request:
-    time: float          # when it was sent (epoch seconds, the client's clock)
-    status: int          # HTTP status, 0 when no answer
-    word: str | None     # the page's first word (None: no answer)
-    latency: float       # seconds (curl's time_total)
-    curl_rc: int = 0     # curl's exit status: 0 ok, 7 refused, 28 timed out …
-    page: str | None = None   # the body, whitespace collapsed (bursts only)
-    real: str | None = None   # the real that answered, by its own page (set by identify)
+    time: float  # when it was sent (epoch seconds, the client's clock)
+    status: int  # HTTP status, 0 when no answer
+    word: str | None  # the page's first word (None: no answer)
+    latency: float  # seconds (curl's time_total)
+    curl_rc: int = 0  # curl's exit status: 0 ok, 7 refused, 28 timed out …
+    page: str | None = None  # the body, whitespace collapsed (bursts only)
+    real: str | None = None  # the real that answered, by its own page (set by identify)
 
     @property
     def ok(self) -> bool:
@@ -122,9 +124,11 @@ def http_requests(client, url: str, count: int = 50, timeout: float = 2.0) -> li
     """
     curls = f"URL={shlex.quote(url)} TIMEOUT={timeout:g}; for i in $(seq {int(count)}); do {ONE_REQUEST}; done"
     args = f"{shlex.quote(url)} {int(count)} {timeout:g}"
-    r = client.check(f"if {HAS_PERL}; then exec perl - burst {args}; "
-                     f"else exec bash -c {shlex.quote(curls)} </dev/null; fi",
-                     input=client_script(), timeout=count * (timeout + 2) + 30)
+    r = client.check(
+        f"if {HAS_PERL}; then exec perl - burst {args}; else exec bash -c {shlex.quote(curls)} </dev/null; fi",
+        input=client_script(),
+        timeout=count * (timeout + 2) + 30,
+    )
     return parse_requests(r.stdout)
 
 
@@ -135,8 +139,10 @@ def normalize(page: str) -> str:
 def real_pages(reals, port: int = 80, path: str = "/") -> dict[str, str]:
     """Each real's own page ({name: body, whitespace collapsed}), fetched on the real itself
     (its loopback, else its own addresses): what an answer from it looks like."""
-    script = (f"for a in 127.0.0.1 $(ip -o -4 addr show scope global | awk '{{print $4}}' | cut -d/ -f1); do "
-              f"curl -s -f -m 3 http://$a:{int(port)}{shlex.quote(path)} && exit 0; done; exit 1")
+    script = (
+        f"for a in 127.0.0.1 $(ip -o -4 addr show scope global | awk '{{print $4}}' | cut -d/ -f1); do "
+        f"curl -s -f -m 3 http://$a:{int(port)}{shlex.quote(path)} && exit 0; done; exit 1"
+    )
     pages = {}
     for r in reals:
         res = r.run(script, timeout=30)
@@ -156,8 +162,12 @@ def identify(answers: list[Request], pages: dict[str, str]) -> list[Request]:
     owners: dict[str, list[str]] = {}
     for name, page in pages.items():
         owners.setdefault(page, []).append(name)
-    return [dataclasses.replace(a, real=(owners.get(a.page) or [None, None])[0]
-                                if len(owners.get(a.page) or ()) == 1 else None) for a in answers]
+    return [
+        dataclasses.replace(
+            a, real=(owners.get(a.page) or [None, None])[0] if len(owners.get(a.page) or ()) == 1 else None
+        )
+        for a in answers
+    ]
 
 
 class Prober:
@@ -173,8 +183,15 @@ class Prober:
         prober.outage(), prober.rate        # ((start, 2.61), 33.3)
     """
 
-    def __init__(self, client, url: str, interval: float = 0.03, timeout: float = 0.5, max_seconds: float = 300,
-                 lanes: int | None = None):
+    def __init__(
+        self,
+        client,
+        url: str,
+        interval: float = 0.03,
+        timeout: float = 0.5,
+        max_seconds: float = 300,
+        lanes: int | None = None,
+    ):
         self.client = client
         self.url = url
         self.interval = interval
@@ -183,26 +200,26 @@ class Prober:
         # enough lanes that one hung for its whole timeout is back before its turn comes again
         self.lanes = lanes or max(1, int(round((timeout + interval) / interval)))
         self.results: list[Request] = []
-        self.kind = ""                # "perl" (one process) or "curl" (lanes), once started
+        self.kind = ""  # "perl" (one process) or "curl" (lanes), once started
         self._name = f"{scratch(client)}/lvsh-probe-{secrets.token_hex(4)}"
-        self._full_from = 0.0         # the client's clock when every lane was running
+        self._full_from = 0.0  # the client's clock when every lane was running
 
     def start(self) -> Prober:
         n = self._name
         args = f"{shlex.quote(self.url)} {self.interval:g} {self.timeout:g} {int(self.max_seconds)}"
-        perl = (f"setsid -f sh -c 'echo $$ > {n}.pids; exec perl - probe {args} >> {n}.log 2>{n}.err' "
-                ">/dev/null 2>&1")
+        perl = f"setsid -f sh -c 'echo $$ > {n}.pids; exec perl - probe {args} >> {n}.log 2>{n}.err' >/dev/null 2>&1"
         period = self.lanes * self.interval
         count = int(self.max_seconds / period) + 1
-        lane = (f"{{ {curl_command(self.url, count, self.timeout, 1 / period)} & echo $! >> {n}.pids; wait; }}"
-                " | parse")
-        loop = (f"{NAP}; {PARSE}; for k in $(seq {self.lanes}); do {lane} >> {n}.log & nap {self.interval:g}; "
-                f"done; wait; touch {n}.done")
+        lane = f"{{ {curl_command(self.url, count, self.timeout, 1 / period)} & echo $! >> {n}.pids; wait; }} | parse"
+        loop = (
+            f"{NAP}; {PARSE}; for k in $(seq {self.lanes}); do {lane} >> {n}.log & nap {self.interval:g}; "
+            f"done; wait; touch {n}.done"
+        )
         curls = f"setsid -f bash -c {shlex.quote(loop)} </dev/null >/dev/null 2>&1"
         self.kind = self.client.check(
-            f"if {HAS_PERL}; then echo perl; {perl}; else echo curl; {curls}; fi",
-            input=client_script()).stdout.strip()
-        self._pids()          # at full rate before the caller breaks anything
+            f"if {HAS_PERL}; then echo perl; {perl}; else echo curl; {curls}; fi", input=client_script()
+        ).stdout.strip()
+        self._pids()  # at full rate before the caller breaks anything
         self._full_from = float(self.client.check("date +%s.%N").stdout)
         return self
 
@@ -217,11 +234,13 @@ class Prober:
             time.sleep(0.05)
 
     def stop(self) -> list[Request]:
-        pids = self._pids()     # the prober's or the curls', by the pids recorded
+        pids = self._pids()  # the prober's or the curls', by the pids recorded
         if self.kind == "perl":
             # it ends at SIGTERM between requests; in-flight ones are not reported (as a killed curl's)
-            self.client.run(f"p={' '.join(pids) or 0}; kill $p 2>/dev/null; for i in $(seq 100); do "
-                            "kill -0 $p 2>/dev/null || break; sleep 0.05; done; kill -9 $p 2>/dev/null; true")
+            self.client.run(
+                f"p={' '.join(pids) or 0}; kill $p 2>/dev/null; for i in $(seq 100); do "
+                "kill -0 $p 2>/dev/null || break; sleep 0.05; done; kill -9 $p 2>/dev/null; true"
+            )
         else:
             deadline = time.monotonic() + self.timeout + 5
             self.client.run(f"kill {' '.join(pids)} 2>/dev/null" if pids else "true")

@@ -31,21 +31,21 @@ class IpvsUnavailable(HarnessError):
 class RealServer:
     address: str
     port: int
-    forward: str = ""        # Route (DR), Masq (NAT), Tunnel, Local
+    forward: str = ""  # Route (DR), Masq (NAT), Tunnel, Local
     weight: int = 0
-    active: int = 0          # ActiveConn
-    inactive: int = 0        # InActConn
+    active: int = 0  # ActiveConn
+    inactive: int = 0  # InActConn
 
 
 @dataclasses.dataclass(frozen=True)
 class Service:
-    protocol: str            # TCP, UDP, SCTP or FWM
-    address: str | None      # None for a firewall-mark service
+    protocol: str  # TCP, UDP, SCTP or FWM
+    address: str | None  # None for a firewall-mark service
     port: int | None
     fwmark: int | None = None
     scheduler: str = ""
-    persistent: int | None = None   # persistence timeout in seconds
-    flags: tuple[str, ...] = ()     # the rest of the flags, as printed
+    persistent: int | None = None  # persistence timeout in seconds
+    flags: tuple[str, ...] = ()  # the rest of the flags, as printed
     reals: tuple[RealServer, ...] = ()
 
     @property
@@ -88,7 +88,7 @@ class Counters:
 class ServiceCounters:
     key: str
     totals: Counters
-    reals: dict   # "address:port" -> Counters
+    reals: dict  # "address:port" -> Counters
 
     @property
     def conns(self) -> int:
@@ -98,8 +98,8 @@ class ServiceCounters:
 @dataclasses.dataclass(frozen=True)
 class Connection:
     protocol: str
-    expires: int             # seconds until the entry expires
-    state: str               # ESTABLISHED, FIN_WAIT, TIME_WAIT, SYN_RECV, NONE (UDP) …
+    expires: int  # seconds until the entry expires
+    state: str  # ESTABLISHED, FIN_WAIT, TIME_WAIT, SYN_RECV, NONE (UDP) …
     source: str
     virtual: str
     destination: str
@@ -114,8 +114,9 @@ class Timeouts:
 
 def _check(text: str) -> None:
     if "Can't initialize ipvs" in text or "Protocol not available" in text:
-        raise IpvsUnavailable("this kernel has no IPVS (ipvsadm: Can't initialize ipvs); use a lab with an "
-                              "IPVS kernel (--lab uml)")
+        raise IpvsUnavailable(
+            "this kernel has no IPVS (ipvsadm: Can't initialize ipvs); use a lab with an IPVS kernel (--lab uml)"
+        )
 
 
 def _split_hostport(text: str) -> tuple[str, int]:
@@ -166,7 +167,7 @@ def parse_list(text: str) -> IpvsTable:
         if "persistent" in flags:
             i = flags.index("persistent")
             persistent = int(flags[i + 1])
-            flags = flags[:i] + flags[i + 2:]
+            flags = flags[:i] + flags[i + 2 :]
         head, reals = Service(proto, address, port, fwmark, scheduler, persistent, tuple(flags)), []
     if head:
         services.append(dataclasses.replace(head, reals=tuple(reals)))
@@ -187,7 +188,7 @@ def parse_counters(text: str) -> list[ServiceCounters]:
             continue
         if fields[0] == "->":
             if len(fields) < 2 + len(names) or not fields[2][:1].isdigit():
-                continue   # the "-> RemoteAddress:Port" header line
+                continue  # the "-> RemoteAddress:Port" header line
             result[-1].reals[fields[1]] = Counters(dict(zip(names, map(number, fields[2:]))))
             continue
         result.append(ServiceCounters(" ".join(fields[:2]), Counters(dict(zip(names, map(number, fields[2:])))), {}))

@@ -22,22 +22,28 @@ import time
 from . import NAP, scratch
 
 # lvs-harness's own keepalived log: "2026-11-26 12:55:25.620040 Thu Nov 26 12:55:25 2026: (VI_1) Entering …"
-LAB_LINE = re.compile(r"^(?P<ts>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+) .*?\((?P<inst>[^)]+)\) "
-                      r"Entering (?P<state>[A-Z]+) STATE(?P<init> \(init\))?")
+LAB_LINE = re.compile(
+    r"^(?P<ts>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+) .*?\((?P<inst>[^)]+)\) "
+    r"Entering (?P<state>[A-Z]+) STATE(?P<init> \(init\))?"
+)
 # syslog, as students paste it: "May 25 12:31:18 vagrant Keepalived_vrrp[54462]: (VI_1) Entering …"
-SYSLOG_LINE = re.compile(r"^(?P<ts>[A-Z][a-z]{2} +\d+ \d\d:\d\d:\d\d) \S+ Keepalived_vrrp\[\d+\]: \((?P<inst>[^)]+)\) "
-                         r"Entering (?P<state>[A-Z]+) STATE(?P<init> \(init\))?")
+SYSLOG_LINE = re.compile(
+    r"^(?P<ts>[A-Z][a-z]{2} +\d+ \d\d:\d\d:\d\d) \S+ Keepalived_vrrp\[\d+\]: \((?P<inst>[^)]+)\) "
+    r"Entering (?P<state>[A-Z]+) STATE(?P<init> \(init\))?"
+)
 
 # journalctl -o short-iso-precise (the VMs): "2026-11-26T16:00:01.123456+00:00 lb1 Keepalived_vrrp[512]: (VI_1) …"
-JOURNAL_LINE = re.compile(r"^(?P<ts>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)\S* \S+ Keepalived_vrrp\[\d+\]: "
-                          r"\((?P<inst>[^)]+)\) Entering (?P<state>[A-Z]+) STATE(?P<init> \(init\))?")
+JOURNAL_LINE = re.compile(
+    r"^(?P<ts>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)\S* \S+ Keepalived_vrrp\[\d+\]: "
+    r"\((?P<inst>[^)]+)\) Entering (?P<state>[A-Z]+) STATE(?P<init> \(init\))?"
+)
 
 
 @dataclasses.dataclass(frozen=True)
 class Transition:
     time: dt.datetime
     instance: str
-    state: str          # BACKUP, MASTER, FAULT, STOP
+    state: str  # BACKUP, MASTER, FAULT, STOP
     init: bool = False  # the "(init)" entry at start-up
 
 
@@ -49,7 +55,7 @@ def parse_transitions(log: str, year: int | None = None) -> list[Transition]:
         if m := LAB_LINE.match(line):
             when = dt.datetime.strptime(m["ts"], "%Y-%m-%d %H:%M:%S.%f")
         elif m := JOURNAL_LINE.match(line):
-            when = dt.datetime.strptime(m["ts"], "%Y-%m-%dT%H:%M:%S.%f")    # the host's local time, as `date`
+            when = dt.datetime.strptime(m["ts"], "%Y-%m-%dT%H:%M:%S.%f")  # the host's local time, as `date`
         elif m := SYSLOG_LINE.match(line):
             when = dt.datetime.strptime(f"{year or dt.date.today().year} {m['ts']}", "%Y %b %d %H:%M:%S")
         else:
@@ -79,9 +85,11 @@ def read_addresses(host) -> dict[str, list[str]]:
 def holds(addresses: dict[str, list[str]], ip: str, interfaces: tuple[str, ...] | None = None) -> list[str]:
     """The interfaces (optionally among ``interfaces``) that carry ``ip``."""
     want = ipaddress.ip_address(ip)
-    return [ifname for ifname, cidrs in addresses.items()
-            if (interfaces is None or ifname in interfaces)
-            and any(ipaddress.ip_interface(c).ip == want for c in cidrs)]
+    return [
+        ifname
+        for ifname, cidrs in addresses.items()
+        if (interfaces is None or ifname in interfaces) and any(ipaddress.ip_interface(c).ip == want for c in cidrs)
+    ]
 
 
 def lab_interface(host, addresses: dict[str, list[str]] | None = None, near: str | None = None) -> str:
@@ -100,8 +108,11 @@ def lab_interface(host, addresses: dict[str, list[str]] | None = None, near: str
             found = [i for i in holds(addresses, spec.ip.split("/")[0]) if i != "lo"]
             if found:
                 return found[0]
-    ipv4 = {name: [ipaddress.ip_interface(c) for c in cidrs if ":" not in c]
-            for name, cidrs in addresses.items() if name != "lo"}
+    ipv4 = {
+        name: [ipaddress.ip_interface(c) for c in cidrs if ":" not in c]
+        for name, cidrs in addresses.items()
+        if name != "lo"
+    }
     if near:
         want = ipaddress.ip_address(near)
         for name, cidrs in ipv4.items():
@@ -123,8 +134,12 @@ def interface_toward(addresses: dict[str, list[str]], address: str) -> str | Non
     """
     want = ipaddress.ip_address(address)
     for name, cidrs in addresses.items():
-        if name != "lo" and any(":" not in c and ipaddress.ip_interface(c).network.prefixlen < 32
-                                and want in ipaddress.ip_interface(c).network for c in cidrs):
+        if name != "lo" and any(
+            ":" not in c
+            and ipaddress.ip_interface(c).network.prefixlen < 32
+            and want in ipaddress.ip_interface(c).network
+            for c in cidrs
+        ):
             return name
     return None
 
@@ -160,11 +175,13 @@ class OwnershipRecorder:
         self._name = f"{scratch(self.directors[0]) if self.directors else '/tmp'}/lvsh-vip-{secrets.token_hex(4)}"
 
     def start(self) -> OwnershipRecorder:
-        loop = (f'{NAP}; end=$((SECONDS + {int(self.max_seconds)})); '
-                f'while [ -e {self._name}.run ] && [ $SECONDS -lt $end ]; do t=$EPOCHREALTIME; has=0; '
-                f'while read -r _ ifname _ addr _; do [ "$ifname" != lo ] && [ "${{addr%/*}}" = {self.vip} ] && has=1; '
-                f'done <<< "$(ip -o -4 addr show)"; echo "$t $has"; nap {self.interval:g}; '
-                f'done >> {self._name}.log; touch {self._name}.done')
+        loop = (
+            f'{NAP}; end=$((SECONDS + {int(self.max_seconds)})); '
+            f'while [ -e {self._name}.run ] && [ $SECONDS -lt $end ]; do t=$EPOCHREALTIME; has=0; '
+            f'while read -r _ ifname _ addr _; do [ "$ifname" != lo ] && [ "${{addr%/*}}" = {self.vip} ] && has=1; '
+            f'done <<< "$(ip -o -4 addr show)"; echo "$t $has"; nap {self.interval:g}; '
+            f'done >> {self._name}.log; touch {self._name}.done'
+        )
         for d in self.directors:
             d.check(f"touch {self._name}.run && setsid -f bash -c {shlex.quote(loop)} </dev/null >/dev/null 2>&1")
         return self
@@ -177,8 +194,10 @@ class OwnershipRecorder:
             while not d.run(f"test -e {self._name}.done").ok and time.monotonic() < deadline:
                 time.sleep(0.1)
             out = d.run(f"cat {self._name}.log; rm -f {self._name}.*").stdout
-            self.samples[d.name] = [(float(t.replace(",", ".")), h == "1")
-                                    for t, h in (line.split() for line in out.splitlines() if len(line.split()) == 2)]
+            self.samples[d.name] = [
+                (float(t.replace(",", ".")), h == "1")
+                for t, h in (line.split() for line in out.splitlines() if len(line.split()) == 2)
+            ]
         return self.samples
 
     def __enter__(self) -> OwnershipRecorder:
@@ -189,20 +208,24 @@ class OwnershipRecorder:
 
 
 # `ip -o -ts monitor address link`: "[2026-12-01T11:42:12.502012] Deleted 3: eth1    inet 10.77.0.100/24 …"
-MONITOR_ADDR = re.compile(r"^\[(?P<ts>[0-9T:.-]+)\] (?P<deleted>Deleted )?\d+: (?P<ifname>[^\s:@]+)\s+inet6? "
-                          r"(?P<addr>[0-9a-fA-F:.]+)/")
+MONITOR_ADDR = re.compile(
+    r"^\[(?P<ts>[0-9T:.-]+)\] (?P<deleted>Deleted )?\d+: (?P<ifname>[^\s:@]+)\s+inet6? "
+    r"(?P<addr>[0-9a-fA-F:.]+)/"
+)
 # "[…] 3: eth1@if7: <BROADCAST,MULTICAST> mtu 1500 qdisc noqueue state DOWN …"
-MONITOR_LINK = re.compile(r"^\[(?P<ts>[0-9T:.-]+)\] (?:Deleted )?\d+: (?P<ifname>[^\s:@]+)(?:@\S+)?: <(?P<flags>[^>]*)>")
+MONITOR_LINK = re.compile(
+    r"^\[(?P<ts>[0-9T:.-]+)\] (?:Deleted )?\d+: (?P<ifname>[^\s:@]+)(?:@\S+)?: <(?P<flags>[^>]*)>"
+)
 ISO = "%Y-%m-%dT%H:%M:%S.%f"
 
 
 @dataclasses.dataclass(frozen=True)
 class AddressEvent:
-    time: float          # epoch seconds (the director's clock, µs resolution)
+    time: float  # epoch seconds (the director's clock, µs resolution)
     director: str
-    kind: str            # "vip" (the VIP added or removed) or "link" (a link set up or down)
+    kind: str  # "vip" (the VIP added or removed) or "link" (a link set up or down)
     interface: str
-    up: bool             # vip: now held on this interface; link: now set up
+    up: bool  # vip: now held on this interface; link: now set up
 
 
 def parse_monitor(text: str, director: str, vip: str, offset: float) -> list[AddressEvent]:
@@ -215,7 +238,7 @@ def parse_monitor(text: str, director: str, vip: str, offset: float) -> list[Add
                 out.append(AddressEvent(_stamp(m["ts"], offset), director, "vip", m["ifname"], not m["deleted"]))
         elif m := MONITOR_LINK.match(line):
             up = "UP" in m["flags"].split(",")
-            if links.get(m["ifname"]) != up:      # a link's events repeat (carrier, peer); keep the changes
+            if links.get(m["ifname"]) != up:  # a link's events repeat (carrier, peer); keep the changes
                 links[m["ifname"]] = up
                 out.append(AddressEvent(_stamp(m["ts"], offset), director, "link", m["ifname"], up))
     return out
@@ -225,7 +248,7 @@ def _stamp(ts: str, offset: float) -> float:
     return dt.datetime.strptime(ts, ISO).replace(tzinfo=dt.UTC).timestamp() + offset
 
 
-_LIVE: list[OwnershipMonitor] = []      # monitors whose events arrive as they happen (see watching)
+_LIVE: list[OwnershipMonitor] = []  # monitors whose events arrive as they happen (see watching)
 
 
 def watching(hosts) -> OwnershipMonitor | None:
@@ -301,12 +324,12 @@ class OwnershipMonitor:
         self.drift: dict[str, float] = {}
         self.samples: dict[str, list[tuple[float, bool]]] = {}
         self._name = f"{scratch(self.directors[0]) if self.directors else '/tmp'}/lvsh-mon-{secrets.token_hex(4)}"
-        self._start: dict[str, tuple[float, bool, float]] = {}     # director -> (epoch, holds, clock offset)
-        self._follows: dict = {}                                   # director -> its streamed monitor
-        self._lines: dict[str, list[str]] = {}                     # director -> complete lines so far
+        self._start: dict[str, tuple[float, bool, float]] = {}  # director -> (epoch, holds, clock offset)
+        self._follows: dict = {}  # director -> its streamed monitor
+        self._lines: dict[str, list[str]] = {}  # director -> complete lines so far
         self._partial: dict[str, str] = {}
         self._changed = threading.Condition()
-        self.generation = 0                                        # counts the lines received
+        self.generation = 0  # counts the lines received
         # each director's heartbeat (streamed labs): its clock read every BEAT s by a shell in it,
         # so a stretch the machine did not let it run shows as a late beat (see lateness, starved)
         self.beats: dict[str, list[float]] = {}
@@ -356,8 +379,10 @@ class OwnershipMonitor:
     def _feed_beat(self, director: str, text: str) -> None:
         lines = (self._beat_partial.get(director, "") + text).split("\n")
         self._beat_partial[director] = lines.pop()
-        offset = self.clocks.get(director, (0.0, 0.0))[0]     # measured at the start (no command here:
-        self.beats.setdefault(director, []).extend(float(x) + offset for x in lines if x.strip())   # the reader's thread)
+        offset = self.clocks.get(director, (0.0, 0.0))[0]  # measured at the start (no command here:
+        self.beats.setdefault(director, []).extend(
+            float(x) + offset for x in lines if x.strip()
+        )  # the reader's thread)
 
     def lateness(self, start: float = 0.0, end: float = float("inf")) -> dict[str, tuple[float, float]]:
         """{director: (seconds, at)}: the longest a director's heartbeat came late between ``start`` and
@@ -385,20 +410,21 @@ class OwnershipMonitor:
         """Start the monitors; raise :class:`~lvs_harness.errors.HarnessError` where a director's
         ``ip`` gives no events (fall back to :class:`OwnershipRecorder` there)."""
         from ..errors import HarnessError
+
         for d in self.directors:
-            follow = d.follow(f"exec {self.COMMAND}", functools.partial(self._feed, d.name),
-                              timeout=self.max_seconds)
+            follow = d.follow(f"exec {self.COMMAND}", functools.partial(self._feed, d.name), timeout=self.max_seconds)
             if follow is None:
                 break
             self._follows[d.name] = follow
         else:
-            time.sleep(0.1)                               # ip exits at once where it cannot
+            time.sleep(0.1)  # ip exits at once where it cannot
             for d in self.directors:
                 if not self._follows[d.name].running:
                     why = self._follows[d.name].stop()
                     self._kill()
-                    raise HarnessError(f"`ip -ts monitor` gives no events on {d.name}: "
-                                       f"{(why.stderr or why.stdout).strip()[:200]}")
+                    raise HarnessError(
+                        f"`ip -ts monitor` gives no events on {d.name}: {(why.stderr or why.stdout).strip()[:200]}"
+                    )
                 self._start[d.name] = self._snapshot(d)
             for d in self.directors:
                 beat = d.follow(self.BEAT_COMMAND, functools.partial(self._feed_beat, d.name), timeout=self.max_seconds)
@@ -406,18 +432,22 @@ class OwnershipMonitor:
                     self._beat_follows[d.name] = beat
             _LIVE.append(self)
             return self
-        for follow in self._follows.values():      # a backend that streams for some hosts only
+        for follow in self._follows.values():  # a backend that streams for some hosts only
             follow.stop()
         self._follows.clear()
         for d in self.directors:
-            d.check(f"setsid -f sh -c 'echo $$ > {self._name}.pid; exec timeout {int(self.max_seconds)} "
-                    f"{self.COMMAND}' </dev/null >{self._name}.log 2>&1")
+            d.check(
+                f"setsid -f sh -c 'echo $$ > {self._name}.pid; exec timeout {int(self.max_seconds)} "
+                f"{self.COMMAND}' </dev/null >{self._name}.log 2>&1"
+            )
         for d in self.directors:
-            r = d.run(f"sleep 0.1; kill -0 $(cat {self._name}.pid)")      # ip exits at once where it cannot
+            r = d.run(f"sleep 0.1; kill -0 $(cat {self._name}.pid)")  # ip exits at once where it cannot
             if not r.ok:
                 self._kill()
-                raise HarnessError(f"`ip -ts monitor` gives no events on {d.name}: "
-                                   f"{d.run(f'cat {self._name}.log').stdout.strip()[:200]}")
+                raise HarnessError(
+                    f"`ip -ts monitor` gives no events on {d.name}: "
+                    f"{d.run(f'cat {self._name}.log').stdout.strip()[:200]}"
+                )
             self._start[d.name] = self._snapshot(d)
         return self
 
@@ -471,8 +501,9 @@ class OwnershipMonitor:
         self.stop()
 
 
-def starved_episodes(monitor: OwnershipMonitor, episodes: list[dict], before: float,
-                     threshold: float) -> list[tuple[dict, list]]:
+def starved_episodes(
+    monitor: OwnershipMonitor, episodes: list[dict], before: float, threshold: float
+) -> list[tuple[dict, list]]:
     """The overlap ``episodes`` (see :func:`overlap_intervals`) in which, or in the ``before`` s leading
     to which, the machine starved a director (its heartbeat ``threshold`` s or more late): [(episode,
     [(director, seconds late, at)])]. Such an overlap may be the machine's doing, not the lab's.
@@ -493,9 +524,11 @@ def starved_reason(found: list[tuple[dict, list]], start: float) -> str:
     """The sentence for a check whose every failing overlap the machine may have caused."""
     e, hit = found[0]
     who = "; ".join(f"{n}'s heartbeat came {late:.1f} s late at {at - start:.1f} s" for n, late, at in hit)
-    return (f"the machine did not let the lab run on time ({who} into the scenario), and both directors held the "
-            f"VIP for {e['seconds']:.1f} s from {e['start'] - start:.1f} s: a split brain this machine, not the lab, "
-            "may have caused — the check cannot judge it and is graded again")
+    return (
+        f"the machine did not let the lab run on time ({who} into the scenario), and both directors held the "
+        f"VIP for {e['seconds']:.1f} s from {e['start'] - start:.1f} s: a split brain this machine, not the lab, "
+        "may have caused — the check cannot judge it and is graded again"
+    )
 
 
 def clock_offset(host, tries: int = 5) -> tuple[float, float]:

@@ -20,13 +20,15 @@ PACK = Pack(
     directors=("balancer1", "balancer2"),
     vips=1,
     min_reals=2,
-    skeleton_daemons=("nginx",),     # netology-code/sysadm-homeworks' Vagrantfile installs nginx on every host
-    roles={"director": ("balancer*", "balanser*", "director*", "lb*", "lvs*"),
-           "real": ("server*", "real*", "web*", "backend*", "nginx*"),
-           "client": ("client*",)},
+    skeleton_daemons=("nginx",),  # netology-code/sysadm-homeworks' Vagrantfile installs nginx on every host
+    roles={
+        "director": ("balancer*", "balanser*", "director*", "lb*", "lvs*"),
+        "real": ("server*", "real*", "web*", "backend*", "nginx*"),
+        "client": ("client*",),
+    },
     daemons={"real": ("nginx",), "director": ("keepalived",)},
     services=(VirtualService("172.28.128.200", 80, forward="Route", scheduler="rr"),),
     charts=for_measured,
     real_setup="real-server setup (nginx, VIP on lo, ARP suppression)",
-    check_seconds=(51.0, 171.0),     # measured 2026-12-06 (README: fast 50.6 s; faithful adds the 120 s drain)
+    check_seconds=(51.0, 171.0),  # measured 2026-12-06 (README: fast 50.6 s; faithful adds the 120 s drain)
 )

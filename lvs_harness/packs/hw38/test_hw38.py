@@ -14,22 +14,34 @@ from collections import Counter
 import pytest
 
 from lvs_harness import diagnosis
-from lvs_harness.assertions import (LabAssertionError, assert_config_runs, assert_dr_real, assert_failover_within,
-                                    assert_inactconn_drains_within, assert_ipvs_service, assert_rr_balanced,
-                                    assert_single_vip_owner, assert_vip_on, said, said_split, said_statuses,
-                                    takeover_deadline, vrrp_instance)
+from lvs_harness.assertions import (
+    LabAssertionError,
+    assert_config_runs,
+    assert_dr_real,
+    assert_failover_within,
+    assert_inactconn_drains_within,
+    assert_ipvs_service,
+    assert_rr_balanced,
+    assert_single_vip_owner,
+    assert_vip_on,
+    said,
+    said_split,
+    said_statuses,
+    takeover_deadline,
+    vrrp_instance,
+)
 from lvs_harness.baseline import SteadyState, Unsteady, intended_master, link_is_up
 from lvs_harness.checks import Check, not_run
 from lvs_harness.errors import HarnessError
 from lvs_harness.probes import arp, ipvs, vrrp
 from lvs_harness.probes.client import Prober, distinct, http_requests, identify, real_pages
 
-FAST_TCPFIN = 5           # seconds, --timing fast
+FAST_TCPFIN = 5  # seconds, --timing fast
 KEEPALIVED = {"config_valid": "needs a valid keepalived config"}
 REQUESTS = 50
 DRAIN_REQUESTS = 10
-SETTLED_AFTER = 3.0       # seconds after traffic before IPVS counters can be read without settling
-STEADY, TRAFFIC = "steady", "traffic"     # the lab states a check starts from (see `baseline`)
+SETTLED_AFTER = 3.0  # seconds after traffic before IPVS counters can be read without settling
+STEADY, TRAFFIC = "steady", "traffic"  # the lab states a check starts from (see `baseline`)
 
 
 class Scenario:
@@ -45,22 +57,26 @@ class Scenario:
         self.priorities = {n: i.priority for n, i in self.insts.items()}
         self.master, self.master_why = intended_master(directors, self.vip, self.insts)
         addresses = {h.name: vrrp.read_addresses(h) for h in [*directors, *reals, client]}
-        self.lab_if = {name: vrrp.lab_interface(lab.hosts[name], found, near=self.vip)
-                       for name, found in addresses.items()}
-        self.rips = sorted(a.split("/")[0] for r in reals for a in addresses[r.name].get(self.lab_if[r.name], [])
-                           if ":" not in a and a.split("/")[0] != self.vip)
-        self.steady = SteadyState(directors, self.vip, self.lab_if, self.master, on_action=self.event,
-                                  insts=self.insts)
+        self.lab_if = {
+            name: vrrp.lab_interface(lab.hosts[name], found, near=self.vip) for name, found in addresses.items()
+        }
+        self.rips = sorted(
+            a.split("/")[0]
+            for r in reals
+            for a in addresses[r.name].get(self.lab_if[r.name], [])
+            if ":" not in a and a.split("/")[0] != self.vip
+        )
+        self.steady = SteadyState(directors, self.vip, self.lab_if, self.master, on_action=self.event, insts=self.insts)
         self.macs = arp.mac_table(lab.hosts.values())
-        self.pages = real_pages(reals, self.port)         # which real answered: by its own page
+        self.pages = real_pages(reals, self.port)  # which real answered: by its own page
         self.watch = vrrp.OwnershipMonitor(directors, self.vip, one_clock=getattr(lab, "one_clock", True))
         self.watch_source = "the kernel's address events on each director (ip -ts monitor)"
-        self.epoch = 0                                # counts changes to the lab (breaks, restores)
-        self.holder = None                            # the director holding the VIP as the check began
-        self.last_traffic = 0.0                       # monotonic time the last client traffic ended
+        self.epoch = 0  # counts changes to the lab (breaks, restores)
+        self.holder = None  # the director holding the VIP as the check began
+        self.last_traffic = 0.0  # monotonic time the last client traffic ended
         self._traffic = self._arp = None
-        self.events: list[tuple[float, str]] = []     # (unix time, what was done), for the ownership timeline
-        self.probes: list = []                        # client probes during failover and failback
+        self.events: list[tuple[float, str]] = []  # (unix time, what was done), for the ownership timeline
+        self.probes: list = []  # client probes during failover and failback
 
     def moved(self, kind: str, director, up: bool, then, after: float):
         """The time of the first kernel event ``kind`` ("vip" or "link") on ``director`` since
@@ -69,15 +85,26 @@ class Scenario:
         if not isinstance(self.watch, vrrp.OwnershipMonitor):
             return None
         events = self.watch.events()
-        first = next((e for e in events if e.time >= after and e.kind == kind and e.director == director.name
-                      and e.up == up and (kind != "link" or e.interface == self.lab_if[director.name])), None)
+        first = next(
+            (
+                e
+                for e in events
+                if e.time >= after
+                and e.kind == kind
+                and e.director == director.name
+                and e.up == up
+                and (kind != "link" or e.interface == self.lab_if[director.name])
+            ),
+            None,
+        )
         if first is None:
             return None
         k2, d2, up2 = then
         if d2 is not director and not getattr(self.lab, "one_clock", False):
-            return None                 # two machines' clocks: their timestamps do not compare to the ms
-        second = next((e for e in events if e.time >= first.time and e.kind == k2 and e.director == d2.name
-                       and e.up == up2), None)
+            return None  # two machines' clocks: their timestamps do not compare to the ms
+        second = next(
+            (e for e in events if e.time >= first.time and e.kind == k2 and e.director == d2.name and e.up == up2), None
+        )
         return (first.time, second.time) if second else None
 
     def event(self, host, what: str) -> None:
@@ -96,8 +123,9 @@ class Scenario:
     def arp(self):
         """Who answers the client's ARP for the VIP (asked once per lab state)."""
         if self._arp is None or self._arp[0] != (self.epoch, self.holder.name):
-            answer = arp.resolve(self.client, self.vip, self.lab.hosts.values(),
-                                 interface=self.lab_if[self.client.name], macs=self.macs)
+            answer = arp.resolve(
+                self.client, self.vip, self.lab.hosts.values(), interface=self.lab_if[self.client.name], macs=self.macs
+            )
             self._arp = ((self.epoch, self.holder.name), answer)
         return self._arp[1]
 
@@ -122,8 +150,10 @@ class Scenario:
 
 
 def _client_ip(hw) -> str | None:
-    return next((a.split("/")[0] for a in vrrp.read_addresses(hw.client).get(hw.lab_if[hw.client.name], [])
-                 if ":" not in a), None)
+    return next(
+        (a.split("/")[0] for a in vrrp.read_addresses(hw.client).get(hw.lab_if[hw.client.name], []) if ":" not in a),
+        None,
+    )
 
 
 def _path(hw, measure, holder=None, by_real=None):
@@ -134,8 +164,16 @@ def _path(hw, measure, holder=None, by_real=None):
 
     def look():
         client_ip = _client_ip(hw)
-        return client_ip and diagnosis.dr_path(client_ip=client_ip, holder=holder or hw.holder, reals=hw.reals,
-                                               vip=hw.vip, port=hw.port, by_real=by_real, directors=hw.directors)
+        return client_ip and diagnosis.dr_path(
+            client_ip=client_ip,
+            holder=holder or hw.holder,
+            reals=hw.reals,
+            vip=hw.vip,
+            port=hw.port,
+            by_real=by_real,
+            directors=hw.directors,
+        )
+
     return diagnosis.diagnose(measure, look)
 
 
@@ -146,8 +184,15 @@ def _why(hw, measure, holder=None, by_real=None) -> str:
 
 def _vrrp(hw, measure, expected):
     """Why the VIP is not on ``expected`` alone (None: on one director alone): ``diagnosis.vrrp_path``."""
-    return diagnosis.diagnose(measure, diagnosis.vrrp_path, directors=hw.directors, vip=hw.vip, instances=hw.insts,
-                              lab_if=hw.lab_if, expected=expected)
+    return diagnosis.diagnose(
+        measure,
+        diagnosis.vrrp_path,
+        directors=hw.directors,
+        vip=hw.vip,
+        instances=hw.insts,
+        lab_if=hw.lab_if,
+        expected=expected,
+    )
 
 
 def _explained(err: LabAssertionError, finding) -> LabAssertionError:
@@ -157,15 +202,18 @@ def _explained(err: LabAssertionError, finding) -> LabAssertionError:
 @pytest.fixture(scope="module")
 def hw(lab, directors, reals, client, timing):
     if len(directors) < 2 or not reals:
-        pytest.fail(f"hw3.8 needs two directors and at least one real; roles found: "
-                    f"{[(h.name, h.role) for h in lab.topology.hosts]}", pytrace=False)
+        pytest.fail(
+            f"hw3.8 needs two directors and at least one real; roles found: "
+            f"{[(h.name, h.role) for h in lab.topology.hosts]}",
+            pytrace=False,
+        )
     s = Scenario(lab, directors, reals, client, timing)
     if timing == "fast":
-        for d in directors:   # before any traffic: IPVS entries keep the timer they were created with
+        for d in directors:  # before any traffic: IPVS entries keep the timer they were created with
             d.run(f"ipvsadm --set 0 {FAST_TCPFIN} 0")
     try:
         s.watch.start()
-    except HarnessError as err:      # no ip monitor events here: sample instead, and say so
+    except HarnessError as err:  # no ip monitor events here: sample instead, and say so
         s.watch = vrrp.OwnershipRecorder(directors, s.vip).start()
         s.watch_source = f"sampling every {s.watch.interval:g} s on each director ({err})"
     yield s
@@ -197,16 +245,24 @@ def baseline(request, hw, measure):
         answer = hw.arp()
         others = [r for r in answer.repliers if r != steady.holder]
         if others or answer.owner != steady.holder:
-            pytest.fail(not_run(f"the client's ARP for the VIP is answered by {' and '.join(answer.repliers) or 'nobody'}"
-                                f" (it resolves to {answer.owner or answer.mac}), not by {steady.holder} alone: "
-                                "its traffic would not pass the director (see real_dr_ready, vip_arp_to_director)"),
-                        pytrace=False)
+            pytest.fail(
+                not_run(
+                    f"the client's ARP for the VIP is answered by {' and '.join(answer.repliers) or 'nobody'}"
+                    f" (it resolves to {answer.owner or answer.mac}), not by {steady.holder} alone: "
+                    "its traffic would not pass the director (see real_dr_ready, vip_arp_to_director)"
+                ),
+                pytrace=False,
+            )
 
 
-@pytest.mark.check(id="config_valid", points=1, title="keepalived runs each director's configuration as written",
-                   hint="Run `keepalived --config-test -f /etc/keepalived/keepalived.conf` on each director and read "
-                        "what it drops or cannot use; an unbalanced brace, a track_script used before its "
-                        "vrrp_script, or an interface the host lacks are the usual causes.")
+@pytest.mark.check(
+    id="config_valid",
+    points=1,
+    title="keepalived runs each director's configuration as written",
+    hint="Run `keepalived --config-test -f /etc/keepalived/keepalived.conf` on each director and read "
+    "what it drops or cannot use; an unbalanced brace, a track_script used before its "
+    "vrrp_script, or an interface the host lacks are the usual causes.",
+)
 def test_config_valid(hw, measure):
     """keepalived runs the config as written: messages it recovers from (auth_pass truncated,
     scripts without script security, unknown or deprecated keywords) are listed, not failed."""
@@ -216,23 +272,32 @@ def test_config_valid(hw, measure):
         measure("config_errors", err.got)
         running = {d.name: d.is_active("keepalived") for d in hw.directors}
         measure("keepalived_runs", running)
-        if all(running.values()):     # keepalived runs the config anyway: the checks needing it still judge it
+        if all(running.values()):  # keepalived runs the config anyway: the checks needing it still judge it
             soft = err.noted("keepalived runs it anyway, so the checks that need it still run")
             soft.blocks_dependents = False
             raise soft from None
         raise
 
 
-@pytest.mark.check(id="directors_separate", points=1, title="no director is also a real server",
-                   hint="Compare the directors' addresses with the real_server addresses in your virtual_server (or "
-                        "ipvsadm rules).")
+@pytest.mark.check(
+    id="directors_separate",
+    points=1,
+    title="no director is also a real server",
+    hint="Compare the directors' addresses with the real_server addresses in your virtual_server (or ipvsadm rules).",
+)
 def test_directors_separate(hw, measure):
-    director_ips = {a.split("/")[0] for d in hw.directors
-                    for a in vrrp.read_addresses(d).get(hw.lab_if[d.name], [])}
+    director_ips = {a.split("/")[0] for d in hw.directors for a in vrrp.read_addresses(d).get(hw.lab_if[d.name], [])}
     as_reals = sorted(director_ips & set(hw.rips))
-    in_tables = sorted({r.address for d in hw.directors if hw.lab.ipvs
-                        for s in ipvs.parse_list(d.run("ipvsadm -Ln").stdout).services for r in s.reals}
-                       & director_ips)
+    in_tables = sorted(
+        {
+            r.address
+            for d in hw.directors
+            if hw.lab.ipvs
+            for s in ipvs.parse_list(d.run("ipvsadm -Ln").stdout).services
+            for r in s.reals
+        }
+        & director_ips
+    )
     measure("directors_as_reals", as_reals + in_tables)
     assert not as_reals and not in_tables, f"directors used as reals: {said(dict.fromkeys(as_reals + in_tables))}"
 
@@ -246,10 +311,14 @@ def _left_to_settle(director) -> float:
     return (inits[-1] - now).total_seconds() + takeover_deadline(director)
 
 
-@pytest.mark.check(id="vip_on_master", points=2, title="only the higher-priority director holds the VIP",
-                   hint="Look at `priority`, `state` and `virtual_router_id` on both directors, and at `ip -br addr` "
-                        "on each: only one may show the VIP.",
-                   needs=KEEPALIVED)
+@pytest.mark.check(
+    id="vip_on_master",
+    points=2,
+    title="only the higher-priority director holds the VIP",
+    hint="Look at `priority`, `state` and `virtual_router_id` on both directors, and at `ip -br addr` "
+    "on each: only one may show the VIP.",
+    needs=KEEPALIVED,
+)
 def test_vip_on_master(hw, measure):
     measure("priorities", hw.priorities)
     measure("intended_master", hw.master_why)
@@ -258,21 +327,28 @@ def test_vip_on_master(hw, measure):
         m = assert_vip_on(hw.master, hw.vip)
         # watch until every director has run longer than its master-down interval: a backup that
         # does not hear the master (split brain) takes the VIP by then
-        hold = min(max(0.0, *(_left_to_settle(d) for d in hw.directors)),
-                   max(takeover_deadline(d, hw.vip) for d in hw.directors))
+        hold = min(
+            max(0.0, *(_left_to_settle(d) for d in hw.directors)),
+            max(takeover_deadline(d, hw.vip) for d in hw.directors),
+        )
         owner = assert_single_vip_owner(hw.directors, hw.vip, hold=hold)
     except LabAssertionError as err:
         raise _explained(err, _vrrp(hw, measure, hw.master)) from None
     measure("vip_after_s", round(m.seconds, 2))
     measure("watched_s", round(hold, 1))
-    assert owner.value == hw.master.name, (f"{diagnosis.led(_vrrp(hw, measure, hw.master))}{owner.value} holds the "
-                                           f"VIP; {hw.master_why}")
+    assert owner.value == hw.master.name, (
+        f"{diagnosis.led(_vrrp(hw, measure, hw.master))}{owner.value} holds the VIP; {hw.master_why}"
+    )
 
 
-@pytest.mark.check(id="vip_by_keepalived", points=2, title="the VIP is keepalived's: stopping it on the master "
-                   "moves the VIP",
-                   hint="The VIP must come and go with keepalived (virtual_ipaddress), not be added by hand or by a "
-                        "provisioner.", needs=KEEPALIVED, state=STEADY)
+@pytest.mark.check(
+    id="vip_by_keepalived",
+    points=2,
+    title="the VIP is keepalived's: stopping it on the master moves the VIP",
+    hint="The VIP must come and go with keepalived (virtual_ipaddress), not be added by hand or by a provisioner.",
+    needs=KEEPALIVED,
+    state=STEADY,
+)
 def test_vip_by_keepalived(hw, measure):
     holder, backup = hw.holder, hw.backup_for(hw.holder)
     hw.changed()
@@ -288,11 +364,14 @@ def test_vip_by_keepalived(hw, measure):
         hw.event(holder, f"keepalived started on {holder.name}")
 
 
-@pytest.mark.check(id="real_dr_ready", points=2, title="each real accepts traffic for the VIP and never answers "
-                   "ARP for it",
-                   hint="On each real: the VIP as /32 on lo (`ip addr show lo`) with `sysctl "
-                        "net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2`, or an equivalent such as "
-                        "an iptables REDIRECT of the VIP's port.")
+@pytest.mark.check(
+    id="real_dr_ready",
+    points=2,
+    title="each real accepts traffic for the VIP and never answers ARP for it",
+    hint="On each real: the VIP as /32 on lo (`ip addr show lo`) with `sysctl "
+    "net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2`, or an equivalent such as "
+    "an iptables REDIRECT of the VIP's port.",
+)
 def test_real_dr_ready(hw, measure):
     """Judged by function (a request for the VIP delivered to the real's MAC is answered, and the
     real answers no ARP for the VIP), not by one recipe; the recipe's values are the evidence."""
@@ -306,16 +385,39 @@ def test_real_dr_ready(hw, measure):
 
     def why() -> str:
         client_ip = _client_ip(hw)
-        return diagnosis.led(next(filter(None, (diagnosis.diagnose(
-            measure, diagnosis.dr_real, real=r, vip=hw.vip, client_ip=client_ip, interface=hw.lab_if[r.name])
-            for r in hw.reals if r.name in problems)), None) if client_ip else None)
+        return diagnosis.led(
+            next(
+                filter(
+                    None,
+                    (
+                        diagnosis.diagnose(
+                            measure,
+                            diagnosis.dr_real,
+                            real=r,
+                            vip=hw.vip,
+                            client_ip=client_ip,
+                            interface=hw.lab_if[r.name],
+                        )
+                        for r in hw.reals
+                        if r.name in problems
+                    ),
+                ),
+                None,
+            )
+            if client_ip
+            else None
+        )
+
     assert not problems, why() + "; ".join(f"{k}: {v}" for k, v in problems.items())
 
 
-@pytest.mark.check(id="ipvs_service", points=2, title="each director has the IPVS service: rr, DR, both reals",
-                   hint="Run `ipvsadm -Ln` on both directors, the backup too: the VIP:80 service with rr, both "
-                        "reals, Route.",
-                   needs=KEEPALIVED)
+@pytest.mark.check(
+    id="ipvs_service",
+    points=2,
+    title="each director has the IPVS service: rr, DR, both reals",
+    hint="Run `ipvsadm -Ln` on both directors, the backup too: the VIP:80 service with rr, both reals, Route.",
+    needs=KEEPALIVED,
+)
 def test_ipvs_service(hw, measure):
     if not hw.lab.ipvs:
         pytest.skip("this lab's kernel has no IPVS")
@@ -326,56 +428,83 @@ def test_ipvs_service(hw, measure):
         except LabAssertionError as err:
             failures[d.name] = err.got
     measure("failures", failures)
-    assert not failures, (_why(hw, measure, holder=hw.lab.hosts[next(iter(failures))])
-                          + "; ".join(f"{k}: {v}" for k, v in failures.items()))
+    assert not failures, _why(hw, measure, holder=hw.lab.hosts[next(iter(failures))]) + "; ".join(
+        f"{k}: {v}" for k, v in failures.items()
+    )
 
 
-@pytest.mark.check(id="traffic_via_vip", points=2, title=f"{REQUESTS} requests to the VIP: all 200, both reals "
-                   "answer",
-                   hint="From the client, `curl` the VIP several times: which reals answer, and does every request "
-                        "succeed?", needs=KEEPALIVED, state=TRAFFIC)
+@pytest.mark.check(
+    id="traffic_via_vip",
+    points=2,
+    title=f"{REQUESTS} requests to the VIP: all 200, both reals answer",
+    hint="From the client, `curl` the VIP several times: which reals answer, and does every request succeed?",
+    needs=KEEPALIVED,
+    state=TRAFFIC,
+)
 def test_traffic_via_vip(hw, measure):
     answers, before, director = hw.traffic()
     statuses = Counter(r.status for r in answers)
     if distinct(hw.pages) or not hw.lab.ipvs:
         by_real = Counter(r.real for r in answers if r.ok)
         measure("by_real_from", "each real's own page")
-    else:      # the reals serve the same page: count each real's connections in IPVS instead
+    else:  # the reals serve the same page: count each real's connections in IPVS instead
         names = {a.split("/")[0]: r.name for r in hw.reals for a in vrrp.read_addresses(r).get(hw.lab_if[r.name], [])}
-        split = assert_rr_balanced(director, hw.vip, hw.port, expected_total=REQUESTS, since=before,
-                                   tolerance=REQUESTS).value
+        split = assert_rr_balanced(
+            director, hw.vip, hw.port, expected_total=REQUESTS, since=before, tolerance=REQUESTS
+        ).value
         by_real = Counter({names.get(k.rsplit(":", 1)[0], k): v for k, v in split.items() if v})
         measure("by_real_from", "IPVS connection counters (the reals serve the same page)")
     measure("statuses", dict(statuses))
     measure("by_real", dict(by_real))
     # a message is made only when its assertion fails: the diagnosis runs on failure alone
     assert statuses == {200: REQUESTS}, _why(hw, measure, by_real=by_real) + said_statuses(statuses)
-    assert set(by_real) == {r.name for r in hw.reals}, (_why(hw, measure, by_real=by_real)
-                                                        + said_split(by_real, [r.name for r in hw.reals]))
+    assert set(by_real) == {r.name for r in hw.reals}, _why(hw, measure, by_real=by_real) + said_split(
+        by_real, [r.name for r in hw.reals]
+    )
 
 
-@pytest.mark.check(id="vip_arp_to_director", points=1, title="the client's ARP for the VIP reaches the active "
-                   "director only",
-                   hint="On the client, `arping` the VIP: if a real answers too, its ARP suppression is missing.",
-                   needs=KEEPALIVED, state=STEADY)
+@pytest.mark.check(
+    id="vip_arp_to_director",
+    points=1,
+    title="the client's ARP for the VIP reaches the active director only",
+    hint="On the client, `arping` the VIP: if a real answers too, its ARP suppression is missing.",
+    needs=KEEPALIVED,
+    state=STEADY,
+)
 def test_vip_arp_to_director(hw, measure):
     owner = hw.holder.name
     answer = hw.arp()
     measure("arp", {"mac": answer.mac, "owner": answer.owner, "repliers": list(answer.repliers)})
 
     def why() -> str:
-        return diagnosis.led(next(filter(None, (diagnosis.diagnose(
-            measure, diagnosis.arp_leak, real=r, vip=hw.vip, interface=hw.lab_if[r.name])
-            for r in hw.reals if r.name in answer.repliers)), None))
+        return diagnosis.led(
+            next(
+                filter(
+                    None,
+                    (
+                        diagnosis.diagnose(measure, diagnosis.arp_leak, real=r, vip=hw.vip, interface=hw.lab_if[r.name])
+                        for r in hw.reals
+                        if r.name in answer.repliers
+                    ),
+                ),
+                None,
+            )
+        )
+
     assert answer.owner == owner and list(answer.repliers) == [owner], (
         f"{why()}the VIP resolves to {answer.owner} ({answer.mac}); ARP replies came from {said(answer.repliers)}, "
-        f"expected from {owner} only\n--- evidence ---\n{answer.raw}")
+        f"expected from {owner} only\n--- evidence ---\n{answer.raw}"
+    )
 
 
-@pytest.mark.check(id="rr_balanced", points=2, title="round robin: an even split on the active director",
-                   hint="`ipvsadm -Ln --stats` after a batch of requests: with rr each real gets the same number of "
-                        "connections.",
-                   needs=KEEPALIVED, state=TRAFFIC)
+@pytest.mark.check(
+    id="rr_balanced",
+    points=2,
+    title="round robin: an even split on the active director",
+    hint="`ipvsadm -Ln --stats` after a batch of requests: with rr each real gets the same number of connections.",
+    needs=KEEPALIVED,
+    state=TRAFFIC,
+)
 def test_rr_balanced(hw, measure):
     if not hw.lab.ipvs:
         pytest.skip("this lab's kernel has no IPVS")
@@ -391,21 +520,29 @@ def test_rr_balanced(hw, measure):
     measure("split", split.value)
 
 
-@pytest.mark.check(id="inactconn_drains", points=2, title="question 1: inactive connections linger, then drain "
-                   "within the FIN_WAIT timeout",
-                   hint="Watch `ipvsadm -Ln` after some requests and compare with `ipvsadm -Ln --timeout` (the "
-                        "tcpfin value).", needs=KEEPALIVED, state=TRAFFIC)
+@pytest.mark.check(
+    id="inactconn_drains",
+    points=2,
+    title="question 1: inactive connections linger, then drain within the FIN_WAIT timeout",
+    hint="Watch `ipvsadm -Ln` after some requests and compare with `ipvsadm -Ln --timeout` (the tcpfin value).",
+    needs=KEEPALIVED,
+    state=TRAFFIC,
+)
 def test_inactconn_drains(hw, measure):
     if not hw.lab.ipvs:
         pytest.skip("this lab's kernel has no IPVS")
     measure("timing", hw.timing)
     if hw.timing == "fast":
-        measure("note", f"--timing fast: tcpfin set to {FAST_TCPFIN} s before the traffic "
-                                "(default 120 s = 1 MSL; --timing faithful keeps it)")
+        measure(
+            "note",
+            f"--timing fast: tcpfin set to {FAST_TCPFIN} s before the traffic "
+            "(default 120 s = 1 MSL; --timing faithful keeps it)",
+        )
     # a burst of its own: the drain is timed from requests just made (earlier entries may have expired)
     answers = hw.requests(DRAIN_REQUESTS)
-    assert any(a.ok for a in answers), (f"{_why(hw, measure)}no request answered "
-                                        f"({said_statuses(Counter(a.status for a in answers))})")
+    assert any(a.ok for a in answers), (
+        f"{_why(hw, measure)}no request answered ({said_statuses(Counter(a.status for a in answers))})"
+    )
     try:
         drained = assert_inactconn_drains_within(hw.holder, hw.vip, hw.port, interval=0.5)
     except LabAssertionError as err:
@@ -452,10 +589,15 @@ def _measure_probes(measure, prober) -> None:
     measure("client_outage_s", round(outage[1], 3) if outage else 0.0)
 
 
-@pytest.mark.check(id="failover", points=3, title="the master's lab link down: the backup takes the VIP and "
-                   "traffic flows through it",
-                   hint="Take the master's lab interface down (`ip link set eth1 down`) and watch the backup's "
-                        "keepalived log and `ip addr`.", needs=KEEPALIVED, state=TRAFFIC)
+@pytest.mark.check(
+    id="failover",
+    points=3,
+    title="the master's lab link down: the backup takes the VIP and traffic flows through it",
+    hint="Take the master's lab interface down (`ip link set eth1 down`) and watch the backup's "
+    "keepalived log and `ip addr`.",
+    needs=KEEPALIVED,
+    state=TRAFFIC,
+)
 def test_failover(hw, measure):
     holder, backup = hw.holder, hw.backup_for(hw.holder)
     prober = Prober(hw.client, hw.url)
@@ -477,15 +619,19 @@ def test_failover(hw, measure):
         _measure_probes(measure, prober)
         after = [r for r in prober.results if r.time > prober.results[-1].time - 0.5] if prober.results else []
         failing = [r for r in after if not r.ok]
-        assert not failing, (f"{_why(hw, measure, holder=backup)}client requests still fail after the takeover: "
-                             f"{len(failing)} of the last {len(after)} "
-                             f"({said_statuses(Counter(r.status for r in after))})")
+        assert not failing, (
+            f"{_why(hw, measure, holder=backup)}client requests still fail after the takeover: "
+            f"{len(failing)} of the last {len(after)} "
+            f"({said_statuses(Counter(r.status for r in after))})"
+        )
         assert after, "the client's prober recorded no request after the takeover"
         if hw.lab.ipvs:
-            before = hw.stats_now(backup)   # the prober's last requests are still being counted
+            before = hw.stats_now(backup)  # the prober's last requests are still being counted
             answers = hw.requests(10)
-            assert all(a.ok for a in answers), (f"{_why(hw, measure, holder=backup)}through the backup: "
-                                                f"{said_statuses(Counter(a.status for a in answers))}")
+            assert all(a.ok for a in answers), (
+                f"{_why(hw, measure, holder=backup)}through the backup: "
+                f"{said_statuses(Counter(a.status for a in answers))}"
+            )
             # the takeover and traffic through the new holder are failover's; the split is rr_balanced's
             split = assert_rr_balanced(backup, hw.vip, hw.port, expected_total=10, since=before, tolerance=10)
             measure("split_on_backup", split.value)
@@ -493,10 +639,15 @@ def test_failover(hw, measure):
         _bring_link_up(hw, holder)
 
 
-@pytest.mark.check(id="failback", points=2, title="the master's lab link up again: the VIP returns to it, the "
-                   "backup is BACKUP again",
-                   hint="After the link comes back, the higher-priority director should preempt; `nopreempt` or "
-                        "equal priorities keep the VIP away.", needs=KEEPALIVED, state=STEADY)
+@pytest.mark.check(
+    id="failback",
+    points=2,
+    title="the master's lab link up again: the VIP returns to it, the backup is BACKUP again",
+    hint="After the link comes back, the higher-priority director should preempt; `nopreempt` or "
+    "equal priorities keep the VIP away.",
+    needs=KEEPALIVED,
+    state=STEADY,
+)
 def test_failback(hw, measure):
     holder, backup = hw.holder, hw.backup_for(hw.holder)
     measure("intended_master", hw.master_why)
@@ -505,8 +656,13 @@ def test_failback(hw, measure):
         try:
             assert_failover_within(holder, backup, hw.vip)
         except LabAssertionError as err:
-            pytest.fail(not_run(f"the VIP did not move to {backup.name} when {holder.name}'s lab link went down "
-                                f"({err.got}; see check failover), so there is nothing to fail back"), pytrace=False)
+            pytest.fail(
+                not_run(
+                    f"the VIP did not move to {backup.name} when {holder.name}'s lab link went down "
+                    f"({err.got}; see check failover), so there is nothing to fail back"
+                ),
+                pytrace=False,
+            )
         prober = Prober(hw.client, hw.url)
         with prober:
             t0 = _bring_link_up(hw, holder)
@@ -528,10 +684,13 @@ def test_failback(hw, measure):
     assert states and states[-1] == "BACKUP", f"the backup's last state is {states[-1] if states else 'unknown'}"
 
 
-@pytest.mark.check(id="no_split_brain", points=2, title="never two VIP owners across the scenario (beyond a "
-                   "preemption handover)",
-                   hint="Both directors must use the same virtual_router_id on the same network and hear each "
-                        "other's adverts.", needs=KEEPALIVED)
+@pytest.mark.check(
+    id="no_split_brain",
+    points=2,
+    title="never two VIP owners across the scenario (beyond a preemption handover)",
+    hint="Both directors must use the same virtual_router_id on the same network and hear each other's adverts.",
+    needs=KEEPALIVED,
+)
 def test_no_split_brain(hw, measure):
     """Who held the VIP, across the whole scenario, from the kernel's address events on each
     director (or, where a lab gives none, sampled every 0.25 s). During a preemption both hold it
@@ -552,24 +711,32 @@ def test_no_split_brain(hw, measure):
     lasting = [e for e in episodes if e["seconds"] >= advert + tolerance]
     measure("ownership_from", hw.watch_source)
     if isinstance(hw.watch, vrrp.OwnershipMonitor) and hw.watch.clocks:
-        measure("clock_offsets_s", {n: {"offset": o, "uncertainty": u, "drift": hw.watch.drift.get(n)}
-                                    for n, (o, u) in hw.watch.clocks.items()})
+        measure(
+            "clock_offsets_s",
+            {
+                n: {"offset": o, "uncertainty": u, "drift": hw.watch.drift.get(n)}
+                for n, (o, u) in hw.watch.clocks.items()
+            },
+        )
         measure("clock_tolerance_s", tolerance)
     measure("samples", count)
     measure("ownership", {n: [(round(t - start, 3), has) for t, has in rows] for n, rows in samples.items()})
     measure("probes", [(round(r.time - start, 3), r.ok) for r in hw.probes])
     measure("events", [(round(t - start, 2), what) for t, what in hw.events])
-    measure("handovers", [(round(e["start"] - start, 3), round(e["seconds"], 3), e["holders"])
-                          for e in episodes if e not in lasting])
-    measure("split_brain", [(round(e["start"] - start, 2), round(e["seconds"], 2), e["holders"])
-                            for e in lasting])
+    measure(
+        "handovers",
+        [(round(e["start"] - start, 3), round(e["seconds"], 3), e["holders"]) for e in episodes if e not in lasting],
+    )
+    measure("split_brain", [(round(e["start"] - start, 2), round(e["seconds"], 2), e["holders"]) for e in lasting])
     if isinstance(hw.watch, vrrp.OwnershipMonitor) and hw.watch.beats:
         measure("heartbeat_late_s", {n: late for n, (late, _) in hw.watch.lateness().items()})
         master_down = max(vrrp_instance(d).master_down_interval for d in hw.directors)
         starved = vrrp.starved_episodes(hw.watch, lasting, before=master_down, threshold=advert)
         if lasting and len(starved) == len(lasting):
             raise HarnessError(vrrp.starved_reason(starved, start))
-    if not isinstance(hw.watch, vrrp.OwnershipMonitor):      # events always give each director its first state
+    if not isinstance(hw.watch, vrrp.OwnershipMonitor):  # events always give each director its first state
         assert count, "no VIP samples were taken"
-    assert not lasting, (f"{diagnosis.led(_vrrp(hw, measure, None))}two VIP owners for {lasting[0]['seconds']:.1f} s from {lasting[0]['start'] - start:.1f} s "
-                         f"into the scenario ({said(lasting[0]['holders'])}); {len(lasting)} such episode(s)")
+    assert not lasting, (
+        f"{diagnosis.led(_vrrp(hw, measure, None))}two VIP owners for {lasting[0]['seconds']:.1f} s from {lasting[0]['start'] - start:.1f} s "
+        f"into the scenario ({said(lasting[0]['holders'])}); {len(lasting)} such episode(s)"
+    )

@@ -18,12 +18,12 @@ PACK = Pack(
     suite=__name__,
     reference=Path(__file__).with_name("Vagrantfile"),
     directors=("director1", "director2"),
-    vips=2,               # the external VIP and the reals' gateway VIP
+    vips=2,  # the external VIP and the reals' gateway VIP
     min_reals=3,
     roles={"director": ("director*", "lb*", "lvs*"), "real": ("web*", "real*", "server*"), "client": ("client*",)},
     daemons={"real": ("nginx",), "director": ("keepalived",)},
-    services=(),          # read from the lab: the external VIP and port of the directors' virtual_server
+    services=(),  # read from the lab: the external VIP and port of the directors' virtual_server
     charts=for_measured,
     real_setup="real-server setup (nginx, default route via the gateway VIP)",
-    check_seconds=(26.0, 29.0),      # measured 2026-12-06: runs of 39 s and 42 s, lab up in 13 s
+    check_seconds=(26.0, 29.0),  # measured 2026-12-06: runs of 39 s and 42 s, lab up in 13 s
 )

@@ -19,8 +19,17 @@ from collections import Counter
 import pytest
 
 from lvs_harness import diagnosis, keepalived
-from lvs_harness.assertions import (LabAssertionError, assert_config_runs, assert_failover_within, assert_ipvs_service,
-                                    assert_vip_on, assert_weighted_split, said, said_statuses, takeover_deadline)
+from lvs_harness.assertions import (
+    LabAssertionError,
+    assert_config_runs,
+    assert_failover_within,
+    assert_ipvs_service,
+    assert_vip_on,
+    assert_weighted_split,
+    said,
+    said_statuses,
+    takeover_deadline,
+)
 from lvs_harness.baseline import SteadyState, Unsteady, intended_master
 from lvs_harness.checks import Check, not_run
 from lvs_harness.errors import HarnessError
@@ -29,9 +38,9 @@ from lvs_harness.probes.client import Prober, distinct, http_requests, identify,
 
 KEEPALIVED = {"config_valid": "needs a valid keepalived config"}
 CONF = "/etc/keepalived/keepalived.conf"
-REQUESTS = 60             # whole cycles of weights 3:2:1 (any split is judged within a tolerance)
-SLACK = 2.0               # seconds beyond a bound read from the configuration
-STEADY, ANSWERING = "steady", "answering"     # the lab states a check starts from (see `baseline`)
+REQUESTS = 60  # whole cycles of weights 3:2:1 (any split is judged within a tolerance)
+SLACK = 2.0  # seconds beyond a bound read from the configuration
+STEADY, ANSWERING = "steady", "answering"  # the lab states a check starts from (see `baseline`)
 
 
 class Nat:
@@ -49,13 +58,18 @@ class Nat:
         self.addresses = {h.name: vrrp.read_addresses(h) for h in [*directors, *reals, client]}
         self.rips = {r.name: self._rip(r) for r in reals}
         self.gateway = self._gateway()
-        self.ext_if = {d.name: vrrp.interface_toward(self.addresses[d.name], self.vip)
-                       or vrrp.lab_interface(d, self.addresses[d.name], near=self.vip) for d in directors}
-        self.steady = SteadyState(directors, self.vip, self.ext_if, self.master, on_action=self.event,
-                                  insts=self.insts)
+        self.ext_if = {
+            d.name: vrrp.interface_toward(self.addresses[d.name], self.vip)
+            or vrrp.lab_interface(d, self.addresses[d.name], near=self.vip)
+            for d in directors
+        }
+        self.steady = SteadyState(directors, self.vip, self.ext_if, self.master, on_action=self.event, insts=self.insts)
         self.pages = real_pages(reals, self.port)
-        self.watch = {vip: vrrp.OwnershipMonitor(directors, vip, one_clock=getattr(lab, "one_clock", True))
-                      for vip in (self.vip, self.gateway) if vip}
+        self.watch = {
+            vip: vrrp.OwnershipMonitor(directors, vip, one_clock=getattr(lab, "one_clock", True))
+            for vip in (self.vip, self.gateway)
+            if vip
+        }
         self.holder = None
         self.events: list[tuple[float, str]] = []
         self.probes: list = []
@@ -84,8 +98,7 @@ class Nat:
         self.events.append((next(iter(self.watch.values())).common(host, t) if self.watch else t, what))
 
     def backup_for(self, holder):
-        return max((d for d in self.directors if d is not holder),
-                   key=lambda d: (self.insts[d.name].priority, d.name))
+        return max((d for d in self.directors if d is not holder), key=lambda d: (self.insts[d.name].priority, d.name))
 
     def weights(self) -> dict[str, int]:
         """{real address: weight} of the service in the intended master's configuration."""
@@ -94,8 +107,9 @@ class Nat:
         return {r.address: r.weight for r in vs.reals} if vs else {}
 
     def virtual_server(self, director) -> keepalived.VirtualServerConf | None:
-        return next((v for v in self.confs[director.name].virtual_servers
-                     if (v.address, v.port) == (self.vip, self.port)), None)
+        return next(
+            (v for v in self.confs[director.name].virtual_servers if (v.address, v.port) == (self.vip, self.port)), None
+        )
 
     def requests(self, count: int):
         return identify(http_requests(self.client, self.url, count=count), self.pages)
@@ -112,10 +126,13 @@ class Nat:
 @pytest.fixture(scope="module")
 def nat(lab, directors, reals, client):
     if len(directors) < 2 or not reals:
-        pytest.fail(f"the LVS-NAT lab needs two directors and at least one real; roles found: "
-                    f"{[(h.name, h.role) for h in lab.topology.hosts]}", pytrace=False)
+        pytest.fail(
+            f"the LVS-NAT lab needs two directors and at least one real; roles found: "
+            f"{[(h.name, h.role) for h in lab.topology.hosts]}",
+            pytrace=False,
+        )
     n = Nat(lab, directors, reals, client)
-    for d in directors:         # short FIN_WAIT entries: each check's connections are its own
+    for d in directors:  # short FIN_WAIT entries: each check's connections are its own
         d.run("ipvsadm --set 0 5 0")
     started = []
     try:
@@ -152,21 +169,34 @@ def baseline(request, nat, measure):
             time.sleep(0.2)
         owners = vrrp.vip_owners(nat.directors, nat.gateway)
         if owners != [steady.holder]:
-            pytest.fail(not_run(f"the gateway VIP {nat.gateway} is on {' and '.join(owners) or 'no director'}, "
-                                f"not with the VIP on {steady.holder}: answers would not return through it"),
-                        pytrace=False)
+            pytest.fail(
+                not_run(
+                    f"the gateway VIP {nat.gateway} is on {' and '.join(owners) or 'no director'}, "
+                    f"not with the VIP on {steady.holder}: answers would not return through it"
+                ),
+                pytrace=False,
+            )
     if check.state == ANSWERING:
         count = max(len(nat.reals), sum(nat.weights().values()))
         answers = nat.requests(count)
         failed = [a for a in answers if not a.ok]
         if failed:
-            pytest.fail(not_run(f"in the steady state {len(failed)} of {count} requests through the VIP were not "
-                                f"answered ({said_statuses(Counter(a.status for a in answers))}; see wrr_split, "
-                                "reals_via_gateway)"), pytrace=False)
+            pytest.fail(
+                not_run(
+                    f"in the steady state {len(failed)} of {count} requests through the VIP were not "
+                    f"answered ({said_statuses(Counter(a.status for a in answers))}; see wrr_split, "
+                    "reals_via_gateway)"
+                ),
+                pytrace=False,
+            )
 
 
-@pytest.mark.check(id="config_valid", points=1, title="keepalived runs each director's configuration as written",
-                   hint="Run `keepalived --config-test` on each director and read what it drops or cannot use.")
+@pytest.mark.check(
+    id="config_valid",
+    points=1,
+    title="keepalived runs each director's configuration as written",
+    hint="Run `keepalived --config-test` on each director and read what it drops or cannot use.",
+)
 def test_config_valid(nat, measure):
     try:
         measure("config_warnings", assert_config_runs(nat.directors, CONF).value)
@@ -175,12 +205,18 @@ def test_config_valid(nat, measure):
         raise
 
 
-@pytest.mark.check(id="sync_group", points=2, title="the VIP and the gateway VIP are in one vrrp_sync_group on "
-                   "each director", needs=KEEPALIVED,
-                   hint="Both vrrp_instance names must be listed in the `group { … }` of one vrrp_sync_group.")
+@pytest.mark.check(
+    id="sync_group",
+    points=2,
+    title="the VIP and the gateway VIP are in one vrrp_sync_group on each director",
+    needs=KEEPALIVED,
+    hint="Both vrrp_instance names must be listed in the `group { … }` of one vrrp_sync_group.",
+)
 def test_sync_group(nat, measure):
-    assert nat.gateway, (f"no VRRP instance holds an address on the reals' network "
-                         f"({', '.join(a for a in nat.rips.values() if a)}): the reals have no gateway VIP")
+    assert nat.gateway, (
+        f"no VRRP instance holds an address on the reals' network "
+        f"({', '.join(a for a in nat.rips.values() if a)}): the reals have no gateway VIP"
+    )
     problems = {}
     for d in nat.directors:
         conf = nat.confs[d.name]
@@ -191,15 +227,24 @@ def test_sync_group(nat, measure):
         group = conf.group_of(ext.name)
         if group is None or gw.name not in group.instances:
             groups = "; ".join(f"{g.name} of {said(g.instances)}" for g in conf.sync_groups) or "none"
-            problems[d.name] = (f"{ext.name} ({nat.vip}) and {gw.name} ({nat.gateway}) are not in one "
-                                f"vrrp_sync_group (its sync groups: {groups})")
+            problems[d.name] = (
+                f"{ext.name} ({nat.vip}) and {gw.name} ({nat.gateway}) are not in one "
+                f"vrrp_sync_group (its sync groups: {groups})"
+            )
     measure("problems", problems)
-    assert not problems, ("; ".join(f"{k}: {v}" for k, v in problems.items())
-                          + " — put both instances in one vrrp_sync_group, so they move together")
+    assert not problems, (
+        "; ".join(f"{k}: {v}" for k, v in problems.items())
+        + " — put both instances in one vrrp_sync_group, so they move together"
+    )
 
 
-@pytest.mark.check(id="vips_on_master", points=2, title="both VIPs on the intended master only", needs=KEEPALIVED,
-                   hint="Compare state and priority of both instances on the two directors.")
+@pytest.mark.check(
+    id="vips_on_master",
+    points=2,
+    title="both VIPs on the intended master only",
+    needs=KEEPALIVED,
+    hint="Compare state and priority of both instances on the two directors.",
+)
 def test_vips_on_master(nat, measure):
     measure("intended_master", nat.master_why)
     assert nat.master is not None, nat.master_why
@@ -220,20 +265,31 @@ def test_vips_on_master(nat, measure):
     measure("watched_s", round(hold, 1))
 
 
-@pytest.mark.check(id="reals_via_gateway", points=2, title="each real's default route is the gateway VIP",
-                   hint="NAT needs the answers back through the director: `ip route` on each real.")
+@pytest.mark.check(
+    id="reals_via_gateway",
+    points=2,
+    title="each real's default route is the gateway VIP",
+    hint="NAT needs the answers back through the director: `ip route` on each real.",
+)
 def test_reals_via_gateway(nat, measure):
     assert nat.gateway, "no VRRP instance holds an address on the reals' network, so there is no gateway VIP"
     routes = {r.name: r.run("ip -4 route show default").stdout.strip() for r in nat.reals}
     measure("routes", routes)
     wrong = {n: rt or "no default route" for n, rt in routes.items() if f"via {nat.gateway} " not in f"{rt} "}
-    assert not wrong, (f"not via {nat.gateway}: " + "; ".join(f"{k}: {v}" for k, v in wrong.items())
-                       + f" — make {nat.gateway} the default route of every real")
+    assert not wrong, (
+        f"not via {nat.gateway}: "
+        + "; ".join(f"{k}: {v}" for k, v in wrong.items())
+        + f" — make {nat.gateway} the default route of every real"
+    )
 
 
-@pytest.mark.check(id="ipvs_nat_service", points=2, title="each director's IPVS service: NAT, wrr, every real "
-                   "with its configured weight", needs=KEEPALIVED,
-                   hint="`ipvsadm -Ln` on each director: Masq forwarding, the wrr scheduler, different weights.")
+@pytest.mark.check(
+    id="ipvs_nat_service",
+    points=2,
+    title="each director's IPVS service: NAT, wrr, every real with its configured weight",
+    needs=KEEPALIVED,
+    hint="`ipvsadm -Ln` on each director: Masq forwarding, the wrr scheduler, different weights.",
+)
 def test_ipvs_nat_service(nat, measure):
     weights = nat.weights()
     measure("weights", weights)
@@ -241,22 +297,28 @@ def test_ipvs_nat_service(nat, measure):
     failures = {}
     for d in nat.directors:
         try:
-            assert_ipvs_service(d, nat.vip, nat.port, scheduler="wrr", reals=sorted(weights), forward="Masq",
-                                weights=weights)
+            assert_ipvs_service(
+                d, nat.vip, nat.port, scheduler="wrr", reals=sorted(weights), forward="Masq", weights=weights
+            )
         except LabAssertionError as err:
             missing = sorted(set(weights) - nat.in_table(d))
-            failures[d.name] = err.got + (
-                f"; not in the table: {', '.join(missing)}" if missing else "")
+            failures[d.name] = err.got + (f"; not in the table: {', '.join(missing)}" if missing else "")
     measure("failures", failures)
     assert not failures, "; ".join(f"{k}: {v}" for k, v in failures.items())
-    assert len(set(weights.values())) > 1, f"every real has weight {next(iter(weights.values()))}: the lab asks " \
-                                           "for different weights"
+    assert len(set(weights.values())) > 1, (
+        f"every real has weight {next(iter(weights.values()))}: the lab asks for different weights"
+    )
 
 
-@pytest.mark.check(id="wrr_split", points=3, title=f"{REQUESTS} requests through the VIP: all answered, split "
-                   "by the weights", needs=KEEPALIVED, state=STEADY,
-                   hint="A split that ignores the weights is round robin (lb_algo rr); failed requests point "
-                        "at the way back (the reals' default route).")
+@pytest.mark.check(
+    id="wrr_split",
+    points=3,
+    title=f"{REQUESTS} requests through the VIP: all answered, split by the weights",
+    needs=KEEPALIVED,
+    state=STEADY,
+    hint="A split that ignores the weights is round robin (lb_algo rr); failed requests point "
+    "at the way back (the reals' default route).",
+)
 def test_wrr_split(nat, measure):
     before = ipvs.read_stats(nat.holder)
     answers = nat.requests(REQUESTS)
@@ -270,15 +332,34 @@ def test_wrr_split(nat, measure):
     names = {rip: name for name, rip in nat.rips.items()}
 
     def why(by_real=None):
-        client_ip = next((a.split("/")[0] for addrs in nat.addresses[nat.client.name].values() for a in addrs
-                          if ":" not in a and not a.startswith("127.")), None)
-        return diagnosis.diagnose(measure, diagnosis.dr_path, client_ip=client_ip, holder=nat.holder, reals=nat.reals,
-                                  vip=nat.vip, port=nat.port, by_real=by_real, directors=nat.directors,
-                                  want="weighted", weights={names.get(k, k): w for k, w in weights.items()})
+        client_ip = next(
+            (
+                a.split("/")[0]
+                for addrs in nat.addresses[nat.client.name].values()
+                for a in addrs
+                if ":" not in a and not a.startswith("127.")
+            ),
+            None,
+        )
+        return diagnosis.diagnose(
+            measure,
+            diagnosis.dr_path,
+            client_ip=client_ip,
+            holder=nat.holder,
+            reals=nat.reals,
+            vip=nat.vip,
+            port=nat.port,
+            by_real=by_real,
+            directors=nat.directors,
+            want="weighted",
+            weights={names.get(k, k): w for k, w in weights.items()},
+        )
+
     assert statuses == {200: REQUESTS}, diagnosis.led(why()) + said_statuses(statuses)
     try:
-        split = assert_weighted_split(nat.holder, nat.vip, nat.port, expected_total=REQUESTS, since=before,
-                                      weights=weights)
+        split = assert_weighted_split(
+            nat.holder, nat.vip, nat.port, expected_total=REQUESTS, since=before, weights=weights
+        )
     except LabAssertionError as err:
         last = err.samples[-1][1] if err.samples else {}
         finding = why({names.get(k.rsplit(":", 1)[0], k): v for k, v in last.items()})
@@ -286,11 +367,15 @@ def test_wrr_split(nat, measure):
     measure("split", split.value)
 
 
-@pytest.mark.check(id="health_check", points=3, title="a real whose server stops leaves the IPVS table within "
-                   "the health check's bound, traffic avoids it, and it returns when restarted",
-                   needs=KEEPALIVED,
-                   hint="Each real_server needs a health checker (HTTP_GET or TCP_CHECK) on the port its "
-                        "server listens on.", state=ANSWERING)
+@pytest.mark.check(
+    id="health_check",
+    points=3,
+    title="a real whose server stops leaves the IPVS table within "
+    "the health check's bound, traffic avoids it, and it returns when restarted",
+    needs=KEEPALIVED,
+    hint="Each real_server needs a health checker (HTTP_GET or TCP_CHECK) on the port its server listens on.",
+    state=ANSWERING,
+)
 def test_health_check(nat, measure):
     holder = nat.holder
     vs = nat.virtual_server(holder)
@@ -298,8 +383,10 @@ def test_health_check(nat, measure):
     by_rip = {rip: name for name, rip in nat.rips.items()}
     present = nat.in_table(holder)
     missing = [r.address for r in vs.reals if r.address not in present]
-    assert not missing, (f"{', '.join(missing)} not in {holder.name}'s IPVS table while its server runs: its "
-                         "health check fails against a working server")
+    assert not missing, (
+        f"{', '.join(missing)} not in {holder.name}'s IPVS table while its server runs: its "
+        "health check fails against a working server"
+    )
     target = min(vs.reals, key=lambda r: (r.weight, r.address))
     real = nat.lab.hosts[by_rip[target.address]]
     bound = vs.removal_bound(target) + SLACK
@@ -311,8 +398,9 @@ def test_health_check(nat, measure):
     try:
         t0 = time.monotonic()
         while target.address in nat.in_table(holder):
-            assert time.monotonic() - t0 < bound, (f"{target.address} still in {holder.name}'s IPVS table "
-                                                   f"{bound:.0f} s after its server stopped")
+            assert time.monotonic() - t0 < bound, (
+                f"{target.address} still in {holder.name}'s IPVS table {bound:.0f} s after its server stopped"
+            )
             time.sleep(0.3)
         measure("removed_after_s", round(time.monotonic() - t0, 1))
         answers = nat.requests(12)
@@ -330,10 +418,14 @@ def test_health_check(nat, measure):
     measure("returned_after_s", round(time.monotonic() - t0, 1))
 
 
-@pytest.mark.check(id="failover", points=3, title="the master's client-side link down: the backup takes both "
-                   "VIPs and traffic flows through it", needs=KEEPALIVED,
-                   hint="Only a sync group moves the gateway VIP with the VIP; without it answers return "
-                        "to the old master.", state=ANSWERING)
+@pytest.mark.check(
+    id="failover",
+    points=3,
+    title="the master's client-side link down: the backup takes both VIPs and traffic flows through it",
+    needs=KEEPALIVED,
+    hint="Only a sync group moves the gateway VIP with the VIP; without it answers return to the old master.",
+    state=ANSWERING,
+)
 def test_failover(nat, measure):
     holder, backup = nat.holder, nat.backup_for(nat.holder)
     link = nat.ext_if[holder.name]
@@ -348,10 +440,12 @@ def test_failover(nat, measure):
                 if nat.gateway:
                     owners = vrrp.vip_owners(nat.directors, nat.gateway)
                     measure("gateway_on", owners)
-                    assert owners == [backup.name], (f"the gateway VIP {nat.gateway} is on "
-                                                     f"{' and '.join(owners) or 'no director'} after the VIP moved "
-                                                     f"to {backup.name}: the two did not move together — put both "
-                                                     "instances in one vrrp_sync_group")
+                    assert owners == [backup.name], (
+                        f"the gateway VIP {nat.gateway} is on "
+                        f"{' and '.join(owners) or 'no director'} after the VIP moved "
+                        f"to {backup.name}: the two did not move together — put both "
+                        "instances in one vrrp_sync_group"
+                    )
             finally:
                 end = time.monotonic() + nat.insts[backup.name].advert_int + 0.5
                 while time.monotonic() < end:
@@ -370,10 +464,14 @@ def test_failover(nat, measure):
         nat.event(holder, f"{link} up on {holder.name}")
 
 
-@pytest.mark.check(id="no_split_brain", points=2, title="never two owners of either VIP (beyond a handover)",
-                   needs=KEEPALIVED,
-                   hint="Each instance needs the same virtual_router_id on both directors, and each director "
-                        "must hear the other's adverts.")
+@pytest.mark.check(
+    id="no_split_brain",
+    points=2,
+    title="never two owners of either VIP (beyond a handover)",
+    needs=KEEPALIVED,
+    hint="Each instance needs the same virtual_router_id on both directors, and each director "
+    "must hear the other's adverts.",
+)
 def test_no_split_brain(nat, measure):
     assert nat.watch, f"no address events could be watched ({getattr(nat, 'watch_error', '')})"
     advert = max(i.advert_int for i in nat.insts.values())
@@ -389,12 +487,15 @@ def test_no_split_brain(nat, measure):
         found += [(vip, e) for e in lasting]
         starved += vrrp.starved_episodes(mon, lasting, before=master_down, threshold=advert)
     measure("heartbeat_late_s", {n: late for mon in nat.watch.values() for n, (late, _) in mon.lateness().items()})
-    if found and len(starved) == len(found):      # every overlap: while the machine starved the lab
+    if found and len(starved) == len(found):  # every overlap: while the machine starved the lab
         raise HarnessError(vrrp.starved_reason(starved, start))
     measure("ownership", ownership)
     measure("probes", [(round(r.time - start, 3), r.ok) for r in nat.probes])
     measure("events", [(round(t - start, 2), what) for t, what in nat.events])
-    measure("split_brain", [(vip, round(e["start"] - start, 2), round(e["seconds"], 2), e["holders"])
-                            for vip, e in found])
-    assert not found, "; ".join(f"{vip} held by {said(e['holders'])} for {e['seconds']:.1f} s from "
-                                f"{e['start'] - start:.1f} s" for vip, e in found)
+    measure(
+        "split_brain", [(vip, round(e["start"] - start, 2), round(e["seconds"], 2), e["holders"]) for vip, e in found]
+    )
+    assert not found, "; ".join(
+        f"{vip} held by {said(e['holders'])} for {e['seconds']:.1f} s from {e['start'] - start:.1f} s"
+        for vip, e in found
+    )
