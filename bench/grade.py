@@ -8,7 +8,7 @@ scores (every copy should score the same: a verdict that changes under load is a
 Usage: bench/grade.py [--k 20] [--k1 3] [--jobs 4] [--submission PATH] [--lab uml] [--against REV]
 With --against REV, the same K copies are then graded by commit REV (checked out into a temporary
 folder, run from there) at --against-jobs, and the throughput ratio this ÷ REV is printed.
-Targets (issue 12, 2 cores): 20 submissions in ≤ 5 minutes; throughput ≥ 2 × the commit before.
+Targets (2 cores): 20 submissions in ≤ 5 minutes; throughput ≥ 2 × the commit before.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 
 Usage: bench/lab_up.py [--runs N] [--skip-cold]
 Prints one line per figure (median over the runs where a figure is measured per run).
-Targets (issue 12, as ratios measured in the same run): start → VIP up and 50 requests answered
+Targets (as ratios measured in the same run): start → VIP up and 50 requests answered
 ≤ 2 × (guest boot + the master's first election, its master-down interval); a command in a lab
 host ≤ 1.5 × a bare exec in the guest.
 """

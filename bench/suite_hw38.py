@@ -4,7 +4,7 @@ time it must wait (its floor, from the running lab's own keepalived.conf and IPV
 the harness overhead (the difference), and the ratio suite ÷ floor; the same for bring-up.
 
 Usage: bench/suite_hw38.py [--timing fast|faithful] [--lab uml]
-Targets (issue 12): checks ÷ floor ≤ 1.5 (fast timing); host command round trip ≤ 1.5 × the
+Targets: checks ÷ floor ≤ 1.5 (fast timing); host command round trip ≤ 1.5 × the
 guest's bare exec; 50 requests ≤ 2 s + 50 × curl's time_total.
 """
 

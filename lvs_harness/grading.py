@@ -57,11 +57,11 @@ IDLE_TO_START = 0.3  # the share of the machine's CPU idle over a second before 
 DEFAULT_RETRIES = 1  # fresh-lab attempts after a run that ended in error
 GATE_MAX_WAIT = 120.0  # seconds one start may be held back by the CPU gate
 # A submission's run may take: its lab's bring-up (measured on the reference lab, here: uml 12 s,
-# vagrant 385 s, README) and the pack's checks (Pack.check_seconds), each SLOWER times over for a
+# vagrant 385 s, bench/RESULTS.md) and the pack's checks (Pack.check_seconds), each SLOWER times over for a
 # machine slower than ours, plus the provisioning budget the submission's own provisioners may use
 # up. A run past it is stopped (harness-failed, retried once).
 UP_SECONDS = {"uml": 12.0, "netns": 5.0, "vagrant": 400.0}
-VM_CHECKS = 1.4  # the checks on VMs ÷ on the embedded lab, faithful timing (README: 237.7 s ÷ 171 s)
+VM_CHECKS = 1.4  # the checks on VMs ÷ on the embedded lab, faithful timing (bench/RESULTS.md: 237.7 s ÷ 171 s)
 SLOWER = 4
 
 

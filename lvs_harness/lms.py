@@ -8,7 +8,7 @@ roster.
   the lab's maximum. Canvas's importer turns every other column into an assignment, so there is none.
 - ``grades-moodle.csv`` — Moodle's "Import → CSV file": identity columns (ID number, Email address,
   Username), the lab's points and a feedback text; map the identity column to the user field and the
-  points to a grade item whose maximum is the lab's (see the README).
+  points to a grade item whose maximum is the lab's (see docs/platforms.md).
 - ``grades-checks.csv`` — the per-check breakdown (points per check), for reading, not for import.
 
 A grade the student does not own — the lab or the harness failed, or a check is in error — is left

@@ -1,4 +1,4 @@
-"""How to write a pack — the README's "Write a pack" section, as a test that runs it.
+"""How to write a pack — docs/write-a-pack.md, as a test that runs it.
 
 A pack is a Python package: a ``PACK`` (what the lab is), a reference Vagrantfile (the lab), and a
 suite (pytest tests carrying ``@pytest.mark.check``). Nothing is installed: the pack lives in a

@@ -61,7 +61,7 @@ slurm = slurm_cluster.slurm  # the fixture
 
 
 def test_a_slurm_job_array_grades_shards_a_dependent_job_merges_them_and_resume_skips_them(tiny, slurm):
-    """The README's Slurm recipe on a real (one-node) Slurm cluster: an array task per shard with
+    """docs/platforms.md's Slurm recipe on a real (one-node) Slurm cluster: an array task per shard with
     ``--shard auto``, a merge job after them all (``afterany``: it runs, and says what is missing, even
     when a task failed); the merged books equal an unsharded run's."""
     names = [str(p) for p in tiny["subs"]]

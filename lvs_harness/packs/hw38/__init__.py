@@ -30,5 +30,5 @@ PACK = Pack(
     services=(VirtualService("172.28.128.200", 80, forward="Route", scheduler="rr"),),
     charts=for_measured,
     real_setup="real-server setup (nginx, VIP on lo, ARP suppression)",
-    check_seconds=(51.0, 171.0),  # measured 2026-12-06 (README: fast 50.6 s; faithful adds the 120 s drain)
+    check_seconds=(51.0, 171.0),  # measured 2026-12-06 (bench/RESULTS.md: fast 50.6 s; faithful adds the 120 s drain)
 )
