@@ -231,14 +231,31 @@ def test_no_vagrant_binary_is_one_sentence_with_the_fix(monkeypatch):
         start_lab(LabConfig(backend="vagrant"))
 
 
+# a pack with a daemon of its own (`units`): a VM runs it under systemd as the embedded labs run it
+UNIT_PACK = """from pathlib import Path
+from lvs_harness.packs import Pack
+
+PACK = Pack(name="unitlab", title="A unit of the pack's own", suite=__name__,
+            reference=Path(__file__).with_name("Vagrantfile"), roles={"client": ("client*",)},
+            daemons={"client": ("beacon",)}, units={"beacon": "sleep 100000"})
+"""
+
+
 def test_two_runs_at_once_have_their_own_machines_networks_and_addresses(tmp_path):
-    """Two graders on one host, the same Vagrantfile (same machine names and addresses) at once."""
+    """Two graders on one host, the same Vagrantfile (same machine names and addresses) at once,
+    with a pack whose own daemon the VMs start."""
     vf = one_machine(tmp_path / "lab")
+    pack = tmp_path / "packs" / "unitlab"
+    pack.mkdir(parents=True)
+    (pack / "__init__.py").write_text(UNIT_PACK)
+    (pack / "Vagrantfile").write_text(vf.read_text())
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(pack.parent), os.environ.get("PYTHONPATH")]))}
     before = {r.id for r in Run.all()}
     ups = [
         subprocess.Popen(
-            [*CLI, "up", "--lab", "vagrant", "--vagrantfile", str(vf), "--allow-scripts"],
+            [*CLI, "up", "--lab", "vagrant", "--vagrantfile", str(vf), "--allow-scripts", "--pack", "unitlab"],
             cwd=tmp_path,
+            env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -275,6 +292,13 @@ def test_two_runs_at_once_have_their_own_machines_networks_and_addresses(tmp_pat
                 timeout=120,
             )
             assert "172.28.128.50/24" in r.stdout and "alone" in r.stdout, r.stdout + r.stderr  # not B's twin
+            unit = subprocess.run(
+                [*CLI, "exec", "--run", run_id, "client", "--", "systemctl", "is-active", "beacon"],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert unit.stdout.strip() == "active", unit.stdout + unit.stderr  # the pack's own daemon runs
         qemu = [
             Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
             for pid in filter(str.isdigit, os.listdir("/proc"))

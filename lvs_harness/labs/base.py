@@ -163,11 +163,21 @@ def describe(daemons: dict[str, list[str]]) -> str:
 
 
 def install_units(hosts: dict[str, Host], units: dict) -> None:
-    """Give every host the pack's own daemons ({name: command line}): the lab's systemctl runs
-    ``/etc/lvs-harness/units/NAME`` in the foreground under its own pid file."""
+    """Give every host the pack's own daemons ({name: command line}): the embedded labs' systemctl
+    runs ``/etc/lvs-harness/units/NAME`` in the foreground under its own pid file; on a machine
+    that runs systemd (a Vagrant VM) a unit ``NAME.service`` runs the same file."""
     for name, command in units.items():
+        unit = (
+            f"[Unit]\nDescription={name} (lvs-harness pack unit)\n\n[Service]\n"
+            f"ExecStart=/bin/sh {UNITS_DIR}/{name}\nRestart=no\n"
+        )
         for host in hosts.values():
             host.write_file(f"{UNITS_DIR}/{name}", f"exec {command}\n")
+            host.check(
+                f"if [ -d /run/systemd/system ]; then cat > /etc/systemd/system/{shlex.quote(name)}.service && "
+                "systemctl daemon-reload; fi",
+                input=unit,
+            )
 
 
 def discover_services(topology: Topology, hosts: dict[str, Host]) -> Topology:
@@ -305,6 +315,49 @@ class LabBase:
     def _teardown(self) -> None:
         raise NotImplementedError
 
+    @contextlib.contextmanager
+    def _timed(self, key: str, message: str):
+        """Say ``message``, and time what follows as ``key`` (the bring-up's figures)."""
+        self.config.progress(message)
+        t0 = time.monotonic()
+        try:
+            yield
+        finally:
+            self.timings[key] = time.monotonic() - t0
+
+    def _start_services(self, provision=None) -> None:
+        """What every backend does once its machines run, in this order: the pack's units, the
+        reals' pages and the daemons that need no config of the student's; ``provision()`` (the
+        Vagrantfile's provisioners, where the backend runs them itself); the submission's files
+        and replayed commands; then keepalived (restarted where its config was just written); and
+        the services read from the running lab where nobody named them."""
+        cfg = self.config
+        daemons = role_daemons(self.topology, cfg.daemon_map)
+        install_units(self.hosts, cfg.unit_map)
+        early = {h: [d for d in ds if d not in DIRECTOR_DAEMONS] for h, ds in daemons.items()}
+        with self._timed("daemons", f"starting {describe(early) or 'no daemons'}"):
+            name_real_pages(self.hosts, self.topology)
+            for host, names in early.items():
+                for name in names:
+                    self.hosts[host].check(f"systemctl start {name}")
+        if provision:
+            with self._timed("provision", "running the Vagrantfile's provisioners"):
+                provision()
+        changed = write_files(self.hosts, cfg.files)
+        running = [h for h in changed if self.hosts[h].is_active("keepalived")]
+        for host in changed:
+            self.hosts[host].run("systemctl stop keepalived")  # started below with the new config
+        self.provisioning += replay(self.hosts, cfg.commands, self._theirs)
+        late = {h: [d for d in ds if d in DIRECTOR_DAEMONS] for h, ds in daemons.items()}
+        for host in running:  # it ran before its config was written (a VM's boot): it runs again
+            if "keepalived" not in late.setdefault(host, []):
+                late[host].append("keepalived")
+        with self._timed("keepalived", f"starting {describe(late) or 'no daemons'}"):
+            for host, names in late.items():
+                for name in names:
+                    self.hosts[host].run(f"systemctl start {name}")
+        self.topology = discover_services(self.topology, self.hosts)
+
     def _ended_by_itself(self) -> str | None:
         """How the lab ended by its own doing (powered off, rebooted, its kernel panicked: what only
         code running as root in it does), or None (still there, or stopped by this machine)."""
@@ -373,15 +426,6 @@ class NamespacedLab(LabBase):
         raise NotImplementedError
 
     # bring-up --------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _timed(self, key: str, message: str):
-        self.config.progress(message)
-        t0 = time.monotonic()
-        try:
-            yield
-        finally:
-            self.timings[key] = time.monotonic() - t0
-
     def _bring_up(self, provision: bool = True) -> None:
         cfg = self.config
         with self._timed("evaluate", f"evaluating {cfg.vagrantfile_path}"):
@@ -397,26 +441,7 @@ class NamespacedLab(LabBase):
                 SCRIPT_ON_STDIN, "build the lab namespaces", input=self.ns.build_script(self.topology).encode()
             )
         self.hosts = host_map(self.topology.hosts, self._execute, self._follow)
-        daemons = role_daemons(self.topology, cfg.daemon_map)
-        install_units(self.hosts, cfg.unit_map)
-        early = {h: [d for d in ds if d not in DIRECTOR_DAEMONS] for h, ds in daemons.items()}
-        with self._timed("daemons", f"starting {describe(early) or 'no daemons'}"):
-            name_real_pages(self.hosts, self.topology)
-            for host, names in early.items():
-                for name in names:
-                    self.hosts[host].check(f"systemctl start {name}")
-        if provision:
-            with self._timed("provision", "running the Vagrantfile's provisioners"):
-                self._provision()
-        for host in write_files(self.hosts, cfg.files):
-            self.hosts[host].run("systemctl stop keepalived")  # started below with the new config
-        self.provisioning += replay(self.hosts, cfg.commands, self._theirs)
-        late = {h: [d for d in ds if d in DIRECTOR_DAEMONS] for h, ds in daemons.items()}
-        with self._timed("keepalived", f"starting {describe(late) or 'no daemons'}"):
-            for host, names in late.items():
-                for name in names:
-                    self.hosts[host].run(f"systemctl start {name}")
-        self.topology = discover_services(self.topology, self.hosts)
+        self._start_services(self._provision if provision else None)
 
     def _provision(self) -> None:
         """Each machine's provisioners in Vagrantfile order, as `vagrant up` runs them.

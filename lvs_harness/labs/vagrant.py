@@ -37,7 +37,7 @@ from ..hosts import host_map
 from ..runs import MARKER, Run, kill_marked
 from ..vagrantfile import load_topology
 from . import libvirt_ns
-from .base import PROVIDERS, LabBase, LabConfig, discover_services, name_real_pages, replay, write_files
+from .base import PROVIDERS, LabBase, LabConfig
 from .box import BOX_NAME, ensure_box
 from .image import cache_root
 from .local import run_local, sandbox_run
@@ -188,7 +188,7 @@ class VagrantLab(LabBase):
         )
         self._vagrant_lab_up(provision)
 
-    def _timed(self, key: str, t0: float) -> None:
+    def _took(self, key: str, t0: float) -> None:
         self.timings[key] = time.monotonic() - t0
 
     def _vagrant_lab_up(self, provision: bool) -> None:
@@ -198,7 +198,7 @@ class VagrantLab(LabBase):
             with libvirt_ns.lock():
                 libvirt_ns.ensure(progress)
                 self._add_box(ensure_box(progress))
-        self._timed("prepare", t0)
+        self._took("prepare", t0)
         source = self.config.vagrantfile_file
         self.run.set(hosts=self.topology.names, workdir=str(self.dir), provider=self.provider)
         self.dir.mkdir()
@@ -228,7 +228,7 @@ class VagrantLab(LabBase):
             + (", software emulation: minutes)" if self.provider == "libvirt" else ")")
         )
         self._vagrant_up(provision)
-        self._timed("vagrant up", t0)
+        self._took("vagrant up", t0)
         t0 = time.monotonic()
         self._ssh_config()
         self.hosts = host_map(self.topology.hosts, self._execute)
@@ -248,15 +248,8 @@ class VagrantLab(LabBase):
                         "that its box boots and runs sshd (--keep-lab keeps the machines for a look)."
                     )
                 time.sleep(2)
-        self._timed("ssh", t0)
-        name_real_pages(self.hosts, self.topology)
-        changed = write_files(self.hosts, self.config.files)
-        for host in changed:
-            self.hosts[host].run("systemctl stop keepalived")
-        self.provisioning += replay(self.hosts, self.config.commands, self._theirs)
-        for host in changed:
-            self.hosts[host].run("systemctl start keepalived")
-        self.topology = discover_services(self.topology, self.hosts)
+        self._took("ssh", t0)
+        self._start_services()  # the Vagrantfile's provisioners ran in `vagrant up`
 
     @contextlib.contextmanager
     def _stderr(self):
