@@ -19,7 +19,7 @@ from ..vagrantfile import read_vagrantfile
 from .base import PROVIDERS, Lab, LabBase, LabConfig, ProvisionResult, reference_vagrantfile
 
 # name -> the module holding the backend (its Lab class, available(), cleanup(run)); imported only
-# when that backend is asked for, so `--lab uml` never imports python-vagrant
+# when that backend is asked for, so `--lab uml` never loads the vagrant lab's code
 BACKENDS = {
     "uml": ("lvs_harness.labs.uml", "UmlLab"),
     "netns": ("lvs_harness.labs.netns", "NetnsLab"),

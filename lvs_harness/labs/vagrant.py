@@ -1,8 +1,8 @@
 """The ``vagrant`` lab: the Vagrantfile brought up as VMs by Vagrant, with libvirt (the default:
 lvs-harness's own box, software emulation) or VirtualBox (the Vagrantfile's own box; graders' laptops).
 
-python-vagrant drives ``vagrant up`` (its output streamed as progress), ``ssh-config`` once per
-machine and ``destroy``; hosts are reached over ssh (one persistent ControlMaster connection per
+The run's own ``vagrant`` (a wrapper that enters the lab's namespace) is called for ``vagrant up``
+(its output streamed as progress), ``ssh-config`` once per machine and ``destroy``; hosts are reached over ssh (one persistent ControlMaster connection per
 host, ``sudo``), with the same :class:`~lvs_harness.hosts.Host` API as the embedded labs, so the
 pack suites run unchanged. On libvirt everything happens inside the network namespace of
 :mod:`.libvirt_ns`. Each run works in its own folder ``/run/lvs-harness/<id>/lvsh-<id>/``, so its
@@ -29,7 +29,6 @@ import threading
 import time
 from pathlib import Path
 
-import vagrant as python_vagrant
 
 from ..commands import CommandResult
 from ..errors import LabError, Refused
@@ -162,11 +161,21 @@ class VagrantLab(LabBase):
         self.one_clock = False  # each VM keeps its own clock
         self.provider = config.provider
         self._env = vagrant_env(run.id, self.provider)
-        self.vagrant = python_vagrant.Vagrant(
-            root=str(self.dir), env=self._env, quiet_stdout=False, err_cm=self._stderr
-        )
-        # python-vagrant runs the binary it finds; ours is `vagrant` inside the lab's namespace
-        self.vagrant._vagrant_exe = str(run.dir / "bin" / "vagrant")
+
+    def _vagrant(self, *args: str):
+        """Run the run's ``vagrant`` (inside the lab's namespace) in the run's folder, its stderr kept
+        in ``vagrant.err``: a generator of its output lines; CalledProcessError when it fails."""
+        argv = [str(self.run.dir / "bin" / "vagrant"), *args]
+        with (
+            self._stderr() as err,
+            subprocess.Popen(
+                argv, cwd=self.dir, env=self._env, stdout=subprocess.PIPE, stderr=err, text=True, errors="replace"
+            ) as proc,
+        ):
+            yield from proc.stdout
+            proc.wait()
+        if proc.returncode != 0:
+            raise subprocess.CalledProcessError(proc.returncode, argv)
 
     # bring-up -------------------------------------------------------------------------
     @classmethod
@@ -253,7 +262,7 @@ class VagrantLab(LabBase):
 
     @contextlib.contextmanager
     def _stderr(self):
-        """Where vagrant's stderr goes (python-vagrant streams only stdout): the run's vagrant.err."""
+        """Where vagrant's stderr goes (its stdout is read as it comes): the run's vagrant.err."""
         with open(self.run.dir / "vagrant.err", "ab") as fh:
             yield fh
 
@@ -283,7 +292,8 @@ class VagrantLab(LabBase):
 
         threading.Thread(target=watchdog, daemon=True).start()
         try:
-            for line in self.vagrant.up(provider=self.provider, no_provision=not provision, stream_output=True):
+            up = ["up", f"--provider={self.provider}", *([] if provision else ["--no-provision"])]
+            for line in self._vagrant(*up):
                 line = line.rstrip()
                 if not line or "Progress:" in line:
                     continue
@@ -339,11 +349,11 @@ class VagrantLab(LabBase):
         parts = []
         for name in self.topology.names:
             try:
-                text = self.vagrant.ssh_config(vm_name=name)
+                text = "".join(self._vagrant("ssh-config", name))
             except subprocess.CalledProcessError as err:
                 said = (self._errors() or ["(no message)"])[-1].strip()[:300]
                 raise LabError(f"`vagrant ssh-config {name}` failed (exit {err.returncode}): {said}") from None
-            # python-vagrant returns what it got, even nothing, for a machine that is not there
+            # what vagrant printed, even nothing, for a machine that is not there
             if f"Host {name}" not in (text or ""):
                 raise LabError(f"`vagrant ssh-config {name}` gave no configuration: is the machine up?")
             parts.append(text)
