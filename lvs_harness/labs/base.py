@@ -508,14 +508,7 @@ class NamespacedLab(LabBase):
         """Run ``command`` with /bin/sh as root in ``host`` (a backend may have a faster way)."""
         t0 = time.monotonic()
         res = self._root_run(self.ns.enter_argv(host, command), input, timeout, self.ns.env)
-        return CommandResult(
-            command=command,
-            rc=res.rc,
-            stdout=res.stdout,
-            stderr=res.stderr,
-            duration=time.monotonic() - t0,
-            timed_out=res.timed_out,
-        )
+        return dataclasses.replace(res, command=command, duration=time.monotonic() - t0)
 
     def _root_check(self, argv: list, what: str, input: bytes | None = None, timeout: float = 120) -> CommandResult:
         res = self._root_run(argv, input, timeout)

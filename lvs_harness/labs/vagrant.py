@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import os
 import re
 import shlex
@@ -386,14 +387,7 @@ class VagrantLab(LabBase):
         res = run_local(argv, input, timeout, self._env)
         if res.rc == 255 and not res.stdout:
             raise LabError(f"ssh to {host} failed: {res.stderr.strip()[-300:]}")
-        return CommandResult(
-            command=command,
-            rc=res.rc,
-            stdout=res.stdout,
-            stderr=res.stderr,
-            duration=time.monotonic() - t0,
-            timed_out=res.timed_out,
-        )
+        return dataclasses.replace(res, command=command, duration=time.monotonic() - t0)
 
     def _teardown(self) -> None:
         cleanup(self.run, progress=self.config.progress)

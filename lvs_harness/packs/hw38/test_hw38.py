@@ -16,7 +16,6 @@ import pytest
 from lvs_harness import diagnosis
 from lvs_harness.assertions import (
     LabAssertionError,
-    assert_config_runs,
     assert_dr_real,
     assert_failover_within,
     assert_inactconn_drains_within,
@@ -30,53 +29,47 @@ from lvs_harness.assertions import (
     takeover_deadline,
     vrrp_instance,
 )
-from lvs_harness.baseline import SteadyState, Unsteady, intended_master, link_is_up
-from lvs_harness.checks import Check, not_run
+from lvs_harness.baseline import link_is_up
 from lvs_harness.errors import HarnessError
 from lvs_harness.probes import arp, ipvs, vrrp
-from lvs_harness.probes.client import Prober, distinct, http_requests, identify, real_pages
+from lvs_harness.probes.client import Prober, distinct
+from lvs_harness.suite import (
+    FAST_TCPFIN,
+    STEADY,
+    VrrpLab,
+    baseline_fixture,
+    config_valid,
+    explained,
+    measure_probes,
+    not_ready,
+    scenario,
+    why_path,
+    why_vrrp,
+)
 
-FAST_TCPFIN = 5  # seconds, --timing fast
 KEEPALIVED = {"config_valid": "needs a valid keepalived config"}
 REQUESTS = 50
 DRAIN_REQUESTS = 10
 SETTLED_AFTER = 3.0  # seconds after traffic before IPVS counters can be read without settling
-STEADY, TRAFFIC = "steady", "traffic"  # the lab states a check starts from (see `baseline`)
+TRAFFIC = "traffic"  # the lab states a check starts from: STEADY and TRAFFIC (see `baseline`)
 
 
-class Scenario:
-    """The lab as the checks see it: who is who (from the configuration), each host's lab
-    interface (found by address), the steady state, and what the checks measured together."""
+class Scenario(VrrpLab):
+    """hw3.8's lab as the checks see it (:class:`lvs_harness.suite.VrrpLab`), with what its checks
+    measure together: the reals' addresses, the MAC table, the client's traffic and ARP answer
+    per lab state."""
 
     def __init__(self, lab, directors, reals, client, timing):
-        self.lab, self.directors, self.reals, self.client, self.timing = lab, directors, reals, client, timing
-        self.vip = lab.topology.service.vip
-        self.port = lab.topology.service.port
-        self.url = f"http://{self.vip}:{self.port}/"
-        self.insts = {d.name: vrrp_instance(d, self.vip) for d in directors}
-        self.priorities = {n: i.priority for n, i in self.insts.items()}
-        self.master, self.master_why = intended_master(directors, self.vip, self.insts)
-        addresses = {h.name: vrrp.read_addresses(h) for h in [*directors, *reals, client]}
-        self.lab_if = {
-            name: vrrp.lab_interface(lab.hosts[name], found, near=self.vip) for name, found in addresses.items()
-        }
+        super().__init__(lab, directors, reals, client, timing)
         self.rips = sorted(
             a.split("/")[0]
             for r in reals
-            for a in addresses[r.name].get(self.lab_if[r.name], [])
+            for a in self.addresses[r.name].get(self.lab_if[r.name], [])
             if ":" not in a and a.split("/")[0] != self.vip
         )
-        self.steady = SteadyState(directors, self.vip, self.lab_if, self.master, on_action=self.event, insts=self.insts)
         self.macs = arp.mac_table(lab.hosts.values())
-        self.pages = real_pages(reals, self.port)  # which real answered: by its own page
-        self.watch = vrrp.OwnershipMonitor(directors, self.vip, one_clock=getattr(lab, "one_clock", True))
-        self.watch_source = "the kernel's address events on each director (ip -ts monitor)"
-        self.epoch = 0  # counts changes to the lab (breaks, restores)
-        self.holder = None  # the director holding the VIP as the check began
         self.last_traffic = 0.0  # monotonic time the last client traffic ended
         self._traffic = self._arp = None
-        self.events: list[tuple[float, str]] = []  # (unix time, what was done), for the ownership timeline
-        self.probes: list = []  # client probes during failover and failback
 
     def moved(self, kind: str, director, up: bool, then, after: float):
         """The time of the first kernel event ``kind`` ("vip" or "link") on ``director`` since
@@ -107,19 +100,6 @@ class Scenario:
         )
         return (first.time, second.time) if second else None
 
-    def event(self, host, what: str) -> None:
-        """Note ``what`` at ``host``'s clock, moved to the clock the ownership samples use."""
-        t = float(host.check("date +%s.%N").stdout)
-        self.events.append((self.watch.common(host, t) if isinstance(self.watch, vrrp.OwnershipMonitor) else t, what))
-
-    def changed(self) -> None:
-        """The lab was changed (a fault, a restore): what was observed together is stale."""
-        self.epoch += 1
-
-    def backup_for(self, holder):
-        """The director that should take the VIP from ``holder``: the highest priority of the others."""
-        return max((d for d in self.directors if d is not holder), key=lambda d: (self.priorities[d.name], d.name))
-
     def arp(self):
         """Who answers the client's ARP for the VIP (asked once per lab state)."""
         if self._arp is None or self._arp[0] != (self.epoch, self.holder.name):
@@ -136,7 +116,7 @@ class Scenario:
         return ipvs.read_stats(director)
 
     def requests(self, count: int):
-        answers = identify(http_requests(self.client, self.url, count=count), self.pages)
+        answers = super().requests(count)
         self.last_traffic = time.monotonic()
         return answers
 
@@ -149,110 +129,35 @@ class Scenario:
         return self._traffic[1]
 
 
-def _client_ip(hw) -> str | None:
-    return next(
-        (a.split("/")[0] for a in vrrp.read_addresses(hw.client).get(hw.lab_if[hw.client.name], []) if ":" not in a),
-        None,
-    )
-
-
-def _path(hw, measure, holder=None, by_real=None):
-    """A failed traffic check's diagnosis (``diagnosis.dr_path`` through ``holder``, default the VIP's
-    holder as the check began), or None."""
-    if not hw.lab.ipvs:
-        return None
-
-    def look():
-        client_ip = _client_ip(hw)
-        return client_ip and diagnosis.dr_path(
-            client_ip=client_ip,
-            holder=holder or hw.holder,
-            reals=hw.reals,
-            vip=hw.vip,
-            port=hw.port,
-            by_real=by_real,
-            directors=hw.directors,
-        )
-
-    return diagnosis.diagnose(measure, look)
-
-
 def _why(hw, measure, holder=None, by_real=None) -> str:
-    """:func:`_path`'s sentence as the start of a reason ('' when none is found)."""
-    return diagnosis.led(_path(hw, measure, holder, by_real))
-
-
-def _vrrp(hw, measure, expected):
-    """Why the VIP is not on ``expected`` alone (None: on one director alone): ``diagnosis.vrrp_path``."""
-    return diagnosis.diagnose(
-        measure,
-        diagnosis.vrrp_path,
-        directors=hw.directors,
-        vip=hw.vip,
-        instances=hw.insts,
-        lab_if=hw.lab_if,
-        expected=expected,
-    )
-
-
-def _explained(err: LabAssertionError, finding) -> LabAssertionError:
-    return err.explained(finding.sentence) if finding else err
+    """A failed traffic check's diagnosis (:func:`lvs_harness.suite.why_path`) as the start of its
+    reason ('' when none is found)."""
+    return diagnosis.led(why_path(hw, measure, holder, by_real))
 
 
 @pytest.fixture(scope="module")
 def hw(lab, directors, reals, client, timing):
-    if len(directors) < 2 or not reals:
-        pytest.fail(
-            f"hw3.8 needs two directors and at least one real; roles found: "
-            f"{[(h.name, h.role) for h in lab.topology.hosts]}",
-            pytrace=False,
+    yield from scenario(Scenario, "hw3.8", lab, directors, reals, client, timing)
+
+
+def _arp_to_the_holder(hw, steady) -> None:
+    """``traffic``: the client's ARP for the VIP is answered by the holder alone (else the
+    client's traffic would bypass the director)."""
+    answer = hw.arp()
+    others = [r for r in answer.repliers if r != steady.holder]
+    if others or answer.owner != steady.holder:
+        not_ready(
+            f"the client's ARP for the VIP is answered by {' and '.join(answer.repliers) or 'nobody'}"
+            f" (it resolves to {answer.owner or answer.mac}), not by {steady.holder} alone: "
+            "its traffic would not pass the director (see real_dr_ready, vip_arp_to_director)"
         )
-    s = Scenario(lab, directors, reals, client, timing)
-    if timing == "fast":
-        for d in directors:  # before any traffic: IPVS entries keep the timer they were created with
-            d.run(f"ipvsadm --set 0 {FAST_TCPFIN} 0")
-    try:
-        s.watch.start()
-    except HarnessError as err:  # no ip monitor events here: sample instead, and say so
-        s.watch = vrrp.OwnershipRecorder(directors, s.vip).start()
-        s.watch_source = f"sampling every {s.watch.interval:g} s on each director ({err})"
-    yield s
-    if not s.watch.samples:
-        s.watch.stop()
 
 
-@pytest.fixture(autouse=True)
-def baseline(request, hw, measure):
-    """The lab state the check declares (``state=``), verified and restored before it runs.
-
-    ``steady``: links up, keepalived on every director, the VIP on the intended master alone
-    (:class:`lvs_harness.baseline.SteadyState`); ``traffic``: steady, and the client's ARP for
-    the VIP answered by that director alone (else traffic would bypass it). A lab that cannot
-    be brought there fails the check with "not run: …", the same reason every time.
-    """
-    check = Check.of(request.node)
-    if check is None or check.state is None:
-        return
-    try:
-        steady = hw.steady.ensure()
-    except Unsteady as err:
-        pytest.fail(not_run(str(err)), pytrace=False)
-    if steady.actions:
-        hw.changed()
-        measure("baseline_restored", list(steady.actions))
-    hw.holder = hw.lab.hosts[steady.holder]
-    if check.state == TRAFFIC:
-        answer = hw.arp()
-        others = [r for r in answer.repliers if r != steady.holder]
-        if others or answer.owner != steady.holder:
-            pytest.fail(
-                not_run(
-                    f"the client's ARP for the VIP is answered by {' and '.join(answer.repliers) or 'nobody'}"
-                    f" (it resolves to {answer.owner or answer.mac}), not by {steady.holder} alone: "
-                    "its traffic would not pass the director (see real_dr_ready, vip_arp_to_director)"
-                ),
-                pytrace=False,
-            )
+# the lab state each check declares (``state=``), verified and restored before it runs: ``steady``
+# (links up, keepalived on every director, the VIP on the intended master alone), ``traffic``
+# (steady, and the client's ARP for the VIP answered by that director alone); a lab that cannot be
+# brought there fails the check with "not run: …", the same reason every time
+baseline = baseline_fixture("hw", states={TRAFFIC: _arp_to_the_holder})
 
 
 @pytest.mark.check(
@@ -266,17 +171,7 @@ def baseline(request, hw, measure):
 def test_config_valid(hw, measure):
     """keepalived runs the config as written: messages it recovers from (auth_pass truncated,
     scripts without script security, unknown or deprecated keywords) are listed, not failed."""
-    try:
-        measure("config_warnings", assert_config_runs(hw.directors).value)
-    except LabAssertionError as err:
-        measure("config_errors", err.got)
-        running = {d.name: d.is_active("keepalived") for d in hw.directors}
-        measure("keepalived_runs", running)
-        if all(running.values()):  # keepalived runs the config anyway: the checks needing it still judge it
-            soft = err.noted("keepalived runs it anyway, so the checks that need it still run")
-            soft.blocks_dependents = False
-            raise soft from None
-        raise
+    config_valid(hw.directors, measure)
 
 
 @pytest.mark.check(
@@ -333,11 +228,11 @@ def test_vip_on_master(hw, measure):
         )
         owner = assert_single_vip_owner(hw.directors, hw.vip, hold=hold)
     except LabAssertionError as err:
-        raise _explained(err, _vrrp(hw, measure, hw.master)) from None
+        raise explained(err, why_vrrp(hw, measure, hw.master)) from None
     measure("vip_after_s", round(m.seconds, 2))
     measure("watched_s", round(hold, 1))
     assert owner.value == hw.master.name, (
-        f"{diagnosis.led(_vrrp(hw, measure, hw.master))}{owner.value} holds the VIP; {hw.master_why}"
+        f"{diagnosis.led(why_vrrp(hw, measure, hw.master))}{owner.value} holds the VIP; {hw.master_why}"
     )
 
 
@@ -358,7 +253,7 @@ def test_vip_by_keepalived(hw, measure):
         moved = assert_failover_within(holder, backup, hw.vip)
         measure("moved_after_s", round(moved.seconds, 2))
     except LabAssertionError as err:
-        raise _explained(err, _vrrp(hw, measure, backup)) from None
+        raise explained(err, why_vrrp(hw, measure, backup)) from None
     finally:
         holder.start("keepalived")
         hw.event(holder, f"keepalived started on {holder.name}")
@@ -384,7 +279,7 @@ def test_real_dr_ready(hw, measure):
     measure("problems", problems)
 
     def why() -> str:
-        client_ip = _client_ip(hw)
+        client_ip = hw.client_ip()
         return diagnosis.led(
             next(
                 filter(
@@ -516,7 +411,7 @@ def test_rr_balanced(hw, measure):
         names = {a.split("/")[0]: r.name for r in hw.reals for a in vrrp.read_addresses(r).get(hw.lab_if[r.name], [])}
         last = err.samples[-1][1] if err.samples else {}
         by_real = {names.get(k.rsplit(":", 1)[0], k): v for k, v in last.items()}
-        raise _explained(err, _path(hw, measure, holder=director, by_real=by_real)) from None
+        raise explained(err, why_path(hw, measure, holder=director, by_real=by_real)) from None
     measure("split", split.value)
 
 
@@ -553,22 +448,6 @@ def test_inactconn_drains(hw, measure):
     measure("drained_after_s", round(drained.seconds, 1))
 
 
-def _take_link_down(hw, director) -> float:
-    """Take ``director``'s lab link down; the time just before (epoch, its clock)."""
-    link = hw.lab_if[director.name]
-    hw.changed()
-    hw.event(director, f"{link} down on {director.name}")
-    director.link_down(link)
-    return hw.events[-1][0]
-
-
-def _bring_link_up(hw, director) -> float:
-    link = hw.lab_if[director.name]
-    hw.event(director, f"{link} up on {director.name}")
-    director.link_up(link)
-    return hw.events[-1][0]
-
-
 def _measure_move(hw, measure, name: str, polled, cause: tuple, effect: tuple, after: float) -> None:
     """``name``: the seconds from ``cause`` to ``effect`` by the kernel's own event timestamps
     (ms resolution), else (no events) the polling assertion's figure (0.1 s resolution)."""
@@ -579,14 +458,6 @@ def _measure_move(hw, measure, name: str, polled, cause: tuple, effect: tuple, a
     else:
         measure(name, round(polled.seconds, 2))
         measure(f"{name.removesuffix('_s')}_from", f"polling every {0.1:g} s")
-
-
-def _measure_probes(measure, prober) -> None:
-    outage = prober.outage()
-    measure("failed_probes", sum(not r.ok for r in prober.results))
-    measure("probes", len(prober.results))
-    measure("probe_rate_per_s", round(prober.rate, 1))
-    measure("client_outage_s", round(outage[1], 3) if outage else 0.0)
 
 
 @pytest.mark.check(
@@ -603,11 +474,11 @@ def test_failover(hw, measure):
     prober = Prober(hw.client, hw.url)
     try:
         with prober:
-            t0 = _take_link_down(hw, holder)
+            t0 = hw.link_down(holder)
             try:
                 moved = assert_failover_within(holder, backup, hw.vip)
             except LabAssertionError as err:
-                raise _explained(err, _vrrp(hw, measure, backup)) from None
+                raise explained(err, why_vrrp(hw, measure, backup)) from None
             finally:
                 # keep probing for one advert interval after the takeover: the gap must have closed
                 prober_until = time.monotonic() + hw.insts[backup.name].advert_int
@@ -616,7 +487,7 @@ def test_failover(hw, measure):
         hw.last_traffic = time.monotonic()
         hw.probes += prober.results
         _measure_move(hw, measure, "failover_s", moved, ("link", holder, False), ("vip", backup, True), t0)
-        _measure_probes(measure, prober)
+        measure_probes(measure, prober)
         after = [r for r in prober.results if r.time > prober.results[-1].time - 0.5] if prober.results else []
         failing = [r for r in after if not r.ok]
         assert not failing, (
@@ -636,7 +507,7 @@ def test_failover(hw, measure):
             split = assert_rr_balanced(backup, hw.vip, hw.port, expected_total=10, since=before, tolerance=10)
             measure("split_on_backup", split.value)
     finally:
-        _bring_link_up(hw, holder)
+        hw.link_up(holder)
 
 
 @pytest.mark.check(
@@ -652,32 +523,29 @@ def test_failback(hw, measure):
     holder, backup = hw.holder, hw.backup_for(hw.holder)
     measure("intended_master", hw.master_why)
     try:
-        _take_link_down(hw, holder)
+        hw.link_down(holder)
         try:
             assert_failover_within(holder, backup, hw.vip)
         except LabAssertionError as err:
-            pytest.fail(
-                not_run(
-                    f"the VIP did not move to {backup.name} when {holder.name}'s lab link went down "
-                    f"({err.got}; see check failover), so there is nothing to fail back"
-                ),
-                pytrace=False,
+            not_ready(
+                f"the VIP did not move to {backup.name} when {holder.name}'s lab link went down "
+                f"({err.got}; see check failover), so there is nothing to fail back"
             )
         prober = Prober(hw.client, hw.url)
         with prober:
-            t0 = _bring_link_up(hw, holder)
+            t0 = hw.link_up(holder)
             try:
                 back = assert_failover_within(backup, holder, hw.vip, seconds=takeover_deadline(holder, hw.vip) + 3)
             except LabAssertionError as err:
-                raise _explained(err.noted(hw.master_why), _vrrp(hw, measure, holder)) from None
+                raise explained(err.noted(hw.master_why), why_vrrp(hw, measure, holder)) from None
             finally:
                 time.sleep(1)
         hw.last_traffic = time.monotonic()
         hw.probes += prober.results
     finally:
         if not link_is_up(holder, hw.lab_if[holder.name]):
-            _bring_link_up(hw, holder)
-    _measure_probes(measure, prober)
+            hw.link_up(holder)
+    measure_probes(measure, prober)
     _measure_move(hw, measure, "failback_s", back, ("link", holder, True), ("vip", holder, True), t0)
     states = [t.state for t in vrrp.read_transitions(backup)]
     measure("backup_states", states)
@@ -737,6 +605,6 @@ def test_no_split_brain(hw, measure):
     if not isinstance(hw.watch, vrrp.OwnershipMonitor):  # events always give each director its first state
         assert count, "no VIP samples were taken"
     assert not lasting, (
-        f"{diagnosis.led(_vrrp(hw, measure, None))}two VIP owners for {lasting[0]['seconds']:.1f} s from {lasting[0]['start'] - start:.1f} s "
+        f"{diagnosis.led(why_vrrp(hw, measure, None))}two VIP owners for {lasting[0]['seconds']:.1f} s from {lasting[0]['start'] - start:.1f} s "
         f"into the scenario ({said(lasting[0]['holders'])}); {len(lasting)} such episode(s)"
     )

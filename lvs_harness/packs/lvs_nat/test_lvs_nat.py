@@ -21,7 +21,6 @@ import pytest
 from lvs_harness import diagnosis, keepalived
 from lvs_harness.assertions import (
     LabAssertionError,
-    assert_config_runs,
     assert_failover_within,
     assert_ipvs_service,
     assert_vip_on,
@@ -30,49 +29,43 @@ from lvs_harness.assertions import (
     said_statuses,
     takeover_deadline,
 )
-from lvs_harness.baseline import SteadyState, Unsteady, intended_master
-from lvs_harness.checks import Check, not_run
 from lvs_harness.errors import HarnessError
 from lvs_harness.probes import ipvs, vrrp
-from lvs_harness.probes.client import Prober, distinct, http_requests, identify, real_pages
+from lvs_harness.probes.client import Prober, distinct
+from lvs_harness.suite import (
+    STEADY,
+    VrrpLab,
+    baseline_fixture,
+    config_valid,
+    measure_probes,
+    not_ready,
+    scenario,
+)
 
 KEEPALIVED = {"config_valid": "needs a valid keepalived config"}
 CONF = "/etc/keepalived/keepalived.conf"
 REQUESTS = 60  # whole cycles of weights 3:2:1 (any split is judged within a tolerance)
 SLACK = 2.0  # seconds beyond a bound read from the configuration
-STEADY, ANSWERING = "steady", "answering"  # the lab states a check starts from (see `baseline`)
+ANSWERING = "answering"  # the lab states a check starts from: STEADY and ANSWERING (see `baseline`)
 
 
-class Nat:
-    """The lab as the checks see it: the service, the gateway VIP, who is the intended master,
-    each director's two interfaces, the reals' pages, and the kernel's address events."""
+class Nat(VrrpLab):
+    """The LVS-NAT lab as the checks see it (:class:`lvs_harness.suite.VrrpLab`): the service, the
+    gateway VIP on the reals' network (watched too), each director's interface toward the client."""
 
-    def __init__(self, lab, directors, reals, client):
-        self.lab, self.directors, self.reals, self.client = lab, directors, reals, client
-        service = lab.topology.service
-        self.vip, self.port = service.vip, service.port
-        self.url = f"http://{self.vip}:{self.port}/"
+    def __init__(self, lab, directors, reals, client, timing):
+        vip = lab.topology.service.vip
         self.confs = {d.name: keepalived.parse_config(d.run(f"cat {CONF}").stdout) for d in directors}
-        self.insts = {n: c.instance_for(self.vip) or keepalived.VrrpInstance("?") for n, c in self.confs.items()}
-        self.master, self.master_why = intended_master(directors, self.vip, self.insts)
-        self.addresses = {h.name: vrrp.read_addresses(h) for h in [*directors, *reals, client]}
+        insts = {n: c.instance_for(vip) or keepalived.VrrpInstance("?") for n, c in self.confs.items()}
+        super().__init__(lab, directors, reals, client, timing, insts=insts)
         self.rips = {r.name: self._rip(r) for r in reals}
         self.gateway = self._gateway()
-        self.ext_if = {
-            d.name: vrrp.interface_toward(self.addresses[d.name], self.vip)
-            or vrrp.lab_interface(d, self.addresses[d.name], near=self.vip)
-            for d in directors
-        }
-        self.steady = SteadyState(directors, self.vip, self.ext_if, self.master, on_action=self.event, insts=self.insts)
-        self.pages = real_pages(reals, self.port)
-        self.watch = {
-            vip: vrrp.OwnershipMonitor(directors, vip, one_clock=getattr(lab, "one_clock", True))
-            for vip in (self.vip, self.gateway)
-            if vip
-        }
-        self.holder = None
-        self.events: list[tuple[float, str]] = []
-        self.probes: list = []
+        if self.gateway:
+            self.watch_also(self.gateway)
+
+    def lab_interface(self, host, addresses: dict) -> str:
+        """A director has two lab networks: its interface is the one toward the client (the VIP's)."""
+        return vrrp.interface_toward(addresses, self.vip) or vrrp.lab_interface(host, addresses, near=self.vip)
 
     def _rip(self, real) -> str | None:
         for cidrs in self.addresses[real.name].values():
@@ -93,13 +86,6 @@ class Nat:
                     return cidr.split("/")[0]
         return None
 
-    def event(self, host, what: str) -> None:
-        t = float(host.check("date +%s.%N").stdout)
-        self.events.append((next(iter(self.watch.values())).common(host, t) if self.watch else t, what))
-
-    def backup_for(self, holder):
-        return max((d for d in self.directors if d is not holder), key=lambda d: (self.insts[d.name].priority, d.name))
-
     def weights(self) -> dict[str, int]:
         """{real address: weight} of the service in the intended master's configuration."""
         conf = self.confs[(self.master or self.directors[0]).name]
@@ -111,9 +97,6 @@ class Nat:
             (v for v in self.confs[director.name].virtual_servers if (v.address, v.port) == (self.vip, self.port)), None
         )
 
-    def requests(self, count: int):
-        return identify(http_requests(self.client, self.url, count=count), self.pages)
-
     def table(self, director) -> ipvs.Service | None:
         return ipvs.parse_list(director.run("ipvsadm -Ln").stdout).service(self.vip, self.port)
 
@@ -124,71 +107,43 @@ class Nat:
 
 
 @pytest.fixture(scope="module")
-def nat(lab, directors, reals, client):
-    if len(directors) < 2 or not reals:
-        pytest.fail(
-            f"the LVS-NAT lab needs two directors and at least one real; roles found: "
-            f"{[(h.name, h.role) for h in lab.topology.hosts]}",
-            pytrace=False,
-        )
-    n = Nat(lab, directors, reals, client)
-    for d in directors:  # short FIN_WAIT entries: each check's connections are its own
-        d.run("ipvsadm --set 0 5 0")
-    started = []
-    try:
-        for mon in n.watch.values():
-            started.append(mon.start())
-    except HarnessError as err:
-        for mon in started:
-            mon.stop()
-        n.watch, n.watch_error = {}, str(err)
-    yield n
-    for mon in n.watch.values():
-        if not mon.samples:
-            mon.stop()
+def nat(lab, directors, reals, client, timing):
+    # --timing fast (the default here): short FIN_WAIT entries, each check's connections are its own
+    yield from scenario(Nat, "the LVS-NAT lab", lab, directors, reals, client, timing, fallback=False)
 
 
-@pytest.fixture(autouse=True)
-def baseline(request, nat, measure):
-    """``steady``: links up, keepalived on every director, the VIP on the intended master alone
-    and the gateway VIP with it; ``answering``: steady, and one cycle of the weights' requests
-    all answered (else the check fails with "not run: …", its own reason cannot be judged)."""
-    check = Check.of(request.node)
-    if check is None or check.state not in (STEADY, ANSWERING):
+def _gateway_with_the_vip(nat, steady) -> None:
+    """Every state: the gateway VIP is with the VIP (else answers would not return through it)."""
+    if not nat.gateway:
         return
-    try:
-        steady = nat.steady.ensure()
-    except Unsteady as err:
-        pytest.fail(not_run(str(err)), pytrace=False)
-    if steady.actions:
-        measure("baseline_restored", list(steady.actions))
-    nat.holder = nat.lab.hosts[steady.holder]
-    if nat.gateway:
-        deadline = time.monotonic() + takeover_deadline(nat.holder, nat.gateway)
-        while vrrp.vip_owners(nat.directors, nat.gateway) != [steady.holder] and time.monotonic() < deadline:
-            time.sleep(0.2)
-        owners = vrrp.vip_owners(nat.directors, nat.gateway)
-        if owners != [steady.holder]:
-            pytest.fail(
-                not_run(
-                    f"the gateway VIP {nat.gateway} is on {' and '.join(owners) or 'no director'}, "
-                    f"not with the VIP on {steady.holder}: answers would not return through it"
-                ),
-                pytrace=False,
-            )
-    if check.state == ANSWERING:
-        count = max(len(nat.reals), sum(nat.weights().values()))
-        answers = nat.requests(count)
-        failed = [a for a in answers if not a.ok]
-        if failed:
-            pytest.fail(
-                not_run(
-                    f"in the steady state {len(failed)} of {count} requests through the VIP were not "
-                    f"answered ({said_statuses(Counter(a.status for a in answers))}; see wrr_split, "
-                    "reals_via_gateway)"
-                ),
-                pytrace=False,
-            )
+    deadline = time.monotonic() + takeover_deadline(nat.holder, nat.gateway)
+    while vrrp.vip_owners(nat.directors, nat.gateway) != [steady.holder] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    owners = vrrp.vip_owners(nat.directors, nat.gateway)
+    if owners != [steady.holder]:
+        not_ready(
+            f"the gateway VIP {nat.gateway} is on {' and '.join(owners) or 'no director'}, "
+            f"not with the VIP on {steady.holder}: answers would not return through it"
+        )
+
+
+def _answering(nat, steady) -> None:
+    """``answering``: steady, and one cycle of the weights' requests all answered (else the
+    check's own reason cannot be judged)."""
+    count = max(len(nat.reals), sum(nat.weights().values()))
+    answers = nat.requests(count)
+    failed = [a for a in answers if not a.ok]
+    if failed:
+        not_ready(
+            f"in the steady state {len(failed)} of {count} requests through the VIP were not "
+            f"answered ({said_statuses(Counter(a.status for a in answers))}; see wrr_split, "
+            "reals_via_gateway)"
+        )
+
+
+# ``steady``: links up, keepalived on every director, the VIP on the intended master alone and the
+# gateway VIP with it; ``answering``: steady, and the requests of one cycle of the weights answered
+baseline = baseline_fixture("nat", states={ANSWERING: _answering}, always=_gateway_with_the_vip)
 
 
 @pytest.mark.check(
@@ -198,11 +153,7 @@ def baseline(request, nat, measure):
     hint="Run `keepalived --config-test` on each director and read what it drops or cannot use.",
 )
 def test_config_valid(nat, measure):
-    try:
-        measure("config_warnings", assert_config_runs(nat.directors, CONF).value)
-    except LabAssertionError as err:
-        measure("config_errors", err.got)
-        raise
+    config_valid(nat.directors, measure, CONF)
 
 
 @pytest.mark.check(
@@ -428,12 +379,10 @@ def test_health_check(nat, measure):
 )
 def test_failover(nat, measure):
     holder, backup = nat.holder, nat.backup_for(nat.holder)
-    link = nat.ext_if[holder.name]
     prober = Prober(nat.client, nat.url)
     try:
         with prober:
-            nat.event(holder, f"{link} down on {holder.name}")
-            holder.link_down(link)
+            nat.link_down(holder)
             try:
                 moved = assert_failover_within(holder, backup, nat.vip)
                 measure("failover_s", round(moved.seconds, 2))
@@ -451,17 +400,13 @@ def test_failover(nat, measure):
                 while time.monotonic() < end:
                     time.sleep(0.1)
         nat.probes += prober.results
-        outage = prober.outage()
-        measure("probes", len(prober.results))
-        measure("failed_probes", sum(not r.ok for r in prober.results))
-        measure("client_outage_s", round(outage[1], 3) if outage else 0.0)
+        measure_probes(measure, prober)
         answers = nat.requests(12)
         statuses = Counter(a.status for a in answers)
         measure("through_backup", dict(statuses))
         assert statuses == {200: 12}, f"through {backup.name}: {said_statuses(statuses)}"
     finally:
-        holder.link_up(link)
-        nat.event(holder, f"{link} up on {holder.name}")
+        nat.link_up(holder)
 
 
 @pytest.mark.check(
@@ -473,20 +418,20 @@ def test_failover(nat, measure):
     "must hear the other's adverts.",
 )
 def test_no_split_brain(nat, measure):
-    assert nat.watch, f"no address events could be watched ({getattr(nat, 'watch_error', '')})"
+    assert nat.watches, f"no address events could be watched ({nat.watch_error})"
     advert = max(i.advert_int for i in nat.insts.values())
     start = None
     found, ownership = [], {}
     master_down = max(i.master_down_interval for i in nat.insts.values())
     starved = []
-    for vip, mon in nat.watch.items():
+    for vip, mon in nat.watches.items():
         samples = mon.stop()
         start = start or min((rows[0][0] for rows in samples.values() if rows), default=0)
         ownership[vip] = {n: [(round(t - start, 3), has) for t, has in rows] for n, rows in samples.items()}
         lasting = [e for e in vrrp.overlap_intervals(samples) if e["seconds"] >= advert + mon.tolerance()]
         found += [(vip, e) for e in lasting]
         starved += vrrp.starved_episodes(mon, lasting, before=master_down, threshold=advert)
-    measure("heartbeat_late_s", {n: late for mon in nat.watch.values() for n, (late, _) in mon.lateness().items()})
+    measure("heartbeat_late_s", {n: late for mon in nat.watches.values() for n, (late, _) in mon.lateness().items()})
     if found and len(starved) == len(found):  # every overlap: while the machine starved the lab
         raise HarnessError(vrrp.starved_reason(starved, start))
     measure("ownership", ownership)
