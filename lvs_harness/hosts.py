@@ -61,6 +61,7 @@ class Host:
         self._execute = execute
         self._follow = follow
         self.observers: list[Callable[[str, CommandResult], None]] = []  # told of every command run
+        self.watches: list = []  # live watchers of its address events (probes.ownership.OwnershipMonitor)
 
     def __repr__(self) -> str:
         return f"<Host {self.name} ({self.role})>"
