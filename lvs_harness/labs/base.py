@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 import shlex
 import sys
@@ -80,9 +81,10 @@ class LabConfig:
     # student's terms): its provisioners are ours
     progress: Callable[[str], None] = stderr_progress
 
-    @property
+    @functools.cached_property
     def the_pack(self):
-        """The pack this lab belongs to: the one named, else (for the reference lab) the default."""
+        """The pack this lab belongs to: the one named, else (for the reference lab) the default
+        (resolved once per config; ``dataclasses.replace`` makes a config that resolves again)."""
         from ..packs import load_pack
 
         return load_pack(self.pack) if self.pack or not self.vagrantfile else None
@@ -113,8 +115,9 @@ class LabConfig:
         pack = self.the_pack
         return dict(pack.units) if pack else {}
 
-    @property
+    @functools.cached_property
     def reference_path(self) -> Path:
+        """The reference Vagrantfile of the pack named (else the default pack's)."""
         from ..packs import load_pack
 
         return Path(load_pack(self.pack).reference)
@@ -129,7 +132,7 @@ class LabConfig:
         path = self.vagrantfile_path
         return path / "Vagrantfile" if path.is_dir() else path
 
-    @property
+    @functools.cached_property
     def trusted(self) -> bool:
         """May this machine run the Vagrantfile's code: the pack's reference, or ``allow_scripts``."""
         return self.allow_scripts or self.generated or self.vagrantfile_file.resolve() == self.reference_path.resolve()
