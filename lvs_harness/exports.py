@@ -16,8 +16,12 @@ from __future__ import annotations
 import base64
 import json
 import xml.etree.ElementTree as ET
+from typing import TYPE_CHECKING
 
 from .checks import advice
+
+if TYPE_CHECKING:
+    from .books import Entry
 
 FORMATS = ("gradescope", "classroom", "junit")
 FILES = {"gradescope": "results.gradescope.json", "classroom": "classroom.json", "junit": "junit.xml"}
@@ -25,7 +29,7 @@ CLASSROOM_ENV = "classroom.env"  # beside classroom.json: its runners for $GITHU
 OUTPUT_CHARS = 4000
 
 
-def _by_id(entry: dict) -> dict:
+def _by_id(entry: Entry) -> dict:
     return {c["id"]: c for c in entry["checks"]}
 
 
@@ -52,14 +56,14 @@ def check_text(result: dict, check: dict, *, markdown: bool = True) -> str:
     return "\n\n".join(lines)
 
 
-def summary_text(entry: dict) -> str:
+def summary_text(entry: Entry) -> str:
     head = f"{entry['score']}/{entry['max_score']} points"
     if entry["outcome"] != "graded":
         head += f" — {entry['outcome']}: {entry['reason']}"
     return head
 
 
-def gradescope(entry: dict, checks: list[dict]) -> dict:
+def gradescope(entry: Entry, checks: list[dict]) -> dict:
     """Gradescope's results.json (its autograder specification): the total, the run's summary, and
     one test per check — name, number, score, max_score, status, the reason, hint and evidence as
     markdown, the check id as a tag, ``after_published`` for checks the pack hides, the measured
@@ -112,7 +116,7 @@ def runner_id(check_id: str) -> str:
     return "".join(ch for ch in check_id if ch.isalnum()).lower() or "check"
 
 
-def classroom(entry: dict, checks: list[dict]) -> dict[str, dict]:
+def classroom(entry: Entry, checks: list[dict]) -> dict[str, dict]:
     """GitHub Classroom's autograding results, one runner per check ({runner id: result}): the
     grading reporter scores a runner as (tests passed ÷ tests) × its max_score, whatever each
     test's own score, so a runner of one check with that check's points makes the total it prints
@@ -152,7 +156,7 @@ def classroom_env(results: dict[str, dict]) -> str:
     return "\n".join([*lines, "LVS_HARNESS_RUNNERS=" + ",".join(results)]) + "\n"
 
 
-def junit(entry: dict, checks: list[dict], pack: str = "") -> str:
+def junit(entry: Entry, checks: list[dict], pack: str = "") -> str:
     """JUnit XML for one graded submission, valid against the strict schema (Jenkins' xunit plugin):
     a testsuite named after it, a testcase per check (classname the pack, name the check id) with
     failure/error; the run's score, max_score and outcome and each check's title, points and score
@@ -198,7 +202,7 @@ def junit(entry: dict, checks: list[dict], pack: str = "") -> str:
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
 
 
-def write(fmt: str, entry: dict, checks: list[dict], folder, pack: str = "") -> str:
+def write(fmt: str, entry: Entry, checks: list[dict], folder, pack: str = "") -> str:
     """Write ``entry`` in format ``fmt`` into ``folder``; return the file's name."""
     name = FILES[fmt]
     if fmt == "junit":

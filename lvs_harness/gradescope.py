@@ -90,7 +90,7 @@ def build(
         raise HarnessError(
             f"no guest image at {image}; pass --image the rootfs.img `lvs-harness image build` printed, or --image-url."
         )
-    from .grading import harness_version
+    from .books import harness_version
 
     src = source_root()
     sources = [
@@ -147,7 +147,8 @@ def run(root: Path, pack: str | None = None) -> dict:
         if not _gradable(submission):
             data = exports.gradescope_nothing(f"the submission holds nothing to grade; hand in {EXPECTED}.")
         else:
-            from .grading import Grader, prepare_out
+            from .books import prepare_out
+            from .grading import Grader
 
             with tempfile.TemporaryDirectory(prefix="lvsh-gradescope-") as tmp:
                 out = Path(tmp) / "reports"

@@ -27,9 +27,6 @@ Example::
 from __future__ import annotations
 
 import concurrent.futures
-import csv
-import hashlib
-import io
 import json
 import os
 import re
@@ -40,18 +37,17 @@ import sys
 import tempfile
 import threading
 import time
-from html import escape
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 
 from . import exports, lms, similarity
+from .books import Entry, write_books
 from .checks import is_not_run, not_run
-from .errors import HarnessError
 from .labs.base import default_timing, provision_budget
 from .packs import load_pack
 from .report import read_event
+from .shards import inputs_of, shard_of
 
-MARKER = ".lvs-harness-reports"
 DEFAULT_JOBS = 10  # labs at most at once (bench/grade.py measures the choice: -j 4-10 on 2 cores)
 IDLE_TO_START = 0.3  # the share of the machine's CPU idle over a second before one more lab starts
 DEFAULT_RETRIES = 1  # fresh-lab attempts after a run that ended in error
@@ -79,22 +75,6 @@ def job_timeout(pack, backend: str, timing: str | None) -> float:
     return round(SLOWER * (UP_SECONDS.get(backend, UP_SECONDS["vagrant"]) + checks) + provision_budget())
 
 
-CSV_FIELDS = (
-    "submission",
-    "outcome",
-    "score",
-    "max_score",
-    "check_id",
-    "title",
-    "status",
-    "check_score",
-    "check_max_score",
-    "reason",
-    "measured",
-    "attempts",
-)
-
-
 def suite_checks(pack) -> list[dict]:
     """The pack's checks in order: id, title, points, hint, hidden (from their ``check`` markers)."""
     return [c.as_dict() for c in pack.checks()]
@@ -109,19 +89,6 @@ def job_names(paths: list[Path]) -> list[str]:
         seen[base] = seen.get(base, 0) + 1
         names.append(base if seen[base] == 1 else f"{base}-{seen[base]}")
     return names
-
-
-def prepare_out(out: Path) -> None:
-    """Make ``out`` ours: refuse a non-empty folder lvs-harness did not create."""
-    if out.exists() and not out.is_dir():
-        raise HarnessError(f"{out} is a file; pass --out a folder for the reports.")
-    if out.is_dir() and any(p.name != ".keep" for p in out.iterdir()) and not (out / MARKER).exists():
-        raise HarnessError(
-            f"{out} already holds files that lvs-harness did not write; pass --out an empty or "
-            "new folder (nothing in it was changed)."
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER).write_text("reports written by lvs-harness grade\n")
 
 
 def cpu_times(stat: str) -> tuple[int, int]:
@@ -279,7 +246,7 @@ class Grader:
             argv.append("--without-hidden")
         return argv
 
-    def grade_one(self, path: Path, name: str, label: str) -> dict:
+    def grade_one(self, path: Path, name: str, label: str) -> Entry:
         """Grade one submission; again in a fresh lab (up to ``retries`` times) while its run ends
         in error — a fault of the lab or the harness, never of the student's work. Every attempt
         is in the entry's ``attempts`` and the final report; earlier reports are kept beside it."""
@@ -397,7 +364,7 @@ class Grader:
                 f"{label}: {event.get('id')} {event.get('status')}" + (f" — {reason[:160]}" if reason else "")
             )
 
-    def _entry(self, path: Path, name: str, work: Path, rc: int | None, tail: list[str], seconds: float) -> dict:
+    def _entry(self, path: Path, name: str, work: Path, rc: int | None, tail: list[str], seconds: float) -> Entry:
         try:
             results = json.loads((work / "results.json").read_text())
         except (OSError, ValueError):
@@ -453,7 +420,7 @@ class Grader:
         shutil.rmtree(old, ignore_errors=True)
 
     # the batch -------------------------------------------------------------------------
-    def grade(self, paths: list[Path]) -> list[dict]:
+    def grade(self, paths: list[Path]) -> list[Entry]:
         pairs = list(zip(paths, job_names(paths)))
         if self.shard:
             k, n = self.shard
@@ -496,7 +463,7 @@ class Grader:
         self.write_books(entries)
         return entries
 
-    def _start_and_grade(self, path: Path, name: str, label: str) -> dict:
+    def _start_and_grade(self, path: Path, name: str, label: str) -> Entry:
         if self._stopping:
             raise KeyboardInterrupt
         self.progress(f"{label}: started")
@@ -544,7 +511,7 @@ class Grader:
         return todo
 
     # books -----------------------------------------------------------------------------
-    def write_books(self, entries: list[dict]) -> None:
+    def write_books(self, entries: list[Entry]) -> None:
         self.imports = write_books(
             self.out,
             self.pack,
@@ -554,43 +521,6 @@ class Grader:
             roster=self.roster,
             similar=self.similar,
         )
-
-
-def write_books(
-    out: Path,
-    pack,
-    checks: list[dict],
-    entries: list[dict],
-    shard: str | None = None,
-    roster: lms.Roster | None = None,
-    similar: list[dict] | None = None,
-) -> lms.Summary:
-    """The gradebook (JSON and CSV), the LMS imports (``lms.import_files``) and the index — with the
-    pairs of ``similar`` work (``similarity.pairs``; None: not compared yet) —, written atomically;
-    returns what the imports leave out."""
-    files, summary = lms.import_files(entries, checks, pack.title, roster)
-    _atomic_write(
-        out / "gradebook.json",
-        json.dumps(
-            {
-                "pack": pack.name,
-                "suite": pack.suite,
-                "harness": harness_version(),
-                "shard": shard,
-                "checks": checks,
-                "submissions": entries,
-                "imports": summary.as_dict(),
-                "similar": similar,
-            },
-            indent=1,
-            default=str,
-        ),
-    )
-    _atomic_write(out / "gradebook.csv", gradebook_csv(entries))
-    for name, text in files.items():
-        _atomic_write(out / name, text)
-    _atomic_write(out / "index.html", index_html(entries, checks, pack.title, summary.lines(), similar))
-    return summary
 
 
 def fingerprint_of(path: Path, pack) -> list[str]:
@@ -604,113 +534,7 @@ def fingerprint_of(path: Path, pack) -> list[str]:
         return []
 
 
-def harness_version() -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version("lvs-harness")
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
-def inputs_of(path: Path, pack: str) -> dict:
-    """What a grade depends on: the submission's content (a digest of its file, or of every file
-    in its folder), the pack and the harness version."""
-    digest = hashlib.sha256()
-    path = Path(path)
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    for f in files:
-        digest.update(str(f.relative_to(path) if path.is_dir() else f.name).encode() + b"\0")
-        digest.update(f.read_bytes() + b"\0")
-    return {"sha256": digest.hexdigest(), "pack": pack, "harness": harness_version()}
-
-
-def shard_of(name: str, count: int) -> int:
-    """The shard (1..count) a submission belongs to: a stable hash of its report name."""
-    return int(hashlib.sha256(name.encode()).hexdigest(), 16) % count + 1
-
-
-SHARD_FORM = (
-    "--shard takes K/N with 1 ≤ K ≤ N (e.g. 2/4), or auto with GitLab's CI_NODE_INDEX and "
-    "CI_NODE_TOTAL, Slurm's SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT, or a Kubernetes "
-    "indexed Job's JOB_COMPLETION_INDEX with LVS_HARNESS_SHARDS (the count) set"
-)
-
-
-def parse_shard(spec: str, env: dict | None = None) -> tuple[int, int]:
-    """``K/N`` → (K, N); ``auto`` reads the array-job variables of GitLab (1-based index), Slurm
-    (task id from SLURM_ARRAY_TASK_MIN, else 0-based) or a Kubernetes indexed Job (0-based)."""
-    env = os.environ if env is None else env
-    try:
-        if spec == "auto":
-            if env.get("CI_NODE_INDEX") and env.get("CI_NODE_TOTAL"):
-                k, n = int(env["CI_NODE_INDEX"]), int(env["CI_NODE_TOTAL"])
-            elif env.get("SLURM_ARRAY_TASK_ID") and env.get("SLURM_ARRAY_TASK_COUNT"):
-                k = int(env["SLURM_ARRAY_TASK_ID"]) - int(env.get("SLURM_ARRAY_TASK_MIN", "0")) + 1
-                n = int(env["SLURM_ARRAY_TASK_COUNT"])
-            elif env.get("JOB_COMPLETION_INDEX") and env.get("LVS_HARNESS_SHARDS"):
-                k, n = int(env["JOB_COMPLETION_INDEX"]) + 1, int(env["LVS_HARNESS_SHARDS"])
-            else:
-                raise HarnessError(f"--shard auto found none of the array-job variables; {SHARD_FORM}.")
-        else:
-            k_text, n_text = spec.split("/")
-            k, n = int(k_text), int(n_text)
-    except ValueError:
-        raise HarnessError(f"--shard {spec!r} is not a shard; {SHARD_FORM}.") from None
-    if n < 1 or not 1 <= k <= n:
-        raise HarnessError(f"--shard {spec!r} gives shard {k} of {n}; {SHARD_FORM}.")
-    return k, n
-
-
-def merge(
-    folders: list[Path], out: Path, roster: lms.Roster | None = None
-) -> tuple[list[dict], lms.Summary, list[dict] | None]:
-    """Merge the outputs of shards into ``out``: the same gradebook, LMS CSV and index an
-    unsharded run writes, and every submission's folder. Shards of different packs or harness
-    versions, or a submission graded twice from different inputs, are refused (nothing written)."""
-    books = []
-    for folder in folders:
-        try:
-            books.append((folder, json.loads((Path(folder) / "gradebook.json").read_text())))
-        except (OSError, ValueError):
-            raise HarnessError(
-                f"{folder} holds no readable gradebook.json; pass the --out folders of "
-                "`lvs-harness grade --shard` runs."
-            ) from None
-    if not books:
-        raise HarnessError("merge needs the output folders of one or more shards.")
-    for key, what in (("pack", "packs"), ("harness", "harness versions")):
-        seen = {b.get(key) for _, b in books}
-        if len(seen) > 1:
-            raise HarnessError(
-                f"the shards were graded with different {what} ("
-                + ", ".join(f"{f}: {b.get(key)}" for f, b in books)
-                + "); merge shards of one run."
-            )
-    entries: dict[str, tuple[Path, dict]] = {}
-    for folder, book in books:
-        for e in book["submissions"]:
-            if e["submission"] in entries:
-                first, other = entries[e["submission"]]
-                if other.get("inputs") != e.get("inputs"):
-                    raise HarnessError(
-                        f"submission {e['submission']} was graded from different inputs in {first} "
-                        f"and {folder}; grade it again in one shard."
-                    )
-                continue
-            entries[e["submission"]] = (Path(folder), e)
-    pack = load_pack(books[0][1]["pack"])
-    prepare_out(out)
-    for name, (folder, _) in sorted(entries.items()):
-        if (folder / name).is_dir() and (folder / name).resolve() != (out / name).resolve():
-            shutil.rmtree(out / name, ignore_errors=True)
-            shutil.copytree(folder / name, out / name)
-    merged = [e for _, (_, e) in sorted(entries.items())]
-    similar = similarity.pairs(merged) if len(merged) > 1 else None
-    return merged, write_books(out, pack, books[0][1]["checks"], merged, roster=roster, similar=similar), similar
-
-
-def verdict_differences(entry: dict, failed: dict[str, str]) -> list[str]:
+def verdict_differences(entry: Entry, failed: dict[str, str]) -> list[str]:
     """How a graded ``entry`` differs from the expected verdicts: ``failed`` maps each check that
     must fail to a phrase its reason must contain; every other check must pass. Empty: as expected.
 
@@ -732,7 +556,7 @@ def verdict_differences(entry: dict, failed: dict[str, str]) -> list[str]:
     return diffs
 
 
-def listed_differences(entry: dict, expected: dict) -> list[str]:
+def listed_differences(entry: Entry, expected: dict) -> list[str]:
     """How a graded ``entry`` differs from verdicts listed only where they are clear (a careful
     grader's reading of a real answer): ``expected["pass"]`` / ``["fail"]`` list check ids that must
     pass / fail, ``expected["all_pass"]`` means every check; checks not listed are not compared.
@@ -751,7 +575,7 @@ def listed_differences(entry: dict, expected: dict) -> list[str]:
     ]
 
 
-def retry_reason(entry: dict) -> str | None:
+def retry_reason(entry: Entry) -> str | None:
     """Why a run's verdict is not the student's to keep (a check in error, the lab or the grading
     run broke), or None. A refused submission or one that crashed its own lab is not retried."""
     if entry["outcome"] in ("lab-failed", "harness-failed"):
@@ -762,7 +586,7 @@ def retry_reason(entry: dict) -> str | None:
     return None
 
 
-def attempt_summary(entry: dict, n: int) -> dict:
+def attempt_summary(entry: Entry, n: int) -> dict:
     return {
         "attempt": n,
         "run_id": entry.get("run_id"),
@@ -772,129 +596,3 @@ def attempt_summary(entry: dict, n: int) -> dict:
         "duration": entry["duration"],
         "errors": [{"id": c["id"], "reason": c["reason"]} for c in entry["checks"] if c["status"] == "error"],
     }
-
-
-def gradebook_csv(entries: list[dict]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, CSV_FIELDS)
-    writer.writeheader()
-    for e in entries:
-        for c in e["checks"]:
-            writer.writerow(
-                {
-                    "submission": e["submission"],
-                    "outcome": e["outcome"],
-                    "score": e["score"],
-                    "max_score": e["max_score"],
-                    "check_id": c["id"],
-                    "title": c["title"],
-                    "status": c["status"],
-                    "check_score": c["score"],
-                    "check_max_score": c["max_score"],
-                    "reason": c["reason"],
-                    "measured": json.dumps(c["measured"], default=str),
-                    "attempts": attempts_text(e.get("attempts", [])),
-                }
-            )
-    return buf.getvalue()
-
-
-def attempts_text(attempts: list[dict]) -> str:
-    """'1: graded 20/24, error in failover; 2: graded 24/24' (one line per submission)."""
-    return "; ".join(
-        f"{a['attempt']}: {a['outcome']} {a['score']}/{a['max_score']}"
-        + (f", error in {', '.join(e['id'] for e in a['errors'])}" if a["errors"] else "")
-        for a in attempts
-    )
-
-
-SYMBOLS = {"passed": ("✓", "#2ca02c"), "failed": ("✗", "#d62728"), "error": ("!", "#7f7f7f")}
-
-
-def similar_html(similar: list[dict] | None) -> str:
-    """The index's section on work that looks copied: each pair, its similarity and the lines it
-    shares (rarest first). It changes no score."""
-    if similar is None:
-        return ""
-    if not similar:
-        return "<h2>Similar work</h2><p>No two submissions run configs alike enough to look copied.</p>"
-    items = "".join(
-        f"<details><summary><b>{escape(p['a'])}</b> and <b>{escape(p['b'])}</b>: {p['score']:.0%} alike, "
-        f"{p['count']} shared lines</summary><pre>{escape(chr(10).join(p['shared']))}</pre></details>"
-        for p in similar
-    )
-    return (
-        "<h2>Similar work</h2><p>Pairs whose keepalived configs, Vagrantfiles and setup commands are alike "
-        f"beyond chance (≥ {similarity.THRESHOLD:.0%}: addresses, names, comments and order do not hide a copy; "
-        "the reference's lines and lines most of the cohort shares weigh little). A lead for a grader to read "
-        f"both, not a verdict: scores are not changed.</p>{items}"
-    )
-
-
-def index_html(
-    entries: list[dict],
-    checks: list[dict],
-    title: str = "lvs-harness",
-    notes: list[str] = (),
-    similar: list[dict] | None = None,
-) -> str:
-    head = "".join(
-        f"<th class='check' title='{escape(c['title'])}'><span>{escape(c['id'])} ({c['points']})</span></th>"
-        for c in checks
-    )
-    rows, in_error = [], []
-    for e in entries:
-        by_id = {c["id"]: c for c in e["checks"]}
-        errors = [c for c in e["checks"] if c["status"] == "error"]
-        if errors and e["outcome"] != "refused":
-            in_error.append(e["submission"])
-        cells = "".join(
-            f"<td style='color:{SYMBOLS[by_id[c['id']]['status']][1]};text-align:center' "
-            f"title='{escape(by_id[c['id']]['status'] + ': ' + by_id[c['id']]['reason'])}'>"
-            f"{SYMBOLS[by_id[c['id']]['status']][0]}</td>"
-            for c in checks
-        )
-        link = (
-            f"<a href='{escape(e['report'])}'>{escape(e['submission'])}</a>"
-            if e["outcome"] != "harness-failed"
-            else f"{escape(e['submission'])} (<a href='{escape(e['submission'])}/pytest.log'>log</a>)"
-        )
-        flag = (
-            f" <b class='flag' title='{len(errors)} check(s) could not be judged'>⚠ {len(errors)} in error</b>"
-            if errors and e["outcome"] != "refused"
-            else ""
-        )
-        tries = e.get("attempts", [])
-        rows.append(
-            f"<tr><td>{link}</td><td>{escape(e['outcome'])}{flag}</td><td><b>{e['score']}</b>/{e['max_score']}</td>"
-            f"{cells}<td>{escape(e.get('backend') or '—')}</td><td>{e['duration']:.0f} s</td>"
-            f"<td title='{escape(attempts_text(tries))}'>{len(tries) or 1}</td>"
-            f"<td class='reason'>{escape(e['reason'])}</td></tr>"
-        )
-    banner = (
-        f"<p class='errors'><b>⚠ {len(in_error)} submission(s) have checks that could not be judged</b> "
-        f"(the lab or the harness failed, not the student's work; their points are not given): "
-        f"{escape(', '.join(in_error))}. Grade them again.</p>"
-        if in_error
-        else ""
-    )
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)} gradebook</title>"
-        "<style>body{font-family:sans-serif}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
-        "padding:4px 6px}th{background:#f4f4f4}th.check span{writing-mode:vertical-rl;transform:rotate(180deg);"
-        "white-space:nowrap}td.reason{max-width:40em;font-size:90%}.flag,.errors{color:#b35900}</style></head><body>"
-        f"<h1>{escape(title)} gradebook</h1><p>{len(entries)} submission(s), written {time.strftime('%Y-%m-%d %H:%M:%S')}. "
-        "✓ passed, ✗ failed, ! could not be judged (hover for the reason). "
-        f"<a href='gradebook.csv'>CSV</a> · <a href='gradebook.json'>JSON</a> · LMS imports: "
-        "<a href='grades.csv'>Canvas</a>, <a href='grades-moodle.csv'>Moodle</a>, "
-        f"<a href='grades-checks.csv'>points per check</a></p>{banner}"
-        + (f"<ul class='imports'>{''.join(f'<li>{escape(n)}</li>' for n in notes)}</ul>" if notes else "")
-        + f"<table><tr><th>Submission</th><th>Outcome</th><th>Score</th>{head}<th>Lab</th><th>Time</th>"
-        f"<th>Attempts</th><th>Reason</th></tr>{''.join(rows)}</table>{similar_html(similar)}</body></html>\n"
-    )
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -36,8 +36,12 @@ import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import HarnessError
+
+if TYPE_CHECKING:
+    from .books import Entry
 
 CANVAS_LEAD = ("Student", "ID", "SIS User ID", "SIS Login ID", "Section")
 # a roster's columns, by the names Canvas's and Moodle's exports give them (compared case-blind)
@@ -230,7 +234,7 @@ class Summary:
         }
 
 
-def not_owned(entry: dict) -> str | None:
+def not_owned(entry: Entry) -> str | None:
     """Why ``entry``'s score is not the student's to import (the lab or the harness failed, or a
     check could not be judged), or None."""
     if entry["outcome"] in ("lab-failed", "harness-failed"):
@@ -241,7 +245,7 @@ def not_owned(entry: dict) -> str | None:
     return None
 
 
-def _pairs(entries: list[dict], roster: Roster | None, summary: Summary) -> list[tuple[dict, Student]]:
+def _pairs(entries: list[Entry], roster: Roster | None, summary: Summary) -> list[tuple[dict, Student]]:
     """Each importable submission with its student."""
     if roster is None:
         return [(e, Student({"name": e["submission"], "sis_login_id": e["submission"]})) for e in entries]
@@ -264,7 +268,7 @@ def _pairs(entries: list[dict], roster: Roster | None, summary: Summary) -> list
     return pairs
 
 
-def _points(entry: dict, summary: Summary) -> str:
+def _points(entry: Entry, summary: Summary) -> str:
     why = not_owned(entry)
     if why:
         summary.not_owned[entry["submission"]] = why
@@ -272,7 +276,7 @@ def _points(entry: dict, summary: Summary) -> str:
     return str(entry["score"])
 
 
-def feedback(entry: dict) -> str:
+def feedback(entry: Entry) -> str:
     """One paragraph for the LMS's feedback field: the score, the outcome and the failed checks."""
     text = f"{entry['score']}/{entry['max_score']} points"
     if entry["outcome"] != "graded":
@@ -288,7 +292,7 @@ def feedback(entry: dict) -> str:
 
 
 def import_files(
-    entries: list[dict], checks: list[dict], title: str, roster: Roster | None = None
+    entries: list[Entry], checks: list[dict], title: str, roster: Roster | None = None
 ) -> tuple[dict[str, str], Summary]:
     """The three import files (name → text) and the summary of what they leave out."""
     summary = Summary(roster=roster.source if roster else "")

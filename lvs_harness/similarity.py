@@ -31,8 +31,12 @@ import functools
 import math
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import keepalived
+
+if TYPE_CHECKING:
+    from .books import Entry
 
 THRESHOLD = 0.6
 MIN_SHARED = 6
@@ -160,7 +164,7 @@ def _provisioner_scripts(vagrantfile: str) -> list[str]:
     return [p.script for host in topology.hosts for p in host.provisioners]
 
 
-def pairs(entries: list[dict], threshold: float = THRESHOLD) -> list[dict]:
+def pairs(entries: list[Entry], threshold: float = THRESHOLD) -> list[dict]:
     """The pairs of ``entries`` (gradebook entries with a ``fingerprint``) whose weighted Jaccard
     similarity is at least ``threshold``, most similar first: {a, b, score, shared (lines, rarest
     first), count (shared lines)}."""

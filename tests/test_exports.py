@@ -23,7 +23,8 @@ import yaml
 
 from lvs_harness import exports, lms
 from lvs_harness.errors import HarnessError
-from lvs_harness.grading import merge, parse_shard, shard_of, write_books
+from lvs_harness.books import write_books
+from lvs_harness.shards import merge, parse_shard, shard_of
 from lvs_harness.packs import load_pack
 from lms_readers import ImportFailed, canvas_import, moodle_import
 from support import SHARED

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from lvs_harness import charts
-from lvs_harness.grading import CSV_FIELDS, listed_differences
+from lvs_harness.books import CSV_FIELDS
+from lvs_harness.grading import listed_differences
 from lvs_harness.runs import Run
 from lvs_harness.submission import load_submission
 from conftest import HOSTILE, PROVISION_BUDGET, REAL, SECRET, WRITEUP, corpus
@@ -349,7 +350,8 @@ def test_a_run_that_ends_in_error_is_graded_again_in_a_fresh_lab(tmp_path):
     """A grading run stopped for taking too long is the harness's fault (harness-failed), never
     the student's: grade runs it again in a fresh lab, and the gradebook and the index show
     both attempts, each with its own run."""
-    from lvs_harness.grading import Grader, prepare_out
+    from lvs_harness.books import prepare_out
+    from lvs_harness.grading import Grader
 
     lines = []
     prepare_out(tmp_path / "reports")
@@ -377,7 +379,8 @@ def test_a_run_that_ends_in_error_is_graded_again_in_a_fresh_lab(tmp_path):
 
 
 def test_errors_are_retried_and_flagged_failures_are_not():
-    from lvs_harness.grading import index_html, retry_reason
+    from lvs_harness.books import index_html
+    from lvs_harness.grading import retry_reason
 
     check = {"id": "failover", "title": "", "score": 0, "max_score": 3, "measured": {}}
     failed = {"outcome": "graded", "reason": "", "checks": [{**check, "status": "failed", "reason": "owners []"}]}

@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from lvs_harness import similarity
-from lvs_harness.grading import fingerprint_of, merge, write_books
+from lvs_harness.books import write_books
+from lvs_harness.grading import fingerprint_of
+from lvs_harness.shards import merge
 from lvs_harness.packs import load_pack
 from lvs_harness.submission import Part, Submission
 from support import SHARED

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from ..checks import advice
 from ..errors import HarnessError
-from ..grading import Grader, prepare_out
+from ..books import prepare_out
+from ..grading import Grader
 from ..labs import select_backend
 from ..labs.base import stderr_progress
 from ..labs.image import ensure_image

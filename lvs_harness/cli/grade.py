@@ -8,7 +8,9 @@ from pathlib import Path
 
 from .. import exports
 from ..errors import HarnessError
-from ..grading import DEFAULT_JOBS, DEFAULT_RETRIES, Grader, parse_shard, prepare_out
+from ..books import prepare_out
+from ..grading import DEFAULT_JOBS, DEFAULT_RETRIES, Grader
+from ..shards import parse_shard
 from ..labs import select_backend
 from ..labs.base import provision_budget, stderr_progress
 from ..labs.image import ensure_image

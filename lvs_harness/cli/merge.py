@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..grading import merge
+from ..shards import merge
 from ..lms import Roster
 from .grade import imports_said, roster_option, similar_said
 
