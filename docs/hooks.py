@@ -3,6 +3,8 @@
 - ``reference/cli.md``: every command's ``--help``, from :func:`lvs_harness.cli.build_parser`;
 - each pack's page: its checks (id, points, title, hint), from the pack's own markers, where the
   page says ``<!-- checks: PACK -->``;
+- a repository file shown whole, where a page says ``<!-- include: PATH -->`` (the tutorial's
+  pack: the same files the tests run);
 - ``benchmarks.md`` and ``changelog.md``: ``bench/RESULTS.md`` and ``CHANGELOG.md``, which stay
   where their readers (benchmark scripts, release notes) look for them.
 """
@@ -47,8 +49,18 @@ def checks_table(pack_name: str) -> str:
     return "\n".join(rows)
 
 
+LANGUAGES = {".py": "python", ".md": "markdown", "": "ruby"}  # "": a Vagrantfile
+
+
+def included(path: str) -> str:
+    file = ROOT / path
+    fence = "````"  # a write-up holds ``` fences of its own
+    return f"`{path}`:\n\n{fence}{LANGUAGES.get(file.suffix, '')}\n{file.read_text().rstrip()}\n{fence}"
+
+
 def on_page_markdown(markdown, page, config, files):
-    return re.sub(r"<!-- checks: (\S+) -->", lambda m: checks_table(m[1]), markdown)
+    markdown = re.sub(r"<!-- checks: (\S+) -->", lambda m: checks_table(m[1]), markdown)
+    return re.sub(r"<!-- include: (\S+) -->", lambda m: included(m[1]), markdown)
 
 
 def on_files(files, config):

@@ -5,7 +5,7 @@ suite (pytest tests carrying ``@pytest.mark.check``). Nothing is installed: the 
 folder on ``PYTHONPATH`` and is named with ``--pack``. (Installed packs register an entry point in
 the group ``lvs_harness.packs`` instead, and then appear in ``lvs-harness packs``.)
 
-This one — "tinylab" — has one director and one real, names none of hw3.8's hosts or addresses,
+This one — "tinylab", in examples/tinylab/ — has one director and one real, names none of hw3.8's hosts or addresses,
 runs a plain Ruby HTTP server instead of nginx (a daemon of its own, ``units``), lets the harness
 read its virtual service from the director's keepalived.conf, and has one check. The test grades
 a student's write-up with it, and a broken one.
@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import shutil
 import textwrap
 from pathlib import Path
 
@@ -24,131 +25,24 @@ import pytest
 
 pytestmark = pytest.mark.lab
 
-# 1. The lab: a Vagrantfile, the single source of truth (`vagrant up` builds it as VMs too).
-VAGRANTFILE = '''
-VIP = "10.99.0.100"
-Vagrant.configure("2") do |config|
-  config.vm.box = "bento/ubuntu-20.04"
-  config.vm.define "lb1" do |m|
-    m.vm.network "private_network", ip: "10.99.0.10", virtualbox__intnet: "tiny"
-    m.vm.provision "shell", inline: <<-SHELL
-      cat > /etc/keepalived/keepalived.conf <<'CONF'
-vrrp_instance VI_1 {
-    state MASTER
-    interface eth1
-    virtual_router_id 99
-    priority 100
-    virtual_ipaddress {
-        #{VIP}/24 dev eth1
-    }
-}
-virtual_server #{VIP} 80 {
-    lb_algo rr
-    lb_kind DR
-    protocol TCP
-    real_server 10.99.0.21 80 {
-        weight 1
-    }
-}
-CONF
-    SHELL
-  end
-  config.vm.define "web1" do |m|
-    m.vm.network "private_network", ip: "10.99.0.21", virtualbox__intnet: "tiny"
-    m.vm.provision "shell", inline: <<-SHELL
-      echo "Hello from the tiny lab" > /var/www/html/index.html
-      ip addr add #{VIP}/32 dev lo
-      sysctl -w net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2
-    SHELL
-  end
-  config.vm.define "client" do |m|
-    m.vm.network "private_network", ip: "10.99.0.50", virtualbox__intnet: "tiny"
-  end
-end
-'''
-
-# 2. The pack: what the harness needs to know about the lab. `services` is left out: the
-# harness reads the VIP and port from the director's keepalived.conf once the lab is up.
-PACK = '''
-from pathlib import Path
-from lvs_harness.packs import Pack
-
-SERVER = ("ruby -rsocket -e 's = TCPServer.new(\\"0.0.0.0\\", 80); loop { c = s.accept; "
-          "while (l = c.gets) && l != \\"\\\\r\\\\n\\"; end; b = File.read(\\"/var/www/html/index.html\\"); "
-          "c.write(\\"HTTP/1.0 200 OK\\\\r\\\\nContent-Length: #{b.bytesize}\\\\r\\\\n\\\\r\\\\n#{b}\\"); c.close }'")
-
-PACK = Pack(
-    name="tinylab",
-    title="Tiny lab",
-    suite=__name__,                                   # this package's test_*.py are the checks
-    reference=Path(__file__).with_name("Vagrantfile"),
-    directors=("lb1",),                               # a write-up hands in lb1's keepalived.conf
-    roles={"director": ("lb*",), "real": ("web*",), "client": ("client*",)},
-    daemons={"real": ("pages",), "director": ("keepalived",)},
-    units={"pages": SERVER},                          # a daemon of the pack's own: no nginx here
-)
-'''
-
-# 3. The suite: checks are pytest tests with a stable id and points, using the harness's fixtures.
-SUITE = '''
-import pytest
-from lvs_harness.assertions import assert_vip_on
-from lvs_harness.probes import ipvs
-from lvs_harness.probes.client import http_requests, identify, real_pages
-
-
-@pytest.mark.check(id="answers", points=2, title="five requests to the VIP are answered by web1 through lb1",
-                   hint="Is the VIP on lb1, and is web1 the real of its virtual_server?")
-def test_answers(lab, directors, reals, client, measure):
-    service = lab.topology.service                    # read from lb1's keepalived.conf
-    director = directors[0]
-    assert_vip_on(director, service.vip)
-    before = ipvs.read_stats(director)
-    answers = identify(http_requests(client, f"http://{service.vip}:{service.port}/", count=5),
-                       real_pages(reals, service.port))
-    measure("by_real", {a.real: sum(b.real == a.real for b in answers) for a in answers})
-    assert [a.real for a in answers] == ["web1"] * 5, [(a.status, a.real) for a in answers]
-    after = ipvs.read_stats_settled(director)
-    counted = sum(s.conns for s in after) - sum(s.conns for s in before)
-    assert counted == 5, f"IPVS on {director.name} counted {counted} connections for 5 requests"
-'''
-
-# 4. A student's write-up: only lb1's keepalived.conf (the lab is built to fit it: lb1, the real of its
+# The pack, as real files a lab author copies: examples/tinylab/ — the lab (Vagrantfile, the single
+# source of truth, `vagrant up`-able too), the pack (__init__.py: what the harness needs to know about
+# the lab; `services` is left out, read from the director's keepalived.conf once the lab is up) and
+# the suite (test_tinylab.py: checks are pytest tests with a stable id and points).
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "tinylab"
+VAGRANTFILE = (EXAMPLE / "Vagrantfile").read_text()
+PACK = (EXAMPLE / "__init__.py").read_text()
+SUITE = (EXAMPLE / "test_tinylab.py").read_text()
+# A student's write-up: only lb1's keepalived.conf (the lab is built to fit it: lb1, the real of its
 # virtual_server named after the pack's real pattern (web1), a client; what it does not show is built) ...
-WRITEUP = '''# Tiny lab
-
-lb1 keepalived.conf:
-
-```
-vrrp_instance VI_1 {
-    state MASTER
-    interface eth1
-    virtual_router_id 99
-    priority 100
-    virtual_ipaddress {
-        10.99.0.100/24 dev eth1
-    }
-}
-virtual_server 10.99.0.100 80 {
-    lb_algo rr
-    lb_kind DR
-    protocol TCP
-    real_server 10.99.0.21 80 {
-        weight 1
-    }
-}
-```
-'''
+WRITEUP = (EXAMPLE.parent / "tinylab-writeup.md").read_text()
 # ... and a broken one: IPVS balances an address that is not the VIP, so nothing answers through lb1.
 BROKEN = WRITEUP.replace("virtual_server 10.99.0.100 80", "virtual_server 10.99.0.101 80")
 
 
 def write_pack(root: Path) -> Path:
-    pack = root / "packs" / "tinylab"
-    pack.mkdir(parents=True)
-    (pack / "Vagrantfile").write_text(VAGRANTFILE)
-    (pack / "__init__.py").write_text(textwrap.dedent(PACK))
-    (pack / "test_tinylab.py").write_text(textwrap.dedent(SUITE))
+    """The example pack copied into ``root``/packs (a folder to put on PYTHONPATH)."""
+    shutil.copytree(EXAMPLE, root / "packs" / "tinylab", ignore=shutil.ignore_patterns("__pycache__"))
     return root / "packs"
 
 
