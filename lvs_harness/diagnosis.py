@@ -323,11 +323,20 @@ def parse_adverts(text: str) -> list[Advert]:
 
 
 def capture_adverts(host, interface: str, seconds: float, seen: list[str]) -> list[Advert] | None:
-    """The VRRP adverts ``host`` sees on ``interface`` within ``seconds`` (tcpdump, at most 12), or
-    None if it could not listen there (no tcpdump, no such interface)."""
-    command = f"timeout -s INT {seconds:g} tcpdump -l -n -v -c 12 -i {shlex.quote(interface)} ip proto 112"
-    r = host.run(command)  # timeout's exit status is 124 when it ended the capture: read it all the same
-    seen.append(f"$ {command}   # on {host.name}, exit {r.rc}\n{(r.stdout + r.stderr).strip()[-1500:]}")
+    """The VRRP adverts ``host`` sees on ``interface`` for ``seconds`` once tcpdump listens (it
+    can take a while to start on a busy machine: up to 3 s is waited for that), or None if it
+    could not listen there (no tcpdump, no such interface)."""
+    command = (
+        f"d=$(mktemp -d) && {{ tcpdump -l -n -v -c 12 -i {shlex.quote(interface)} ip proto 112 >$d/out 2>$d/err & "
+        "p=$!; for i in $(seq 60); do grep -q 'listening on' $d/err && break; kill -0 $p 2>/dev/null || break; "
+        f"sleep 0.05; done; sleep {seconds:g}; kill -INT $p 2>/dev/null; wait $p; cat $d/out; cat $d/err >&2; "
+        "rm -rf $d; }"
+    )
+    r = host.run(command, timeout=seconds + 15)
+    seen.append(
+        f"$ tcpdump … ip proto 112 for {seconds:g} s   # on {host.name}, exit {r.rc}\n"
+        f"{(r.stdout + r.stderr).strip()[-1500:]}"
+    )
     return parse_adverts(r.stdout) if "listening on" in r.stderr else None
 
 

@@ -16,12 +16,13 @@ LIST = (DATA / "ipvsadm" / "after-50-list.txt").read_text()
 VIP, CLIENT = "172.28.128.200", "172.28.128.50"
 
 
+CAPTURE = "d=$(mktemp -d)"  # how diagnosis.capture_adverts starts its command
 LISTENING = "tcpdump: listening on eth1, link-type EN10MB (Ethernet), snapshot length 262144 bytes\n"
 
 
 class Host:
-    """A lab host that answers each command from a table (prefix → output); a capture (``timeout``)
-    ends as the real one does: exit 124, tcpdump's banner on stderr."""
+    """A lab host that answers each command from a table (prefix → output); a capture ends as the
+    real one does: the adverts on stdout, tcpdump's banner on stderr."""
 
     def __init__(self, name: str, answers: dict[str, str]):
         self.name, self.answers = name, answers
@@ -29,10 +30,10 @@ class Host:
     def run(self, command: str, **_) -> CommandResult:
         for prefix, out in self.answers.items():
             if command.startswith(prefix):
-                if prefix == "timeout":
-                    return CommandResult(command, 124, out, LISTENING, 0.0)
+                if prefix == CAPTURE:
+                    return CommandResult(command, 0, out, LISTENING, 0.0)
                 return CommandResult(command, 0, out, "", 0.0)
-        return CommandResult(command, 1, "", f"{command}: not recorded", 0.0)
+        return CommandResult(command, 1, "", "not recorded", 0.0)
 
     check = run
 
@@ -123,7 +124,7 @@ def test_a_persistent_service_sends_one_client_to_one_real():
 
 
 def director(name: str, octet: int, *extra: str, adverts: str = "", log: str = "") -> Host:
-    host = Host(name, {"ip -o addr show": addrs(f"eth1 172.28.128.{octet}/24", *extra), "timeout": adverts})
+    host = Host(name, {"ip -o addr show": addrs(f"eth1 172.28.128.{octet}/24", *extra), CAPTURE: adverts})
     host.log = lambda service: log
     return host
 
@@ -178,7 +179,7 @@ def test_two_masters_that_announce_different_router_ids():
     # no capture (no tcpdump there): what keepalived runs
     blind = [director("balancer1", 10, f"eth1 {VIP}/32"), director("balancer2", 20, f"eth1 {VIP}/32")]
     for d in blind:
-        del d.answers["timeout"]
+        del d.answers[CAPTURE]
     assert "virtual_router_id 33 and 34" in vrrp_sentence(
         blind,
         None,
@@ -228,7 +229,7 @@ def test_a_master_that_does_not_come_back():
     assert vrrp_sentence(silent, silent[0], balancer1=VrrpInstance("VI_1")).startswith(
         "no director announces VRRP on balancer1's eth1"
     )
-    del silent[0].answers["timeout"]  # nothing could be captured: nothing is claimed
+    del silent[0].answers[CAPTURE]  # nothing could be captured: nothing is claimed
     assert vrrp_sentence(silent, silent[0], balancer1=VrrpInstance("VI_1")) is None
 
 
