@@ -60,7 +60,8 @@ def explain(look, *args, **kwargs) -> Finding | None:
 def diagnose(measure, look, **kwargs) -> Finding | None:
     """:func:`explain` ``look(**kwargs)`` for a failed check, and record on it (``measure``, the
     fixture) what was found: ``diagnosis`` (the sentence), ``diagnosis_fix``, ``diagnosis_seen``
-    (the commands and their output) and ``diagnosis_s`` (the time it took).
+    (the commands and their output) and ``diagnosis_s`` (the time it took); ``diagnosis_error`` when
+    looking itself failed (the check's verdict stands without an explanation).
 
     Example::
 
@@ -69,7 +70,11 @@ def diagnose(measure, look, **kwargs) -> Finding | None:
         assert ok, led(finding) + "statuses …"
     """
     t0 = time.monotonic()
-    finding = explain(look, **kwargs)
+    try:
+        finding = look(**kwargs)
+    except Exception as err:  # noqa: BLE001 — the verdict stands without its explanation; staff see why
+        finding = None
+        measure("diagnosis_error", f"{type(err).__name__}: {err}"[:500])
     measure("diagnosis_s", round(time.monotonic() - t0, 2))
     if finding:
         measure("diagnosis", finding.sentence)

@@ -9,7 +9,7 @@ from ..options import add
 
 
 def cmd_gradescope_build(args) -> int:
-    from .gradescope import build
+    from ..gradescope import build
 
     out = build(args.out, pack=args.pack, image=args.image, image_url=args.image_url, progress=stderr_progress)
     print(f"{out}: upload it as the assignment's autograder (Gradescope: Configure Autograder → Zip file upload)")
@@ -17,7 +17,7 @@ def cmd_gradescope_build(args) -> int:
 
 
 def cmd_gradescope_run(args) -> int:
-    from .gradescope import run
+    from ..gradescope import run
 
     data = run(args.root, pack=args.pack)
     print(f"{args.root / 'results' / 'results.json'}: score {data.get('score')}")

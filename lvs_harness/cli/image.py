@@ -13,7 +13,7 @@ def cmd_image(args) -> int:
 
 
 def cmd_box(args) -> int:
-    from .labs.box import ensure_box
+    from ..labs.box import ensure_box
 
     box = ensure_box(stderr_progress, force=args.force)
     print(box.file)

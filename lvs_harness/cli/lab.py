@@ -116,7 +116,7 @@ def cmd_clean(args) -> int:
     removed = clean(stale_only=not (args.all or args.run), run_id=args.run, progress=stderr_progress)
     print(f"removed {len(removed)} run(s)" + (f": {', '.join(removed)}" if removed else ""))
     if args.libvirt:
-        from .labs import libvirt_ns
+        from ..labs import libvirt_ns
 
         stopped = libvirt_ns.stop()
         print(f"stopped {', '.join(stopped) or 'no libvirt daemon of lvs-harness'}")
