@@ -369,6 +369,11 @@ def vrrp_path(*, directors, vip: str, instances: dict, lab_if: dict, expected=No
         return None  # what the lab announces could not be seen
     target = expected
     own = by.get(target.name)
+    if own is None and _says_master(target, seen):  # its log says MASTER: its advert fell outside the window
+        for a in capture_adverts(listener, lab_if[listener.name], interval + 0.3, seen) or ():
+            by.setdefault(name_of.get(a.source, a.source), a)
+        own = by.get(target.name)
+        evidence = "\n".join(seen)
     if own is not None:  # it announces: it is MASTER of its group
         if vip not in own.addresses:
             if own.addresses:
@@ -423,6 +428,16 @@ def vrrp_path(*, directors, vip: str, instances: dict, lab_if: dict, expected=No
             evidence,
         )
     return None
+
+
+def _says_master(director, seen: list[str]) -> bool:
+    """Does keepalived's log on ``director`` end in MASTER (its last transition, any instance)?"""
+    transitions = vrrp.read_transitions(director)
+    if transitions:
+        seen.append(
+            f"keepalived's last transition on {director.name}: {transitions[-1].instance} {transitions[-1].state}"
+        )
+    return bool(transitions) and transitions[-1].state == "MASTER"
 
 
 def _several(owners, by: dict, instances: dict, listener, lab_if: dict, vip: str, evidence: str) -> Finding:

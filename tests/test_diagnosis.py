@@ -30,6 +30,8 @@ class Host:
     def run(self, command: str, **_) -> CommandResult:
         for prefix, out in self.answers.items():
             if command.startswith(prefix):
+                if isinstance(out, list):  # answered in turn (the last answer stays)
+                    out = out.pop(0) if len(out) > 1 else out[0]
                 if prefix == CAPTURE:
                     return CommandResult(command, 0, out, LISTENING, 0.0)
                 return CommandResult(command, 0, out, "", 0.0)
@@ -210,6 +212,21 @@ def test_a_master_that_announces_another_address_or_none():
         "balancer1 is MASTER (it announces virtual_router_id 51) but announces no address: keepalived runs its "
         "instance without a virtual_ipaddress (its log: (VI_1) No VIP specified; at least one is sensible) — fix the "
         "virtual_ipaddress block"
+    )
+
+
+def test_a_masters_advert_missed_by_one_window_is_listened_for_again():
+    """balancer1 announces no address and balancer2 (hearing no valid advert) holds the VIP; one
+    capture caught balancer2's advert only, keepalived's log says balancer1 is MASTER: listen again."""
+    log = "2026-12-06 20:01:03.5 Sun Dec  6 20:01:03 2026: (VI_1) Entering MASTER STATE\n"
+    lab_ = [
+        director(
+            "balancer1", 10, adverts=[advert("172.28.128.20", 51, 100), advert("172.28.128.10", 51, 150, "")], log=log
+        ),
+        director("balancer2", 20, f"eth1 {VIP}/32"),
+    ]
+    assert vrrp_sentence(lab_, lab_[0], balancer1=VrrpInstance("VI_1", virtual_router_id=51, priority=150)).startswith(
+        "balancer1 is MASTER (it announces virtual_router_id 51) but announces no address"
     )
 
 
