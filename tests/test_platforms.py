@@ -135,7 +135,7 @@ def test_run_autograder_in_an_autograder_layout(tiny, tmp_path):
             "setup.sh",
             "run_autograder",
             "lvs-harness/pyproject.toml",
-            "lvs-harness/lvs_harness/cli.py",
+            "lvs-harness/lvs_harness/cli/__init__.py",
             "linux.uml",
         } <= set(names)
         assert (z.getinfo("linux.uml").external_attr >> 16) & 0o111
