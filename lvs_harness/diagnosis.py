@@ -383,13 +383,7 @@ def vrrp_path(*, directors, vip: str, instances: dict, lab_if: dict, expected=No
                     f"put {vip} in virtual_ipaddress on every director",
                     evidence,
                 )
-            lines = list(
-                dict.fromkeys(
-                    re.sub(r"^.*?(?:\d{4}|\]): ", "", line.strip())
-                    for line in target.log("keepalived").splitlines()
-                    if "VIP" in line or "virtual_ipaddress" in line.lower()
-                )
-            )[-2:]
+            lines = _no_vip_lines(target)
             return Finding(
                 f"{target.name} is MASTER (it announces virtual_router_id {own.vrid}) but announces no "
                 f"address: keepalived runs its instance without a virtual_ipaddress"
@@ -398,6 +392,14 @@ def vrrp_path(*, directors, vip: str, instances: dict, lab_if: dict, expected=No
                 evidence,
             )
         return None
+    lines = _no_vip_lines(target)
+    if lines:  # not heard, and keepalived itself says its instance has no address to hold
+        return Finding(
+            f"{target.name} never holds {vip}: keepalived runs its instance without a virtual_ipaddress (its log: "
+            f"{'; '.join(lines)})",
+            "fix the virtual_ipaddress block in its configuration (see config_valid)",
+            "\n".join(seen),
+        )
     others = sorted((a for n, a in by.items() if n != target.name), key=lambda a: -a.priority)
     mine = instances.get(target.name)
     if not others:
@@ -428,6 +430,17 @@ def vrrp_path(*, directors, vip: str, instances: dict, lab_if: dict, expected=No
             evidence,
         )
     return None
+
+
+def _no_vip_lines(director) -> list[str]:
+    """keepalived's own log lines on ``director`` about an instance without addresses (e.g. '(VI_1)
+    No VIP specified; at least one is sensible'), timestamps dropped, the last two."""
+    lines = (
+        re.sub(r"^.*?(?:\d{4}|\]): ", "", line.strip())
+        for line in director.log("keepalived").splitlines()
+        if "No VIP specified" in line or "virtual_ipaddress" in line.lower()
+    )
+    return list(dict.fromkeys(lines))[-2:]
 
 
 def _says_master(director, seen: list[str]) -> bool:

@@ -230,6 +230,20 @@ def test_a_masters_advert_missed_by_one_window_is_listened_for_again():
     )
 
 
+def test_a_director_whose_instance_has_no_address_never_holds_the_vip():
+    """Not heard at all (keepalived sends no adverts for it here), but its own log says why."""
+    log = "2026-12-06 20:01:02.1 Sun Dec  6 20:01:02 2026: (VI_1) No VIP specified; at least one is sensible\n"
+    lab_ = [
+        director("balancer1", 10, adverts=advert("172.28.128.20", 51, 100), log=log),
+        director("balancer2", 20, f"eth1 {VIP}/32"),
+    ]
+    assert vrrp_sentence(lab_, lab_[0], balancer1=VrrpInstance("VI_1", virtual_router_id=51, priority=150)) == (
+        "balancer1 never holds 172.28.128.200: keepalived runs its instance without a virtual_ipaddress (its log: "
+        "(VI_1) No VIP specified; at least one is sensible) — fix the virtual_ipaddress block in its configuration "
+        "(see config_valid)"
+    )
+
+
 def test_a_master_that_does_not_come_back():
     heard = advert("172.28.128.20", 51, 100)
     lab_ = [director("balancer1", 10, adverts=heard), director("balancer2", 20, f"eth1 {VIP}/32")]
