@@ -6,7 +6,7 @@ table linking each report, what the imports leave out, similar work).
 Example::
 
     prepare_out(out)
-    write_books(out, load_pack("hw38"), checks, entries)      # -> lms.Summary
+    write_books(out, load_pack("my-lab"), checks, entries)      # -> lms.Summary
 """
 
 from __future__ import annotations

@@ -369,7 +369,8 @@ def vrrp_path(*, directors, vip: str, instances: dict, lab_if: dict, expected=No
         return None  # what the lab announces could not be seen
     target = expected
     own = by.get(target.name)
-    if own is None and _says_master(target, seen):  # its log says MASTER: its advert fell outside the window
+    log = target.log("keepalived")  # read once: its transitions and what it says of the instance
+    if own is None and _says_master(log, target.name, seen):  # its log says MASTER: its advert fell outside the window
         for a in capture_adverts(listener, lab_if[listener.name], interval + 0.3, seen) or ():
             by.setdefault(name_of.get(a.source, a.source), a)
         own = by.get(target.name)
@@ -383,7 +384,7 @@ def vrrp_path(*, directors, vip: str, instances: dict, lab_if: dict, expected=No
                     f"put {vip} in virtual_ipaddress on every director",
                     evidence,
                 )
-            lines = _no_vip_lines(target)
+            lines = _no_vip_lines(log)
             return Finding(
                 f"{target.name} is MASTER (it announces virtual_router_id {own.vrid}) but announces no "
                 f"address: keepalived runs its instance without a virtual_ipaddress"
@@ -392,7 +393,7 @@ def vrrp_path(*, directors, vip: str, instances: dict, lab_if: dict, expected=No
                 evidence,
             )
         return None
-    lines = _no_vip_lines(target)
+    lines = _no_vip_lines(log)
     if lines:  # not heard, and keepalived itself says its instance has no address to hold
         return Finding(
             f"{target.name} never holds {vip}: keepalived runs its instance without a virtual_ipaddress (its log: "
@@ -432,24 +433,22 @@ def vrrp_path(*, directors, vip: str, instances: dict, lab_if: dict, expected=No
     return None
 
 
-def _no_vip_lines(director) -> list[str]:
-    """keepalived's own log lines on ``director`` about an instance without addresses (e.g. '(VI_1)
+def _no_vip_lines(log: str) -> list[str]:
+    """keepalived's own ``log`` lines about an instance without addresses (e.g. '(VI_1)
     No VIP specified; at least one is sensible'), timestamps dropped, the last two."""
     lines = (
         re.sub(r"^.*?(?:\d{4}|\]): ", "", line.strip())
-        for line in director.log("keepalived").splitlines()
+        for line in log.splitlines()
         if "No VIP specified" in line or "virtual_ipaddress" in line.lower()
     )
     return list(dict.fromkeys(lines))[-2:]
 
 
-def _says_master(director, seen: list[str]) -> bool:
-    """Does keepalived's log on ``director`` end in MASTER (its last transition, any instance)?"""
-    transitions = vrrp.read_transitions(director)
+def _says_master(log: str, director: str, seen: list[str]) -> bool:
+    """Does keepalived's ``log`` on ``director`` end in MASTER (its last transition, any instance)?"""
+    transitions = vrrp.parse_transitions(log)
     if transitions:
-        seen.append(
-            f"keepalived's last transition on {director.name}: {transitions[-1].instance} {transitions[-1].state}"
-        )
+        seen.append(f"keepalived's last transition on {director}: {transitions[-1].instance} {transitions[-1].state}")
     return bool(transitions) and transitions[-1].state == "MASTER"
 
 

@@ -114,8 +114,7 @@ class Recorder:
             if self.html:
                 from pytest_html import extras
 
-                measured = {k: v for k, v in item.user_properties if not k.startswith("check_")}
-                pictures = "".join(f"<div>{svg}</div>" for svg in self.charts(measured))
+                pictures = "".join(f"<div>{svg}</div>" for svg in self.charts(record["measured"]))
                 evidence = _evidence_html(call, self._commands or [])
                 report.extras = [
                     *getattr(report, "extras", []),
