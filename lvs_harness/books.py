@@ -16,9 +16,11 @@ import io
 import json
 import os
 import time
-from html import escape
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypedDict
+
+import jinja2
 
 from . import lms, similarity
 from .errors import HarnessError
@@ -68,20 +70,22 @@ class Entry(TypedDict, total=False):
 MARKER = ".lvs-harness-reports"
 
 
-CSV_FIELDS = (
-    "submission",
-    "outcome",
-    "score",
-    "max_score",
-    "check_id",
-    "title",
-    "status",
-    "check_score",
-    "check_max_score",
-    "reason",
-    "measured",
-    "attempts",
-)
+# gradebook.csv: one row per submission and check; each column and how it is read from the two
+CSV_COLUMNS: dict[str, Callable[[Entry, CheckResult], object]] = {
+    "submission": lambda e, c: e["submission"],
+    "outcome": lambda e, c: e["outcome"],
+    "score": lambda e, c: e["score"],
+    "max_score": lambda e, c: e["max_score"],
+    "check_id": lambda e, c: c["id"],
+    "title": lambda e, c: c["title"],
+    "status": lambda e, c: c["status"],
+    "check_score": lambda e, c: c["score"],
+    "check_max_score": lambda e, c: c["max_score"],
+    "reason": lambda e, c: c["reason"],
+    "measured": lambda e, c: json.dumps(c["measured"], default=str),
+    "attempts": lambda e, c: attempts_text(e.get("attempts", [])),
+}
+CSV_FIELDS = tuple(CSV_COLUMNS)
 
 
 def prepare_out(out: Path) -> None:
@@ -144,27 +148,11 @@ def harness_version() -> str:
 
 
 def gradebook_csv(entries: list[Entry]) -> str:
+    """The gradebook as CSV, one row per submission and check (columns: ``CSV_COLUMNS``)."""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, CSV_FIELDS)
-    writer.writeheader()
-    for e in entries:
-        for c in e["checks"]:
-            writer.writerow(
-                {
-                    "submission": e["submission"],
-                    "outcome": e["outcome"],
-                    "score": e["score"],
-                    "max_score": e["max_score"],
-                    "check_id": c["id"],
-                    "title": c["title"],
-                    "status": c["status"],
-                    "check_score": c["score"],
-                    "check_max_score": c["max_score"],
-                    "reason": c["reason"],
-                    "measured": json.dumps(c["measured"], default=str),
-                    "attempts": attempts_text(e.get("attempts", [])),
-                }
-            )
+    writer = csv.writer(buf)
+    writer.writerow(CSV_FIELDS)
+    writer.writerows([column(e, c) for column in CSV_COLUMNS.values()] for e in entries for c in e["checks"])
     return buf.getvalue()
 
 
@@ -177,27 +165,13 @@ def attempts_text(attempts: list[dict]) -> str:
     )
 
 
-SYMBOLS = {"passed": ("✓", "#2ca02c"), "failed": ("✗", "#d62728"), "error": ("!", "#7f7f7f")}
-
-
-def similar_html(similar: list[dict] | None) -> str:
-    """The index's section on work that looks copied: each pair, its similarity and the lines it
-    shares (rarest first). It changes no score."""
-    if similar is None:
-        return ""
-    if not similar:
-        return "<h2>Similar work</h2><p>No two submissions run configs alike enough to look copied.</p>"
-    items = "".join(
-        f"<details><summary><b>{escape(p['a'])}</b> and <b>{escape(p['b'])}</b>: {p['score']:.0%} alike, "
-        f"{p['count']} shared lines</summary><pre>{escape(chr(10).join(p['shared']))}</pre></details>"
-        for p in similar
-    )
-    return (
-        "<h2>Similar work</h2><p>Pairs whose keepalived configs, Vagrantfiles and setup commands are alike "
-        f"beyond chance (≥ {similarity.THRESHOLD:.0%}: addresses, names, comments and order do not hide a copy; "
-        "the reference's lines and lines most of the cohort shares weigh little). A lead for a grader to read "
-        f"both, not a verdict: scores are not changed.</p>{items}"
-    )
+SYMBOLS = {"passed": "✓", "failed": "✗", "error": "!"}
+TEMPLATES = jinja2.Environment(
+    loader=jinja2.PackageLoader("lvs_harness", "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+)
 
 
 def index_html(
@@ -207,59 +181,34 @@ def index_html(
     notes: list[str] = (),
     similar: list[dict] | None = None,
 ) -> str:
-    head = "".join(
-        f"<th class='check' title='{escape(c['title'])}'><span>{escape(c['id'])} ({c['points']})</span></th>"
-        for c in checks
-    )
-    rows, in_error = [], []
+    """The score table (``templates/index.html``): a row per entry linking its report, a mark per
+    check with its reason on hover, what the LMS imports leave out (``notes``) and the pairs of
+    ``similar`` work (None: not compared; it changes no score).
+
+    Example::
+
+        index_html(entries, checks, "hw3.8")      # '<!doctype html>…<h1>hw3.8 gradebook</h1>…'
+    """
+    rows = []
     for e in entries:
         by_id = {c["id"]: c for c in e["checks"]}
-        errors = [c for c in e["checks"] if c["status"] == "error"]
-        if errors and e["outcome"] != "refused":
-            in_error.append(e["submission"])
-        cells = "".join(
-            f"<td style='color:{SYMBOLS[by_id[c['id']]['status']][1]};text-align:center' "
-            f"title='{escape(by_id[c['id']]['status'] + ': ' + by_id[c['id']]['reason'])}'>"
-            f"{SYMBOLS[by_id[c['id']]['status']][0]}</td>"
-            for c in checks
-        )
-        link = (
-            f"<a href='{escape(e['report'])}'>{escape(e['submission'])}</a>"
-            if e["outcome"] != "harness-failed"
-            else f"{escape(e['submission'])} (<a href='{escape(e['submission'])}/pytest.log'>log</a>)"
-        )
-        flag = (
-            f" <b class='flag' title='{len(errors)} check(s) could not be judged'>⚠ {len(errors)} in error</b>"
-            if errors and e["outcome"] != "refused"
-            else ""
-        )
+        errors = 0 if e["outcome"] == "refused" else sum(c["status"] == "error" for c in e["checks"])
         tries = e.get("attempts", [])
+        cells = [by_id[c["id"]] for c in checks]
         rows.append(
-            f"<tr><td>{link}</td><td>{escape(e['outcome'])}{flag}</td><td><b>{e['score']}</b>/{e['max_score']}</td>"
-            f"{cells}<td>{escape(e.get('backend') or '—')}</td><td>{e['duration']:.0f} s</td>"
-            f"<td title='{escape(attempts_text(tries))}'>{len(tries) or 1}</td>"
-            f"<td class='reason'>{escape(e['reason'])}</td></tr>"
+            {"entry": e, "errors": errors, "cells": cells, "tries": len(tries), "attempts": attempts_text(tries)}
         )
-    banner = (
-        f"<p class='errors'><b>⚠ {len(in_error)} submission(s) have checks that could not be judged</b> "
-        f"(the lab or the harness failed, not the student's work; their points are not given): "
-        f"{escape(', '.join(in_error))}. Grade them again.</p>"
-        if in_error
-        else ""
-    )
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)} gradebook</title>"
-        "<style>body{font-family:sans-serif}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
-        "padding:4px 6px}th{background:#f4f4f4}th.check span{writing-mode:vertical-rl;transform:rotate(180deg);"
-        "white-space:nowrap}td.reason{max-width:40em;font-size:90%}.flag,.errors{color:#b35900}</style></head><body>"
-        f"<h1>{escape(title)} gradebook</h1><p>{len(entries)} submission(s), written {time.strftime('%Y-%m-%d %H:%M:%S')}. "
-        "✓ passed, ✗ failed, ! could not be judged (hover for the reason). "
-        f"<a href='gradebook.csv'>CSV</a> · <a href='gradebook.json'>JSON</a> · LMS imports: "
-        "<a href='grades.csv'>Canvas</a>, <a href='grades-moodle.csv'>Moodle</a>, "
-        f"<a href='grades-checks.csv'>points per check</a></p>{banner}"
-        + (f"<ul class='imports'>{''.join(f'<li>{escape(n)}</li>' for n in notes)}</ul>" if notes else "")
-        + f"<table><tr><th>Submission</th><th>Outcome</th><th>Score</th>{head}<th>Lab</th><th>Time</th>"
-        f"<th>Attempts</th><th>Reason</th></tr>{''.join(rows)}</table>{similar_html(similar)}</body></html>\n"
+    return TEMPLATES.get_template("index.html").render(
+        title=title,
+        entries=entries,
+        checks=checks,
+        rows=rows,
+        in_error=[r["entry"]["submission"] for r in rows if r["errors"]],
+        notes=list(notes),
+        similar=similar,
+        threshold=similarity.THRESHOLD,
+        symbols=SYMBOLS,
+        written=time.strftime("%Y-%m-%d %H:%M:%S"),
     )
 
 

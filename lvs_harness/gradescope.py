@@ -148,20 +148,13 @@ def run(root: Path, pack: str | None = None) -> dict:
             data = exports.gradescope_nothing(f"the submission holds nothing to grade; hand in {EXPECTED}.")
         else:
             from .books import prepare_out
-            from .grading import Grader
+            from .grading import Grader, RunSpec
 
             with tempfile.TemporaryDirectory(prefix="lvsh-gradescope-") as tmp:
                 out = Path(tmp) / "reports"
                 prepare_out(out)
-                grader = Grader(
-                    out,
-                    backend="uml",
-                    jobs=1,
-                    pack=pack,
-                    formats=("gradescope",),
-                    audience="student",
-                    progress=lambda m: print(m, flush=True),
-                )
+                spec = RunSpec.of(pack, backend="uml", audience="student")
+                grader = Grader(out, spec, jobs=1, formats=("gradescope",), progress=lambda m: print(m, flush=True))
                 entry = grader.grade([submission])[0]
                 data = json.loads((out / entry["submission"] / exports.FILES["gradescope"]).read_text())
                 if entry["outcome"] == "refused":

@@ -351,11 +351,12 @@ def test_a_run_that_ends_in_error_is_graded_again_in_a_fresh_lab(tmp_path):
     the student's: grade runs it again in a fresh lab, and the gradebook and the index show
     both attempts, each with its own run."""
     from lvs_harness.books import prepare_out
-    from lvs_harness.grading import Grader
+    from lvs_harness.grading import Grader, RunSpec
 
     lines = []
     prepare_out(tmp_path / "reports")
-    grader = Grader(tmp_path / "reports", backend="uml", jobs=1, retries=1, timeout=25, progress=lines.append)
+    spec = RunSpec.of(backend="uml", timeout=25)
+    grader = Grader(tmp_path / "reports", spec, jobs=1, retries=1, progress=lines.append)
     entry = grader.grade([WRITEUP])[0]
     assert entry["outcome"] == "harness-failed"
     assert [a["attempt"] for a in entry["attempts"]] == [1, 2]
@@ -380,7 +381,7 @@ def test_a_run_that_ends_in_error_is_graded_again_in_a_fresh_lab(tmp_path):
 
 def test_errors_are_retried_and_flagged_failures_are_not():
     from lvs_harness.books import index_html
-    from lvs_harness.grading import retry_reason
+    from lvs_harness.attempt import retry_reason
 
     check = {"id": "failover", "title": "", "score": 0, "max_score": 3, "measured": {}}
     failed = {"outcome": "graded", "reason": "", "checks": [{**check, "status": "failed", "reason": "owners []"}]}

@@ -11,7 +11,7 @@ from pathlib import Path
 from ..checks import advice
 from ..errors import HarnessError
 from ..books import prepare_out
-from ..grading import Grader
+from ..grading import Grader, RunSpec
 from ..labs import select_backend
 from ..labs.base import stderr_progress
 from ..labs.image import ensure_image
@@ -67,16 +67,8 @@ def cmd_check(args) -> int:
         ensure_image(stderr_progress)
     signal.signal(signal.SIGTERM, interrupt)
     with Spinner() as spinner:
-        grader = Grader(
-            args.out,
-            backend=backend,
-            jobs=1,
-            retries=1,
-            pack=pack.name,
-            audience="student",
-            without_hidden=True,
-            progress=spinner.say,
-        )
+        spec = RunSpec(pack, backend=backend, audience="student", without_hidden=True)
+        grader = Grader(args.out, spec, jobs=1, retries=1, progress=spinner.say)
         entry = grader.grade([args.submission])[0]
     hints = {c["id"]: c["hint"] for c in grader.checks}
     print(f"{pack.title}: {args.submission}\n")

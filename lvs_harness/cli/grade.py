@@ -9,7 +9,7 @@ from pathlib import Path
 from .. import exports
 from ..errors import HarnessError
 from ..books import prepare_out
-from ..grading import DEFAULT_JOBS, DEFAULT_RETRIES, Grader
+from ..grading import DEFAULT_JOBS, DEFAULT_RETRIES, Grader, RunSpec
 from ..shards import parse_shard
 from ..labs import select_backend
 from ..labs.base import provision_budget, stderr_progress
@@ -37,22 +37,17 @@ def cmd_grade(args) -> int:
         ensure_image(stderr_progress)  # once, before the labs start side by side
     signal.signal(signal.SIGTERM, interrupt)
     jobs = args.jobs or (1 if backend == "vagrant" else DEFAULT_JOBS)  # five VMs per submission on vagrant
-    grader = Grader(
-        args.out,
+    spec = RunSpec(
+        pack,
         backend=backend,
         timing=args.timing,
-        allow_scripts=args.allow_scripts,
-        jobs=jobs,
         provider=args.provider,
-        retries=args.retries,
-        pack=pack.name,
-        formats=tuple(dict.fromkeys(args.format or ())),
-        shard=shard,
-        resume=args.resume,
+        allow_scripts=args.allow_scripts,
         audience=args.audience,
-        roster=roster,
     )
-    entries = grader.grade(args.submissions)
+    formats = tuple(dict.fromkeys(args.format or ()))
+    grader = Grader(args.out, spec, jobs=jobs, retries=args.retries, formats=formats, roster=roster)
+    entries = grader.grade(args.submissions, shard=shard, resume=args.resume)
     crashed = [e["submission"] for e in entries if e["outcome"] == "harness-failed"]
     print(f"\n{'submission':30} {'score':>7}  outcome")
     for e in entries:
