@@ -16,6 +16,7 @@ Example::
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -113,6 +114,22 @@ class RunSpec:
         return argv + [arg for arg, wanted in optional.items() if wanted]
 
 
+def run_env(environ=os.environ) -> dict[str, str]:
+    """The environment of a grading run: ours, with ``PYTHONPATH``'s entries made absolute — a run
+    works in a folder of its own, and a pack found through ``PYTHONPATH=.`` must be found there too.
+
+    Example::
+
+        run_env({"PYTHONPATH": "packs:/opt/x"})["PYTHONPATH"]     # '/home/me/course/packs:/opt/x'
+    """
+    env = dict(environ)
+    if env.get("PYTHONPATH"):
+        env["PYTHONPATH"] = os.pathsep.join(
+            str(Path(p).resolve()) if p else p for p in env["PYTHONPATH"].split(os.pathsep)
+        )
+    return env
+
+
 class Processes:
     """The grading runs under way, by name: a batch stops them all (``stop``); each run is stopped
     alone when it outlives its time budget (``expire``).
@@ -144,6 +161,7 @@ class Processes:
             bufsize=1,
             errors="replace",
             cwd=cwd,
+            env=run_env(),
         )
         with self._lock:
             self._procs[name] = proc

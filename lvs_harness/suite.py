@@ -151,10 +151,13 @@ class VrrpLab:
         return self.events[-1][0]
 
 
-def scenario(cls, lab_title: str, lab, directors, reals, client, timing, *, fallback: bool = True):
+def scenario(
+    cls, lab_title: str, lab, directors, reals, client, timing, *, fallback: bool = True, directors_needed: int = 2
+):
     """A module-scoped fixture's body: the suite's :class:`VrrpLab` (of class ``cls``) for its
     checks, with ``--timing`` applied and the VIPs' owners watched, stopped at the end. A lab
-    without two directors and a real fails every check, naming the roles found.
+    with fewer than ``directors_needed`` directors or no real fails every check, naming the roles
+    found.
 
     Example::
 
@@ -162,9 +165,10 @@ def scenario(cls, lab_title: str, lab, directors, reals, client, timing, *, fall
         def mylab(lab, directors, reals, client, timing):
             yield from scenario(VrrpLab, "my lab", lab, directors, reals, client, timing)
     """
-    if len(directors) < 2 or not reals:
+    if len(directors) < directors_needed or not reals:
+        needed = "two directors" if directors_needed == 2 else f"{directors_needed} director(s)"
         pytest.fail(
-            f"{lab_title} needs two directors and at least one real; roles found: "
+            f"{lab_title} needs {needed} and at least one real; roles found: "
             f"{[(h.name, h.role) for h in lab.topology.hosts]}",
             pytrace=False,
         )

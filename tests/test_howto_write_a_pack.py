@@ -36,8 +36,9 @@ SUITE = (EXAMPLE / "test_tinylab.py").read_text()
 # A student's write-up: only lb1's keepalived.conf (the lab is built to fit it: lb1, the real of its
 # virtual_server named after the pack's real pattern (web1), a client; what it does not show is built) ...
 WRITEUP = (EXAMPLE.parent / "tinylab-writeup.md").read_text()
-# ... and a broken one: IPVS balances an address that is not the VIP, so nothing answers through lb1.
-BROKEN = WRITEUP.replace("virtual_server 10.99.0.100 80", "virtual_server 10.99.0.101 80")
+# ... and a broken one: IPVS masquerades (NAT) where the lab is direct routing, so web1 answers the
+# client itself, from its own address, and no request is answered through lb1.
+BROKEN = WRITEUP.replace("lb_kind DR", "lb_kind NAT")
 
 
 def write_pack(root: Path) -> Path:
@@ -50,7 +51,8 @@ def test_a_pack_written_from_scratch_grades_a_submission(tmp_path):
     packs = write_pack(tmp_path)
     (tmp_path / "alice.md").write_text(WRITEUP)
     (tmp_path / "bob.md").write_text(BROKEN)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(packs), os.environ.get("PYTHONPATH")]))}
+    # as docs/write-a-pack.md says: the pack's folder on PYTHONPATH, relative to where grade is run
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [packs.name, os.environ.get("PYTHONPATH")]))}
     # its checks on its own reference lab, from pytest (the pack is found from the suite being run),
     # side by side with grading two write-ups with it
     ref = subprocess.Popen(
@@ -99,14 +101,17 @@ def test_a_pack_written_from_scratch_grades_a_submission(tmp_path):
     ref_out = ref.communicate(timeout=600)[0]
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     book = json.loads((tmp_path / "reports" / "gradebook.json").read_text())
-    assert book["pack"] == "tinylab" and [c["id"] for c in book["checks"]] == ["answers"]
+    assert book["pack"] == "tinylab" and [c["id"] for c in book["checks"]] == ["config_valid", "answers"]
     alice, bob = book["submissions"]
-    assert (alice["outcome"], alice["score"], alice["max_score"]) == ("graded", 2, 2), alice["checks"]
-    assert alice["checks"][0]["measured"]["by_real"] == {"web1": 5}
-    assert (bob["outcome"], bob["score"]) == ("graded", 0) and bob["checks"][0]["status"] == "failed", bob["checks"]
+    assert (alice["outcome"], alice["score"], alice["max_score"]) == ("graded", 3, 3), alice["checks"]
+    assert alice["checks"][1]["measured"]["by_real"] == {"web1": 5}
+    # bob's keepalived runs his config (1 point), but no request is answered through lb1; the diagnosis,
+    # looked at on the lab, says why
+    assert (bob["outcome"], bob["score"]) == ("graded", 1) and bob["checks"][1]["status"] == "failed", bob["checks"]
+    assert "masquerad" in bob["checks"][1]["reason"], bob["checks"][1]["reason"]
     report = (tmp_path / "reports" / "alice" / "report.html").read_text()
     assert "Tiny lab grading" in report and "lb1 keepalived.conf" in report
-    assert ref.returncode == 0 and "1 passed" in ref_out, ref_out[-3000:]
+    assert ref.returncode == 0 and "2 passed" in ref_out, ref_out[-3000:]
     assert json.loads((tmp_path / "ref.json").read_text())["pack"] == "tinylab"
 
 
