@@ -160,3 +160,31 @@ def lines(series: dict[str, list[tuple[float, float]]], title: str, unit: str = 
         )
     body += _axis(x0, x1, y1, tlo, thi, unit)
     return _svg(y1 + 40, body, title, "lines")
+
+
+def of_measured(measured: dict, bar_titles: dict[str, str]) -> list[str]:
+    """The charts a check's measured values call for: a bar chart for each key of ``bar_titles``
+    measured as ``{name: count}``; a timeline of the VIP's owners (``ownership``: ``{director:
+    [(t, held)]}``, or ``{vip: {director: [(t, held)]}}`` for several VIPs, one timeline each) with
+    the client's ``probes`` and the check's ``events``. None when it measured nothing chartable.
+
+    Example (a pack's ``charts``)::
+
+        charts=functools.partial(of_measured, bar_titles={"by_real": "Requests per real"})
+    """
+    out = [
+        bars(measured[k], title) for k, title in bar_titles.items() if isinstance(measured.get(k), dict) and measured[k]
+    ]
+    ownership = measured.get("ownership") or {}
+    per_vip = ownership if all(isinstance(v, dict) for v in ownership.values()) else {None: ownership}
+    for vip, rows in per_vip.items():
+        if rows:
+            out.append(
+                timeline(
+                    {k: [tuple(r) for r in v] for k, v in rows.items()},
+                    [tuple(p) for p in measured.get("probes", ())],
+                    [tuple(e) for e in measured.get("events", ())],
+                    **({"title": f"Who held {vip}"} if vip else {}),
+                )
+            )
+    return out

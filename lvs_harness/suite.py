@@ -6,8 +6,11 @@ its homework's checks only.
   address events for the VIPs, a timeline of what the checks did, client traffic and probes;
 - :func:`baseline_fixture` — the autouse fixture that brings the lab to the state a check
   declares (``state=`` on its marker) before it runs, or fails it with "not run: …";
-- :func:`config_valid` — the shared check that keepalived runs each director's config;
+- :func:`config_valid_check` — the shared check that keepalived runs each director's config
+  (:func:`config_valid`), and :data:`NEEDS_CONFIG` for the checks that need it;
 - :func:`set_timing` — ``--timing`` applied to the directors' IPVS timeouts;
+- :meth:`VrrpLab.takeover` — the VIP's holder loses its lab link while the client probes the VIP:
+  the backup's takeover judged, the probes measured, the link up again at the end;
 - :func:`why_path`, :func:`why_vrrp`, :func:`explained` — a failed check's diagnosis
   (:mod:`lvs_harness.diagnosis`), measured.
 
@@ -19,24 +22,25 @@ Example (a pack's suite)::
 
     baseline = baseline_fixture("mylab")
 
-    @pytest.mark.check(id="config_valid", points=1, title="keepalived runs the configs")
-    def test_config_valid(mylab, measure):
-        config_valid(mylab.directors, measure)
+    test_config_valid = config_valid_check("mylab")
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import pytest
 
 from . import diagnosis
-from .assertions import KEEPALIVED_CONF, LabAssertionError, assert_config_runs, vrrp_instance
+from .assertions import KEEPALIVED_CONF, LabAssertionError, assert_config_runs, assert_failover_within, vrrp_instance
 from .baseline import SteadyState, Unsteady, intended_master
 from .checks import Check, not_run
 from .errors import HarnessError
 from .probes import vrrp
-from .probes.client import http_requests, identify, real_pages
+from .probes.client import Prober, http_requests, identify, real_pages
 
 FAST_TCPFIN = 5  # seconds, --timing fast: IPVS's FIN_WAIT timeout (default 120 s = 1 MSL)
 STEADY = "steady"  # the lab state every suite knows: links up, keepalived everywhere, the VIP on its master
@@ -45,6 +49,19 @@ STEADY = "steady"  # the lab state every suite knows: links up, keepalived every
 def not_ready(reason: str):
     """Fail the check as not run (the lab could not be brought to the state it needs)."""
     pytest.fail(not_run(reason), pytrace=False)
+
+
+@dataclass
+class Takeover:
+    """A failover under way (:meth:`VrrpLab.takeover`): who held the VIP, who took it, the move
+    (``assert_failover_within``'s value), the time the link went down (the holder's clock) and the
+    client's probes through it."""
+
+    holder: object
+    backup: object
+    moved: object
+    t0: float
+    prober: Prober
 
 
 class VrrpLab:
@@ -144,6 +161,42 @@ class VrrpLab:
         director.link_down(link)
         return self.events[-1][0]
 
+    @contextlib.contextmanager
+    def takeover(self, measure, *, linger: float = 0.0, also: Callable | None = None) -> Iterator[Takeover]:
+        """The VIP's holder (as the check began) loses its lab link while the client probes the VIP.
+        The backup's takeover is judged (a failure's reason is led by :func:`why_vrrp`), then
+        ``also(moved)`` — what must hold at once —, and the client keeps probing one advert
+        interval (+ ``linger`` s) more: the gap must have closed. The probes are measured
+        (:func:`measure_probes`) and kept; the body runs with the link still down; it comes up
+        again at the end, whatever happened.
+
+        Example::
+
+            with s.takeover(measure) as t:
+                measure("failover_s", round(t.moved.seconds, 2))
+                assert s.requests(10)[-1].ok, f"no answer through {t.backup.name}"
+        """
+        holder, backup = self.holder, self.backup_for(self.holder)
+        prober = Prober(self.client, self.url)
+        try:
+            with prober:
+                t0 = self.link_down(holder)
+                try:
+                    moved = assert_failover_within(holder, backup, self.vip)
+                    if also:
+                        also(moved)
+                except LabAssertionError as err:
+                    raise explained(err, why_vrrp(self, measure, backup)) from None
+                finally:
+                    until = time.monotonic() + self.insts[backup.name].advert_int + linger
+                    while time.monotonic() < until:
+                        time.sleep(0.1)
+            self.probes += prober.results
+            measure_probes(measure, prober)
+            yield Takeover(holder, backup, moved, t0, prober)
+        finally:
+            self.link_up(holder)
+
     def link_up(self, director, link: str | None = None) -> float:
         link = link or self.lab_if[director.name]
         self.event(director, f"{link} up on {director.name}")
@@ -222,6 +275,38 @@ def baseline_fixture(scenario: str, states: dict[str, Callable] | None = None, a
             states[check.state](s, steady)
 
     return baseline
+
+
+NEEDS_CONFIG = {"config_valid": "needs a valid keepalived config"}  # ``needs=`` of a check that runs keepalived
+CONFIG_VALID_HINT = (
+    "Run `keepalived --config-test -f {path}` on each director and read what it drops or cannot use; an "
+    "unbalanced brace, a track_script used before its vrrp_script, or an interface the host lacks are the "
+    "usual causes."
+)
+
+
+def config_valid_check(scenario: str, path: str = KEEPALIVED_CONF, points: int = 1):
+    """The shared check ``config_valid`` for a suite whose :class:`VrrpLab` fixture is called
+    ``scenario``: keepalived runs each director's ``path`` as written (:func:`config_valid`).
+    Checks that need it say ``needs=NEEDS_CONFIG``.
+
+    Example (in a pack's suite module)::
+
+        test_config_valid = config_valid_check("mylab")
+    """
+
+    @pytest.mark.check(
+        id="config_valid",
+        points=points,
+        title="keepalived runs each director's configuration as written",
+        hint=CONFIG_VALID_HINT.format(path=path),
+    )
+    def test_config_valid(request, measure):
+        """keepalived runs the config as written: messages it recovers from (auth_pass truncated,
+        scripts without script security, unknown or deprecated keywords) are listed, not failed."""
+        config_valid(request.getfixturevalue(scenario).directors, measure, path)
+
+    return test_config_valid
 
 
 def config_valid(directors, measure, path: str = KEEPALIVED_CONF) -> None:

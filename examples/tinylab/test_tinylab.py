@@ -1,13 +1,13 @@
 """tinylab's checks: pytest tests carrying ``@pytest.mark.check`` (a stable id, points, a title
 and a hint for students), built on the suite kit (``lvs_harness.suite``) as the course's own packs
-are: the lab as the checks see it, the baseline fixture, the shared ``config_valid`` and a failed
-check's diagnosis."""
+are: the lab as the checks see it, the baseline fixture, the shared ``config_valid`` check and a
+failed check's diagnosis."""
 
 import pytest
 from lvs_harness.assertions import assert_vip_on
 from lvs_harness.diagnosis import led
 from lvs_harness.probes import ipvs
-from lvs_harness.suite import VrrpLab, baseline_fixture, config_valid, scenario, why_path
+from lvs_harness.suite import NEEDS_CONFIG, VrrpLab, baseline_fixture, config_valid_check, scenario, why_path
 
 
 @pytest.fixture(scope="module")
@@ -20,20 +20,14 @@ def tiny(lab, directors, reals, client, timing):
 baseline = baseline_fixture("tiny")  # brings the lab to a check's `state` before it runs
 
 
-@pytest.mark.check(
-    id="config_valid",
-    points=1,
-    title="keepalived runs lb1's configuration",
-    hint="Run `keepalived -t -f /etc/keepalived/keepalived.conf` on lb1 and fix what it says.",
-)
-def test_config_valid(tiny, measure):
-    config_valid(tiny.directors, measure)
+# the shared check that keepalived runs lb1's configuration as written
+test_config_valid = config_valid_check("tiny")
 
 
 @pytest.mark.check(
     id="answers",
     points=2,
-    needs=["config_valid"],
+    needs=NEEDS_CONFIG,
     state="steady",
     title="five requests to the VIP are answered by web1 through lb1",
     hint="Is the VIP on lb1, and is web1 the real of its virtual_server?",

@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-from ...charts import bars, lines, timeline
+from ...charts import lines, of_measured
+
+BARS = {
+    "by_real": "Requests per real (through the VIP)",
+    "split": "IPVS split on the master",
+    "split_on_backup": "IPVS split on the backup after failover",
+}
 
 
 def for_measured(measured: dict) -> list[str]:
-    """The charts a check's measured values call for (none when it measured nothing chartable)."""
-    out = []
-    for key, title in (
-        ("by_real", "Requests per real (through the VIP)"),
-        ("split", "IPVS split on the master"),
-        ("split_on_backup", "IPVS split on the backup after failover"),
-    ):
-        if isinstance(measured.get(key), dict) and measured[key]:
-            out.append(bars(measured[key], title))
-    if measured.get("ownership"):
-        out.append(
-            timeline(
-                {k: [tuple(r) for r in v] for k, v in measured["ownership"].items()},
-                [tuple(p) for p in measured.get("probes", ())],
-                [tuple(e) for e in measured.get("events", ())],
-            )
-        )
+    """The charts a check's measured values call for: the core's bars and ownership timeline, and
+    the master's connections while InActConn drains (inactconn_drains)."""
+    out = of_measured(measured, BARS)
     if measured.get("drain"):
         rows = measured["drain"]
         out.append(

@@ -38,7 +38,8 @@ from lvs_harness.suite import (
     STEADY,
     VrrpLab,
     baseline_fixture,
-    config_valid,
+    NEEDS_CONFIG,
+    config_valid_check,
     explained,
     measure_probes,
     not_ready,
@@ -47,7 +48,7 @@ from lvs_harness.suite import (
     why_vrrp,
 )
 
-KEEPALIVED = {"config_valid": "needs a valid keepalived config"}
+KEEPALIVED = NEEDS_CONFIG
 REQUESTS = 50
 DRAIN_REQUESTS = 10
 SETTLED_AFTER = 3.0  # seconds after traffic before IPVS counters can be read without settling
@@ -160,18 +161,7 @@ def _arp_to_the_holder(hw, steady) -> None:
 baseline = baseline_fixture("hw", states={TRAFFIC: _arp_to_the_holder})
 
 
-@pytest.mark.check(
-    id="config_valid",
-    points=1,
-    title="keepalived runs each director's configuration as written",
-    hint="Run `keepalived --config-test -f /etc/keepalived/keepalived.conf` on each director and read "
-    "what it drops or cannot use; an unbalanced brace, a track_script used before its "
-    "vrrp_script, or an interface the host lacks are the usual causes.",
-)
-def test_config_valid(hw, measure):
-    """keepalived runs the config as written: messages it recovers from (auth_pass truncated,
-    scripts without script security, unknown or deprecated keywords) are listed, not failed."""
-    config_valid(hw.directors, measure)
+test_config_valid = config_valid_check("hw")
 
 
 @pytest.mark.check(
@@ -470,44 +460,28 @@ def _measure_move(hw, measure, name: str, polled, cause: tuple, effect: tuple, a
     state=TRAFFIC,
 )
 def test_failover(hw, measure):
-    holder, backup = hw.holder, hw.backup_for(hw.holder)
-    prober = Prober(hw.client, hw.url)
-    try:
-        with prober:
-            t0 = hw.link_down(holder)
-            try:
-                moved = assert_failover_within(holder, backup, hw.vip)
-            except LabAssertionError as err:
-                raise explained(err, why_vrrp(hw, measure, backup)) from None
-            finally:
-                # keep probing for one advert interval after the takeover: the gap must have closed
-                prober_until = time.monotonic() + hw.insts[backup.name].advert_int
-                while time.monotonic() < prober_until:
-                    time.sleep(0.1)
+    with hw.takeover(measure) as t:
         hw.last_traffic = time.monotonic()
-        hw.probes += prober.results
-        _measure_move(hw, measure, "failover_s", moved, ("link", holder, False), ("vip", backup, True), t0)
-        measure_probes(measure, prober)
-        after = [r for r in prober.results if r.time > prober.results[-1].time - 0.5] if prober.results else []
+        _measure_move(hw, measure, "failover_s", t.moved, ("link", t.holder, False), ("vip", t.backup, True), t.t0)
+        results = t.prober.results
+        after = [r for r in results if r.time > results[-1].time - 0.5] if results else []
         failing = [r for r in after if not r.ok]
         assert not failing, (
-            f"{_why(hw, measure, holder=backup)}client requests still fail after the takeover: "
+            f"{_why(hw, measure, holder=t.backup)}client requests still fail after the takeover: "
             f"{len(failing)} of the last {len(after)} "
             f"({said_statuses(Counter(r.status for r in after))})"
         )
         assert after, "the client's prober recorded no request after the takeover"
         if hw.lab.ipvs:
-            before = hw.stats_now(backup)  # the prober's last requests are still being counted
+            before = hw.stats_now(t.backup)  # the prober's last requests are still being counted
             answers = hw.requests(10)
             assert all(a.ok for a in answers), (
-                f"{_why(hw, measure, holder=backup)}through the backup: "
+                f"{_why(hw, measure, holder=t.backup)}through the backup: "
                 f"{said_statuses(Counter(a.status for a in answers))}"
             )
             # the takeover and traffic through the new holder are failover's; the split is rr_balanced's
-            split = assert_rr_balanced(backup, hw.vip, hw.port, expected_total=10, since=before, tolerance=10)
+            split = assert_rr_balanced(t.backup, hw.vip, hw.port, expected_total=10, since=before, tolerance=10)
             measure("split_on_backup", split.value)
-    finally:
-        hw.link_up(holder)
 
 
 @pytest.mark.check(

@@ -7,10 +7,17 @@ grade with it: ``lvs-harness grade --pack lvs-nat write-up.md``.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from .. import Pack
-from .charts import for_measured
+from ...charts import of_measured
+
+BARS = {
+    "by_real": "Requests per real (through the VIP)",
+    "expected": "Requests per real the weights call for",
+    "after_stop": "Requests per real while one real's server is stopped",
+}
 
 PACK = Pack(
     name="lvs-nat",
@@ -23,7 +30,7 @@ PACK = Pack(
     roles={"director": ("director*", "lb*", "lvs*"), "real": ("web*", "real*", "server*"), "client": ("client*",)},
     daemons={"real": ("nginx",), "director": ("keepalived",)},
     services=(),  # read from the lab: the external VIP and port of the directors' virtual_server
-    charts=for_measured,
+    charts=functools.partial(of_measured, bar_titles=BARS),  # the bars, a timeline per VIP
     real_setup="real-server setup (nginx, default route via the gateway VIP)",
     check_seconds=(26.0, 29.0),  # measured 2026-12-06: runs of 39 s and 42 s, lab up in 13 s
 )
