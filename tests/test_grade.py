@@ -408,3 +408,19 @@ def test_errors_are_retried_and_flagged_failures_are_not():
         [{"id": "failover", "title": "", "points": 3}],
     )
     assert "1 submission(s) have checks that could not be judged" in page and "⚠ 1 in error" in page
+    # what a submission brings (its name, reasons quoting its files) is text on the page, never markup
+    hostile = index_html(
+        [
+            {
+                **errored,
+                "submission": "<img src=x onerror=alert(1)>",
+                "report": "x/report.html",
+                "score": 0,
+                "max_score": 3,
+                "duration": 1.0,
+                "reason": "'><script>alert(1)</script>",
+            }
+        ],
+        [{"id": "failover", "title": "", "points": 3}],
+    )
+    assert "<script>" not in hostile and "<img" not in hostile and "&lt;img src=x" in hostile
