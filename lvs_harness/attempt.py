@@ -124,9 +124,8 @@ def run_env(environ=os.environ) -> dict[str, str]:
     """
     env = dict(environ)
     if env.get("PYTHONPATH"):
-        env["PYTHONPATH"] = os.pathsep.join(
-            str(Path(p).resolve()) if p else p for p in env["PYTHONPATH"].split(os.pathsep)
-        )
+        # (an empty entry is the current folder, as Python reads it)
+        env["PYTHONPATH"] = os.pathsep.join(str(Path(p or ".").resolve()) for p in env["PYTHONPATH"].split(os.pathsep))
     return env
 
 
