@@ -5,6 +5,7 @@
   page says ``<!-- checks: PACK -->``;
 - a repository file shown whole, where a page says ``<!-- include: PATH -->`` (the tutorial's
   pack: the same files the tests run);
+- the reference pages: the docstrings' Sphinx roles shown as plain code;
 - ``benchmarks.md`` and ``changelog.md``: ``bench/RESULTS.md`` and ``CHANGELOG.md``, which stay
   where their readers (benchmark scripts, release notes) look for them.
 """
@@ -68,3 +69,10 @@ def on_files(files, config):
         files.append(File.generated(config, uri, content=source.read_text()))
     files.append(File.generated(config, "reference/cli.md", content=cli_reference()))
     return files
+
+
+def on_page_content(html, page, config, files):
+    """The docstrings' Sphinx roles (``:func:`x```, rendered by mkdocstrings as ``:func:<code>x</code>``)
+    read as plain code, and their ``Example::`` as ``Example:``."""
+    html = re.sub(r":(?:func|class|meth|mod|data|attr|exc):(<code>)", r"\1", html)
+    return re.sub(r"(Example[^<:]*)::(</p>)", r"\1:\2", html)

@@ -4,6 +4,7 @@ reference from the parser, each pack's checks from its markers, the benchmark re
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +31,10 @@ def test_the_docs_build_strictly_with_their_generated_pages(tmp_path):
         assert all(f"<td><code>{c.id}</code></td>" in page for c in load_pack(name).checks()), name
     assert "lab_config" in (site / "reference" / "fixtures" / "index.html").read_text()
     assert "Benchmark results" in (site / "benchmarks" / "index.html").read_text()
+    assert "config_valid_check" in (site / "reference" / "suite" / "index.html").read_text()
+    assert "RunSpec" in (site / "reference" / "grading" / "index.html").read_text()
+    for page in (site / "reference").glob("*/index.html"):  # the docstrings' Sphinx roles read as code
+        assert not re.search(r":(func|class|meth|mod|data):<code>", page.read_text()), page
 
 
 def test_the_readme_is_short_and_keeps_the_quick_start():
