@@ -295,6 +295,7 @@ def config_valid_check(scenario: str, path: str = KEEPALIVED_CONF, points: int =
         test_config_valid = config_valid_check("mylab")
     """
 
+    @pytest.mark.usefixtures(scenario)  # set up before the check: a lab that cannot start is an error, not a failure
     @pytest.mark.check(
         id="config_valid",
         points=points,
