@@ -100,7 +100,7 @@ def test_a_slurm_job_array_grades_shards_a_dependent_job_merges_them_and_resume_
     assert sum(map(len, graded)) == 6 and set.union(*graded) == {p.stem for p in tiny["subs"]}
     assert verdicts(tiny["root"] / "merged") == verdicts(tiny["root"] / "whole"), logs
     scores = {name: v[1] for name, v in verdicts(tiny["root"] / "whole").items()}
-    assert scores == {f"student{i}": 2 if i % 2 == 0 else 0 for i in range(6)}
+    assert scores == {f"student{i}": 3 if i % 2 == 0 else 1 for i in range(6)}  # the broken ones: config_valid only
     for name in scores:
         assert (tiny["root"] / "merged" / name / "report.html").is_file()
         assert (tiny["root"] / "whole" / name / "junit.xml").is_file()
@@ -167,7 +167,7 @@ def test_run_autograder_in_an_autograder_layout(tiny, tmp_path):
         assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
         results[case] = json.loads((root / "results" / "results.json").read_text())
         jsonschema.validate(results[case], json.loads((SCHEMAS / "gradescope-results.schema.json").read_text()))
-    assert results["alice"]["score"] == 2 and results["alice"]["tests"][0]["status"] == "passed"
+    assert results["alice"]["score"] == 3 and {t["status"] for t in results["alice"]["tests"]} == {"passed"}
     assert results["empty"]["score"] == 0 and "nothing to grade" in results["empty"]["output"]
     assert "markdown write-up" in results["empty"]["output"]
 
@@ -198,11 +198,13 @@ def test_a_student_checks_their_own_lab(tiny):
     }
     (good_out, good_err), (bad_out, bad_err) = (runs[n].communicate(timeout=600) for n in ("good", "bad"))
     assert runs["good"].returncode == 0, good_out[-2000:] + good_err[-2000:]
-    assert "✓ answers: five requests to the VIP" in good_out and "1 of 1 checks passed" in good_out
+    assert "✓ answers: five requests to the VIP" in good_out and "2 of 2 checks passed" in good_out
     assert runs["bad"].returncode == 1, bad_out[-2000:] + bad_err[-2000:]
-    assert "✗ answers" in bad_out and "hint: Is the VIP on lb1" in bad_out
+    # the failed check says why, from the lab, and the fix, in place of its general hint
+    assert "✗ answers" in bad_out and "why: IPVS rewrites requests to the real's address (masquerading)" in bad_out
+    assert "fix: use direct routing" in bad_out and "hint: Is the VIP on lb1" not in bad_out
     assert "report: self-bad/student1/report.html" in bad_out
     assert "lab " in bad_err and " is up" in bad_err  # progress while the lab came up (plain lines)
     report = (tiny["root"] / "self-bad" / "student1" / "report.html").read_text()
-    assert "&lt;b&gt;Hint:&lt;/b&gt; Is the VIP on lb1" in report  # no diagnosis: the check's hint
+    assert "&lt;b&gt;Why:&lt;/b&gt; IPVS rewrites requests" in report and "&lt;b&gt;Fix:&lt;/b&gt; use direct" in report
     assert "Traceback" not in report and "def test_answers" not in report and "assert [a.real" not in report
