@@ -70,7 +70,7 @@ class Entry(TypedDict, total=False):
 MARKER = ".lvs-harness-reports"
 
 
-# gradebook.csv: one row per submission and check; each column and how it is read from the two
+# gradebook.csv: one row per submission and check; each column, read from the entry (e) and the check (c)
 CSV_COLUMNS: dict[str, Callable[[Entry, CheckResult], object]] = {
     "submission": lambda e, c: e["submission"],
     "outcome": lambda e, c: e["outcome"],
