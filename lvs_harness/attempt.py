@@ -70,7 +70,7 @@ class RunSpec:
 
     Example::
 
-        spec = RunSpec.of("hw38", backend="uml", audience="student", without_hidden=True)
+        spec = RunSpec.of("my-lab", backend="uml", audience="student", without_hidden=True)
         spec.timeout          # seconds a run may take (job_timeout)
         spec.checks[0]["id"]  # 'config_valid': the checks graded, hidden ones left out
     """

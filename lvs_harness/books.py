@@ -187,7 +187,7 @@ def index_html(
 
     Example::
 
-        index_html(entries, checks, "hw3.8")      # '<!doctype html>…<h1>hw3.8 gradebook</h1>…'
+        index_html(entries, checks, "My lab")      # '<!doctype html>…<h1>My lab gradebook</h1>…'
     """
     rows = []
     for e in entries:
