@@ -49,11 +49,14 @@ class Finding:
         return f"{self.cause} — {self.fix}" if self.fix else self.cause
 
 
-def explain(look, *args, **kwargs) -> Finding | None:
-    """``look(*args, **kwargs)``, or None if looking failed (a diagnosis never breaks a check)."""
+def explain(look, *args, errors: list[str] | None = None, **kwargs) -> Finding | None:
+    """``look(*args, **kwargs)``, or None if looking failed (a diagnosis never breaks a check); why
+    it failed is added to ``errors`` when given."""
     try:
         return look(*args, **kwargs)
-    except Exception:  # noqa: BLE001 — the verdict stands without its explanation
+    except Exception as err:  # noqa: BLE001 — the verdict stands without its explanation
+        if errors is not None:
+            errors.append(f"{type(err).__name__}: {err}"[:500])
         return None
 
 
@@ -70,11 +73,10 @@ def diagnose(measure, look, **kwargs) -> Finding | None:
         assert ok, led(finding) + "statuses …"
     """
     t0 = time.monotonic()
-    try:
-        finding = look(**kwargs)
-    except Exception as err:  # noqa: BLE001 — the verdict stands without its explanation; staff see why
-        finding = None
-        measure("diagnosis_error", f"{type(err).__name__}: {err}"[:500])
+    errors: list[str] = []
+    finding = explain(look, errors=errors, **kwargs)
+    if errors:  # staff see why there is no explanation
+        measure("diagnosis_error", errors[0])
     measure("diagnosis_s", round(time.monotonic() - t0, 2))
     if finding:
         measure("diagnosis", finding.sentence)
@@ -360,8 +362,12 @@ def vrrp_path(*, directors, vip: str, instances: dict, lab_if: dict, expected=No
     heard = capture_adverts(listener, lab_if[listener.name], interval + 0.3, seen)
     name_of = {ip: n for n, addrs in found.items() for ip in _ips(addrs)}
     by = {}
-    for a in heard or ():
-        by.setdefault(name_of.get(a.source, a.source), a)
+
+    def hear(adverts) -> None:  # who announces what, by director name (the first advert of each)
+        for a in adverts or ():
+            by.setdefault(name_of.get(a.source, a.source), a)
+
+    hear(heard)
     evidence = "\n".join(seen)
     if len(owners) > 1:
         return _several(owners, by, instances, listener, lab_if, vip, evidence)
@@ -370,9 +376,9 @@ def vrrp_path(*, directors, vip: str, instances: dict, lab_if: dict, expected=No
     target = expected
     own = by.get(target.name)
     log = target.log("keepalived")  # read once: its transitions and what it says of the instance
+    no_vip = _no_vip_lines(log)
     if own is None and _says_master(log, target.name, seen):  # its log says MASTER: its advert fell outside the window
-        for a in capture_adverts(listener, lab_if[listener.name], interval + 0.3, seen) or ():
-            by.setdefault(name_of.get(a.source, a.source), a)
+        hear(capture_adverts(listener, lab_if[listener.name], interval + 0.3, seen))
         own = by.get(target.name)
         evidence = "\n".join(seen)
     if own is not None:  # it announces: it is MASTER of its group
@@ -384,20 +390,18 @@ def vrrp_path(*, directors, vip: str, instances: dict, lab_if: dict, expected=No
                     f"put {vip} in virtual_ipaddress on every director",
                     evidence,
                 )
-            lines = _no_vip_lines(log)
             return Finding(
                 f"{target.name} is MASTER (it announces virtual_router_id {own.vrid}) but announces no "
                 f"address: keepalived runs its instance without a virtual_ipaddress"
-                + (f" (its log: {'; '.join(lines)})" if lines else ""),
+                + (f" (its log: {'; '.join(no_vip)})" if no_vip else ""),
                 "fix the virtual_ipaddress block in its configuration (see config_valid)",
                 evidence,
             )
         return None
-    lines = _no_vip_lines(log)
-    if lines:  # not heard, and keepalived itself says its instance has no address to hold
+    if no_vip:  # not heard, and keepalived itself says its instance has no address to hold
         return Finding(
             f"{target.name} never holds {vip}: keepalived runs its instance without a virtual_ipaddress (its log: "
-            f"{'; '.join(lines)})",
+            f"{'; '.join(no_vip)})",
             "fix the virtual_ipaddress block in its configuration (see config_valid)",
             "\n".join(seen),
         )

@@ -305,6 +305,9 @@ def test_looking_never_breaks_a_check():
         raise RuntimeError("the guest stopped answering")
 
     assert diagnosis.explain(broken) is None
+    measured = {}
+    assert diagnosis.diagnose(lambda k, v: measured.__setitem__(k, v), broken) is None
+    assert measured["diagnosis_error"] == "RuntimeError: the guest stopped answering" and "diagnosis" not in measured
 
 
 def test_health_checks_unanswered_through_lo_empty_the_service():
