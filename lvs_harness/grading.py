@@ -171,7 +171,6 @@ class Grader:
         self.imports = lms.Summary()
         self.similar: list[dict] | None = None  # the cohort's similar pairs, once all are graded
         self.entries: dict[str, Entry] = {}
-        self.shard: tuple[int, int] | None = None
 
     @property
     def checks(self) -> list[dict]:
@@ -205,7 +204,7 @@ class Grader:
                     self.processes,
                     earlier=earlier,
                     on_line=lambda line: self.relay(label, line),
-                    admit=lambda: self.gate.admit(running=self.processes.__len__, stopping=self._stopping),
+                    admit=lambda: self.gate.admit(running=lambda: len(self.processes), stopping=self._stopping),
                 )
                 attempts.append(attempt_summary(entry, n))
                 why = retry_reason(entry)
@@ -235,7 +234,6 @@ class Grader:
     def grade(self, paths: list[Path], *, shard: tuple[int, int] | None = None, resume: bool = False) -> list[Entry]:
         """Grade ``paths`` (only shard ``k`` of ``n`` when ``shard=(k, n)``; with ``resume``, not
         those whose report in ``out`` is complete for the same inputs); their entries in order."""
-        self.shard = shard
         pairs = list(zip(paths, job_names(paths)))
         if shard:
             k, n = shard
@@ -260,7 +258,7 @@ class Grader:
                 entry = fut.result()
                 done += 1
                 self.entries[entry["submission"]] = entry
-                self.write_books([self.entries[n] for n in names if n in self.entries])
+                self._write_books([self.entries[n] for n in names if n in self.entries], shard)
                 what = f"{entry['score']}/{entry['max_score']}" + (
                     f", {entry['outcome']}: {entry['reason']}" if entry["outcome"] != "graded" else ""
                 )
@@ -275,7 +273,7 @@ class Grader:
         pool.shutdown(wait=True)
         entries = [self.entries[n] for n in names]
         self.similar = similarity.pairs(entries) if len(entries) > 1 else None
-        self.write_books(entries)
+        self._write_books(entries, shard)
         return entries
 
     def _start_and_grade(self, path: Path, name: str, label: str) -> Entry:
@@ -317,13 +315,13 @@ class Grader:
         return todo
 
     # books -----------------------------------------------------------------------------
-    def write_books(self, entries: list[Entry]) -> None:
+    def _write_books(self, entries: list[Entry], shard: tuple[int, int] | None) -> None:
         self.imports = write_books(
             self.out,
             self.spec.pack,
             self.checks,
             entries,
-            shard=f"{self.shard[0]}/{self.shard[1]}" if self.shard else None,
+            shard=f"{shard[0]}/{shard[1]}" if shard else None,
             roster=self.roster,
             similar=self.similar,
         )
